@@ -1,0 +1,69 @@
+/**
+ * @module errors
+ * Typed errors. Each carries a stable `code` so callers (HTTP responses, the CLI, logs)
+ * branch on the kind of failure rather than on message text.
+ */
+
+/** One broken rule in a policy document, located by a JSON path such as `routes[1].mirrors[0].percent`. */
+export interface PolicyIssue {
+  path: string;
+  message: string;
+}
+
+/** A policy document (route, cluster or policy file) broke one or more rules. */
+export class PolicyValidationError extends Error {
+  readonly code = "invalid_policy";
+  constructor(readonly issues: readonly PolicyIssue[]) {
+    super(issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join("; "));
+    this.name = "PolicyValidationError";
+  }
+}
+
+/** KV could not be read; the worker keeps serving the primary and skips mirrors. */
+export class PolicyStoreUnavailableError extends Error {
+  readonly code = "policy_store_unavailable";
+  constructor(cause: unknown) {
+    super(`policy store unavailable: ${cause instanceof Error ? cause.message : String(cause)}`, {
+      cause,
+    });
+    this.name = "PolicyStoreUnavailableError";
+  }
+}
+
+/** Why the primary could not answer; each maps to one client-facing status. */
+export type UpstreamFailure =
+  | "primary_timeout"
+  | "primary_unreachable"
+  | "loop_detected"
+  | "unknown_cluster"
+  | "no_backend";
+
+const STATUS_BY_FAILURE: Record<UpstreamFailure, number> = {
+  primary_timeout: 504,
+  primary_unreachable: 502,
+  loop_detected: 508,
+  unknown_cluster: 500,
+  no_backend: 500,
+};
+
+/** The primary leg failed; rendered to the client as a short JSON error. */
+export class UpstreamError extends Error {
+  constructor(
+    readonly code: UpstreamFailure,
+    message: string,
+  ) {
+    super(message);
+    this.name = "UpstreamError";
+  }
+
+  get status(): number {
+    return STATUS_BY_FAILURE[this.code];
+  }
+
+  toResponse(): Response {
+    return Response.json(
+      { error: this.code, message: this.message },
+      { status: this.status, headers: { "x-edge-mirror-error": this.code } },
+    );
+  }
+}
