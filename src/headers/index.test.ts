@@ -1,0 +1,63 @@
+import { describe, expect, it } from "vitest";
+import { applyHeaderOps, forwardableHeaders, forwardedFrom, setForwarded, shadowHost } from "./index.js";
+
+describe("forwardableHeaders", () => {
+  it("drops hop-by-hop, Connection-named and cf-* fields and keeps the rest", () => {
+    const out = forwardableHeaders(
+      new Headers({
+        connection: "keep-alive, x-private",
+        "keep-alive": "timeout=5",
+        "transfer-encoding": "chunked",
+        upgrade: "websocket",
+        "proxy-authorization": "Basic x",
+        te: "trailers",
+        "x-private": "secret",
+        "cf-connecting-ip": "203.0.113.9",
+        "cf-ray": "abc",
+        authorization: "Bearer t",
+        "content-type": "application/x-protobuf",
+        "content-encoding": "snappy",
+      }),
+    );
+    expect([...out.keys()].sort()).toEqual(["authorization", "content-encoding", "content-type"]);
+  });
+});
+
+describe("setForwarded", () => {
+  it("sets host and proto and appends the client to X-Forwarded-For", () => {
+    const request = new Request("https://api.example.com:8443/x", {
+      headers: { "cf-connecting-ip": "203.0.113.9", "x-forwarded-for": "198.51.100.1" },
+    });
+    const headers = forwardableHeaders(request.headers);
+    setForwarded(headers, forwardedFrom(request));
+    expect(headers.get("x-forwarded-host")).toBe("api.example.com:8443");
+    expect(headers.get("x-forwarded-proto")).toBe("https");
+    expect(headers.get("x-forwarded-for")).toBe("198.51.100.1, 203.0.113.9");
+  });
+});
+
+describe("applyHeaderOps", () => {
+  it("sets, appends with ',' and removes (HTTPRoute semantics)", () => {
+    const headers = new Headers({ "x-a": "1", "x-b": "2", authorization: "secret" });
+    applyHeaderOps(headers, { set: { "x-a": "one" }, add: { "x-b": "3", "x-new": "n" }, remove: ["authorization"] });
+    expect(Object.fromEntries(headers)).toEqual({ "x-a": "one", "x-b": "2,3", "x-new": "n" });
+  });
+
+  it("does nothing without ops", () => {
+    const headers = new Headers({ "x-a": "1" });
+    applyHeaderOps(headers, undefined);
+    expect(Object.fromEntries(headers)).toEqual({ "x-a": "1" });
+  });
+});
+
+describe("shadowHost", () => {
+  it.each([
+    ["localhost:10000", "-shadow", "localhost-shadow:10000"],
+    ["api.example.com", "-shadow", "api.example.com-shadow"],
+    ["[::1]:8787", "-shadow", "[::1]-shadow:8787"],
+    ["api.example.com", "", "api.example.com"],
+    ["a.test:80", ".mirror", "a.test.mirror:80"],
+  ])("%s + %s → %s", (host, suffix, expected) => {
+    expect(shadowHost(host, suffix)).toBe(expected);
+  });
+});

@@ -1,0 +1,53 @@
+import { describe, expect, it } from "vitest";
+import { UpstreamError } from "../errors/index.js";
+import { parseRoute } from "../policy/index.js";
+import { pickBackend, primaryOrigin, rawPathAndQuery } from "./index.js";
+
+describe("rawPathAndQuery", () => {
+  it.each([
+    ["https://h.test/a%2Fb/%7Euser?x=1&x=2&y=%20#frag", "/a%2Fb/%7Euser?x=1&x=2&y=%20"],
+    ["https://h.test:8443/", "/"],
+    ["https://h.test?q=1", "/?q=1"],
+    ["http://[::1]:8787/api/v1/push", "/api/v1/push"],
+    ["https://h.test/p?redirect=https://other.test/x", "/p?redirect=https://other.test/x"],
+  ])("%s → %s", (url, expected) => {
+    expect(rawPathAndQuery(url)).toBe(expected);
+  });
+});
+
+describe("pickBackend", () => {
+  const backends = [
+    { cluster: "a", weight: 1 },
+    { cluster: "b", weight: 3 },
+    { cluster: "z", weight: 0 },
+  ];
+  it("splits by weight and never picks weight 0", () => {
+    expect(pickBackend(backends, () => 0)?.cluster).toBe("a");
+    expect(pickBackend(backends, () => 0.24)?.cluster).toBe("a");
+    expect(pickBackend(backends, () => 0.26)?.cluster).toBe("b");
+    expect(pickBackend(backends, () => 0.999999)?.cluster).toBe("b");
+  });
+  it("returns nothing when every weight is 0", () => {
+    expect(pickBackend([{ cluster: "z", weight: 0 }], () => 0.5)).toBeUndefined();
+  });
+});
+
+describe("primaryOrigin", () => {
+  const clusters = new Map([["svc", "http://127.0.0.1:9001"]]);
+  const url = new URL("https://edge.example.com/x");
+  it("prefers route backends, then PRIMARY_ORIGIN, then the request URL", () => {
+    const route = parseRoute({ id: "r", backends: [{ cluster: "svc" }] });
+    expect(primaryOrigin(route, clusters, "http://fallback.test", url, Math.random)).toBe("http://127.0.0.1:9001");
+    expect(primaryOrigin(parseRoute({ id: "r" }), clusters, "http://fallback.test:81", url, Math.random)).toBe(
+      "http://fallback.test:81",
+    );
+    expect(primaryOrigin(undefined, clusters, "", url, Math.random)).toBe("https://edge.example.com");
+  });
+  it("throws typed errors for an undefined cluster and for all-zero weights", () => {
+    const unknown = parseRoute({ id: "r", backends: [{ cluster: "nope" }] });
+    expect(() => primaryOrigin(unknown, clusters, "", url, Math.random)).toThrowError(UpstreamError);
+    const zero = parseRoute({ id: "r", backends: [{ cluster: "svc", weight: 0 }] });
+    expect(() => primaryOrigin(zero, clusters, "", url, Math.random)).toThrowError(/no backend with weight > 0/);
+    expect(new UpstreamError("no_backend", "x").status).toBe(500);
+  });
+});
