@@ -1,0 +1,173 @@
+import { describe, expect, it } from "vitest";
+import { MIRROR_MARKER } from "../headers/index.js";
+import { parseRoute } from "../policy/index.js";
+import { classifyMirrorError, isSampled, planMirrors, readCapped } from "./index.js";
+
+/** Deterministic PRNG (mulberry32) so that statistical checks are reproducible. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const clusters = new Map([
+  ["canary", "http://canary.test:9002"],
+  ["service2-mirror", "http://mirror.test:9003"],
+  ["other", "http://other.test:9004"],
+]);
+
+describe("isSampled", () => {
+  it("honours the edges: absent and 100 always, 0 never", () => {
+    expect(isSampled({}, () => 0.999999)).toBe(true);
+    expect(isSampled({ percent: 100 }, () => 0.999999)).toBe(true);
+    expect(isSampled({ percent: 0 }, () => 0)).toBe(false);
+    expect(isSampled({ fraction: { numerator: 0, denominator: 10 } }, () => 0)).toBe(false);
+  });
+
+  it("samples a 20 % mirror within binomial bounds over 500 requests (Gateway API conformance)", () => {
+    const random = seeded(42);
+    let hits = 0;
+    for (let i = 0; i < 500; i++) if (isSampled({ percent: 20 }, random)) hits++;
+    expect(hits).toBeGreaterThanOrEqual(73);
+    expect(hits).toBeLessThanOrEqual(127);
+  });
+
+  it("samples fractions: 1/1000 over 100,000 requests", () => {
+    const random = seeded(7);
+    let hits = 0;
+    for (let i = 0; i < 100_000; i++) if (isSampled({ fraction: { numerator: 1, denominator: 1000 } }, random)) hits++;
+    expect(hits).toBeGreaterThan(60);
+    expect(hits).toBeLessThan(140);
+  });
+});
+
+describe("planMirrors", () => {
+  const route = parseRoute({
+    id: "svc",
+    mirrors: [
+      { cluster: "canary", percent: 50 },
+      { origin: "https://audit.example.net", percent: 50 },
+    ],
+    mirrorFromHeader: { header: "x-mirror-cluster", allow: ["service2-mirror"] },
+  });
+
+  it("samples each mirror independently", () => {
+    const random = seeded(1);
+    const counts = { both: 0, one: 0, none: 0 };
+    for (let i = 0; i < 4000; i++) {
+      const n = planMirrors(route, new Headers(), clusters, random).targets.length;
+      if (n === 2) counts.both++;
+      else if (n === 1) counts.one++;
+      else counts.none++;
+    }
+    // Independent 50 % draws: about 1/4 both, 1/2 exactly one, 1/4 none. One shared draw gives no "one".
+    expect(counts.one).toBeGreaterThan(1800);
+    expect(counts.both).toBeGreaterThan(850);
+    expect(counts.none).toBeGreaterThan(850);
+  });
+
+  it("adds the header-named cluster only when allowed and defined", () => {
+    const always = () => 0;
+    const known = planMirrors(route, new Headers({ "x-mirror-cluster": "service2-mirror" }), clusters, always);
+    expect(known.targets.map((t) => [t.label, t.origin])).toEqual([
+      ["canary", "http://canary.test:9002"],
+      ["https://audit.example.net", "https://audit.example.net"],
+      ["service2-mirror", "http://mirror.test:9003"],
+    ]);
+
+    const notAllowed = planMirrors(route, new Headers({ "x-mirror-cluster": "other" }), clusters, always);
+    expect(notAllowed.targets).toHaveLength(2);
+    expect(notAllowed.skipped).toEqual([expect.objectContaining({ mirror: "other", reason: "cluster_not_allowed" })]);
+
+    const url = planMirrors(route, new Headers({ "x-mirror-cluster": "http://evil.test" }), clusters, always);
+    expect(url.targets.map((t) => t.label)).not.toContain("http://evil.test");
+    expect(url.skipped[0]?.reason).toBe("cluster_not_allowed");
+  });
+
+  it("without allow, any defined cluster may be named, and an unknown one is skipped", () => {
+    const open = parseRoute({ id: "o", mirrorFromHeader: { header: "x-mirror-cluster" } });
+    expect(
+      planMirrors(open, new Headers({ "x-mirror-cluster": "other" }), clusters, Math.random).targets[0]?.origin,
+    ).toBe("http://other.test:9004");
+    const unknown = planMirrors(open, new Headers({ "x-mirror-cluster": "nope" }), clusters, Math.random);
+    expect(unknown.targets).toEqual([]);
+    expect(unknown.skipped).toEqual([expect.objectContaining({ mirror: "nope", reason: "unknown_cluster" })]);
+    expect(planMirrors(open, new Headers(), clusters, Math.random)).toEqual({ targets: [], skipped: [] });
+  });
+
+  it("never mirrors a request that carries the loop marker", () => {
+    const plan = planMirrors(
+      route,
+      new Headers({ [MIRROR_MARKER]: "upstream", "x-mirror-cluster": "service2-mirror" }),
+      clusters,
+      () => 0,
+    );
+    expect(plan.targets).toEqual([]);
+    expect(plan.skipped.map((s) => s.reason)).toEqual(["loop_marker", "loop_marker", "loop_marker"]);
+  });
+
+  it("records unsampled mirrors and mirrors naming an undefined cluster", () => {
+    const r = parseRoute({ id: "x", mirrors: [{ cluster: "missing" }, { cluster: "canary", percent: 0 }] });
+    const plan = planMirrors(r, new Headers(), clusters, Math.random);
+    expect(plan.skipped.map((s) => [s.mirror, s.reason])).toEqual([
+      ["missing", "unknown_cluster"],
+      ["canary", "not_sampled"],
+    ]);
+  });
+});
+
+function streamOf(...chunks: number[]): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    start(controller) {
+      for (const [i, size] of chunks.entries()) controller.enqueue(new Uint8Array(size).fill(i + 1));
+      controller.close();
+    },
+  });
+}
+
+describe("readCapped", () => {
+  it("joins chunks up to the cap", async () => {
+    const read = await readCapped(streamOf(3, 2), 5);
+    expect(read).toEqual({ ok: true, bytes: new Uint8Array([1, 1, 1, 2, 2]) });
+  });
+
+  it("stops and cancels past the cap", async () => {
+    let cancelled = false;
+    const stream = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        controller.enqueue(new Uint8Array(4));
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    const read = await readCapped(stream, 10);
+    expect(read).toMatchObject({ ok: false, reason: "body_too_large" });
+    expect(cancelled).toBe(true);
+  });
+
+  it("reports a failing stream instead of throwing", async () => {
+    const stream = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        controller.error(new Error("client went away"));
+      },
+    });
+    expect(await readCapped(stream, 10)).toMatchObject({ ok: false, reason: "body_read_failed" });
+  });
+});
+
+describe("classifyMirrorError", () => {
+  it.each([
+    [new DOMException("The operation timed out.", "TimeoutError"), "timeout"],
+    [new Error("DNS lookup failed"), "dns"],
+    [new Error("connect ECONNREFUSED 127.0.0.1:1"), "connect"],
+    [new Error("Network connection lost."), "network"],
+  ])("%s → %s", (err, kind) => {
+    expect(classifyMirrorError(err)).toBe(kind);
+  });
+});

@@ -1,0 +1,110 @@
+/**
+ * @module mirror/plan
+ * Pure decisions about a request's mirrors: which targets are sampled (each independently),
+ * which header-chosen cluster is allowed, and why the others are skipped. No I/O here.
+ */
+import { MIRROR_MARKER } from "../headers/index.js";
+import type { HeaderOps, Mirror, Route } from "../policy/index.js";
+import type { SkipReason } from "../record/index.js";
+
+export interface MirrorTarget {
+  /** Cluster name, or the origin for an `origin` mirror: the metrics label. */
+  label: string;
+  origin: string;
+  timeoutMs: number;
+  hostSuffix: string;
+  requestHeaders: HeaderOps | undefined;
+}
+
+export interface SkippedMirror {
+  mirror: string;
+  reason: SkipReason;
+  detail?: string;
+}
+
+export interface MirrorPlan {
+  targets: MirrorTarget[];
+  skipped: SkippedMirror[];
+}
+
+/** `percent` (0–100) or `fraction`; absent means always. `random` returns [0, 1). */
+export function isSampled(mirror: Pick<Mirror, "percent" | "fraction">, random: () => number): boolean {
+  if (mirror.fraction) return random() * mirror.fraction.denominator < mirror.fraction.numerator;
+  const percent = mirror.percent ?? 100;
+  if (percent >= 100) return true;
+  if (percent <= 0) return false;
+  return random() * 100 < percent;
+}
+
+export function mirrorLabel(mirror: { cluster?: string | undefined; origin?: string | undefined }): string {
+  return mirror.cluster ?? mirror.origin ?? "";
+}
+
+/** Header values chosen by clients end up in logs: keep them short. */
+function clip(value: string): string {
+  return value.length > 64 ? `${value.slice(0, 64)}…` : value;
+}
+
+export function planMirrors(
+  route: Route,
+  headers: Headers,
+  clusters: ReadonlyMap<string, string>,
+  random: () => number,
+): MirrorPlan {
+  const plan: MirrorPlan = { targets: [], skipped: [] };
+  const dynamicName = route.mirrorFromHeader ? headers.get(route.mirrorFromHeader.header)?.trim() : undefined;
+
+  if (headers.has(MIRROR_MARKER)) {
+    for (const mirror of route.mirrors) plan.skipped.push({ mirror: mirrorLabel(mirror), reason: "loop_marker" });
+    if (dynamicName) plan.skipped.push({ mirror: clip(dynamicName), reason: "loop_marker" });
+    return plan;
+  }
+
+  for (const mirror of route.mirrors) {
+    const label = mirrorLabel(mirror);
+    if (!isSampled(mirror, random)) {
+      plan.skipped.push({ mirror: label, reason: "not_sampled" });
+      continue;
+    }
+    const origin =
+      mirror.cluster === undefined ? new URL(mirror.origin as string).origin : clusters.get(mirror.cluster);
+    if (origin === undefined) {
+      plan.skipped.push({ mirror: label, reason: "unknown_cluster", detail: `cluster "${label}" is not defined` });
+      continue;
+    }
+    plan.targets.push({
+      label,
+      origin,
+      timeoutMs: mirror.timeoutMs,
+      hostSuffix: mirror.hostSuffix,
+      requestHeaders: mirror.requestHeaders,
+    });
+  }
+
+  const dynamic = route.mirrorFromHeader;
+  if (dynamic && dynamicName) {
+    const origin = clusters.get(dynamicName);
+    if (dynamic.allow && !dynamic.allow.includes(dynamicName)) {
+      plan.skipped.push({
+        mirror: clip(dynamicName),
+        reason: "cluster_not_allowed",
+        detail: `${dynamic.header} names a cluster outside mirrorFromHeader.allow`,
+      });
+    } else if (origin === undefined) {
+      plan.skipped.push({
+        mirror: clip(dynamicName),
+        reason: "unknown_cluster",
+        detail: `${dynamic.header} names no defined cluster`,
+      });
+    } else {
+      plan.targets.push({
+        label: dynamicName,
+        origin,
+        timeoutMs: dynamic.timeoutMs,
+        hostSuffix: dynamic.hostSuffix,
+        requestHeaders: dynamic.requestHeaders,
+      });
+    }
+  }
+  return plan;
+}
