@@ -1,0 +1,125 @@
+import { reset } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { beforeEach, describe, expect, it } from "vitest";
+import { loadSnapshot, PolicyCache, parseStoredRoute } from "./index.js";
+
+const kv = env.MIRROR_CONFIG;
+
+beforeEach(async () => {
+  await reset();
+});
+
+function facts(path: string) {
+  return { method: "GET", host: "h", path, headers: new Headers(), query: new URLSearchParams() };
+}
+
+describe("loadSnapshot", () => {
+  it("reads routes and clusters from KV and skips invalid entries with their errors", async () => {
+    await kv.put("cluster:canary", JSON.stringify({ origin: "http://127.0.0.1:9002/" }));
+    await kv.put("cluster:broken", JSON.stringify({ origin: "ftp://x" }));
+    await kv.put("route:good", JSON.stringify({ id: "good", match: { path: { type: "PathPrefix", value: "/g" } } }));
+    await kv.put("route:bad", JSON.stringify({ id: "bad", mirrors: [{ cluster: "canary", percent: 300 }] }));
+    await kv.put("route:mismatch", JSON.stringify({ id: "other" }));
+    await kv.put("route:junk", "{not json");
+    await kv.put("unrelated", "x");
+
+    const snap = await loadSnapshot(kv, 1);
+    expect(snap.available).toBe(true);
+    expect(snap.routes.size).toBe(1);
+    expect(snap.routes.find(facts("/g/x"))?.id).toBe("good");
+    expect([...snap.clusters]).toEqual([["canary", "http://127.0.0.1:9002"]]);
+    const invalid = Object.fromEntries(snap.invalid.map((e) => [e.key, e.error]));
+    expect(invalid).toEqual({
+      "cluster:broken": "origin: must use http or https, not ftp",
+      "route:bad": "mirrors[0].percent: must be ≤ 100",
+      "route:mismatch": 'id: must equal the key suffix "mismatch"',
+      "route:junk": expect.stringMatching(/^is not valid JSON/),
+    });
+  });
+
+  it("reads more routes than one bulk get or list page holds", async () => {
+    const puts: Promise<void>[] = [];
+    for (let i = 0; i < 1100; i++) puts.push(kv.put(`route:r${i}`, JSON.stringify({ id: `r${i}` })));
+    await Promise.all(puts);
+    const snap = await loadSnapshot(kv, 1);
+    expect(snap.routes.size).toBe(1100);
+  });
+});
+
+describe("parseStoredRoute", () => {
+  it("requires the id to equal the key", () => {
+    expect(parseStoredRoute("route:a", '{"id":"a"}').id).toBe("a");
+    expect(() => parseStoredRoute("route:a", '{"id":"b"}')).toThrowError(/must equal the key suffix/);
+  });
+});
+
+describe("PolicyCache", () => {
+  function countingKv(inner: KVNamespace) {
+    const counts = { list: 0, get: 0 };
+    const wrapped = {
+      list: (opts: KVNamespaceListOptions) => {
+        counts.list++;
+        return inner.list(opts);
+      },
+      get: (keys: string[], type: "text") => {
+        counts.get++;
+        return inner.get(keys, type);
+      },
+    } as unknown as KVNamespace;
+    return { kv: wrapped, counts };
+  }
+
+  it("serves from memory within the TTL, then serves stale while refreshing in the background", async () => {
+    await kv.put("route:a", JSON.stringify({ id: "a" }));
+    const { kv: counted, counts } = countingKv(kv);
+    let now = 1000;
+    const background: Promise<unknown>[] = [];
+    const cache = new PolicyCache({ ttlMs: 5000, now: () => now, log: () => {} });
+    const first = await cache.get(counted, (p) => background.push(p));
+    expect(first.routes.size).toBe(1);
+    const readsAfterFirst = counts.list + counts.get;
+
+    for (let i = 0; i < 100; i++) await cache.get(counted, (p) => background.push(p));
+    expect(counts.list + counts.get).toBe(readsAfterFirst);
+    expect(cache.loads).toBe(1);
+
+    await kv.put("route:b", JSON.stringify({ id: "b" }));
+    now += 6000;
+    const stale = await cache.get(counted, (p) => background.push(p));
+    expect(stale.routes.size).toBe(1);
+    expect(background).toHaveLength(1);
+    await Promise.all(background);
+    expect((await cache.get(counted, () => {})).routes.size).toBe(2);
+    expect(cache.loads).toBe(2);
+  });
+
+  it("falls back to an empty, unavailable snapshot when KV throws, and keeps the last good one later", async () => {
+    const failing = {
+      list: () => Promise.reject(new Error("KV down")),
+      get: () => Promise.reject(new Error("KV down")),
+    } as unknown as KVNamespace;
+    const lines: string[] = [];
+    const cache = new PolicyCache({ ttlMs: 0, log: (l) => lines.push(l) });
+    const snap = await cache.get(failing, () => {});
+    expect(snap.available).toBe(false);
+    expect(snap.routes.size).toBe(0);
+    expect(JSON.parse(lines[0] as string)).toMatchObject({ msg: "edge-mirror.policy_store_unavailable" });
+
+    await kv.put("route:kept", JSON.stringify({ id: "kept" }));
+    const good = await cache.get(kv, () => {});
+    expect(good.routes.size).toBe(1);
+    const afterFailure = await cache.get(failing, () => {});
+    expect(afterFailure.routes.find(facts("/"))?.id).toBe("kept");
+  });
+
+  it("logs each invalid entry once, not on every refresh", async () => {
+    await kv.put("route:bad", JSON.stringify({ id: "bad", timeoutMs: -1 }));
+    const lines: string[] = [];
+    const cache = new PolicyCache({ ttlMs: 0, log: (l) => lines.push(l) });
+    await cache.get(kv, () => {});
+    await cache.get(kv, () => {});
+    expect(lines.map((l) => JSON.parse(l))).toEqual([
+      { msg: "edge-mirror.invalid_policy", key: "route:bad", error: "timeoutMs: must be ≥ 1" },
+    ]);
+  });
+});
