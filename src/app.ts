@@ -1,0 +1,146 @@
+/**
+ * @module app
+ * One request's way through edge-mirror: match → proxy → mirror → record.
+ * The client's response depends only on the primary; everything mirror-related is planned
+ * without I/O and then handed to `ctx.waitUntil`.
+ */
+import { UpstreamError } from "./errors/index.js";
+import {
+  applyHeaderOps,
+  forwardableHeaders,
+  forwardedFrom,
+  HOP_HEADER,
+  MAX_HOPS,
+  setForwarded,
+} from "./headers/index.js";
+import { requestFacts } from "./match/index.js";
+import { type MirrorBody, type MirrorPlan, planMirrors, runMirrors } from "./mirror/index.js";
+import type { Route } from "./policy/index.js";
+import { forwardToPrimary, primaryOrigin, rawPathAndQuery } from "./proxy/index.js";
+import { logSink, type OutcomeSink, parseLogLevel } from "./record/index.js";
+import { PolicyCache, type PolicySnapshot } from "./store/index.js";
+
+/** Primary timeout for unmatched requests: the seeds' Envoy route timeout. */
+const DEFAULT_TIMEOUT_MS = 15_000;
+
+let cache: PolicyCache | undefined;
+
+/** One cache per isolate; its TTL comes from the first request's env. */
+export function policyCache(env: Env): PolicyCache {
+  if (!cache) {
+    const ttl = Number(env.POLICY_CACHE_TTL_MS);
+    cache = new PolicyCache({ ttlMs: Number.isFinite(ttl) && ttl >= 0 ? ttl : 5000 });
+  }
+  return cache;
+}
+
+export interface HandleOptions {
+  random?: () => number;
+  sink?: OutcomeSink;
+  cache?: PolicyCache;
+}
+
+export async function handleRequest(
+  request: Request,
+  env: Env,
+  ctx: Pick<ExecutionContext, "waitUntil">,
+  options: HandleOptions = {},
+): Promise<Response> {
+  const random = options.random ?? Math.random;
+  const sink = options.sink ?? logSink(parseLogLevel(env.LOG_LEVEL));
+  const url = new URL(request.url);
+  const hops = Number.parseInt(request.headers.get(HOP_HEADER) ?? "0", 10) || 0;
+  if (hops >= MAX_HOPS) {
+    return new UpstreamError(
+      "loop_detected",
+      `request passed through edge-mirror ${hops} times: the primary points back at this worker; set PRIMARY_ORIGIN or give the route backends`,
+    ).toResponse();
+  }
+
+  const snapshot = await (options.cache ?? policyCache(env)).get(env.MIRROR_CONFIG, (p) => ctx.waitUntil(p));
+  const route = snapshot.routes.find(requestFacts(request, url));
+
+  const headers = forwardableHeaders(request.headers);
+  const from = forwardedFrom(request);
+  setForwarded(headers, from);
+  applyHeaderOps(headers, route?.requestHeaders);
+  headers.set(HOP_HEADER, String(hops + 1));
+  const pathAndQuery = rawPathAndQuery(request.url);
+
+  let origin: string;
+  try {
+    origin = primaryOrigin(route, snapshot.clusters, env.PRIMARY_ORIGIN, url, random);
+  } catch (err) {
+    if (err instanceof UpstreamError) return err.toResponse();
+    throw err;
+  }
+
+  const plan = route ? safePlan(route, request.headers, snapshot, random) : undefined;
+  const requestId = request.headers.get("cf-ray") ?? crypto.randomUUID();
+  let primaryBody = request.body;
+  let mirrorBody: MirrorBody = { kind: "none" };
+  if (route && plan && plan.targets.length > 0 && request.body) {
+    const declared = Number(request.headers.get("content-length") ?? Number.NaN);
+    if (declared > route.maxMirrorBodyBytes) {
+      mirrorBody = { kind: "too_large", declared, cap: route.maxMirrorBodyBytes };
+    } else {
+      const [toPrimary, toMirrors] = request.body.tee();
+      primaryBody = toPrimary;
+      mirrorBody = { kind: "stream", stream: toMirrors, cap: route.maxMirrorBodyBytes };
+    }
+  }
+
+  const primary = forwardToPrimary({
+    url: origin + pathAndQuery,
+    method: request.method,
+    headers,
+    body: primaryBody,
+    timeoutMs: route?.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+  });
+
+  if (route && plan) {
+    for (const skip of plan.skipped) {
+      sink({ kind: "skipped", route: route.id, requestId, ...skip });
+    }
+    if (plan.targets.length > 0) {
+      ctx.waitUntil(
+        runMirrors({
+          routeId: route.id,
+          requestId,
+          method: request.method,
+          pathAndQuery,
+          headers,
+          host: from.host,
+          hops,
+          targets: plan.targets,
+          body: mirrorBody,
+          sink,
+        }).catch((err: unknown) =>
+          console.error(JSON.stringify({ msg: "edge-mirror.mirror_crashed", error: String(err) })),
+        ),
+      );
+    }
+  }
+
+  try {
+    return await primary;
+  } catch (err) {
+    if (err instanceof UpstreamError) return err.toResponse();
+    throw err;
+  }
+}
+
+/** Planning is pure, but a bug in it must cost the mirrors, never the client. */
+function safePlan(
+  route: Route,
+  headers: Headers,
+  snapshot: PolicySnapshot,
+  random: () => number,
+): MirrorPlan | undefined {
+  try {
+    return planMirrors(route, headers, snapshot.clusters, random);
+  } catch (err) {
+    console.error(JSON.stringify({ msg: "edge-mirror.plan_failed", route: route.id, error: String(err) }));
+    return undefined;
+  }
+}

@@ -1,0 +1,48 @@
+import { env } from "cloudflare:workers";
+import { vi } from "vitest";
+
+export interface SeenRequest {
+  url: string;
+  method: string;
+  headers: Record<string, string>;
+  body: Uint8Array;
+}
+
+export type Responder = (req: Request) => Response | Promise<Response>;
+
+/**
+ * Replaces the worker's outbound fetch with per-origin responders and records every request
+ * (bodies read in full) so that tests can compare what the primary and each mirror received.
+ */
+export function interceptFetch(responders: Record<string, Responder>) {
+  const seen: SeenRequest[] = [];
+  const spy = vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
+    const req = new Request(input as RequestInfo, init as RequestInit);
+    const origin = new URL(req.url).origin;
+    const body = new Uint8Array(await req.arrayBuffer());
+    seen.push({ url: req.url, method: req.method, headers: Object.fromEntries(req.headers), body });
+    const responder = responders[origin];
+    if (!responder) throw new TypeError(`fetch failed: no responder for ${origin}`);
+    return responder(new Request(req, { body: body.byteLength ? body : null }));
+  });
+  return {
+    seen,
+    to: (origin: string) => seen.filter((s) => s.url.startsWith(origin)),
+    restore: () => spy.mockRestore(),
+  };
+}
+
+export async function putPolicies(policies: { clusters?: Record<string, string>; routes?: object[] }) {
+  for (const [name, origin] of Object.entries(policies.clusters ?? {})) {
+    await env.MIRROR_CONFIG.put(`cluster:${name}`, JSON.stringify({ origin }));
+  }
+  for (const route of policies.routes ?? []) {
+    await env.MIRROR_CONFIG.put(`route:${(route as { id: string }).id}`, JSON.stringify(route));
+  }
+}
+
+export function randomBytes(size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  for (let i = 0; i < size; i += 65536) crypto.getRandomValues(bytes.subarray(i, Math.min(size, i + 65536)));
+  return bytes;
+}

@@ -1,0 +1,339 @@
+import { createExecutionContext, reset, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { handleRequest } from "../../src/app.js";
+import app from "../../src/index.js";
+import type { MirrorOutcome } from "../../src/record/index.js";
+import { PolicyCache } from "../../src/store/index.js";
+import { interceptFetch, putPolicies, randomBytes } from "./helpers.js";
+
+const PRIMARY = "http://primary.test:8080";
+const CANARY = "http://canary.test:9002";
+const SVC2_MIRROR = "http://svc2-mirror.test:9003";
+const OTHER = "http://other.test:9004";
+
+const testEnv = { ...env, PRIMARY_ORIGIN: PRIMARY } as Env;
+
+function echo(status = 200): (req: Request) => Response {
+  return (req) =>
+    new Response(`answer from ${new URL(req.url).origin}`, {
+      status,
+      headers: { "x-served-by": new URL(req.url).host },
+    });
+}
+
+let outcomes: MirrorOutcome[];
+let fetches: ReturnType<typeof interceptFetch>;
+
+async function send(request: Request, options: { random?: () => number; environment?: Env } = {}) {
+  const ctx = createExecutionContext();
+  const response = await handleRequest(request, options.environment ?? testEnv, ctx, {
+    sink: (o) => outcomes.push(o),
+    cache: new PolicyCache({ ttlMs: 0, log: () => {} }),
+    random: options.random ?? (() => 0),
+  });
+  const body = new Uint8Array(await response.arrayBuffer());
+  await waitOnExecutionContext(ctx);
+  return { response, body };
+}
+
+beforeEach(async () => {
+  await reset();
+  outcomes = [];
+  fetches = interceptFetch({ [PRIMARY]: echo(201), [CANARY]: echo(), [SVC2_MIRROR]: echo(), [OTHER]: echo() });
+  await putPolicies({
+    clusters: { canary: CANARY, "service2-mirror": SVC2_MIRROR, other: OTHER },
+    routes: [
+      {
+        id: "service-1",
+        match: { path: { type: "PathPrefix", value: "/service/1" } },
+        requestHeaders: { set: { "x-route": "s1" } },
+        mirrors: [
+          {
+            cluster: "canary",
+            requestHeaders: {
+              set: { "x-shadow": "1" },
+              add: { "x-route": "mirror" },
+              remove: ["authorization", "cookie"],
+            },
+          },
+        ],
+      },
+      {
+        id: "service-2",
+        match: { path: { type: "PathPrefix", value: "/service/2" } },
+        mirrorFromHeader: { header: "x-mirror-cluster", allow: ["service2-mirror"] },
+      },
+      {
+        id: "capped",
+        match: { path: { type: "PathPrefix", value: "/capped" } },
+        maxMirrorBodyBytes: 1000,
+        mirrors: [{ cluster: "canary" }],
+      },
+      {
+        id: "split",
+        match: { path: { type: "PathPrefix", value: "/split" } },
+        backends: [
+          { cluster: "other", weight: 1 },
+          { origin: PRIMARY, weight: 1 },
+        ],
+        timeoutMs: 50,
+      },
+    ],
+  });
+});
+
+afterEach(() => fetches.restore());
+
+describe("unmatched requests", () => {
+  it("pass through to PRIMARY_ORIGIN with nothing mirrored", async () => {
+    const { response, body } = await send(new Request("https://edge.example.com/other?q=1"));
+    expect(response.status).toBe(201);
+    expect(new TextDecoder().decode(body)).toBe(`answer from ${PRIMARY}`);
+    expect(fetches.seen.map((s) => s.url)).toEqual([`${PRIMARY}/other?q=1`]);
+    expect(outcomes).toEqual([]);
+  });
+});
+
+describe("static mirror (seed 002, /service/1)", () => {
+  it("returns the primary's answer and sends the mirror the same request with shadow host and marker", async () => {
+    const payload = randomBytes(64 * 1024);
+    const request = new Request("https://edge.example.com:8443/service/1/push?x=1&x=2&enc=%2F", {
+      method: "POST",
+      body: payload,
+      headers: {
+        "content-type": "application/x-protobuf",
+        "content-encoding": "snappy",
+        authorization: "Bearer secret",
+        cookie: "s=1",
+        connection: "keep-alive",
+        "cf-connecting-ip": "203.0.113.7",
+      },
+    });
+    const { response, body } = await send(request);
+    expect(response.status).toBe(201);
+    expect(response.headers.get("x-served-by")).toBe("primary.test:8080");
+    expect(new TextDecoder().decode(body)).toBe(`answer from ${PRIMARY}`);
+
+    const [primary] = fetches.to(PRIMARY);
+    const [mirror] = fetches.to(CANARY);
+    expect(primary?.url).toBe(`${PRIMARY}/service/1/push?x=1&x=2&enc=%2F`);
+    expect(mirror?.url).toBe(`${CANARY}/service/1/push?x=1&x=2&enc=%2F`);
+    expect(mirror?.method).toBe("POST");
+    expect(primary?.body).toEqual(payload);
+    expect(mirror?.body).toEqual(payload);
+
+    expect(primary?.headers).toMatchObject({
+      "x-forwarded-host": "edge.example.com:8443",
+      "x-forwarded-proto": "https",
+      "x-forwarded-for": "203.0.113.7",
+      "x-route": "s1",
+      authorization: "Bearer secret",
+      "content-encoding": "snappy",
+    });
+    expect(primary?.headers).not.toHaveProperty("x-edge-mirror");
+    expect(mirror?.headers).toMatchObject({
+      "x-forwarded-host": "edge.example.com-shadow:8443",
+      "x-edge-mirror": "service-1",
+      "x-shadow": "1",
+      "x-route": "s1,mirror",
+      "content-type": "application/x-protobuf",
+      "content-encoding": "snappy",
+    });
+    for (const gone of ["authorization", "cookie", "connection", "cf-connecting-ip"]) {
+      expect(mirror?.headers).not.toHaveProperty(gone);
+    }
+    expect(outcomes).toEqual([
+      expect.objectContaining({ kind: "sent", route: "service-1", mirror: "canary", status: 200, bodyBytes: 65536 }),
+    ]);
+  });
+
+  it("never mirrors a request that already carries the mirror marker", async () => {
+    await send(new Request("https://edge.example.com/service/1", { headers: { "x-edge-mirror": "upstream" } }));
+    expect(fetches.to(CANARY)).toHaveLength(0);
+    expect(fetches.to(PRIMARY)).toHaveLength(1);
+    expect(outcomes).toEqual([expect.objectContaining({ kind: "skipped", reason: "loop_marker" })]);
+  });
+});
+
+describe("header-chosen mirror (seed 002, /service/2)", () => {
+  it.each([
+    ["service2-mirror", 1, undefined],
+    [undefined, 0, undefined],
+    ["service2-mirror-non-existent", 0, "cluster_not_allowed"],
+    ["other", 0, "cluster_not_allowed"],
+    ["http://evil.test", 0, "cluster_not_allowed"],
+  ])("x-mirror-cluster: %s → %i mirrored", async (name, mirrored, reason) => {
+    const headers: Record<string, string> = name ? { "x-mirror-cluster": name } : {};
+    const { response } = await send(new Request("https://edge.example.com/service/2", { headers }));
+    expect(response.status).toBe(201);
+    expect(fetches.to(SVC2_MIRROR)).toHaveLength(mirrored);
+    expect(fetches.seen).toHaveLength(1 + mirrored);
+    if (reason) expect(outcomes).toEqual([expect.objectContaining({ kind: "skipped", reason })]);
+  });
+});
+
+describe("bodies and the mirror body cap", () => {
+  it("skips the mirror without buffering when content-length is over the cap; the primary gets every byte", async () => {
+    const payload = randomBytes(5000);
+    const { response } = await send(
+      new Request("https://edge.example.com/capped", {
+        method: "PUT",
+        body: payload,
+        headers: { "content-length": String(payload.byteLength) },
+      }),
+    );
+    expect(response.status).toBe(201);
+    expect(fetches.to(PRIMARY)[0]?.body).toEqual(payload);
+    expect(fetches.to(CANARY)).toHaveLength(0);
+    expect(outcomes).toEqual([
+      expect.objectContaining({ kind: "skipped", reason: "body_too_large", detail: expect.stringContaining("5000") }),
+    ]);
+  });
+
+  it("stops reading a streamed body of unknown length at the cap", async () => {
+    const payload = randomBytes(4096);
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let i = 0; i < payload.length; i += 512) controller.enqueue(payload.slice(i, i + 512));
+        controller.close();
+      },
+    });
+    await send(new Request("https://edge.example.com/capped", { method: "POST", body: stream }));
+    expect(fetches.to(PRIMARY)[0]?.body).toEqual(payload);
+    expect(fetches.to(CANARY)).toHaveLength(0);
+    expect(outcomes[0]).toMatchObject({ kind: "skipped", reason: "body_too_large" });
+  });
+
+  it("mirrors a body under the cap", async () => {
+    const payload = randomBytes(999);
+    await send(new Request("https://edge.example.com/capped", { method: "POST", body: payload }));
+    expect(fetches.to(CANARY)[0]?.body).toEqual(payload);
+  });
+});
+
+describe("mirror failures never reach the client", () => {
+  it.each([
+    [
+      "rejects",
+      () => {
+        throw new TypeError("Network connection lost.");
+      },
+      { kind: "failed", error: "network" },
+    ],
+    ["answers 503", echo(503), { kind: "sent", status: 503 }],
+  ])("a mirror that %s", async (_what, responder, expected) => {
+    fetches.restore();
+    fetches = interceptFetch({ [PRIMARY]: echo(201), [CANARY]: responder });
+    const { response, body } = await send(
+      new Request("https://edge.example.com/service/1", { method: "POST", body: "x" }),
+    );
+    expect(response.status).toBe(201);
+    expect(new TextDecoder().decode(body)).toBe(`answer from ${PRIMARY}`);
+    expect(outcomes).toEqual([expect.objectContaining(expected)]);
+  });
+
+  it("answers the client while a mirror is still hanging", async () => {
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let mirrorAnswered = false;
+    fetches.restore();
+    fetches = interceptFetch({
+      [PRIMARY]: echo(201),
+      [CANARY]: async () => {
+        await held;
+        mirrorAnswered = true;
+        return new Response("late");
+      },
+    });
+    const ctx = createExecutionContext();
+    const response = await handleRequest(new Request("https://edge.example.com/service/1"), testEnv, ctx, {
+      sink: (o) => outcomes.push(o),
+      cache: new PolicyCache({ ttlMs: 0, log: () => {} }),
+    });
+    expect(await response.text()).toBe(`answer from ${PRIMARY}`);
+    expect(mirrorAnswered).toBe(false);
+    expect(outcomes).toEqual([]);
+    release();
+    await waitOnExecutionContext(ctx);
+    expect(mirrorAnswered).toBe(true);
+    expect(outcomes).toEqual([expect.objectContaining({ kind: "sent", status: 200 })]);
+  });
+});
+
+describe("primary failures", () => {
+  it("a primary that does not answer within timeoutMs → 504 JSON", async () => {
+    fetches.restore();
+    fetches = interceptFetch({
+      [OTHER]: (req) =>
+        new Promise((_, reject) =>
+          req.signal.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError"))),
+        ),
+    });
+    const { response, body } = await send(new Request("https://edge.example.com/split"), { random: () => 0 });
+    expect(response.status).toBe(504);
+    expect(JSON.parse(new TextDecoder().decode(body))).toEqual({
+      error: "primary_timeout",
+      message: "primary did not answer within 50 ms",
+    });
+  });
+
+  it("an unreachable primary → 502 JSON", async () => {
+    const { response, body } = await send(new Request("https://edge.example.com/x"), {
+      environment: { ...testEnv, PRIMARY_ORIGIN: "http://nowhere.test" },
+    });
+    expect(response.status).toBe(502);
+    expect(JSON.parse(new TextDecoder().decode(body))).toMatchObject({ error: "primary_unreachable" });
+  });
+
+  it("primary 4xx/5xx and redirects pass through unchanged", async () => {
+    fetches.restore();
+    fetches = interceptFetch({
+      [PRIMARY]: () => new Response(null, { status: 302, headers: { location: "https://elsewhere.test/" } }),
+    });
+    const { response } = await send(new Request("https://edge.example.com/x"));
+    expect(response.status).toBe(302);
+    expect(response.headers.get("location")).toBe("https://elsewhere.test/");
+  });
+
+  it("weighted backends split traffic between clusters and origins", async () => {
+    await send(new Request("https://edge.example.com/split/a"), { random: () => 0.1 });
+    await send(new Request("https://edge.example.com/split/b"), { random: () => 0.9 });
+    expect(fetches.seen.map((s) => s.url)).toEqual([`${OTHER}/split/a`, `${PRIMARY}/split/b`]);
+  });
+
+  it("a request that keeps coming back to the worker ends with 508, not a hang", async () => {
+    const { response, body } = await send(
+      new Request("https://edge.example.com/x", { headers: { "x-edge-mirror-hops": "4" } }),
+    );
+    expect(response.status).toBe(508);
+    expect(JSON.parse(new TextDecoder().decode(body))).toMatchObject({ error: "loop_detected" });
+    expect(fetches.seen).toHaveLength(0);
+  });
+});
+
+describe("policy store unavailable", () => {
+  it("serves the primary and mirrors nothing", async () => {
+    const broken = {
+      list: () => Promise.reject(new Error("KV unavailable")),
+      get: () => Promise.reject(new Error("KV unavailable")),
+    } as unknown as KVNamespace;
+    const { response } = await send(new Request("https://edge.example.com/service/1"), {
+      environment: { ...testEnv, MIRROR_CONFIG: broken },
+    });
+    expect(response.status).toBe(201);
+    expect(fetches.seen.map((s) => s.url)).toEqual([`${PRIMARY}/service/1`]);
+  });
+});
+
+describe("the exported worker", () => {
+  it("serves through Hono with env and ctx, and mirrors inside waitUntil", async () => {
+    const ctx = createExecutionContext();
+    const response = await app.fetch(new Request("https://edge.example.com/service/1/x"), testEnv, ctx);
+    expect(response.status).toBe(201);
+    await waitOnExecutionContext(ctx);
+    expect(fetches.to(CANARY).map((s) => s.url)).toEqual([`${CANARY}/service/1/x`]);
+  });
+});
