@@ -1,0 +1,160 @@
+/**
+ * @module scripts/lib/origins
+ * Local HTTP origins for the demo, the end-to-end tests, the fault suite and the benchmarks.
+ * Each records what it received (method, path, headers, body bytes and their SHA-256) and can be
+ * told to answer slowly, hold requests until released, or fail in specific ways.
+ */
+import { createHash } from "node:crypto";
+import { createServer } from "node:http";
+
+/**
+ * @typedef {object} SeenRequest
+ * @property {string} method
+ * @property {string} url   path and query exactly as received
+ * @property {Record<string, string | string[] | undefined>} headers
+ * @property {Buffer} body
+ * @property {string} sha256
+ * @property {number} at    Date.now() when the body had fully arrived
+ */
+
+/**
+ * @param {object} [options]
+ * @param {string} [options.name]        shown in answers and logs
+ * @param {number} [options.port]        0 (default) picks a free port
+ * @param {boolean} [options.log]        print one line per request, like the Envoy sandbox's services
+ * @param {boolean} [options.record]     keep requests in memory (default true); off for long benchmarks
+ * @param {(req: SeenRequest, res: import("node:http").ServerResponse) => void | Promise<void>} [options.respond]
+ */
+export async function startOrigin(options = {}) {
+  const name = options.name ?? "origin";
+  const record = options.record ?? true;
+  /** @type {SeenRequest[]} */
+  const requests = [];
+  let count = 0;
+  let answered = 0;
+  /** @type {Array<() => void>} */
+  const waiters = [];
+  let delayMs = 0;
+  /** @type {Promise<void> | undefined} */
+  let gate;
+
+  /**
+   * @param {() => boolean} done
+   * @param {() => string} describe
+   * @param {number} timeoutMs
+   */
+  async function waitUntil(done, describe, timeoutMs) {
+    const deadline = Date.now() + timeoutMs;
+    while (!done()) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(describe());
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, Math.min(left, 250));
+        waiters.push(() => {
+          clearTimeout(timer);
+          resolve(undefined);
+        });
+      });
+    }
+  }
+
+  const server = createServer((req, res) => {
+    /** @type {Buffer[]} */
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("error", () => {});
+    req.on("end", async () => {
+      const body = Buffer.concat(chunks);
+      const seen = {
+        method: req.method ?? "",
+        url: req.url ?? "",
+        headers: req.headers,
+        body,
+        sha256: createHash("sha256").update(body).digest("hex"),
+        at: Date.now(),
+      };
+      count++;
+      if (record) requests.push(seen);
+      if (options.log) {
+        console.log(
+          `[${name}] Host: ${req.headers["x-forwarded-host"] ?? req.headers.host} "${req.method} ${req.url}" ${body.length} bytes${req.headers["x-edge-mirror"] ? ` (mirror of route ${req.headers["x-edge-mirror"]})` : ""}`,
+        );
+      }
+      for (const wake of waiters.splice(0)) wake();
+      if (gate) await gate;
+      if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
+      res.on("finish", () => {
+        answered++;
+        for (const wake of waiters.splice(0)) wake();
+      });
+      if (options.respond) return options.respond(seen, res);
+      const answer = JSON.stringify({
+        servedBy: name,
+        method: seen.method,
+        url: seen.url,
+        bytes: body.length,
+        sha256: seen.sha256,
+      });
+      res.writeHead(200, { "content-type": "application/json", "x-served-by": name });
+      res.end(answer);
+    });
+  });
+  server.keepAliveTimeout = 30_000;
+  await new Promise((resolve) => server.listen(options.port ?? 0, "127.0.0.1", () => resolve(undefined)));
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : 0;
+
+  return {
+    name,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    get count() {
+      return count;
+    },
+    /** Requests whose answer has been fully written. */
+    get answered() {
+      return answered;
+    },
+    /** Answer every later request after `ms`. @param {number} ms */
+    setDelay(ms) {
+      delayMs = ms;
+    },
+    /** Hold answers until the returned function is called. */
+    hold() {
+      let release = () => {};
+      gate = new Promise((r) => {
+        release = r;
+      });
+      return () => {
+        gate = undefined;
+        release();
+      };
+    },
+    /** Resolves once `n` requests have arrived, or rejects after `timeoutMs`. @param {number} n */
+    waitForCount(n, timeoutMs = 10_000) {
+      return waitUntil(
+        () => count >= n,
+        () => `${name}: expected ${n} requests, got ${count} after ${timeoutMs} ms`,
+        timeoutMs,
+      );
+    },
+    /** Resolves once `n` answers have been written. @param {number} n */
+    waitForAnswered(n, timeoutMs = 10_000) {
+      return waitUntil(
+        () => answered >= n,
+        () => `${name}: expected ${n} answers, got ${answered} after ${timeoutMs} ms`,
+        timeoutMs,
+      );
+    },
+    reset() {
+      requests.length = 0;
+      count = 0;
+      answered = 0;
+    },
+    close() {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(() => resolve(undefined)));
+    },
+  };
+}

@@ -1,0 +1,95 @@
+/**
+ * @module scripts/lib/worker
+ * Runs the bundled worker in workerd through Miniflare's API, with a local KV namespace:
+ * what the end-to-end tests, the fault suite and the benchmarks use (`wrangler dev` adds a
+ * proxy of its own and is several times slower).
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Miniflare } from "miniflare";
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+/** Bundles `src/index.ts` with wrangler (as `wrangler deploy` would) into `outdir`; returns the script path. */
+export function buildWorker(outdir = join(ROOT, ".wrangler/e2e-build")) {
+  execFileSync(
+    process.execPath,
+    [join(ROOT, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", outdir],
+    {
+      cwd: ROOT,
+      stdio: ["ignore", "ignore", "inherit"],
+    },
+  );
+  const script = join(outdir, "index.js");
+  if (!existsSync(script)) throw new Error(`wrangler did not write ${script}`);
+  return script;
+}
+
+function compatibilityDate() {
+  const match = /compatibility_date\s*=\s*"([^"]+)"/.exec(readFileSync(join(ROOT, "wrangler.toml"), "utf8"));
+  return match?.[1] ?? "2026-04-20";
+}
+
+/**
+ * @param {object} options
+ * @param {string} options.scriptPath        from buildWorker()
+ * @param {Record<string, string>} [options.vars]
+ * @param {Record<string, unknown>} [options.policies]  KV entries to seed: key → JSON value
+ * @param {(line: string) => void} [options.onLog]     receives the worker's console output
+ */
+export async function startWorker(options) {
+  const mf = new Miniflare({
+    modules: true,
+    scriptPath: options.scriptPath,
+    compatibilityDate: compatibilityDate(),
+    kvNamespaces: ["MIRROR_CONFIG"],
+    bindings: { PRIMARY_ORIGIN: "", POLICY_CACHE_TTL_MS: "5000", LOG_LEVEL: "info", ...options.vars },
+    host: "127.0.0.1",
+    port: 0,
+    ...(options.onLog
+      ? {
+          handleRuntimeStdio: (
+            /** @type {import("node:stream").Readable} */ stdout,
+            /** @type {import("node:stream").Readable} */ stderr,
+          ) => pipeLines([stdout, stderr], /** @type {(line: string) => void} */ (options.onLog)),
+        }
+      : {}),
+  });
+  const url = await mf.ready;
+  const kv = await mf.getKVNamespace("MIRROR_CONFIG");
+  for (const [key, value] of Object.entries(options.policies ?? {})) {
+    await kv.put(key, typeof value === "string" ? value : JSON.stringify(value));
+  }
+  return { mf, url: url.origin, kv, dispose: () => mf.dispose() };
+}
+
+/**
+ * @param {import("node:stream").Readable[]} streams
+ * @param {(line: string) => void} onLog
+ */
+function pipeLines(streams, onLog) {
+  for (const stream of streams) {
+    let buffered = "";
+    stream.on("data", (/** @type {Buffer} */ chunk) => {
+      buffered += chunk.toString();
+      const lines = buffered.split("\n");
+      buffered = lines.pop() ?? "";
+      for (const line of lines) if (line.trim()) onLog(line);
+    });
+  }
+}
+
+/**
+ * `{ clusters, routes }` → the KV entries `cluster:<name>` and `route:<id>`.
+ * @param {{ clusters?: Record<string, unknown>, routes?: Array<{ id: string, [field: string]: unknown }> }} file
+ * @returns {Record<string, unknown>}
+ */
+export function policyEntries(file) {
+  /** @type {Record<string, unknown>} */
+  const entries = {};
+  for (const [name, cluster] of Object.entries(file.clusters ?? {})) entries[`cluster:${name}`] = cluster;
+  for (const route of file.routes ?? []) entries[`route:${route.id}`] = route;
+  return entries;
+}
