@@ -1,0 +1,99 @@
+#!/usr/bin/env node
+/**
+ * `npm start`: demo origins (a primary and two mirrors), demo policies in local KV, and the
+ * worker under `wrangler dev`. Ports: EDGE_MIRROR_PORT (8787) and DEMO_BASE_PORT (8081: primary,
+ * +1 service1-mirror, +2 service2-mirror). Ctrl-C stops everything.
+ */
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startOrigin } from "./lib/origins.mjs";
+import { policyEntries, ROOT } from "./lib/worker.mjs";
+
+const workerPort = Number(process.env.EDGE_MIRROR_PORT ?? 8787);
+const base = Number(process.env.DEMO_BASE_PORT ?? 8081);
+const wrangler = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
+
+const primary = await startOrigin({ name: "primary", port: base, log: true });
+const mirror1 = await startOrigin({ name: "service1-mirror", port: base + 1, log: true });
+const mirror2 = await startOrigin({ name: "service2-mirror", port: base + 2, log: true });
+
+// The demo file names the default ports; follow DEMO_BASE_PORT when it moves them.
+const demo = JSON.parse(readFileSync(join(ROOT, "demo/policies.json"), "utf8"));
+for (const cluster of Object.values(demo.clusters)) {
+  const port = Number(new URL(cluster.origin).port);
+  cluster.origin = `http://127.0.0.1:${port - 8081 + base}`;
+}
+const bulk = Object.entries(policyEntries(demo)).map(([key, value]) => ({ key, value: JSON.stringify(value) }));
+const bulkFile = join(mkdtempSync(join(tmpdir(), "edge-mirror-")), "demo-kv.json");
+writeFileSync(bulkFile, JSON.stringify(bulk));
+const seeded = spawnSync(
+  process.execPath,
+  [wrangler, "kv", "bulk", "put", bulkFile, "--binding", "MIRROR_CONFIG", "--local"],
+  {
+    cwd: ROOT,
+    stdio: ["ignore", "ignore", "inherit"],
+  },
+);
+if (seeded.status !== 0) {
+  console.error("could not seed the demo policies into local KV");
+  process.exit(1);
+}
+
+const dev = spawn(
+  process.execPath,
+  [
+    wrangler,
+    "dev",
+    "--ip",
+    "127.0.0.1",
+    "--port",
+    String(workerPort),
+    "--var",
+    `PRIMARY_ORIGIN:${primary.url}`,
+    "--var",
+    "POLICY_CACHE_TTL_MS:1000",
+    "--show-interactive-dev-session=false",
+  ],
+  { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, WRANGLER_SEND_METRICS: "false" } },
+);
+
+let announced = false;
+dev.stdout.on("data", (chunk) => {
+  const text = chunk.toString();
+  for (const line of text.split("\n")) {
+    if (line.includes("edge-mirror.mirror")) console.log(`[worker] ${line.trim()}`);
+  }
+  if (!announced && text.includes("Ready on")) {
+    announced = true;
+    const edge = `http://localhost:${workerPort}`;
+    console.log(`
+edge-mirror is running on ${edge}
+  primary          ${primary.url}
+  service1-mirror  ${mirror1.url}
+  service2-mirror  ${mirror2.url}   (also the cluster mimir-secondary)
+Every origin prints one line per request below; mirrored copies show Host: localhost-shadow:${workerPort}.
+
+Try (seed 002):
+  curl ${edge}/service/1                                          # primary answers, service1-mirror gets a copy
+  curl -H "x-mirror-cluster: service2-mirror" ${edge}/service/2   # copy to the cluster the header names
+  curl -H "x-mirror-cluster: service2-mirror-non-existent" ${edge}/service/2   # unknown: not mirrored
+Seed 000 (remote-write shadowed to a second cluster):
+  curl -X POST --data-binary @package.json ${edge}/api/v1/push
+Policies live in local KV (demo/policies.json); edits take effect within a second.
+READY ${edge}
+`);
+  }
+});
+
+function stop() {
+  dev.kill("SIGTERM");
+  Promise.all([primary.close(), mirror1.close(), mirror2.close()]).finally(() => process.exit(0));
+}
+process.on("SIGINT", stop);
+process.on("SIGTERM", stop);
+dev.on("exit", (code) => {
+  console.error(`wrangler dev exited (${code})`);
+  Promise.all([primary.close(), mirror1.close(), mirror2.close()]).finally(() => process.exit(code ?? 1));
+});
