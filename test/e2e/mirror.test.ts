@@ -1,0 +1,205 @@
+import { createHash, randomBytes } from "node:crypto";
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import { startOrigin } from "../../scripts/lib/origins.mjs";
+import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
+
+type Origin = Awaited<ReturnType<typeof startOrigin>>;
+type Worker = Awaited<ReturnType<typeof startWorker>>;
+
+let primary: Origin;
+let mirror1: Origin;
+let mirror2: Origin;
+let slow: Origin;
+let worker: Worker;
+const logs: string[] = [];
+
+function sha256(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+beforeAll(async () => {
+  primary = await startOrigin({ name: "primary" });
+  mirror1 = await startOrigin({ name: "service1-mirror" });
+  mirror2 = await startOrigin({ name: "service2-mirror" });
+  slow = await startOrigin({ name: "slow-mirror" });
+  worker = await startWorker({
+    scriptPath: inject("workerScript"),
+    vars: { PRIMARY_ORIGIN: primary.url, POLICY_CACHE_TTL_MS: "200" },
+    onLog: (line) => logs.push(line),
+    policies: policyEntries({
+      clusters: {
+        "service1-mirror": { origin: mirror1.url },
+        "service2-mirror": { origin: mirror2.url },
+        "cortex-secondary": { origin: mirror2.url },
+        slow: { origin: slow.url },
+      },
+      routes: [
+        {
+          id: "service-1",
+          match: { path: { type: "PathPrefix", value: "/service/1" } },
+          mirrors: [{ cluster: "service1-mirror" }],
+        },
+        {
+          id: "service-2",
+          match: { path: { type: "PathPrefix", value: "/service/2" } },
+          mirrorFromHeader: { header: "x-mirror-cluster", allow: ["service2-mirror"] },
+        },
+        {
+          id: "remote-write",
+          match: { path: { type: "Exact", value: "/api/v1/push" } },
+          mirrors: [{ cluster: "cortex-secondary" }],
+        },
+        { id: "slow", match: { path: { type: "PathPrefix", value: "/slow" } }, mirrors: [{ cluster: "slow" }] },
+        {
+          id: "strict-primary",
+          match: { path: { type: "PathPrefix", value: "/strict" } },
+          backends: [{ cluster: "slow" }],
+          timeoutMs: 300,
+        },
+      ],
+    }),
+  });
+});
+
+afterAll(async () => {
+  await worker?.dispose();
+  await Promise.all([primary, mirror1, mirror2, slow].map((o) => o?.close()));
+});
+
+beforeEach(() => {
+  for (const o of [primary, mirror1, mirror2, slow]) o.reset();
+  slow.setDelay(0);
+});
+
+describe("edge-mirror in workerd with real origins", () => {
+  it("answers from the primary and mirrors a binary POST byte for byte, with the -shadow host", async () => {
+    const body = randomBytes(300 * 1024);
+    const res = await fetch(`${worker.url}/service/1/upload?b=2&a=1&enc=%2Fx`, {
+      method: "POST",
+      body,
+      headers: { "content-type": "application/octet-stream", "x-custom": "kept", authorization: "Bearer t" },
+    });
+    const answer = (await res.json()) as { servedBy: string; sha256: string; bytes: number };
+    expect(res.status).toBe(200);
+    expect(answer).toMatchObject({ servedBy: "primary", bytes: body.length, sha256: sha256(body) });
+
+    await mirror1.waitForCount(1);
+    const [p] = primary.requests;
+    const [m] = mirror1.requests;
+    expect(m?.method).toBe("POST");
+    expect(m?.url).toBe("/service/1/upload?b=2&a=1&enc=%2Fx");
+    expect(p?.url).toBe(m?.url);
+    // The tee keeps the known length: origins that insist on Content-Length still get it.
+    expect(p?.headers["content-length"]).toBe(String(body.length));
+    expect(p?.headers["transfer-encoding"]).toBeUndefined();
+    expect(m?.sha256).toBe(sha256(body));
+    expect(m?.headers["content-type"]).toBe("application/octet-stream");
+    expect(m?.headers["x-custom"]).toBe("kept");
+    expect(m?.headers.authorization).toBe("Bearer t");
+    const host = new URL(worker.url).host;
+    expect(p?.headers["x-forwarded-host"]).toBe(host);
+    expect(m?.headers["x-forwarded-host"]).toBe(host.replace(/:(\d+)$/, "-shadow:$1"));
+    expect(m?.headers["x-edge-mirror"]).toBe("service-1");
+    expect(p?.headers["x-edge-mirror"]).toBeUndefined();
+  });
+
+  it("mirrors to the cluster named by x-mirror-cluster, and not to unknown or unlisted ones (seed 002)", async () => {
+    for (const name of [undefined, "service2-mirror-non-existent", "service1-mirror", "service2-mirror"]) {
+      const res = await fetch(`${worker.url}/service/2`, { headers: name ? { "x-mirror-cluster": name } : {} });
+      expect(((await res.json()) as { servedBy: string }).servedBy).toBe("primary");
+    }
+    await mirror2.waitForCount(1);
+    expect(primary.count).toBe(4);
+    expect(mirror2.requests.map((r) => r.headers["x-edge-mirror"])).toEqual(["service-2"]);
+    expect(mirror1.count).toBe(0);
+  });
+
+  it("shadows Prometheus remote-write to a second cluster (seed 000)", async () => {
+    const snappy = randomBytes(8 * 1024);
+    const res = await fetch(`${worker.url}/api/v1/push`, {
+      method: "POST",
+      body: snappy,
+      headers: {
+        "content-type": "application/x-protobuf",
+        "content-encoding": "snappy",
+        "x-prometheus-remote-write-version": "0.1.0",
+      },
+    });
+    expect(res.status).toBe(200);
+    await mirror2.waitForCount(1);
+    expect(mirror2.requests[0]?.sha256).toBe(sha256(snappy));
+    expect(mirror2.requests[0]?.headers["content-encoding"]).toBe("snappy");
+  });
+
+  it("answers the client while a slow mirror still holds its copy", async () => {
+    const release = slow.hold();
+    try {
+      const res = await fetch(`${worker.url}/slow/x`, { method: "POST", body: "payload" });
+      expect(((await res.json()) as { servedBy: string }).servedBy).toBe("primary");
+      // The copy was dispatched and is still unanswered, yet the client already has its response.
+      await slow.waitForCount(1);
+      expect(slow.answered).toBe(0);
+    } finally {
+      release();
+    }
+    await slow.waitForAnswered(1);
+    expect(slow.requests[0]?.body.toString()).toBe("payload");
+  });
+
+  it("turns a primary that does not answer in time into 504, and an unreachable one into 502", async () => {
+    slow.setDelay(2000);
+    const timedOut = await fetch(`${worker.url}/strict`);
+    expect(timedOut.status).toBe(504);
+    expect(await timedOut.json()).toEqual({
+      error: "primary_timeout",
+      message: "primary did not answer within 300 ms",
+    });
+
+    await worker.kv.put("cluster:dead", JSON.stringify({ origin: "http://127.0.0.1:9" }));
+    await worker.kv.put(
+      "route:dead",
+      JSON.stringify({
+        id: "dead",
+        match: { path: { type: "PathPrefix", value: "/dead" } },
+        backends: [{ cluster: "dead" }],
+      }),
+    );
+    let status = 0;
+    for (let i = 0; i < 40 && status !== 502; i++) {
+      status = (await fetch(`${worker.url}/dead`)).status;
+      if (status !== 502) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(status).toBe(502);
+  });
+
+  it("picks up a policy edited in KV without a restart", async () => {
+    await worker.kv.put(
+      "route:late",
+      JSON.stringify({
+        id: "late",
+        match: { path: { type: "PathPrefix", value: "/late" } },
+        mirrors: [{ cluster: "service1-mirror" }],
+      }),
+    );
+    for (let i = 0; i < 40 && mirror1.count === 0; i++) {
+      await (await fetch(`${worker.url}/late`)).arrayBuffer();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(mirror1.requests[0]?.headers["x-edge-mirror"]).toBe("late");
+  });
+
+  it("logs each mirror outcome as one structured line", async () => {
+    await (await fetch(`${worker.url}/service/1/logged`)).arrayBuffer();
+    await mirror1.waitForCount(1);
+    for (let i = 0; i < 40 && !logs.some((l) => l.includes("/service/1/logged") || l.includes('"kind":"sent"')); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const line = logs.find((l) => l.includes("edge-mirror.mirror") && l.includes('"route":"service-1"'));
+    expect(line).toBeDefined();
+    expect(JSON.parse((line as string).slice((line as string).indexOf("{")))).toMatchObject({
+      kind: "sent",
+      mirror: "service1-mirror",
+      status: 200,
+    });
+  });
+});

@@ -1,0 +1,81 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ROOT } from "../../scripts/lib/worker.mjs";
+
+/** `npm start` as a user runs it: wrangler dev, demo origins and demo policies in local KV. */
+let child: ChildProcess;
+let output = "";
+let edge = "";
+
+async function freePortRange(size: number): Promise<number> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const base = 20000 + Math.floor(Math.random() * 20000);
+    const ok = await Promise.all(
+      Array.from({ length: size }, (_, i) => {
+        return new Promise<boolean>((resolve) => {
+          const probe = createServer();
+          probe.once("error", () => resolve(false));
+          probe.listen(base + i, "127.0.0.1", () => probe.close(() => resolve(true)));
+        });
+      }),
+    );
+    if (ok.every(Boolean)) return base;
+  }
+  throw new Error("no free port range");
+}
+
+async function until(predicate: () => boolean, what: string, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${output}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+beforeAll(async () => {
+  const [workerPort, base] = [await freePortRange(1), await freePortRange(3)];
+  child = spawn(process.execPath, [join(ROOT, "scripts/start.mjs")], {
+    cwd: ROOT,
+    env: { ...process.env, EDGE_MIRROR_PORT: String(workerPort), DEMO_BASE_PORT: String(base) },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  child.stdout?.on("data", (c) => {
+    output += c.toString();
+  });
+  child.stderr?.on("data", (c) => {
+    output += c.toString();
+  });
+  await until(() => output.includes("READY "), "npm start to be ready", 90_000);
+  edge = `http://localhost:${workerPort}`;
+});
+
+afterAll(async () => {
+  if (child && child.exitCode === null) {
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill("SIGTERM");
+    await exited;
+  }
+});
+
+const lines = (origin: string) => output.split("\n").filter((l) => l.startsWith(`[${origin}]`));
+
+describe("npm start reproduces the seed-002 sandbox", () => {
+  it("mirrors /service/1 statically, with the -shadow host", async () => {
+    const res = await fetch(`${edge}/service/1`);
+    expect(((await res.json()) as { servedBy: string }).servedBy).toBe("primary");
+    await until(() => lines("service1-mirror").length === 1, "the service1-mirror log line");
+    expect(lines("service1-mirror")[0]).toMatch(/Host: localhost-shadow:\d+ "GET \/service\/1"/);
+  });
+
+  it("mirrors /service/2 only to the cluster x-mirror-cluster names, and not an unknown one", async () => {
+    await fetch(`${edge}/service/2`, { headers: { "x-mirror-cluster": "service2-mirror-non-existent" } });
+    await fetch(`${edge}/service/2`);
+    await fetch(`${edge}/service/2`, { headers: { "x-mirror-cluster": "service2-mirror" } });
+    await until(() => lines("service2-mirror").length >= 1, "the service2-mirror log line");
+    await until(() => lines("primary").filter((l) => l.includes("/service/2")).length === 3, "three primary lines");
+    expect(lines("service2-mirror")).toHaveLength(1);
+    expect(output).toContain('"reason":"cluster_not_allowed"');
+  });
+});
