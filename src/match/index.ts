@@ -135,25 +135,23 @@ function compileConditions(route: Route): (facts: RequestFacts) => boolean {
     const hostChecks = m.hosts.map(compileHost);
     checks.push((f) => hostChecks.some((check) => check(f.host)));
   }
-  for (const h of m.headers) {
-    const test = compileValue(h.type, h.value);
-    const name = h.name;
-    checks.push((f) => {
-      const value = f.headers.get(name);
-      return value !== null && test(value);
-    });
-  }
-  for (const q of m.query) {
-    const test = compileValue(q.type, q.value);
-    const name = q.name;
-    checks.push((f) => {
-      const value = f.query.get(name);
-      return value !== null && test(value);
-    });
-  }
+  for (const h of m.headers) checks.push(valueCondition(h, (f) => f.headers.get(h.name)));
+  for (const q of m.query) checks.push(valueCondition(q, (f) => f.query.get(q.name)));
   return (facts) => {
     for (const check of checks) if (!check(facts)) return false;
     return true;
+  };
+}
+
+/** A header or query condition: the value must be present and match. */
+function valueCondition(
+  condition: { type: "Exact" | "RegularExpression"; value: string },
+  read: (facts: RequestFacts) => string | null,
+): (facts: RequestFacts) => boolean {
+  const test = compileValue(condition.type, condition.value);
+  return (facts) => {
+    const actual = read(facts);
+    return actual !== null && test(actual);
   };
 }
 

@@ -13,6 +13,18 @@ let slow: Origin;
 let worker: Worker;
 const logs: string[] = [];
 
+/** Repeats `attempt` (at most 40 times, 100 ms apart) until it reports success. */
+async function retry(attempt: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 40; i++) {
+    if (await attempt()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function putRoute(route: { id: string; [field: string]: unknown }): Promise<void> {
+  return worker.kv.put(`route:${route.id}`, JSON.stringify(route));
+}
+
 function sha256(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
@@ -156,45 +168,38 @@ describe("edge-mirror in workerd with real origins", () => {
     });
 
     await worker.kv.put("cluster:dead", JSON.stringify({ origin: "http://127.0.0.1:9" }));
-    await worker.kv.put(
-      "route:dead",
-      JSON.stringify({
-        id: "dead",
-        match: { path: { type: "PathPrefix", value: "/dead" } },
-        backends: [{ cluster: "dead" }],
-      }),
-    );
+    await putRoute({
+      id: "dead",
+      match: { path: { type: "PathPrefix", value: "/dead" } },
+      backends: [{ cluster: "dead" }],
+    });
     let status = 0;
-    for (let i = 0; i < 40 && status !== 502; i++) {
+    await retry(async () => {
       status = (await fetch(`${worker.url}/dead`)).status;
-      if (status !== 502) await new Promise((r) => setTimeout(r, 100));
-    }
+      return status === 502;
+    });
     expect(status).toBe(502);
   });
 
   it("picks up a policy edited in KV without a restart", async () => {
-    await worker.kv.put(
-      "route:late",
-      JSON.stringify({
-        id: "late",
-        match: { path: { type: "PathPrefix", value: "/late" } },
-        mirrors: [{ cluster: "service1-mirror" }],
-      }),
-    );
-    for (let i = 0; i < 40 && mirror1.count === 0; i++) {
+    await putRoute({
+      id: "late",
+      match: { path: { type: "PathPrefix", value: "/late" } },
+      mirrors: [{ cluster: "service1-mirror" }],
+    });
+    await retry(async () => {
       await (await fetch(`${worker.url}/late`)).arrayBuffer();
-      await new Promise((r) => setTimeout(r, 100));
-    }
+      return mirror1.count > 0;
+    });
     expect(mirror1.requests[0]?.headers["x-edge-mirror"]).toBe("late");
   });
 
   it("logs each mirror outcome as one structured line", async () => {
     await (await fetch(`${worker.url}/service/1/logged`)).arrayBuffer();
     await mirror1.waitForCount(1);
-    for (let i = 0; i < 40 && !logs.some((l) => l.includes("/service/1/logged") || l.includes('"kind":"sent"')); i++) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const line = logs.find((l) => l.includes("edge-mirror.mirror") && l.includes('"route":"service-1"'));
+    const isOutcome = (l: string) => l.includes("edge-mirror.mirror") && l.includes('"route":"service-1"');
+    await retry(async () => logs.some(isOutcome));
+    const line = logs.find(isOutcome);
     expect(line).toBeDefined();
     expect(JSON.parse((line as string).slice((line as string).indexOf("{")))).toMatchObject({
       kind: "sent",
