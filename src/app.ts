@@ -61,7 +61,7 @@ export async function handleRequest(
   const route = snapshot.routes.find(requestFacts(request, url));
 
   const headers = forwardableHeaders(request.headers);
-  const from = forwardedFrom(request);
+  const from = forwardedFrom(request, url);
   setForwarded(headers, from);
   applyHeaderOps(headers, route?.requestHeaders);
   headers.set(HOP_HEADER, String(hops + 1));
@@ -76,7 +76,6 @@ export async function handleRequest(
   }
 
   const plan = route ? safePlan(route, request.headers, snapshot, random) : undefined;
-  const requestId = request.headers.get("cf-ray") ?? crypto.randomUUID();
   let primaryBody = request.body;
   let mirrorBody: MirrorBody = { kind: "none" };
   if (route && plan && plan.targets.length > 0 && request.body) {
@@ -98,7 +97,8 @@ export async function handleRequest(
     timeoutMs: route?.timeoutMs ?? DEFAULT_TIMEOUT_MS,
   });
 
-  if (route && plan) {
+  if (route && plan && (plan.targets.length > 0 || plan.skipped.length > 0)) {
+    const requestId = request.headers.get("cf-ray") ?? crypto.randomUUID();
     for (const skip of plan.skipped) {
       sink({ kind: "skipped", route: route.id, requestId, ...skip });
     }

@@ -29,7 +29,7 @@ describe("setForwarded", () => {
       headers: { "cf-connecting-ip": "203.0.113.9", "x-forwarded-for": "198.51.100.1" },
     });
     const headers = forwardableHeaders(request.headers);
-    setForwarded(headers, forwardedFrom(request));
+    setForwarded(headers, forwardedFrom(request, new URL(request.url)));
     expect(headers.get("x-forwarded-host")).toBe("api.example.com:8443");
     expect(headers.get("x-forwarded-proto")).toBe("https");
     expect(headers.get("x-forwarded-for")).toBe("198.51.100.1, 203.0.113.9");

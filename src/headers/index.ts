@@ -52,8 +52,7 @@ export interface ForwardedFrom {
 }
 
 /** Reads where the request came from before any header is changed. */
-export function forwardedFrom(request: Request): ForwardedFrom {
-  const url = new URL(request.url);
+export function forwardedFrom(request: Request, url: URL): ForwardedFrom {
   return {
     host: url.host,
     proto: url.protocol.slice(0, -1),

@@ -32,6 +32,14 @@ export function pickBackend(backends: readonly Backend[], random: () => number):
   return backends.findLast((b) => b.weight > 0);
 }
 
+let fallback = { raw: "", origin: "" };
+
+/** PRIMARY_ORIGIN is parsed once per isolate, not per request. */
+function fallbackOriginOf(raw: string): string {
+  if (fallback.raw !== raw) fallback = { raw, origin: new URL(raw).origin };
+  return fallback.origin;
+}
+
 /** Resolves the primary's origin, or throws an `UpstreamError` the client will see. */
 export function primaryOrigin(
   route: Route | undefined,
@@ -43,14 +51,14 @@ export function primaryOrigin(
   if (route?.backends) {
     const backend = pickBackend(route.backends, random);
     if (!backend) throw new UpstreamError("no_backend", `route "${route.id}" has no backend with weight > 0`);
-    if (backend.origin !== undefined) return new URL(backend.origin).origin;
+    if (backend.origin !== undefined) return backend.origin;
     const origin = clusters.get(backend.cluster as string);
     if (origin === undefined) {
       throw new UpstreamError("unknown_cluster", `route "${route.id}" names undefined cluster "${backend.cluster}"`);
     }
     return origin;
   }
-  return fallbackOrigin ? new URL(fallbackOrigin).origin : requestUrl.origin;
+  return fallbackOrigin ? fallbackOriginOf(fallbackOrigin) : requestUrl.origin;
 }
 
 export interface PrimaryRequest {

@@ -87,7 +87,7 @@ export async function loadSnapshot(kv: KVNamespace, now: number): Promise<Policy
     if (text === null) continue; // deleted between list and get
     try {
       if (key.startsWith(ROUTE_PREFIX)) routes.push(parseStoredRoute(key, text));
-      else clusters.set(key.slice(CLUSTER_PREFIX.length), new URL(parseCluster(parseJson(text)).origin).origin);
+      else clusters.set(key.slice(CLUSTER_PREFIX.length), parseCluster(parseJson(text)).origin);
     } catch (err) {
       invalid.push({ key, error: (err as Error).message });
     }
