@@ -43,6 +43,8 @@ export async function startWorker(options) {
   const mf = new Miniflare({
     modules: true,
     scriptPath: options.scriptPath,
+    // Module names are relative to this root; a bundle outside the project must still load.
+    modulesRoot: dirname(options.scriptPath),
     compatibilityDate: compatibilityDate(),
     kvNamespaces: ["MIRROR_CONFIG"],
     bindings: { PRIMARY_ORIGIN: "", POLICY_CACHE_TTL_MS: "5000", LOG_LEVEL: "info", ...options.vars },
