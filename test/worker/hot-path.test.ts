@@ -1,0 +1,157 @@
+import { createExecutionContext, reset, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { beforeEach, describe, expect, it, vi } from "vitest";
+import { handleRequest } from "../../src/app.js";
+import { compileRoutes } from "../../src/match/index.js";
+import { parseRoute } from "../../src/policy/index.js";
+import { PolicyCache } from "../../src/store/index.js";
+import { putPolicies } from "./helpers.js";
+
+/**
+ * Structural guards for the hot path (the timings live in `npm run bench`): what a request
+ * costs must not grow with KV, with the number of routes, or with bodies nobody will mirror.
+ */
+const PRIMARY = "http://primary.test";
+const testEnv = { ...env, PRIMARY_ORIGIN: PRIMARY } as Env;
+
+beforeEach(async () => {
+  await reset();
+});
+
+function countingKv(inner: KVNamespace) {
+  let reads = 0;
+  const kv = {
+    list: (o: KVNamespaceListOptions) => {
+      reads++;
+      return inner.list(o);
+    },
+    get: (keys: string[], type: "text") => {
+      reads++;
+      return inner.get(keys, type);
+    },
+  } as unknown as KVNamespace;
+  return { kv, reads: () => reads };
+}
+
+describe("steady state", () => {
+  it("does no KV read per request once the snapshot is loaded", async () => {
+    await putPolicies({ routes: [{ id: "r", match: { path: { type: "PathPrefix", value: "/r" } } }] });
+    const counted = countingKv(env.MIRROR_CONFIG);
+    const cache = new PolicyCache({ ttlMs: 60_000, log: () => {} });
+    const fetchSpy = vi.spyOn(globalThis, "fetch").mockImplementation(async () => new Response("ok"));
+    try {
+      const serve = async () => {
+        const ctx = createExecutionContext();
+        const res = await handleRequest(
+          new Request("https://edge.test/r/x"),
+          { ...testEnv, MIRROR_CONFIG: counted.kv },
+          ctx,
+          {
+            cache,
+            sink: () => {},
+          },
+        );
+        await res.arrayBuffer();
+        await waitOnExecutionContext(ctx);
+      };
+      await serve();
+      const afterFirst = counted.reads();
+      expect(afterFirst).toBeGreaterThan(0);
+      for (let i = 0; i < 200; i++) await serve();
+      expect(counted.reads()).toBe(afterFirst);
+      expect(cache.loads).toBe(1);
+    } finally {
+      fetchSpy.mockRestore();
+    }
+  });
+});
+
+describe("route lookup", () => {
+  it("evaluates the conditions of a handful of candidates, not of every route", () => {
+    const routes = Array.from({ length: 1000 }, (_, i) =>
+      parseRoute({
+        id: `tenant-${i}`,
+        match: {
+          path: { type: "PathPrefix", value: `/tenant/${i}` },
+          headers: [{ name: "x-tenant", value: String(i) }],
+        },
+      }),
+    );
+    const table = compileRoutes(routes);
+    let headerReads = 0;
+    const headers = new Headers({ "x-tenant": "999" });
+    const counted = new Proxy(headers, {
+      get(target, prop) {
+        if (prop === "get") {
+          return (name: string) => {
+            headerReads++;
+            return target.get(name);
+          };
+        }
+        const value = Reflect.get(target, prop);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const facts = {
+      method: "GET",
+      host: "h",
+      path: "/tenant/999/push",
+      headers: counted,
+      query: new URLSearchParams(),
+    };
+    expect(table.find(facts)?.id).toBe("tenant-999");
+    // A scan would read x-tenant once per route; the trie reaches the one candidate directly.
+    expect(headerReads).toBe(1);
+  });
+});
+
+describe("bodies nobody will mirror", () => {
+  it("pass the client's stream to the primary untouched: no tee, no buffering", async () => {
+    await putPolicies({
+      clusters: { m: "http://mirror.test" },
+      routes: [{ id: "r", mirrors: [{ cluster: "m", percent: 0 }] }],
+    });
+    const bodies: unknown[] = [];
+    const fetchSpy = vi.spyOn(globalThis, "fetch").mockImplementation(async (_input, init) => {
+      bodies.push(init?.body);
+      return new Response("ok");
+    });
+    try {
+      const request = new Request("https://edge.test/upload", { method: "POST", body: "x".repeat(10_000) });
+      const original = request.body;
+      const ctx = createExecutionContext();
+      await handleRequest(request, testEnv, ctx, {
+        cache: new PolicyCache({ ttlMs: 0, log: () => {} }),
+        sink: () => {},
+      });
+      await waitOnExecutionContext(ctx);
+      expect(bodies).toHaveLength(1);
+      expect(bodies[0]).toBe(original);
+    } finally {
+      fetchSpy.mockRestore();
+    }
+  });
+
+  it("tee the stream only when a mirror was sampled", async () => {
+    await putPolicies({ clusters: { m: "http://mirror.test" }, routes: [{ id: "r", mirrors: [{ cluster: "m" }] }] });
+    const bodies: unknown[] = [];
+    const fetchSpy = vi.spyOn(globalThis, "fetch").mockImplementation(async (_input, init) => {
+      bodies.push(init?.body);
+      return new Response("ok");
+    });
+    try {
+      const request = new Request("https://edge.test/upload", { method: "POST", body: "x".repeat(10_000) });
+      const original = request.body;
+      const ctx = createExecutionContext();
+      await handleRequest(request, testEnv, ctx, {
+        cache: new PolicyCache({ ttlMs: 0, log: () => {} }),
+        sink: () => {},
+      });
+      await waitOnExecutionContext(ctx);
+      expect(bodies).toHaveLength(2);
+      expect(bodies[0]).not.toBe(original);
+    } finally {
+      fetchSpy.mockRestore();
+    }
+  });
+});
