@@ -1,0 +1,461 @@
+#!/usr/bin/env node
+/**
+ * `npm run bench`: edge-mirror side by side with a bare proxy worker (the floor) and, when
+ * installed, nginx `mirror`, all in one run so that the ratios are fair. The worker runs in
+ * workerd through Miniflare's API (not `wrangler dev`, whose own proxy dominates). Only
+ * loopback traffic; every scenario is bounded by --duration.
+ *
+ * Every scenario's worker is started first; then the scenarios run in interleaved rounds and
+ * the median of each is reported, so that drift on a shared machine hits them all alike.
+ *
+ *   npm run bench -- --duration 2 --rounds 2 --connections 10 [--only A,B] [--json out.json] [--write BENCHMARKS.md]
+ */
+import { execFileSync, fork, spawn, spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import { cpus, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { gzipSync } from "node:zlib";
+import autocannon from "autocannon";
+import { buildWorker, policyEntries, ROOT, startWorker } from "./lib/worker.mjs";
+
+const { values: args } = parseArgs({
+  options: {
+    duration: { type: "string", default: "1" },
+    rounds: { type: "string", default: "2" },
+    connections: { type: "string", default: "10" },
+    "slow-ms": { type: "string", default: "300" },
+    json: { type: "string" },
+    write: { type: "string" },
+    only: { type: "string" },
+  },
+});
+const duration = Number(args.duration);
+const rounds = Number(args.rounds);
+const connections = Number(args.connections);
+const slowMs = Number(args["slow-ms"]);
+
+const buildDir = join(ROOT, ".wrangler/bench");
+mkdirSync(buildDir, { recursive: true });
+
+/** The deployable bundle, measured as `wrangler deploy` would upload it. */
+function bundleSize() {
+  const script = buildWorker(join(buildDir, "deploy"));
+  const bytes = readFileSync(script);
+  return { raw: bytes.length, gzip: gzipSync(bytes, { level: 9 }).length };
+}
+
+/** The real worker behind a KV read counter (scripts/bench/counting-entry.ts). */
+function buildCountingWorker() {
+  const out = join(buildDir, "edge-mirror-counting.js");
+  execFileSync(
+    join(ROOT, "node_modules/.bin/esbuild"),
+    [
+      join(ROOT, "scripts/bench/counting-entry.ts"),
+      "--bundle",
+      "--format=esm",
+      "--platform=neutral",
+      "--main-fields=module,main",
+      "--minify",
+      `--outfile=${out}`,
+      "--log-level=error",
+    ],
+    { cwd: ROOT },
+  );
+  return out;
+}
+
+const originsProcess = fork(join(ROOT, "scripts/bench/origins-process.mjs"), [String(slowMs)], { stdio: "inherit" });
+/** @type {{ primary: number, fast: number, slow: number }} */
+const ports = await new Promise((resolve) =>
+  originsProcess.once("message", (/** @type {any} */ m) => resolve(m.ports)),
+);
+const primary = { url: `http://127.0.0.1:${ports.primary}`, port: ports.primary };
+const fastMirror = { url: `http://127.0.0.1:${ports.fast}` };
+const slowMirror = { url: `http://127.0.0.1:${ports.slow}`, port: ports.slow };
+/** Mirror requests received by the fast and the slow mirror so far. @returns {Promise<number>} */
+function mirrorCount() {
+  return new Promise((resolve) => {
+    originsProcess.once("message", (/** @type {any} */ m) => resolve(m.count));
+    originsProcess.send("count");
+  });
+}
+
+const size = bundleSize();
+const edgeScript = buildCountingWorker();
+const floorScript = join(ROOT, "scripts/bench/floor.mjs");
+
+/** @param {string} id @param {string} path @param {Record<string, unknown>} [extra] */
+const route = (id, path, extra = {}) => ({ id, match: { path: { type: "PathPrefix", value: path } }, ...extra });
+const clusters = { fast: { origin: fastMirror.url }, slow: { origin: slowMirror.url } };
+const body256k = Buffer.alloc(256 * 1024, 7);
+
+const noMatch = policyEntries({
+  clusters,
+  routes: [route("elsewhere", "/elsewhere", { mirrors: [{ cluster: "fast" }] })],
+});
+const threeSlow = policyEntries({
+  clusters,
+  routes: [route("bench", "/bench", { mirrors: [{ cluster: "slow" }, { cluster: "slow" }, { cluster: "slow" }] })],
+});
+
+/** @type {Array<{ id: string, what: string, worker?: "floor" | "edge", vars?: Record<string,string>, policies?: Record<string, unknown>, path?: string, body?: Buffer, connections?: number, nginx?: "plain" | "mirror" }>} */
+const scenarios = [
+  { id: "A", what: "bare Worker: fetch to the primary (floor)", worker: "floor" },
+  {
+    id: "B",
+    what: "edge-mirror, no matching route",
+    worker: "edge",
+    policies: noMatch,
+  },
+  {
+    id: "C",
+    what: "edge-mirror, one route, one fast mirror at 100 %",
+    worker: "edge",
+    policies: policyEntries({ clusters, routes: [route("bench", "/bench", { mirrors: [{ cluster: "fast" }] })] }),
+  },
+  {
+    id: "A3",
+    what: `bare Worker + 3 waitUntil fetches to the ${slowMs} ms mirror (floor)`,
+    worker: "floor",
+    vars: { MIRROR_COUNT: "3" },
+  },
+  {
+    id: "D",
+    what: `edge-mirror, three mirrors, each ${slowMs} ms slow`,
+    worker: "edge",
+    policies: threeSlow,
+  },
+  {
+    id: "E",
+    what: "edge-mirror, POST 256 KiB bodies, one fast mirror",
+    worker: "edge",
+    body: body256k,
+    policies: policyEntries({ clusters, routes: [route("bench", "/bench", { mirrors: [{ cluster: "fast" }] })] }),
+  },
+  {
+    id: "F",
+    what: "edge-mirror, 1,000 routes, request matches the last",
+    worker: "edge",
+    path: "/tenant/999/bench",
+    policies: policyEntries({
+      clusters,
+      routes: Array.from({ length: 1000 }, (_, i) =>
+        route(`tenant-${i}`, `/tenant/${i}`, { mirrors: [{ cluster: "fast" }] }),
+      ),
+    }),
+  },
+  { id: "A3/1", what: "A3 with one connection", worker: "floor", vars: { MIRROR_COUNT: "3" }, connections: 1 },
+  { id: "D/1", what: "D with one connection", worker: "edge", connections: 1, policies: threeSlow },
+  { id: "B/1", what: "B with one connection", worker: "edge", connections: 1, policies: noMatch },
+];
+
+const nginxBin = spawnSync("sh", ["-c", "command -v nginx"], { encoding: "utf8" }).stdout.trim();
+if (nginxBin) {
+  scenarios.push(
+    { id: "N0/1", what: "nginx proxy_pass, no mirror, one connection", nginx: "plain", connections: 1 },
+    { id: "N/1", what: `nginx mirror to the ${slowMs} ms mirror, one connection`, nginx: "mirror", connections: 1 },
+    { id: "N", what: `nginx mirror to the ${slowMs} ms mirror`, nginx: "mirror" },
+  );
+}
+
+async function startNginx() {
+  const dir = mkdtempSync(join(tmpdir(), "edge-mirror-nginx-"));
+  const ports = await Promise.all([freePort(), freePort()]);
+  const conf = `
+daemon off; worker_processes 2; user root; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off; client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/f; uwsgi_temp_path ${dir}/u; scgi_temp_path ${dir}/s;
+  upstream primary { server 127.0.0.1:${primary.port}; keepalive 64; }
+  upstream shadow { server 127.0.0.1:${slowMirror.port}; keepalive 64; }
+  server { listen 127.0.0.1:${ports[0]};
+    location / { proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://primary; } }
+  server { listen 127.0.0.1:${ports[1]};
+    location / { mirror /__mirror; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://primary; }
+    location = /__mirror { internal; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://shadow$request_uri; } }
+}`;
+  writeFileSync(join(dir, "nginx.conf"), conf);
+  const child = spawn(nginxBin, ["-p", dir, "-c", join(dir, "nginx.conf")], { stdio: "ignore" });
+  for (let i = 0; i < 50; i++) {
+    const ok = await fetch(`http://127.0.0.1:${ports[0]}/`).then(
+      () => true,
+      () => false,
+    );
+    if (ok) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    plain: `http://127.0.0.1:${ports[0]}`,
+    mirror: `http://127.0.0.1:${ports[1]}`,
+    stop: () => child.kill("SIGQUIT"),
+  };
+}
+
+async function freePort() {
+  const { createServer } = await import("node:net");
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const address = s.address();
+      s.close(() => resolve(typeof address === "object" && address ? address.port : 0));
+    });
+  });
+}
+
+/** Waits until no mirror request has arrived for longer than one slow-mirror delay. */
+async function settleMirrors() {
+  let last = await mirrorCount();
+  let quietSince = Date.now();
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline && Date.now() - quietSince <= slowMs + 200) {
+    await new Promise((r) => setTimeout(r, 100));
+    const now = await mirrorCount();
+    if (now !== last) {
+      last = now;
+      quietSince = Date.now();
+    }
+  }
+  return last;
+}
+
+const only = args.only ? new Set(args.only.split(",")) : undefined;
+const selected = only ? scenarios.filter((s) => only.has(s.id)) : scenarios;
+const nginx = nginxBin && selected.some((s) => s.nginx) ? await startNginx() : undefined;
+/** @type {Map<string, { target: string, dispose: () => Promise<void> }>} */
+const running = new Map();
+for (const s of selected) {
+  if (s.nginx && nginx) {
+    running.set(s.id, { target: s.nginx === "plain" ? nginx.plain : nginx.mirror, dispose: async () => {} });
+    continue;
+  }
+  const worker = await startWorker({
+    scriptPath: s.worker === "floor" ? floorScript : edgeScript,
+    vars: {
+      PRIMARY_ORIGIN: primary.url,
+      MIRROR_ORIGIN: slowMirror.url,
+      LOG_LEVEL: "off",
+      POLICY_CACHE_TTL_MS: "5000",
+      ...s.vars,
+    },
+    policies: s.policies,
+  });
+  running.set(s.id, { target: worker.url, dispose: () => worker.dispose() });
+}
+
+/** @type {Map<string, Array<{ rps: number, p50: number, p99: number, requests: number, errors: number, mirrors: number, kvReads: number }>>} */
+const samples = new Map(selected.map((s) => [s.id, []]));
+// Copies still in flight from one run are waited for before the next starts (settleMirrors).
+let mirrorsSoFar = await mirrorCount();
+for (let round = 0; round < rounds; round++) {
+  for (const s of selected) {
+    const { target } = /** @type {{ target: string }} */ (running.get(s.id));
+    const path = s.path ?? "/bench/item?x=1";
+    const method = s.body ? "POST" : "GET";
+    const headers = s.body ? { "content-type": "application/octet-stream" } : {};
+    // Warm up the isolate, the policy snapshot and keep-alive connections.
+    if (round === 0)
+      await autocannon({ url: target + path, connections: 2, duration: 0.5, method, body: s.body, headers });
+    if (round === 0) mirrorsSoFar = await settleMirrors();
+    const mirrorsBefore = mirrorsSoFar;
+    const readsBefore = s.worker === "edge" ? await kvReads(target) : 0;
+    const result =
+      s.connections === 1
+        ? await sequential(target + path, duration)
+        : await autocannon({
+            url: target + path,
+            connections: s.connections ?? connections,
+            duration,
+            method,
+            body: s.body,
+            headers,
+          });
+    const kvReadsDuringRun = s.worker === "edge" ? (await kvReads(target)) - readsBefore : 0;
+    mirrorsSoFar = await settleMirrors();
+    const mirrors = mirrorsSoFar - mirrorsBefore;
+    samples.get(s.id)?.push({
+      rps: result.requests.average,
+      p50: result.latency.p50,
+      p99: result.latency.p99,
+      requests: result.requests.total,
+      errors: result.errors + result.non2xx + result.timeouts,
+      mirrors,
+      kvReads: kvReadsDuringRun,
+    });
+    console.error(
+      `round ${round + 1} ${s.id.padEnd(5)} ${String(Math.round(result.requests.average)).padStart(6)} rps  p50 ${result.latency.p50} ms  p99 ${result.latency.p99} ms  mirrors ${mirrors}`,
+    );
+  }
+}
+for (const { dispose } of running.values()) await dispose();
+
+/** @param {number[]} values */
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+};
+/** @param {number[]} values */
+const sum = (values) => values.reduce((a, b) => a + b, 0);
+const results = selected.map((s) => {
+  const runs = samples.get(s.id) ?? [];
+  const requests = sum(runs.map((r) => r.requests));
+  return {
+    id: s.id,
+    what: s.what,
+    connections: s.connections ?? connections,
+    rps: Math.round(median(runs.map((r) => r.rps))),
+    p50: median(runs.map((r) => r.p50)),
+    p99: median(runs.map((r) => r.p99)),
+    requests,
+    errors: sum(runs.map((r) => r.errors)),
+    mirrorRequests: sum(runs.map((r) => r.mirrors)),
+    kvReadsPerRequest: s.worker === "edge" ? sum(runs.map((r) => r.kvReads)) / Math.max(1, requests) : undefined,
+  };
+});
+nginx?.stop();
+originsProcess.send("stop");
+
+/**
+ * One keep-alive connection, one request at a time, each timed with performance.now(): the
+ * client latency without queueing, at a resolution autocannon's whole milliseconds cannot give.
+ * Returns the fields of an autocannon result that the report uses.
+ * @param {string} url
+ * @param {number} seconds
+ */
+async function sequential(url, seconds) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  /** @type {number[]} */
+  const latencies = [];
+  let errors = 0;
+  const started = performance.now();
+  while (performance.now() - started < seconds * 1000) {
+    const t0 = performance.now();
+    const status = await new Promise((resolve) => {
+      http
+        .get(url, { agent }, (res) => {
+          res.resume();
+          res.on("end", () => resolve(res.statusCode ?? 0));
+        })
+        .on("error", () => resolve(0));
+    });
+    latencies.push(performance.now() - t0);
+    if (status !== 200) errors++;
+  }
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  /** @param {number} q */
+  const at = (q) =>
+    Number((latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0).toFixed(3));
+  const elapsed = (performance.now() - started) / 1000;
+  return {
+    requests: { average: latencies.length / elapsed, total: latencies.length },
+    latency: { p50: at(0.5), p99: at(0.99) },
+    errors,
+    non2xx: 0,
+    timeouts: 0,
+  };
+}
+
+/** @param {string} origin @returns {Promise<number>} */
+async function kvReads(origin) {
+  const res = await fetch(`${origin}/__bench/kv-reads`);
+  const body = /** @type {{ reads: number }} */ (await res.json());
+  return body.reads;
+}
+
+if (only) process.exit(0);
+const byId = new Map(results.map((r) => [r.id, r]));
+/** @param {string} id */
+const by = (id) => {
+  const row = byId.get(id);
+  if (!row) throw new Error(`scenario ${id} did not run`);
+  return row;
+};
+/** @param {number} a @param {number} b */
+const ratio = (a, b) => (b ? a / b : Number.NaN);
+/** @type {Array<{ name: string, value: number, target: string, ok: (v: number) => boolean }>} */
+const targets = [
+  { name: "rps(B) ÷ rps(A)", value: ratio(by("B").rps, by("A").rps), target: "≥ 0.95", ok: (v) => v >= 0.95 },
+  { name: "rps(D) ÷ rps(A3)", value: ratio(by("D").rps, by("A3").rps), target: "≥ 0.90", ok: (v) => v >= 0.9 },
+  { name: "p50(D/1) ÷ p50(A3/1)", value: ratio(by("D/1").p50, by("A3/1").p50), target: "≤ 1.10", ok: (v) => v <= 1.1 },
+  { name: "p99(D/1) ÷ p99(A3/1)", value: ratio(by("D/1").p99, by("A3/1").p99), target: "≤ 1.20", ok: (v) => v <= 1.2 },
+  { name: "rps(F) ÷ rps(C)", value: ratio(by("F").rps, by("C").rps), target: "≥ 0.90", ok: (v) => v >= 0.9 },
+  {
+    // Requests never wait on KV once a snapshot exists; what remains is the background refresh,
+    // one list + bulk-get round per POLICY_CACHE_TTL_MS per isolate, spread over all requests.
+    name: "KV reads per request (B–F, steady state; background refresh only)",
+    value: Math.max(...results.filter((r) => r.kvReadsPerRequest !== undefined).map((r) => r.kvReadsPerRequest ?? 0)),
+    target: "≈ 0 (< 0.01)",
+    ok: (v) => v < 0.01,
+  },
+  { name: "gzipped bundle (KB)", value: size.gzip / 1024, target: "≤ 60", ok: (v) => v <= 60 },
+];
+const reported = [
+  { name: "p99(D/1) ÷ p99(B/1)  (edge-mirror: slow mirrors vs none)", value: ratio(by("D/1").p99, by("B/1").p99) },
+];
+if (byId.has("N/1")) {
+  reported.push({
+    name: "p99(N/1) ÷ p99(N0/1)  (nginx: slow mirror vs none)",
+    value: ratio(by("N/1").p99, by("N0/1").p99),
+  });
+  reported.push({ name: "rps(N) ÷ rps(A)  (nginx mirror vs the bare Worker)", value: ratio(by("N").rps, by("A").rps) });
+}
+
+/** @param {number} v */
+const fmt = (v) =>
+  Number.isFinite(v)
+    ? Math.abs(v) >= 100
+      ? v.toFixed(0)
+      : v !== 0 && Math.abs(v) < 0.01
+        ? v.toFixed(5)
+        : v.toFixed(2)
+    : String(v);
+const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, workerd via Miniflare ${JSON.parse(readFileSync(join(ROOT, "node_modules/miniflare/package.json"), "utf8")).version}${nginxBin ? `, ${spawnSync(nginxBin, ["-v"], { encoding: "utf8" }).stderr.trim()}` : ", nginx not installed"}`;
+const table = [
+  `Machine: ${machine}. Each scenario ${rounds} × ${duration} s (median shown), ${connections} connections by autocannon; one-connection rows are sequential keep-alive requests timed to the microsecond; mirror delay ${slowMs} ms; bundle ${fmt(size.raw / 1024)} KB raw, ${fmt(size.gzip / 1024)} KB gzipped.`,
+  "",
+  "| scenario | what | conns | rps | p50 ms | p99 ms | requests | errors | mirror requests received | KV reads / request |",
+  "|---|---|---|---|---|---|---|---|---|---|",
+  ...results.map(
+    (r) =>
+      `| ${r.id} | ${r.what} | ${r.connections} | ${r.rps} | ${r.p50} | ${r.p99} | ${r.requests} | ${r.errors} | ${r.mirrorRequests} | ${r.kvReadsPerRequest === undefined ? "—" : fmt(r.kvReadsPerRequest)} |`,
+  ),
+  "",
+  "| ratio | measured | target | met |",
+  "|---|---|---|---|",
+  ...targets.map((t) => `| ${t.name} | ${fmt(t.value)} | ${t.target} | ${t.ok(t.value) ? "yes" : "**no**"} |`),
+  ...reported.map((r) => `| ${r.name} | ${fmt(r.value)} | reported | — |`),
+].join("\n");
+console.log(table);
+
+if (args.json)
+  writeFileSync(
+    args.json,
+    JSON.stringify(
+      {
+        machine,
+        duration,
+        connections,
+        slowMs,
+        size,
+        results,
+        targets: targets.map((t) => ({ ...t, ok: t.ok(t.value) })),
+      },
+      null,
+      2,
+    ),
+  );
+if (args.write) {
+  const file = join(ROOT, args.write);
+  const doc = readFileSync(file, "utf8");
+  const start = "<!-- bench:start -->";
+  const end = "<!-- bench:end -->";
+  const at = doc.indexOf(start);
+  const until = doc.indexOf(end);
+  if (at === -1 || until === -1) throw new Error(`${args.write} has no ${start} … ${end} markers`);
+  writeFileSync(file, `${doc.slice(0, at + start.length)}\n${table}\n${doc.slice(until)}`);
+  console.error(`wrote the table into ${args.write}`);
+}
