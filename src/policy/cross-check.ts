@@ -1,0 +1,68 @@
+/**
+ * @module policy/cross-check
+ * Rules that span documents, shared by the CLI (`policy validate`/`apply`) and the admin API:
+ * a route may only name defined clusters, route ids are unique, and a route that can never
+ * match (an identical, higher-ranked match exists) is reported as a warning.
+ */
+import type { PolicyIssue } from "../errors/index.js";
+import { comparePrecedence } from "../match/index.js";
+import type { Route } from "./index.js";
+
+export interface CrossCheckResult {
+  errors: PolicyIssue[];
+  warnings: PolicyIssue[];
+}
+
+/** Where each route came from, for messages: `routes[2]` in a file, `route:x` in KV. */
+export interface LocatedRoute {
+  route: Route;
+  at: string;
+}
+
+/** Every cluster a route refers to, with the path of the reference. */
+export function clusterReferences(route: Route): Array<{ cluster: string; path: string }> {
+  const refs: Array<{ cluster: string; path: string }> = [];
+  route.backends?.forEach((b, i) => {
+    if (b.cluster !== undefined) refs.push({ cluster: b.cluster, path: `backends[${i}].cluster` });
+  });
+  route.mirrors.forEach((m, i) => {
+    if (m.cluster !== undefined) refs.push({ cluster: m.cluster, path: `mirrors[${i}].cluster` });
+  });
+  route.mirrorFromHeader?.allow?.forEach((name, i) => {
+    refs.push({ cluster: name, path: `mirrorFromHeader.allow[${i}]` });
+  });
+  return refs;
+}
+
+export function crossCheck(routes: readonly LocatedRoute[], clusters: ReadonlySet<string>): CrossCheckResult {
+  const result: CrossCheckResult = { errors: [], warnings: [] };
+  const firstAt = new Map<string, string>();
+  for (const { route, at } of routes) {
+    const earlier = firstAt.get(route.id);
+    if (earlier !== undefined) {
+      result.errors.push({ path: `${at}.id`, message: `duplicate route id "${route.id}" (also at ${earlier})` });
+    } else {
+      firstAt.set(route.id, at);
+    }
+    for (const ref of clusterReferences(route)) {
+      if (!clusters.has(ref.cluster)) {
+        result.errors.push({ path: `${at}.${ref.path}`, message: `names undefined cluster "${ref.cluster}"` });
+      }
+    }
+  }
+  const ranked = [...routes].sort((a, b) => comparePrecedence(a.route, b.route));
+  const seen = new Map<string, LocatedRoute>();
+  for (const located of ranked) {
+    const key = JSON.stringify(located.route.match);
+    const winner = seen.get(key);
+    if (winner) {
+      result.warnings.push({
+        path: located.at,
+        message: `route "${located.route.id}" can never match: route "${winner.route.id}" (${winner.at}) has the same match and wins`,
+      });
+    } else {
+      seen.set(key, located);
+    }
+  }
+  return result;
+}
