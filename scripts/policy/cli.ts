@@ -1,0 +1,230 @@
+/**
+ * @module scripts/policy/cli
+ * `npm run policy -- <command>`: validate, apply, diff, pull, list and delete edge-mirror
+ * policies in Workers KV, kubectl-style. Exit codes: 0 ok, 1 invalid input (or, for `diff`,
+ * differences found), 2 usage or I/O errors.
+ */
+import { writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { stringify as toYaml } from "yaml";
+import { formatProblem, type LoadedPolicies, loadPolicyFiles } from "./files.js";
+import { openKv, type PolicyKv } from "./kv.js";
+import { type FieldChange, fieldChanges, planChanges, summarize } from "./plan.js";
+
+const USAGE = `usage: npm run policy -- <command> [options]
+
+commands:
+  validate <file…>              check policy files (JSON or YAML: { "clusters": {…}, "routes": […] })
+  apply <file…>                 validate, then write what changed  [--prune] [--dry-run]
+  diff <file…>                  show what apply would change (exit 1 when there are differences)
+  pull [--out file]             write what is stored as one policy file (JSON, or YAML for .yaml)
+  list                          the stored routes and clusters
+  delete <route-id>             delete one route
+
+where (apply, diff, pull, list, delete):
+  --local (default)             the local state that wrangler dev and npm start use
+  --remote                      Workers KV on Cloudflare, through wrangler (after wrangler login)
+  --env <name>                  a wrangler environment (staging, production)
+  --persist-to <dir>            local state directory, as wrangler's --persist-to
+  --config <wrangler.toml>      another wrangler configuration`;
+
+export class UsageError extends Error {}
+
+interface Io {
+  out: (line: string) => void;
+  err: (line: string) => void;
+}
+
+export async function main(argv: string[], io: Io): Promise<number> {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (err) {
+    io.err(`${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { command, files, flags } = parsed;
+  if (command === "help" || flags.help) {
+    io.out(USAGE);
+    return 0;
+  }
+  if (["validate", "apply", "diff"].includes(command)) {
+    if (files.length === 0) {
+      io.err(`${command} needs at least one policy file\n\n${USAGE}`);
+      return 2;
+    }
+    const loaded = loadPolicyFiles(files);
+    for (const w of loaded.warnings) io.err(`warning: ${formatProblem(w)}`);
+    if (loaded.errors.length > 0) {
+      for (const e of loaded.errors) io.err(`error: ${formatProblem(e)}`);
+      io.err(`${loaded.errors.length} error${loaded.errors.length === 1 ? "" : "s"}; nothing was written`);
+      return 1;
+    }
+    if (command === "validate") {
+      io.out(
+        `valid: ${files.length} file${files.length === 1 ? "" : "s"}, ${loaded.routes} routes, ${loaded.clusters} clusters`,
+      );
+      return 0;
+    }
+    return withKv(flags, io, (kv) => (command === "apply" ? apply(kv, loaded, flags, io) : diff(kv, loaded, io)));
+  }
+  if (command === "pull") return withKv(flags, io, (kv) => pull(kv, flags.out, io));
+  if (command === "list") return withKv(flags, io, (kv) => list(kv, io));
+  if (command === "delete") {
+    const id = files[0];
+    if (!id || files.length > 1) {
+      io.err(`delete takes exactly one route id\n\n${USAGE}`);
+      return 2;
+    }
+    return withKv(flags, io, (kv) => remove(kv, id, io));
+  }
+  io.err(`unknown command "${command}"\n\n${USAGE}`);
+  return 2;
+}
+
+function parse(argv: string[]) {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      local: { type: "boolean" },
+      remote: { type: "boolean" },
+      env: { type: "string" },
+      "persist-to": { type: "string" },
+      config: { type: "string" },
+      prune: { type: "boolean" },
+      "dry-run": { type: "boolean" },
+      out: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.local && values.remote) throw new UsageError("use either --local or --remote, not both");
+  const [command = "help", ...files] = positionals;
+  return { command, files, flags: values };
+}
+
+type Flags = ReturnType<typeof parse>["flags"];
+
+async function withKv(flags: Flags, io: Io, work: (kv: PolicyKv) => Promise<number>): Promise<number> {
+  let kv: PolicyKv;
+  try {
+    kv = await openKv({
+      remote: flags.remote ?? false,
+      env: flags.env,
+      persistTo: flags["persist-to"],
+      config: flags.config,
+    });
+  } catch (err) {
+    io.err(`cannot open the policy store: ${(err as Error).message}`);
+    return 2;
+  }
+  try {
+    return await work(kv);
+  } catch (err) {
+    io.err(`error: ${(err as Error).message}`);
+    return 2;
+  } finally {
+    await kv.close();
+  }
+}
+
+async function apply(kv: PolicyKv, loaded: LoadedPolicies, flags: Flags, io: Io): Promise<number> {
+  const changes = planChanges(loaded.entries, await kv.readAll(), flags.prune ?? false);
+  for (const c of changes) if (c.kind !== "unchanged") io.out(`${flags["dry-run"] ? "would " : ""}${c.kind} ${c.key}`);
+  const counts = summarize(changes);
+  const summary = `created ${counts.create}, updated ${counts.update}, deleted ${counts.delete}, unchanged ${counts.unchanged}`;
+  if (flags["dry-run"]) {
+    io.out(`dry run: ${summary}; nothing was written`);
+    return 0;
+  }
+  const writes = changes
+    .filter((c) => c.kind === "create" || c.kind === "update")
+    .map((c) => [c.key, c.after as string] as [string, string]);
+  // Clusters first, so that no reader ever sees a route naming a cluster not yet written.
+  writes.sort(([a], [b]) => Number(b.startsWith("cluster:")) - Number(a.startsWith("cluster:")));
+  await kv.put(writes, (done, total) => {
+    if (total >= 50 && (done % 50 === 0 || done === total)) io.err(`writing ${done}/${total}`);
+  });
+  // Routes are deleted before the clusters they may name.
+  const deletes = changes.filter((c) => c.kind === "delete").map((c) => c.key);
+  deletes.sort((a, b) => Number(a.startsWith("cluster:")) - Number(b.startsWith("cluster:")));
+  await kv.remove(deletes);
+  io.out(summary);
+  return 0;
+}
+
+function describeField(change: FieldChange): string {
+  const show = (v: unknown) => (v === undefined ? "(none)" : JSON.stringify(v));
+  return `    ${change.path}: ${show(change.before)} → ${show(change.after)}`;
+}
+
+async function diff(kv: PolicyKv, loaded: LoadedPolicies, io: Io): Promise<number> {
+  const changes = planChanges(loaded.entries, await kv.readAll(), true);
+  let differences = 0;
+  for (const c of changes) {
+    if (c.kind === "unchanged") continue;
+    differences++;
+    if (c.kind === "create") io.out(`+ ${c.key}\n    ${c.after}`);
+    else if (c.kind === "delete") io.out(`- ${c.key}  (only in KV; apply --prune deletes it)\n    ${c.before}`);
+    else {
+      io.out(`~ ${c.key}`);
+      for (const f of fieldChanges(JSON.parse(c.before as string), JSON.parse(c.after as string)))
+        io.out(describeField(f));
+    }
+  }
+  io.out(differences === 0 ? "no differences" : `${differences} difference${differences === 1 ? "" : "s"}`);
+  return differences === 0 ? 0 : 1;
+}
+
+function storedDocument(stored: Map<string, string>) {
+  const clusters: Record<string, unknown> = {};
+  const routes: unknown[] = [];
+  for (const key of [...stored.keys()].sort()) {
+    const value = JSON.parse(stored.get(key) as string) as unknown;
+    if (key.startsWith("cluster:")) clusters[key.slice("cluster:".length)] = value;
+    else routes.push(value);
+  }
+  return { $schema: "./schema/policy.schema.json", clusters, routes };
+}
+
+async function pull(kv: PolicyKv, out: string | undefined, io: Io): Promise<number> {
+  const doc = storedDocument(await kv.readAll());
+  const text = out && /\.ya?ml$/i.test(out) ? toYaml(doc) : `${JSON.stringify(doc, null, 2)}\n`;
+  if (out) {
+    writeFileSync(out, text);
+    io.out(`wrote ${doc.routes.length} routes and ${Object.keys(doc.clusters).length} clusters to ${out}`);
+  } else io.out(text.trimEnd());
+  return 0;
+}
+
+async function list(kv: PolicyKv, io: Io): Promise<number> {
+  const doc = storedDocument(await kv.readAll());
+  io.out("CLUSTER\tORIGIN");
+  for (const [name, c] of Object.entries(doc.clusters)) io.out(`${name}\t${(c as { origin: string }).origin}`);
+  io.out("\nROUTE\tPRIORITY\tMATCH\tMIRRORS");
+  for (const r of doc.routes as Array<{
+    id: string;
+    priority?: number;
+    match?: { path?: { type: string; value: string } };
+    mirrors?: Array<{ cluster?: string; origin?: string; percent?: number }>;
+  }>) {
+    const path = r.match?.path ? `${r.match.path.type} ${r.match.path.value}` : "PathPrefix /";
+    const mirrors =
+      (r.mirrors ?? [])
+        .map((m) => `${m.cluster ?? m.origin}${m.percent !== undefined ? ` ${m.percent}%` : ""}`)
+        .join(", ") || "-";
+    io.out(`${r.id}\t${r.priority ?? 0}\t${path}\t${mirrors}`);
+  }
+  return 0;
+}
+
+async function remove(kv: PolicyKv, id: string, io: Io): Promise<number> {
+  const key = `route:${id}`;
+  if (!(await kv.readAll()).has(key)) {
+    io.err(`error: no route "${id}" is stored`);
+    return 1;
+  }
+  await kv.remove([key]);
+  io.out(`deleted ${key}`);
+  return 0;
+}
