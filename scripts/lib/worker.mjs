@@ -27,6 +27,15 @@ export function buildWorker(outdir = join(ROOT, ".wrangler/e2e-build")) {
   return script;
 }
 
+/** wrangler keeps local KV data under the binding's namespace id from wrangler.toml. */
+function localNamespaceId() {
+  const match = /binding\s*=\s*"MIRROR_CONFIG"\s*\n\s*id\s*=\s*"([^"]+)"/.exec(
+    readFileSync(join(ROOT, "wrangler.toml"), "utf8"),
+  );
+  if (!match?.[1]) throw new Error("wrangler.toml has no MIRROR_CONFIG namespace id");
+  return match[1];
+}
+
 function compatibilityDate() {
   const match = /compatibility_date\s*=\s*"([^"]+)"/.exec(readFileSync(join(ROOT, "wrangler.toml"), "utf8"));
   return match?.[1] ?? "2026-04-20";
@@ -38,6 +47,7 @@ function compatibilityDate() {
  * @param {Record<string, string>} [options.vars]
  * @param {Record<string, unknown>} [options.policies]  KV entries to seed: key → JSON value
  * @param {(line: string) => void} [options.onLog]     receives the worker's console output
+ * @param {string} [options.persistTo]  read KV from this wrangler --persist-to directory (what `wrangler dev` and `policy --local` use)
  */
 export async function startWorker(options) {
   const mf = new Miniflare({
@@ -46,7 +56,9 @@ export async function startWorker(options) {
     // Module names are relative to this root; a bundle outside the project must still load.
     modulesRoot: dirname(options.scriptPath),
     compatibilityDate: compatibilityDate(),
-    kvNamespaces: ["MIRROR_CONFIG"],
+    ...(options.persistTo
+      ? { kvNamespaces: { MIRROR_CONFIG: localNamespaceId() }, kvPersist: join(options.persistTo, "v3", "kv") }
+      : { kvNamespaces: ["MIRROR_CONFIG"] }),
     bindings: { PRIMARY_ORIGIN: "", POLICY_CACHE_TTL_MS: "5000", LOG_LEVEL: "info", ...options.vars },
     host: "127.0.0.1",
     port: 0,

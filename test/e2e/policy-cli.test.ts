@@ -1,0 +1,252 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { startOrigin } from "../../scripts/lib/origins.mjs";
+import { ROOT, startWorker } from "../../scripts/lib/worker.mjs";
+
+/** The CLI as users run it: a process, real local KV state, read back through the worker in workerd. */
+const dir = mkdtempSync(join(tmpdir(), "edge-mirror-cli-"));
+const state = join(dir, "state");
+
+function policy(...args: string[]) {
+  const run = spawnSync(process.execPath, ["--import", "tsx", join(ROOT, "scripts/policy.ts"), ...args], {
+    cwd: ROOT,
+    encoding: "utf8",
+  });
+  return { code: run.status, out: run.stdout, err: run.stderr };
+}
+const local = (...args: string[]) => policy(...args, "--persist-to", state);
+
+function file(name: string, content: string | object): string {
+  const path = join(dir, name);
+  writeFileSync(path, typeof content === "string" ? content : JSON.stringify(content, null, 2));
+  return path;
+}
+
+let primary: Awaited<ReturnType<typeof startOrigin>>;
+let canary: Awaited<ReturnType<typeof startOrigin>>;
+
+beforeAll(async () => {
+  primary = await startOrigin({ name: "primary" });
+  canary = await startOrigin({ name: "canary" });
+});
+afterAll(async () => {
+  await Promise.all([primary?.close(), canary?.close()]);
+});
+
+/** Starts the worker on the CLI's local state, sends one request to `path`, returns what the canary saw. */
+async function mirroredThroughWorker(path: string): Promise<string[]> {
+  canary.reset();
+  const worker = await startWorker({
+    scriptPath: inject("workerScript"),
+    persistTo: state,
+    vars: { PRIMARY_ORIGIN: primary.url, POLICY_CACHE_TTL_MS: "0" },
+  });
+  try {
+    const res = await fetch(`${worker.url}${path}`);
+    expect(res.status).toBe(200);
+    await res.arrayBuffer();
+    // Give the copy, if any, its chance to arrive: wait for it, or settle for none after a bounded wait.
+    await canary.waitForCount(1, 2000).catch(() => {});
+    return canary.requests.map((r) => String(r.headers["x-edge-mirror"]));
+  } finally {
+    await worker.dispose();
+  }
+}
+
+const policyFile = () => ({
+  $schema: "../schema/policy.schema.json",
+  clusters: { canary: { origin: canary.url } },
+  routes: [
+    {
+      id: "api",
+      match: { path: { type: "PathPrefix", value: "/api" } },
+      mirrors: [{ cluster: "canary", percent: 100 }],
+    },
+  ],
+});
+
+describe("validate", () => {
+  it("accepts a good file", () => {
+    const run = policy("validate", file("good.json", policyFile()));
+    expect(run.code).toBe(0);
+    expect(run.out).toContain("valid: 1 file, 1 routes, 1 clusters");
+  });
+
+  it.each([
+    ["malformed.json", '{"routes": [', /malformed\.json: cannot be read as JSON/],
+    ["malformed.yaml", "routes:\n  - id: a\n   bad: [", /malformed\.yaml: cannot be read as YAML/],
+    ["unknown.json", { routes: [{ id: "a", mirrorz: [] }] }, /unknown\.json: routes\[0\]\.mirrorz: unknown field/],
+    [
+      "type.json",
+      { routes: [{ id: "a", timeoutMs: "15s" }] },
+      /type\.json: routes\[0\]\.timeoutMs: must be a number, got string/,
+    ],
+    [
+      "range.yaml",
+      "routes:\n  - id: a\n    mirrors: [{ origin: 'https://x.test', percent: 101 }]\n",
+      /range\.yaml: routes\[0\]\.mirrors\[0\]\.percent: must be ≤ 100/,
+    ],
+    [
+      "regex.json",
+      { routes: [{ id: "a", match: { path: { type: "RegularExpression", value: "(a+)+$" } } }] },
+      /routes\[0\]\.match\.path\.value: must not nest unbounded quantifiers/,
+    ],
+    [
+      "badregex.json",
+      { routes: [{ id: "a", match: { path: { type: "RegularExpression", value: "([" } } }] },
+      /routes\[0\]\.match\.path\.value: is not a valid regular expression/,
+    ],
+    [
+      "scheme.json",
+      { clusters: { c: { origin: "ftp://files.test" } } },
+      /scheme\.json: clusters\.c\.origin: must use http or https, not ftp/,
+    ],
+    [
+      "undefined.json",
+      { routes: [{ id: "a", mirrors: [{ cluster: "ghost" }] }] },
+      /undefined\.json: routes\[0\]\.mirrors\[0\]\.cluster: names undefined cluster "ghost"/,
+    ],
+  ])("refuses %s with a precise error and exit code 1", (name, content, expected) => {
+    const run = policy("validate", file(name, content));
+    expect(run.code).toBe(1);
+    expect(run.err).toMatch(expected);
+    expect(run.err).toContain("nothing was written");
+  });
+
+  it("refuses duplicate route ids across files and warns about a shadowed route", () => {
+    const a = file("a.json", { routes: [{ id: "dup", match: { path: { type: "PathPrefix", value: "/x" } } }] });
+    const b = file("b.json", { routes: [{ id: "dup" }] });
+    const dup = policy("validate", a, b);
+    expect(dup.code).toBe(1);
+    expect(dup.err).toContain(`b.json: routes[0].id: duplicate route id "dup" (also at ${a}: routes[0])`);
+
+    const shadow = file("shadow.json", { routes: [{ id: "low" }, { id: "high", priority: 2 }] });
+    const warned = policy("validate", shadow);
+    expect(warned.code).toBe(0);
+    expect(warned.err).toContain("warning: " + shadow + ': routes[0]: route "low" can never match: route "high"');
+  });
+});
+
+describe("apply, diff, pull, list, delete against local KV", () => {
+  it("a bad file changes nothing in KV", async () => {
+    expect(local("apply", file("bad.json", { routes: [{ id: "x", timeoutMs: -5 }] })).code).toBe(1);
+    const pulled = local("pull");
+    expect(pulled.code).toBe(0);
+    expect(JSON.parse(pulled.out)).toMatchObject({ clusters: {}, routes: [] });
+  });
+
+  it("applies, and the running worker mirrors by the applied policy", async () => {
+    const good = file("policy.json", policyFile());
+    const dry = local("apply", good, "--dry-run");
+    expect(dry.out).toContain("dry run: created 2, updated 0, deleted 0, unchanged 0; nothing was written");
+    expect(await mirroredThroughWorker("/api/x")).toEqual([]);
+
+    const applied = local("apply", good);
+    expect(applied.code).toBe(0);
+    expect(applied.out).toContain("create cluster:canary");
+    expect(applied.out).toContain("created 2, updated 0, deleted 0, unchanged 0");
+    expect(await mirroredThroughWorker("/api/x")).toEqual(["api"]);
+
+    expect(local("apply", good).out).toContain("created 0, updated 0, deleted 0, unchanged 2");
+  });
+
+  it("diffs field by field, then applies the change", async () => {
+    const changed = policyFile();
+    changed.routes[0] = {
+      ...changed.routes[0],
+      match: { path: { type: "PathPrefix", value: "/v2" } },
+    } as (typeof changed.routes)[0];
+    const path = file("changed.json", changed);
+    const diff = local("diff", path);
+    expect(diff.code).toBe(1);
+    expect(diff.out).toContain("~ route:api");
+    expect(diff.out).toContain('    match.path.value: "/api" → "/v2"');
+    expect(local("apply", path).out).toContain("updated 1");
+    expect(await mirroredThroughWorker("/v2/y")).toEqual(["api"]);
+    expect(local("diff", path)).toMatchObject({ code: 0, out: expect.stringContaining("no differences") });
+  });
+
+  it("pulls to YAML that validates and re-applies unchanged; lists what is stored", () => {
+    const out = join(dir, "pulled.yaml");
+    expect(local("pull", "--out", out).code).toBe(0);
+    expect(readFileSync(out, "utf8")).toContain("id: api");
+    expect(local("apply", out).out).toContain("unchanged 2");
+    const listed = local("list");
+    expect(listed.out).toMatch(/api\t0\tPathPrefix \/v2\tcanary 100%/);
+    expect(listed.out).toContain(`canary\t${canary.url}`);
+  });
+
+  it("prunes what the files no longer hold", async () => {
+    const other = file("other.json", {
+      clusters: { canary: { origin: canary.url } },
+      routes: [{ id: "other", match: { path: { type: "Exact", value: "/o" } } }],
+    });
+    const pruned = local("apply", other, "--prune");
+    expect(pruned.out).toContain("delete route:api");
+    expect(pruned.out).toContain("created 1, updated 0, deleted 1, unchanged 1");
+    expect(await mirroredThroughWorker("/v2/y")).toEqual([]);
+  });
+
+  it("deletes one route, and says so when there is none", () => {
+    expect(local("delete", "other")).toMatchObject({ code: 0, out: expect.stringContaining("deleted route:other") });
+    expect(local("delete", "other")).toMatchObject({
+      code: 1,
+      err: expect.stringContaining('no route "other" is stored'),
+    });
+  });
+
+  it("refuses bad usage with exit code 2", () => {
+    expect(policy("frobnicate").code).toBe(2);
+    expect(policy("apply").code).toBe(2);
+    expect(policy("list", "--local", "--remote").code).toBe(2);
+  });
+});
+
+describe("remote mode", () => {
+  it("goes through wrangler kv with --remote, the binding and the environment", () => {
+    const calls = join(dir, "wrangler-calls.log");
+    const fake = file(
+      "fake-wrangler.mjs",
+      `import { appendFileSync, readFileSync } from "node:fs";
+const args = process.argv.slice(2);
+appendFileSync(${JSON.stringify(calls)}, JSON.stringify(args) + "\\n");
+if (args[1] === "key") console.log("[]");
+if (args[1] === "bulk" && args[2] === "put") console.log("Success!");`,
+    );
+    const run = spawnSync(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        join(ROOT, "scripts/policy.ts"),
+        "apply",
+        file("remote.json", policyFile()),
+        "--remote",
+        "--env",
+        "production",
+      ],
+      {
+        cwd: ROOT,
+        encoding: "utf8",
+        env: { ...process.env, EDGE_MIRROR_WRANGLER: fake },
+      },
+    );
+    expect(run.stderr).toBe("");
+    expect(run.status).toBe(0);
+    const lines = readFileSync(calls, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as string[]);
+    expect(lines.map((a) => a.slice(0, 3).join(" "))).toEqual(["kv key list", "kv key list", "kv bulk put"]);
+    for (const args of lines)
+      expect(args).toEqual(expect.arrayContaining(["--binding", "MIRROR_CONFIG", "--remote", "--env", "production"]));
+    const putFile = lines[2]?.[3] as string;
+    expect(JSON.parse(readFileSync(putFile, "utf8")).map((e: { key: string }) => e.key)).toEqual([
+      "cluster:canary",
+      "route:api",
+    ]);
+  });
+});
