@@ -5,8 +5,11 @@
  * admin prefix go to the admin surface instead and are never proxied or mirrored.
  */
 import { Hono } from "hono";
+import { policyApi } from "./admin/api.js";
 import { adminApp, adminPrefix, isAdminPath, stripPrefix } from "./admin/index.js";
 import { handleRequest } from "./app.js";
+
+adminApp.route("/api", policyApi);
 
 const app = new Hono<{ Bindings: Env }>();
 

@@ -39,7 +39,7 @@ export const EMPTY_SNAPSHOT: PolicySnapshot = {
 };
 
 /** Lists every key under `prefix`, following KV's 1,000-key pages. */
-async function listKeys(kv: KVNamespace, prefix: string): Promise<string[]> {
+export async function listKeys(kv: KVNamespace, prefix: string): Promise<string[]> {
   const names: string[] = [];
   let cursor: string | undefined;
   for (;;) {
@@ -50,7 +50,7 @@ async function listKeys(kv: KVNamespace, prefix: string): Promise<string[]> {
   }
 }
 
-async function getTexts(kv: KVNamespace, keys: readonly string[]): Promise<Map<string, string | null>> {
+export async function getTexts(kv: KVNamespace, keys: readonly string[]): Promise<Map<string, string | null>> {
   const chunks: string[][] = [];
   for (let i = 0; i < keys.length; i += BULK_GET_LIMIT) chunks.push(keys.slice(i, i + BULK_GET_LIMIT));
   const maps = await Promise.all(chunks.map((chunk) => kv.get(chunk, "text")));
@@ -113,6 +113,11 @@ export class PolicyCache {
   loads = 0;
 
   constructor(private readonly options: CacheOptions) {}
+
+  /** Forget the snapshot: the next request waits for a fresh one (after an admin write). */
+  invalidate(): void {
+    this.snapshot = undefined;
+  }
 
   async get(kv: KVNamespace, waitUntil: (p: Promise<unknown>) => void): Promise<PolicySnapshot> {
     const now = (this.options.now ?? Date.now)();

@@ -1,0 +1,137 @@
+import { createExecutionContext, reset, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import app from "../index.js";
+
+const TOKEN = "t0ken";
+const adminEnv = {
+  ...env,
+  ADMIN_TOKEN: TOKEN,
+  PRIMARY_ORIGIN: "http://primary.test",
+  POLICY_CACHE_TTL_MS: "60000",
+} as Env;
+
+async function call(method: string, path: string, body?: unknown, token: string | null = TOKEN) {
+  const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+  const init: RequestInit = { method, headers };
+  if (body !== undefined) init.body = typeof body === "string" ? body : JSON.stringify(body);
+  const ctx = createExecutionContext();
+  const res = await app.fetch(new Request(`https://edge.test/__mirror/api${path}`, init), adminEnv, ctx);
+  await waitOnExecutionContext(ctx);
+  const text = await res.text();
+  return { status: res.status, json: text ? JSON.parse(text) : undefined };
+}
+
+const fetchSpy = vi.spyOn(globalThis, "fetch");
+beforeEach(async () => {
+  await reset();
+  fetchSpy.mockImplementation(async () => new Response("primary"));
+});
+afterEach(() => fetchSpy.mockReset());
+
+describe("auth", () => {
+  it("refuses without and with a wrong token, and never proxies", async () => {
+    expect((await call("GET", "/routes", undefined, null)).status).toBe(401);
+    expect((await call("PUT", "/routes/a", { id: "a" }, "wrong")).status).toBe(403);
+    expect(await env.MIRROR_CONFIG.get("route:a")).toBeNull();
+    expect(fetchSpy).not.toHaveBeenCalled();
+  });
+});
+
+describe("clusters", () => {
+  it("creates, reads, updates, lists and deletes", async () => {
+    expect(await call("PUT", "/clusters/canary", { origin: "http://canary.test" })).toMatchObject({ status: 201 });
+    expect(await call("PUT", "/clusters/canary", { origin: "http://canary2.test" })).toMatchObject({ status: 200 });
+    expect(await call("GET", "/clusters/canary")).toEqual({ status: 200, json: { origin: "http://canary2.test" } });
+    expect((await call("GET", "/clusters")).json).toEqual({ clusters: { canary: { origin: "http://canary2.test" } } });
+    expect((await call("DELETE", "/clusters/canary")).status).toBe(204);
+    expect((await call("GET", "/clusters/canary")).status).toBe(404);
+  });
+
+  it("refuses a bad origin or name with 422 and writes nothing", async () => {
+    const bad = await call("PUT", "/clusters/c", { origin: "ftp://x.test" });
+    expect(bad).toEqual({
+      status: 422,
+      json: {
+        error: "invalid_policy",
+        message: "origin: must use http or https, not ftp",
+        issues: [{ path: "origin", message: "must use http or https, not ftp" }],
+      },
+    });
+    expect((await call("PUT", "/clusters/bad%20name", { origin: "http://x.test" })).status).toBe(422);
+    expect(await env.MIRROR_CONFIG.list()).toMatchObject({ keys: [] });
+  });
+
+  it("refuses to delete a cluster that routes still name (409)", async () => {
+    await call("PUT", "/clusters/canary", { origin: "http://canary.test" });
+    await call("PUT", "/routes/r", { id: "r", mirrors: [{ cluster: "canary" }] });
+    const res = await call("DELETE", "/clusters/canary");
+    expect(res).toMatchObject({ status: 409, json: { error: "cluster_in_use" } });
+    expect(res.json.message).toContain('"r"');
+  });
+});
+
+describe("routes", () => {
+  it("creates a route that the same isolate serves at once", async () => {
+    await call("PUT", "/clusters/canary", { origin: "http://canary.test" });
+    // Load the (empty) snapshot first, so that the write must invalidate it.
+    const warm = createExecutionContext();
+    await app.fetch(new Request("https://edge.test/svc/x"), adminEnv, warm);
+    await waitOnExecutionContext(warm);
+    fetchSpy.mockClear();
+
+    const put = await call("PUT", "/routes/svc", {
+      id: "svc",
+      match: { path: { type: "PathPrefix", value: "/svc" } },
+      mirrors: [{ cluster: "canary" }],
+    });
+    expect(put.status).toBe(201);
+    expect(put.json.warnings).toEqual([]);
+
+    const ctx = createExecutionContext();
+    await app.fetch(new Request("https://edge.test/svc/x"), adminEnv, ctx);
+    await waitOnExecutionContext(ctx);
+    const urls = fetchSpy.mock.calls.map(([input]) => String(input));
+    expect(urls).toEqual(["http://primary.test/svc/x", "http://canary.test/svc/x"]);
+
+    expect((await call("GET", "/routes/svc")).json).toMatchObject({ id: "svc" });
+    expect((await call("GET", "/routes")).json.routes).toHaveLength(1);
+    expect((await call("DELETE", "/routes/svc")).status).toBe(204);
+    expect((await call("DELETE", "/routes/svc")).status).toBe(404);
+  });
+
+  it.each([
+    [{ id: "r", mirrors: [{ cluster: "c", percent: 101 }] }, "mirrors[0].percent", "must be ≤ 100"],
+    [{ id: "r", bogus: true }, "bogus", "unknown field"],
+    [{ id: "other" }, "id", 'must equal the id in the URL ("r")'],
+    [{ id: "r", mirrors: [{ cluster: "ghost" }] }, "mirrors[0].cluster", 'names undefined cluster "ghost"'],
+    [
+      { id: "r", match: { path: { type: "RegularExpression", value: "(x*)*y" } } },
+      "match.path.value",
+      "must not nest unbounded quantifiers such as (a+)+ (catastrophic backtracking)",
+    ],
+  ])("refuses %j with 422 at %s", async (body, path, message) => {
+    const res = await call("PUT", "/routes/r", body);
+    expect(res.status).toBe(422);
+    expect(res.json.issues).toContainEqual({ path, message });
+    expect(await env.MIRROR_CONFIG.get("route:r")).toBeNull();
+  });
+
+  it("answers 400 for a body that is not JSON and 413 for an oversized one", async () => {
+    expect(await call("PUT", "/routes/r", "{nope")).toMatchObject({ status: 400, json: { error: "invalid_json" } });
+    expect(await call("PUT", "/routes/r", JSON.stringify({ id: "r", pad: "x".repeat(300_000) }))).toMatchObject({
+      status: 413,
+    });
+  });
+
+  it("warns when the new route is shadowed by an identical, higher-priority one", async () => {
+    await call("PUT", "/routes/high", { id: "high", priority: 5 });
+    const res = await call("PUT", "/routes/low", { id: "low" });
+    expect(res.status).toBe(201);
+    expect(res.json.warnings[0]).toContain('route "low" can never match');
+  });
+
+  it("answers 404 for unknown admin paths", async () => {
+    expect(await call("GET", "/nothing")).toMatchObject({ status: 404, json: { error: "not_found" } });
+  });
+});
