@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * `npm start`: demo origins (a primary and two mirrors), demo policies in local KV, and the
+ * `npm start`: demo origins (a primary and two mirrors), demo policies applied to local KV with
+ * the policy CLI, and the
  * worker under `wrangler dev`. Ports: EDGE_MIRROR_PORT (8787) and DEMO_BASE_PORT (8081: primary,
  * +1 service1-mirror, +2 service2-mirror). Ctrl-C stops everything.
  */
@@ -9,7 +10,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startOrigin } from "./lib/origins.mjs";
-import { policyEntries, ROOT } from "./lib/worker.mjs";
+import { ROOT } from "./lib/worker.mjs";
 
 const workerPort = Number(process.env.EDGE_MIRROR_PORT ?? 8787);
 const base = Number(process.env.DEMO_BASE_PORT ?? 8081);
@@ -25,12 +26,12 @@ for (const cluster of Object.values(demo.clusters)) {
   const port = Number(new URL(cluster.origin).port);
   cluster.origin = `http://127.0.0.1:${port - 8081 + base}`;
 }
-const bulk = Object.entries(policyEntries(demo)).map(([key, value]) => ({ key, value: JSON.stringify(value) }));
-const bulkFile = join(mkdtempSync(join(tmpdir(), "edge-mirror-")), "demo-kv.json");
-writeFileSync(bulkFile, JSON.stringify(bulk));
+const demoFile = join(mkdtempSync(join(tmpdir(), "edge-mirror-")), "demo-policies.json");
+writeFileSync(demoFile, JSON.stringify(demo, null, 2));
+// Seeded with the policy CLI, as a user would: same validation, same local KV that wrangler dev reads.
 const seeded = spawnSync(
   process.execPath,
-  [wrangler, "kv", "bulk", "put", bulkFile, "--binding", "MIRROR_CONFIG", "--local"],
+  ["--import", "tsx", join(ROOT, "scripts/policy.ts"), "apply", demoFile, "--local", "--prune"],
   {
     cwd: ROOT,
     stdio: ["ignore", "ignore", "inherit"],
@@ -81,7 +82,8 @@ Try (seed 002):
   curl -H "x-mirror-cluster: service2-mirror-non-existent" ${edge}/service/2   # unknown: not mirrored
 Seed 000 (remote-write shadowed to a second cluster):
   curl -X POST --data-binary @package.json ${edge}/api/v1/push
-Policies live in local KV (demo/policies.json); edits take effect within a second.
+Policies live in local KV, seeded from demo/policies.json; change them with
+  npm run policy -- list | diff FILE | apply FILE      (edits take effect within a second)
 READY ${edge}
 `);
   }
