@@ -14,6 +14,7 @@ import {
   setForwarded,
 } from "./headers/index.js";
 import { requestFacts } from "./match/index.js";
+import type { MirrorBreaker } from "./mirror/breaker.js";
 import { type MirrorBody, type MirrorPlan, planMirrors, runMirrors } from "./mirror/index.js";
 import type { Route } from "./policy/index.js";
 import { forwardToPrimary, primaryOrigin, rawPathAndQuery } from "./proxy/index.js";
@@ -38,6 +39,7 @@ export interface HandleOptions {
   random?: () => number;
   sink?: OutcomeSink;
   cache?: PolicyCache;
+  breaker?: MirrorBreaker;
 }
 
 export async function handleRequest(
@@ -115,6 +117,7 @@ export async function handleRequest(
           targets: plan.targets,
           body: mirrorBody,
           sink,
+          ...(options.breaker ? { breaker: options.breaker } : {}),
         }).catch((err: unknown) =>
           console.error(JSON.stringify({ msg: "edge-mirror.mirror_crashed", error: String(err) })),
         ),

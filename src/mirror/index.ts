@@ -6,6 +6,7 @@
  */
 import { applyHeaderOps, HOP_HEADER, MIRROR_MARKER, shadowHost } from "../headers/index.js";
 import type { MirrorErrorKind, OutcomeSink } from "../record/index.js";
+import { MirrorBreaker } from "./breaker.js";
 import type { MirrorTarget } from "./plan.js";
 
 export { isSampled, type MirrorPlan, type MirrorTarget, planMirrors } from "./plan.js";
@@ -29,7 +30,11 @@ export interface MirrorJob {
   targets: readonly MirrorTarget[];
   body: MirrorBody;
   sink: OutcomeSink;
+  /** Isolate-wide ejection state; tests pass their own. */
+  breaker?: MirrorBreaker;
 }
+
+const isolateBreaker = new MirrorBreaker();
 
 type BodyRead =
   | { ok: true; bytes: Uint8Array | null }
@@ -116,7 +121,19 @@ async function sendOne(job: MirrorJob, target: MirrorTarget, bytes: Uint8Array |
   headers.set(MIRROR_MARKER, job.routeId);
   headers.set(HOP_HEADER, String(job.hops + 1));
   const base = { route: job.routeId, mirror: target.label, requestId: job.requestId };
+  const breaker = job.breaker ?? isolateBreaker;
   const started = Date.now();
+  const admission = breaker.admit(target.origin, started);
+  if (!admission.allowed) {
+    job.sink({
+      ...base,
+      kind: "failed",
+      error: "circuit_open",
+      message: `ejected until ${new Date(admission.ejectedUntil).toISOString()} after ${admission.failures} consecutive failures`,
+      latencyMs: 0,
+    });
+    return;
+  }
   try {
     const response = await fetch(target.origin + job.pathAndQuery, {
       method: job.method,
@@ -127,6 +144,7 @@ async function sendOne(job: MirrorJob, target: MirrorTarget, bytes: Uint8Array |
     });
     // Mirror answers are ignored (as in Envoy and Gateway API); never buffer them.
     await response.body?.cancel().catch(() => {});
+    breaker.record(target.origin, true, Date.now());
     job.sink({
       ...base,
       kind: "sent",
@@ -135,12 +153,15 @@ async function sendOne(job: MirrorJob, target: MirrorTarget, bytes: Uint8Array |
       bodyBytes: bytes?.byteLength ?? 0,
     });
   } catch (err) {
+    const now = Date.now();
+    const ejectedUntil = breaker.record(target.origin, false, now);
+    const message = String((err as Error)?.message ?? err).slice(0, 200);
     job.sink({
       ...base,
       kind: "failed",
       error: classifyMirrorError(err),
-      message: String((err as Error)?.message ?? err).slice(0, 200),
-      latencyMs: Date.now() - started,
+      message: ejectedUntil ? `${message}; ejected until ${new Date(ejectedUntil).toISOString()}` : message,
+      latencyMs: now - started,
     });
   }
 }

@@ -3,6 +3,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { handleRequest } from "../../src/app.js";
 import app from "../../src/index.js";
+import { MirrorBreaker } from "../../src/mirror/breaker.js";
 import type { MirrorOutcome } from "../../src/record/index.js";
 import { PolicyCache } from "../../src/store/index.js";
 import { interceptFetch, putPolicies, randomBytes } from "./helpers.js";
@@ -231,6 +232,34 @@ describe("mirror failures never reach the client", () => {
     expect(response.status).toBe(201);
     expect(new TextDecoder().decode(body)).toBe(`answer from ${PRIMARY}`);
     expect(outcomes).toEqual([expect.objectContaining(expected)]);
+  });
+
+  it("ejects a mirror that keeps failing, so that later requests do not even try it", async () => {
+    fetches.restore();
+    let attempts = 0;
+    fetches = interceptFetch({
+      [PRIMARY]: echo(201),
+      [CANARY]: () => {
+        attempts++;
+        throw new TypeError("internal error; reference = 8vqk5g4q");
+      },
+    });
+    const breaker = new MirrorBreaker({ threshold: 3, baseEjectionMs: 60_000, maxEjectionMs: 60_000 });
+    for (let i = 0; i < 10; i++) {
+      const ctx = createExecutionContext();
+      const res = await handleRequest(new Request("https://edge.example.com/service/1"), testEnv, ctx, {
+        sink: (o) => outcomes.push(o),
+        cache: new PolicyCache({ ttlMs: 0, log: () => {} }),
+        breaker,
+      });
+      expect(res.status).toBe(201);
+      await res.arrayBuffer();
+      await waitOnExecutionContext(ctx);
+    }
+    expect(attempts).toBe(3);
+    const errors = outcomes.map((o) => (o.kind === "failed" ? o.error : o.kind));
+    expect(errors).toEqual([...Array(3).fill("network"), ...Array(7).fill("circuit_open")]);
+    expect(outcomes[2]).toMatchObject({ message: expect.stringContaining("ejected until") });
   });
 
   it("answers the client while a mirror is still hanging", async () => {
