@@ -24,6 +24,7 @@ import { createServer } from "node:http";
  * @param {boolean} [options.log]        print one line per request, like the Envoy sandbox's services
  * @param {boolean} [options.record]     keep requests in memory (default true); off for long benchmarks
  * @param {(req: SeenRequest, res: import("node:http").ServerResponse) => void | Promise<void>} [options.respond]
+ * @param {"hang" | "reset"} [options.fault]  hang: read the request, never answer; reset: destroy the connection on arrival
  */
 export async function startOrigin(options = {}) {
   const name = options.name ?? "origin";
@@ -59,6 +60,12 @@ export async function startOrigin(options = {}) {
   }
 
   const server = createServer((req, res) => {
+    if (options.fault === "reset") {
+      count++;
+      for (const wake of waiters.splice(0)) wake();
+      req.socket.destroy();
+      return;
+    }
     /** @type {Buffer[]} */
     const chunks = [];
     req.on("data", (c) => chunks.push(c));
@@ -81,6 +88,7 @@ export async function startOrigin(options = {}) {
         );
       }
       for (const wake of waiters.splice(0)) wake();
+      if (options.fault === "hang") return;
       if (gate) await gate;
       if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
       res.on("finish", () => {

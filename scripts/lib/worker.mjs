@@ -47,6 +47,7 @@ function compatibilityDate() {
  * @param {Record<string, string>} [options.vars]
  * @param {Record<string, unknown>} [options.policies]  KV entries to seed: key → JSON value
  * @param {(line: string) => void} [options.onLog]     receives the worker's console output
+ * @param {boolean} [options.withoutKv]  no MIRROR_CONFIG binding at all: the policy store is unavailable
  * @param {string} [options.persistTo]  read KV from this wrangler --persist-to directory (what `wrangler dev` and `policy --local` use)
  */
 export async function startWorker(options) {
@@ -58,7 +59,9 @@ export async function startWorker(options) {
     compatibilityDate: compatibilityDate(),
     ...(options.persistTo
       ? { kvNamespaces: { MIRROR_CONFIG: localNamespaceId() }, kvPersist: join(options.persistTo, "v3", "kv") }
-      : { kvNamespaces: ["MIRROR_CONFIG"] }),
+      : options.withoutKv
+        ? {}
+        : { kvNamespaces: ["MIRROR_CONFIG"] }),
     bindings: { PRIMARY_ORIGIN: "", POLICY_CACHE_TTL_MS: "5000", LOG_LEVEL: "info", ...options.vars },
     host: "127.0.0.1",
     port: 0,
@@ -72,7 +75,10 @@ export async function startWorker(options) {
       : {}),
   });
   const url = await mf.ready;
-  const kv = await mf.getKVNamespace("MIRROR_CONFIG");
+  // Without a binding there is no namespace to hand out; callers that asked for none never use it.
+  const kv = options.withoutKv
+    ? /** @type {Awaited<ReturnType<Miniflare["getKVNamespace"]>>} */ (/** @type {unknown} */ (null))
+    : await mf.getKVNamespace("MIRROR_CONFIG");
   for (const [key, value] of Object.entries(options.policies ?? {})) {
     await kv.put(key, typeof value === "string" ? value : JSON.stringify(value));
   }
