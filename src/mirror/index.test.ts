@@ -121,6 +121,35 @@ describe("planMirrors", () => {
   });
 });
 
+describe("header limits for copies", () => {
+  const r = parseRoute({ id: "h", mirrors: [{ cluster: "canary" }] });
+  it("copies a request with ordinary headers", () => {
+    const headers = new Headers();
+    for (let i = 0; i < 200; i++) headers.set(`x-h${i}`, "v");
+    expect(planMirrors(r, headers, clusters, () => 0).targets).toHaveLength(1);
+  });
+
+  it("does not copy a request with too many header fields, and says why", () => {
+    const headers = new Headers();
+    for (let i = 0; i < 201; i++) headers.set(`x-h${i}`, "v");
+    const plan = planMirrors(r, headers, clusters, () => 0);
+    expect(plan.targets).toEqual([]);
+    expect(plan.skipped).toEqual([
+      { mirror: "canary", reason: "headers_too_large", detail: "201 header fields (at most 200 are copied)" },
+    ]);
+  });
+
+  it("does not copy a request with too many header bytes", () => {
+    const headers = new Headers({ cookie: "c".repeat(70_000) });
+    const plan = planMirrors(r, headers, clusters, () => 0);
+    expect(plan.targets).toEqual([]);
+    expect(plan.skipped[0]).toMatchObject({
+      reason: "headers_too_large",
+      detail: expect.stringMatching(/^70\d{3} bytes of headers/),
+    });
+  });
+});
+
 function streamOf(...chunks: number[]): ReadableStream<Uint8Array> {
   return new ReadableStream({
     start(controller) {

@@ -27,6 +27,26 @@ export interface MirrorPlan {
   skipped: SkippedMirror[];
 }
 
+/**
+ * Copies carry the client's headers to internal clusters; a request with more than this is not
+ * copied (Cloudflare itself accepts up to 128 KB of request headers).
+ */
+export const MAX_COPY_HEADERS = 200;
+export const MAX_COPY_HEADER_BYTES = 64 * 1024;
+
+/** Why the request's headers are too much to copy, or undefined. */
+export function headersProblem(headers: Headers): string | undefined {
+  let count = 0;
+  let bytes = 0;
+  for (const [name, value] of headers) {
+    count++;
+    bytes += name.length + value.length + 4;
+  }
+  if (count > MAX_COPY_HEADERS) return `${count} header fields (at most ${MAX_COPY_HEADERS} are copied)`;
+  if (bytes > MAX_COPY_HEADER_BYTES) return `${bytes} bytes of headers (at most ${MAX_COPY_HEADER_BYTES} are copied)`;
+  return undefined;
+}
+
 /** `percent` (0–100) or `fraction`; absent means always. `random` returns [0, 1). */
 export function isSampled(mirror: Pick<Mirror, "percent" | "fraction">, random: () => number): boolean {
   if (mirror.fraction) return random() * mirror.fraction.denominator < mirror.fraction.numerator;
@@ -104,6 +124,14 @@ export function planMirrors(
         hostSuffix: dynamic.hostSuffix,
         requestHeaders: dynamic.requestHeaders,
       });
+    }
+  }
+  if (plan.targets.length > 0) {
+    const problem = headersProblem(headers);
+    if (problem) {
+      for (const t of plan.targets)
+        plan.skipped.push({ mirror: t.label, reason: "headers_too_large", detail: problem });
+      plan.targets = [];
     }
   }
   return plan;

@@ -11,6 +11,7 @@ export type SkipReason =
   | "loop_marker"
   | "unknown_cluster"
   | "cluster_not_allowed"
+  | "headers_too_large"
   | "policy_store_unavailable";
 
 export type MirrorErrorKind = "timeout" | "dns" | "connect" | "network" | "circuit_open";

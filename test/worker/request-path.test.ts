@@ -133,6 +133,7 @@ describe("static mirror (seed 002, /service/1)", () => {
       "content-encoding": "snappy",
     });
     expect(primary?.headers).not.toHaveProperty("x-edge-mirror");
+    for (const never of ["connection", "cf-connecting-ip"]) expect(primary?.headers).not.toHaveProperty(never);
     expect(mirror?.headers).toMatchObject({
       "x-forwarded-host": "edge.example.com-shadow:8443",
       "x-edge-mirror": "service-1",
