@@ -16,7 +16,7 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 export function buildWorker(outdir = join(ROOT, ".wrangler/e2e-build")) {
   execFileSync(
     process.execPath,
-    [join(ROOT, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", outdir],
+    [join(ROOT, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--env", "", "--outdir", outdir],
     {
       cwd: ROOT,
       stdio: ["ignore", "ignore", "inherit"],

@@ -329,6 +329,7 @@ describe("primary faults reach the client as the primary's answer or a clear err
       primaryUrl: url,
       expect: { status: 502, error: "primary_unreachable" },
       allowed: [],
+      resetsOfLargeUploadsAllowed: true,
     });
   });
 
