@@ -15,7 +15,7 @@ let primary: Awaited<ReturnType<typeof startOrigin>>;
 let mirror: Awaited<ReturnType<typeof startOrigin>>;
 let worker: Awaited<ReturnType<typeof startWorker>>;
 const logs: string[] = [];
-export const memoryFigures: Array<{ what: string; peakGrowthMiB: number }> = [];
+const memoryFigures: Array<{ what: string; peakGrowthMiB: number }> = [];
 
 /** The newest workerd started by this process: the one startWorker just launched. */
 function workerdPid(): number {
