@@ -93,6 +93,29 @@ describe("PolicyCache", () => {
     expect(cache.loads).toBe(2);
   });
 
+  it("reuses the compiled routes when a refresh finds KV unchanged, and rebuilds when it changed", async () => {
+    await kv.put("route:a", JSON.stringify({ id: "a" }));
+    let now = 1000;
+    const cache = new PolicyCache({ ttlMs: 5000, now: () => now, log: () => {} });
+    const refreshNow = async () => {
+      now += 6000;
+      const background: Promise<unknown>[] = [];
+      await cache.get(kv, (p) => background.push(p));
+      await Promise.all(background);
+      return cache.get(kv, () => {});
+    };
+    const first = await cache.get(kv, () => {});
+    const unchanged = await refreshNow();
+    expect(cache.loads).toBe(2);
+    expect(unchanged.loadedAt).toBe(now);
+    expect(unchanged.routes).toBe(first.routes);
+
+    await kv.put("route:a", JSON.stringify({ id: "a", match: { path: { type: "Exact", value: "/a" } } }));
+    const changed = await refreshNow();
+    expect(changed.routes).not.toBe(first.routes);
+    expect(changed.routes.size).toBe(1);
+  });
+
   it("falls back to an empty, unavailable snapshot when KV throws, and keeps the last good one later", async () => {
     const failing = {
       list: () => Promise.reject(new Error("KV down")),
