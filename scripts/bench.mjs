@@ -26,6 +26,7 @@ const { values: args } = parseArgs({
     rounds: { type: "string", default: "2" },
     connections: { type: "string", default: "10" },
     "slow-ms": { type: "string", default: "300" },
+    "policy-ttl-ms": { type: "string", default: "5000" },
     json: { type: "string" },
     write: { type: "string" },
     only: { type: "string" },
@@ -35,6 +36,7 @@ const duration = Number(args.duration);
 const rounds = Number(args.rounds);
 const connections = Number(args.connections);
 const slowMs = Number(args["slow-ms"]);
+const policyTtlMs = Number(args["policy-ttl-ms"]);
 
 const buildDir = join(ROOT, ".wrangler/bench");
 mkdirSync(buildDir, { recursive: true });
@@ -226,26 +228,29 @@ const selected = only ? scenarios.filter((s) => only.has(s.id)) : scenarios;
 const nginx = nginxBin && selected.some((s) => s.nginx) ? await startNginx() : undefined;
 /** @type {Map<string, { target: string, dispose: () => Promise<void> }>} */
 const running = new Map();
-for (const s of selected) {
-  if (s.nginx && nginx) {
-    running.set(s.id, { target: s.nginx === "plain" ? nginx.plain : nginx.mirror, dispose: async () => {} });
-    continue;
-  }
-  const worker = await startWorker({
-    scriptPath: s.worker === "floor" ? floorScript : edgeScript,
-    vars: {
-      PRIMARY_ORIGIN: primary.url,
-      MIRROR_ORIGIN: slowMirror.url,
-      LOG_LEVEL: "off",
-      POLICY_CACHE_TTL_MS: "5000",
-      ...s.vars,
-    },
-    policies: s.policies,
-  });
-  running.set(s.id, { target: worker.url, dispose: () => worker.dispose() });
-}
+// Workers start in parallel: startup is most of the run's fixed cost.
+await Promise.all(
+  selected.map(async (s) => {
+    if (s.nginx && nginx) {
+      running.set(s.id, { target: s.nginx === "plain" ? nginx.plain : nginx.mirror, dispose: async () => {} });
+      return;
+    }
+    const worker = await startWorker({
+      scriptPath: s.worker === "floor" ? floorScript : edgeScript,
+      vars: {
+        PRIMARY_ORIGIN: primary.url,
+        MIRROR_ORIGIN: slowMirror.url,
+        LOG_LEVEL: "off",
+        POLICY_CACHE_TTL_MS: String(policyTtlMs),
+        ...s.vars,
+      },
+      policies: s.policies,
+    });
+    running.set(s.id, { target: worker.url, dispose: () => worker.dispose() });
+  }),
+);
 
-/** @type {Map<string, Array<{ rps: number, p50: number, p99: number, requests: number, errors: number, mirrors: number, kvReads: number }>>} */
+/** @type {Map<string, Array<{ rps: number, p50: number, p99: number, requests: number, errors: number, mirrors: number, kvReads: number, extraLoads: number }>>} */
 const samples = new Map(selected.map((s) => [s.id, []]));
 // Copies still in flight from one run are waited for before the next starts (settleMirrors).
 let mirrorsSoFar = await mirrorCount();
@@ -260,7 +265,8 @@ for (let round = 0; round < rounds; round++) {
       await autocannon({ url: target + path, connections: 2, duration: 0.5, method, body: s.body, headers });
     if (round === 0) mirrorsSoFar = await settleMirrors();
     const mirrorsBefore = mirrorsSoFar;
-    const readsBefore = s.worker === "edge" ? await kvReads(target) : 0;
+    const kvBefore = s.worker === "edge" ? await kvReads(target) : { reads: 0, loads: 0 };
+    const started = performance.now();
     const result =
       s.connections === 1
         ? await sequential(target + path, duration)
@@ -272,7 +278,8 @@ for (let round = 0; round < rounds; round++) {
             body: s.body,
             headers,
           });
-    const kvReadsDuringRun = s.worker === "edge" ? (await kvReads(target)) - readsBefore : 0;
+    const runMs = performance.now() - started;
+    const kvAfter = s.worker === "edge" ? await kvReads(target) : { reads: 0, loads: 0 };
     mirrorsSoFar = await settleMirrors();
     const mirrors = mirrorsSoFar - mirrorsBefore;
     samples.get(s.id)?.push({
@@ -282,7 +289,9 @@ for (let round = 0; round < rounds; round++) {
       requests: result.requests.total,
       errors: result.errors + result.non2xx + result.timeouts,
       mirrors,
-      kvReads: kvReadsDuringRun,
+      kvReads: kvAfter.reads - kvBefore.reads,
+      // Loads beyond the one background refresh per TTL would mean requests waited on KV.
+      extraLoads: Math.max(0, kvAfter.loads - kvBefore.loads - Math.ceil(runMs / policyTtlMs)),
     });
     console.error(
       `round ${round + 1} ${s.id.padEnd(5)} ${String(Math.round(result.requests.average)).padStart(6)} rps  p50 ${result.latency.p50} ms  p99 ${result.latency.p99} ms  mirrors ${mirrors}`,
@@ -313,6 +322,7 @@ const results = selected.map((s) => {
     errors: sum(runs.map((r) => r.errors)),
     mirrorRequests: sum(runs.map((r) => r.mirrors)),
     kvReadsPerRequest: s.worker === "edge" ? sum(runs.map((r) => r.kvReads)) / Math.max(1, requests) : undefined,
+    extraLoads: sum(runs.map((r) => r.extraLoads)),
   };
 });
 nginx?.stop();
@@ -359,11 +369,10 @@ async function sequential(url, seconds) {
   };
 }
 
-/** @param {string} origin @returns {Promise<number>} */
+/** KV reads and policy loads of the worker's isolate so far. @param {string} origin */
 async function kvReads(origin) {
   const res = await fetch(`${origin}/__bench/kv-reads`);
-  const body = /** @type {{ reads: number }} */ (await res.json());
-  return body.reads;
+  return /** @type {{ reads: number, loads: number }} */ (await res.json());
 }
 
 if (only) process.exit(0);
@@ -384,12 +393,13 @@ const targets = [
   { name: "p99(D/1) ÷ p99(A3/1)", value: ratio(by("D/1").p99, by("A3/1").p99), target: "≤ 1.20", ok: (v) => v <= 1.2 },
   { name: "rps(F) ÷ rps(C)", value: ratio(by("F").rps, by("C").rps), target: "≥ 0.90", ok: (v) => v >= 0.9 },
   {
-    // Requests never wait on KV once a snapshot exists; what remains is the background refresh,
-    // one list + bulk-get round per POLICY_CACHE_TTL_MS per isolate, spread over all requests.
-    name: "KV reads per request (B–F, steady state; background refresh only)",
-    value: Math.max(...results.filter((r) => r.kvReadsPerRequest !== undefined).map((r) => r.kvReadsPerRequest ?? 0)),
-    target: "≈ 0 (< 0.01)",
-    ok: (v) => v < 0.01,
+    // Requests never wait on KV once a snapshot exists: every policy load in a run must be the
+    // one background refresh per POLICY_CACHE_TTL_MS. Those refreshes are the only KV reads; the
+    // table shows them spread over all requests.
+    name: "KV reads awaited by requests, steady state (policy loads beyond one refresh per TTL, B–F)",
+    value: sum(results.map((r) => r.extraLoads)),
+    target: "0",
+    ok: (v) => v === 0,
   },
   { name: "gzipped bundle (KB)", value: size.gzip / 1024, target: "≤ 60", ok: (v) => v <= 60 },
 ];
@@ -404,6 +414,9 @@ if (byId.has("N/1")) {
   reported.push({ name: "rps(N) ÷ rps(A)  (nginx mirror vs the bare Worker)", value: ratio(by("N").rps, by("A").rps) });
 }
 
+/** @param {string} name */
+const packageVersion = (name) =>
+  JSON.parse(readFileSync(join(ROOT, "node_modules", name, "package.json"), "utf8")).version;
 /** @param {number} v */
 const fmt = (v) =>
   Number.isFinite(v)
@@ -413,7 +426,7 @@ const fmt = (v) =>
         ? v.toFixed(5)
         : v.toFixed(2)
     : String(v);
-const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, workerd via Miniflare ${JSON.parse(readFileSync(join(ROOT, "node_modules/miniflare/package.json"), "utf8")).version}${nginxBin ? `, ${spawnSync(nginxBin, ["-v"], { encoding: "utf8" }).stderr.trim()}` : ", nginx not installed"}`;
+const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, workerd ${packageVersion("workerd")} via Miniflare ${packageVersion("miniflare")}${nginxBin ? `, ${spawnSync(nginxBin, ["-v"], { encoding: "utf8" }).stderr.trim()}` : ", nginx not installed"}`;
 const table = [
   `Machine: ${machine}. Each scenario ${rounds} × ${duration} s (median shown), ${connections} connections by autocannon; one-connection rows are sequential keep-alive requests timed to the microsecond; mirror delay ${slowMs} ms; bundle ${fmt(size.raw / 1024)} KB raw, ${fmt(size.gzip / 1024)} KB gzipped.`,
   "",
@@ -421,7 +434,7 @@ const table = [
   "|---|---|---|---|---|---|---|---|---|---|",
   ...results.map(
     (r) =>
-      `| ${r.id} | ${r.what} | ${r.connections} | ${r.rps} | ${r.p50} | ${r.p99} | ${r.requests} | ${r.errors} | ${r.mirrorRequests} | ${r.kvReadsPerRequest === undefined ? "—" : fmt(r.kvReadsPerRequest)} |`,
+      `| ${r.id} | ${r.what} | ${r.connections} | ${r.rps} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${r.requests} | ${r.errors} | ${r.mirrorRequests} | ${r.kvReadsPerRequest === undefined ? "—" : fmt(r.kvReadsPerRequest)} |`,
   ),
   "",
   "| ratio | measured | target | met |",

@@ -1,7 +1,9 @@
 /**
  * Benchmark entry: the real worker, with its KV binding wrapped once per isolate so that the
- * benchmark can report KV reads per request (GET /__bench/kv-reads). Nothing else differs.
+ * benchmark can report KV reads per request and policy loads (GET /__bench/kv-reads). Nothing
+ * else differs.
  */
+import { policyCache } from "../../src/app.js";
 import app from "../../src/index.js";
 
 let reads = 0;
@@ -22,7 +24,8 @@ function countingKv(kv: KVNamespace): KVNamespace {
 
 export default {
   fetch(request: Request, env: Env, ctx: ExecutionContext) {
-    if (new URL(request.url).pathname === "/__bench/kv-reads") return Response.json({ reads });
+    if (new URL(request.url).pathname === "/__bench/kv-reads")
+      return Response.json({ reads, loads: policyCache(env).loads });
     counted ??= countingKv(env.MIRROR_CONFIG);
     return app.fetch(request, { ...env, MIRROR_CONFIG: counted }, ctx);
   },
