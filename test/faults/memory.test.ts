@@ -80,52 +80,50 @@ async function outcome(route: string) {
 }
 
 describe("large bodies", () => {
-  it("100 MB, declared length, over the 1 MiB cap: not copied at all, skip logged, primary byte-identical", async () => {
+  /** POSTs 100 MB to `path`, checks the primary got every byte and the copy was skipped; returns workerd's peak RSS growth. */
+  async function hundredMegabytes(path: string, streamed: boolean): Promise<number> {
+    logs.length = 0;
     const pid = workerdPid();
     const before = peakRssMiB(pid);
     const body = pattern(100 * MiB);
-    const res = await fetch(`${worker.url}/hundred/declared`, { method: "POST", body });
+    const init: RequestInit & { duplex?: "half" } = streamed
+      ? {
+          method: "POST",
+          duplex: "half",
+          body: new ReadableStream<Uint8Array>({
+            start(controller) {
+              for (let at = 0; at < body.length; at += MiB) controller.enqueue(body.subarray(at, at + MiB));
+              controller.close();
+            },
+          }),
+        }
+      : { method: "POST", body };
+    const res = await fetch(`${worker.url}${path}`, init);
     expect((await res.json()) as { sha256: string }).toMatchObject({
       servedBy: "primary",
       bytes: 100 * MiB,
       sha256: sha(body),
     });
     expect(await outcome("hundred")).toMatchObject({ kind: "skipped", reason: "body_too_large" });
-    const growth = peakRssMiB(pid) - before;
+    return peakRssMiB(pid) - before;
+  }
+
+  it("100 MB, declared length, over the 1 MiB cap: not copied at all, skip logged, primary byte-identical", async () => {
+    const growth = await hundredMegabytes("/hundred/declared", false);
     memoryFigures.push({ what: "100 MB declared", peakGrowthMiB: growth });
     expect(growth).toBeLessThan(64);
   });
 
   it("100 MB streamed without a length: the copy stops at the cap, the primary streams on", async () => {
-    logs.length = 0;
-    const pid = workerdPid();
-    const before = peakRssMiB(pid);
-    const body = pattern(100 * MiB);
-    const stream = new ReadableStream<Uint8Array>({
-      start(controller) {
-        for (let at = 0; at < body.length; at += MiB) controller.enqueue(body.subarray(at, at + MiB));
-        controller.close();
-      },
-    });
-    const res = await fetch(`${worker.url}/hundred/streamed`, {
-      method: "POST",
-      body: stream,
-      duplex: "half",
-    } as RequestInit);
-    expect((await res.json()) as { sha256: string }).toMatchObject({
-      servedBy: "primary",
-      bytes: 100 * MiB,
-      sha256: sha(body),
-    });
-    expect(await outcome("hundred")).toMatchObject({ kind: "skipped", reason: "body_too_large" });
-    const growth = peakRssMiB(pid) - before;
+    const growth = await hundredMegabytes("/hundred/streamed", true);
     memoryFigures.push({ what: "100 MB streamed", peakGrowthMiB: growth });
     // Buffering the whole body would add 100 MiB or more; the tee holds at most about the cap.
     expect(growth).toBeLessThan(64);
-    console.log(
+    console.info(
       `workerd peak RSS growth: ${memoryFigures.map((m) => `${m.what} ${m.peakGrowthMiB.toFixed(1)} MiB`).join(", ")}`,
     );
   });
+
   it("10 MB under a 16 MiB cap: primary and mirror both get every byte", async () => {
     const body = pattern(10 * MiB);
     const res = await fetch(`${worker.url}/ten`, { method: "POST", body });

@@ -105,53 +105,39 @@ describe("route lookup", () => {
   });
 });
 
+/** Sends a 10 kB POST on a route whose one mirror has `percent`; returns the bodies fetch was given. */
+async function bodiesHandedToFetch(percent: number) {
+  await putPolicies({
+    clusters: { m: "http://mirror.test" },
+    routes: [{ id: "r", mirrors: [{ cluster: "m", percent }] }],
+  });
+  const bodies: unknown[] = [];
+  const fetchSpy = vi.spyOn(globalThis, "fetch").mockImplementation(async (_input, init) => {
+    bodies.push(init?.body);
+    return new Response("ok");
+  });
+  try {
+    const request = new Request("https://edge.test/upload", { method: "POST", body: "x".repeat(10_000) });
+    const original = request.body;
+    const ctx = createExecutionContext();
+    await handleRequest(request, testEnv, ctx, { cache: new PolicyCache({ ttlMs: 0, log: () => {} }), sink: () => {} });
+    await waitOnExecutionContext(ctx);
+    return { bodies, original };
+  } finally {
+    fetchSpy.mockRestore();
+  }
+}
+
 describe("bodies nobody will mirror", () => {
   it("pass the client's stream to the primary untouched: no tee, no buffering", async () => {
-    await putPolicies({
-      clusters: { m: "http://mirror.test" },
-      routes: [{ id: "r", mirrors: [{ cluster: "m", percent: 0 }] }],
-    });
-    const bodies: unknown[] = [];
-    const fetchSpy = vi.spyOn(globalThis, "fetch").mockImplementation(async (_input, init) => {
-      bodies.push(init?.body);
-      return new Response("ok");
-    });
-    try {
-      const request = new Request("https://edge.test/upload", { method: "POST", body: "x".repeat(10_000) });
-      const original = request.body;
-      const ctx = createExecutionContext();
-      await handleRequest(request, testEnv, ctx, {
-        cache: new PolicyCache({ ttlMs: 0, log: () => {} }),
-        sink: () => {},
-      });
-      await waitOnExecutionContext(ctx);
-      expect(bodies).toHaveLength(1);
-      expect(bodies[0]).toBe(original);
-    } finally {
-      fetchSpy.mockRestore();
-    }
+    const { bodies, original } = await bodiesHandedToFetch(0);
+    expect(bodies).toHaveLength(1);
+    expect(bodies[0]).toBe(original);
   });
 
   it("tee the stream only when a mirror was sampled", async () => {
-    await putPolicies({ clusters: { m: "http://mirror.test" }, routes: [{ id: "r", mirrors: [{ cluster: "m" }] }] });
-    const bodies: unknown[] = [];
-    const fetchSpy = vi.spyOn(globalThis, "fetch").mockImplementation(async (_input, init) => {
-      bodies.push(init?.body);
-      return new Response("ok");
-    });
-    try {
-      const request = new Request("https://edge.test/upload", { method: "POST", body: "x".repeat(10_000) });
-      const original = request.body;
-      const ctx = createExecutionContext();
-      await handleRequest(request, testEnv, ctx, {
-        cache: new PolicyCache({ ttlMs: 0, log: () => {} }),
-        sink: () => {},
-      });
-      await waitOnExecutionContext(ctx);
-      expect(bodies).toHaveLength(2);
-      expect(bodies[0]).not.toBe(original);
-    } finally {
-      fetchSpy.mockRestore();
-    }
+    const { bodies, original } = await bodiesHandedToFetch(100);
+    expect(bodies).toHaveLength(2);
+    expect(bodies[0]).not.toBe(original);
   });
 });
