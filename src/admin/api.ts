@@ -64,15 +64,30 @@ async function jsonBody(request: Request): Promise<{ ok: true; value: unknown } 
   }
 }
 
-function invalid(issues: Array<{ path: string; message: string }>): Response {
-  return Response.json(
-    {
-      error: "invalid_policy",
-      message: issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join("; "),
-      issues,
-    },
-    { status: 422 },
-  );
+/** 422 with the error's own `path: rule` message and its issues, as the CLI prints them. */
+function invalid(error: PolicyValidationError): Response {
+  return Response.json({ error: error.code, message: error.message, issues: error.issues }, { status: 422 });
+}
+
+function refuse(path: string, message: string): Response {
+  return invalid(new PolicyValidationError([{ path, message }]));
+}
+
+type Kind = "route" | "cluster";
+const PREFIX: Record<Kind, string> = { route: ROUTE_PREFIX, cluster: CLUSTER_PREFIX };
+
+function notFound(kind: Kind, name: string): Response {
+  return jsonError(404, "not_found", `no ${kind} "${name}"`);
+}
+
+async function stored(kv: KVNamespace, kind: Kind, name: string): Promise<string | null> {
+  return kv.get(`${PREFIX[kind]}${name}`);
+}
+
+/** GET of one stored document, as written. */
+async function getOne(kv: KVNamespace, kind: Kind, name: string): Promise<Response> {
+  const text = await stored(kv, kind, name);
+  return text === null ? notFound(kind, name) : Response.json(JSON.parse(text));
 }
 
 policyApi.get("/routes", async (c) => {
@@ -80,11 +95,7 @@ policyApi.get("/routes", async (c) => {
   return c.json({ routes: [...routes.values()] });
 });
 
-policyApi.get("/routes/:id", async (c) => {
-  const text = await c.env.MIRROR_CONFIG.get(`${ROUTE_PREFIX}${c.req.param("id")}`);
-  if (text === null) return jsonError(404, "not_found", `no route "${c.req.param("id")}"`);
-  return c.json(JSON.parse(text));
-});
+policyApi.get("/routes/:id", (c) => getOne(c.env.MIRROR_CONFIG, "route", c.req.param("id")));
 
 policyApi.put("/routes/:id", async (c) => {
   const id = c.req.param("id");
@@ -94,10 +105,10 @@ policyApi.put("/routes/:id", async (c) => {
   try {
     route = parseRoute(body.value);
   } catch (err) {
-    if (err instanceof PolicyValidationError) return invalid([...err.issues]);
+    if (err instanceof PolicyValidationError) return invalid(err);
     throw err;
   }
-  if (route.id !== id) return invalid([{ path: "id", message: `must equal the id in the URL ("${id}")` }]);
+  if (route.id !== id) return refuse("id", `must equal the id in the URL ("${id}")`);
   const kv = c.env.MIRROR_CONFIG;
   const [clusters, others] = await Promise.all([listKeys(kv, CLUSTER_PREFIX), storedRoutes(kv)]);
   const checks = crossCheck(
@@ -107,19 +118,20 @@ policyApi.put("/routes/:id", async (c) => {
   const mine = (p: { path: string }) => p.path === "route" || p.path.startsWith("route.");
   const errors = checks.errors.filter(mine);
   if (errors.length > 0) {
-    return invalid(errors.map((e) => ({ path: e.path.replace(/^route\.?/, ""), message: e.message })));
+    return invalid(
+      new PolicyValidationError(errors.map((e) => ({ path: e.path.replace(/^route\.?/, ""), message: e.message }))),
+    );
   }
-  const existed = (await kv.get(`${ROUTE_PREFIX}${id}`)) !== null;
+  const existed = (await stored(kv, "route", id)) !== null;
   await kv.put(`${ROUTE_PREFIX}${id}`, JSON.stringify(body.value));
   policyCache(c.env).invalidate();
   return c.json({ route: body.value, warnings: checks.warnings.map((w) => w.message) }, existed ? 200 : 201);
 });
 
 policyApi.delete("/routes/:id", async (c) => {
-  const key = `${ROUTE_PREFIX}${c.req.param("id")}`;
-  if ((await c.env.MIRROR_CONFIG.get(key)) === null)
-    return jsonError(404, "not_found", `no route "${c.req.param("id")}"`);
-  await c.env.MIRROR_CONFIG.delete(key);
+  const id = c.req.param("id");
+  if ((await stored(c.env.MIRROR_CONFIG, "route", id)) === null) return notFound("route", id);
+  await c.env.MIRROR_CONFIG.delete(`${ROUTE_PREFIX}${id}`);
   policyCache(c.env).invalidate();
   return c.body(null, 204);
 });
@@ -129,36 +141,29 @@ policyApi.get("/clusters", async (c) => {
   return c.json({ clusters: Object.fromEntries(clusters) });
 });
 
-policyApi.get("/clusters/:name", async (c) => {
-  const text = await c.env.MIRROR_CONFIG.get(`${CLUSTER_PREFIX}${c.req.param("name")}`);
-  if (text === null) return jsonError(404, "not_found", `no cluster "${c.req.param("name")}"`);
-  return c.json(JSON.parse(text));
-});
+policyApi.get("/clusters/:name", (c) => getOne(c.env.MIRROR_CONFIG, "cluster", c.req.param("name")));
 
 policyApi.put("/clusters/:name", async (c) => {
   const name = c.req.param("name");
   const named = ClusterName.safeParse(name);
-  if (!named.success)
-    return invalid([{ path: "name", message: named.error.issues[0]?.message ?? "is not a valid cluster name" }]);
+  if (!named.success) return refuse("name", named.error.issues[0]?.message ?? "is not a valid cluster name");
   const body = await jsonBody(c.req.raw);
   if (!body.ok) return body.response;
   try {
     parseCluster(body.value);
   } catch (err) {
-    if (err instanceof PolicyValidationError) return invalid([...err.issues]);
+    if (err instanceof PolicyValidationError) return invalid(err);
     throw err;
   }
-  const key = `${CLUSTER_PREFIX}${name}`;
-  const existed = (await c.env.MIRROR_CONFIG.get(key)) !== null;
-  await c.env.MIRROR_CONFIG.put(key, JSON.stringify(body.value));
+  const existed = (await stored(c.env.MIRROR_CONFIG, "cluster", name)) !== null;
+  await c.env.MIRROR_CONFIG.put(`${CLUSTER_PREFIX}${name}`, JSON.stringify(body.value));
   policyCache(c.env).invalidate();
   return c.json({ cluster: body.value }, existed ? 200 : 201);
 });
 
 policyApi.delete("/clusters/:name", async (c) => {
   const name = c.req.param("name");
-  const key = `${CLUSTER_PREFIX}${name}`;
-  if ((await c.env.MIRROR_CONFIG.get(key)) === null) return jsonError(404, "not_found", `no cluster "${name}"`);
+  if ((await stored(c.env.MIRROR_CONFIG, "cluster", name)) === null) return notFound("cluster", name);
   const users = (await storedRoutes(c.env.MIRROR_CONFIG)).filter(({ route }) =>
     clusterReferences(route).some((ref) => ref.cluster === name),
   );
@@ -169,7 +174,7 @@ policyApi.delete("/clusters/:name", async (c) => {
       `routes ${users.map((u) => `"${u.route.id}"`).join(", ")} still name cluster "${name}"`,
     );
   }
-  await c.env.MIRROR_CONFIG.delete(key);
+  await c.env.MIRROR_CONFIG.delete(`${CLUSTER_PREFIX}${name}`);
   policyCache(c.env).invalidate();
   return c.body(null, 204);
 });
