@@ -199,6 +199,13 @@ async function origin(options: Parameters<typeof startOrigin>[0]) {
   return o;
 }
 
+/** A loopback URL whose port was just released: connections to it are refused. */
+async function refusingUrl(): Promise<string> {
+  const closed = await startOrigin({ name: "closed" });
+  await closed.close();
+  return closed.url;
+}
+
 beforeAll(async () => {
   primary = await origin({ name: "primary", respond: echo("primary") });
 });
@@ -266,12 +273,9 @@ describe("mirror faults never reach the client", () => {
   });
 
   it("a mirror that refuses connections", async () => {
-    const closed = await origin({ name: "closed" });
-    const url = closed.url;
-    await closed.close();
     await run({
       name: "mirror refuses connections",
-      mirrors: [url],
+      mirrors: [await refusingUrl()],
       allowed: ["failed network", "failed connect", "failed circuit_open"],
     });
   });
@@ -317,12 +321,9 @@ describe("primary faults reach the client as the primary's answer or a clear err
   });
 
   it("a primary that refuses connections → 502", async () => {
-    const gone = await origin({ name: "gone" });
-    const url = gone.url;
-    await gone.close();
     await run({
       name: "primary refuses (→ 502)",
-      primaryUrl: url,
+      primaryUrl: await refusingUrl(),
       expect: { status: 502, error: "primary_unreachable" },
       allowed: [],
       connectionResetsKnown: true,
