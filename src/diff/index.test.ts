@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { compareJson, differingPaths, isCovered } from "./index";
+import { compareJson, differingPaths, isCovered, redactHeaders } from "./index";
 
 describe("differingPaths", () => {
   it("finds nothing in equal documents", () => {
@@ -41,5 +41,22 @@ describe("compareJson", () => {
       candidate: { id: "r3", total: 4 },
     });
     expect(result).toEqual({ verdict: "differ", paths: ["$.total"], noise: ["$.id"] });
+  });
+});
+
+describe("redactHeaders", () => {
+  it("hides authorization, cookie and configured headers, keeps the rest", () => {
+    const headers: [string, string][] = [
+      ["Authorization", "Bearer s3cret"],
+      ["cookie", "sid=1"],
+      ["X-Api-Key", "k"],
+      ["content-type", "application/json"],
+    ];
+    expect(redactHeaders(headers, ["x-api-key"])).toEqual({
+      authorization: "[redacted]",
+      cookie: "[redacted]",
+      "x-api-key": "[redacted]",
+      "content-type": "application/json",
+    });
   });
 });

@@ -61,3 +61,20 @@ export function compareJson(input: CompareInput): CompareResult {
   const paths = raw.filter((p) => !isCovered(p, noise));
   return { verdict: paths.length === 0 ? "match" : "differ", paths, noise: raw.filter((p) => isCovered(p, noise)) };
 }
+
+/** Headers never stored in a diff sample, whatever the policy says. */
+const ALWAYS_REDACTED = ["authorization", "cookie", "set-cookie", "proxy-authorization"];
+
+/** Copies headers for a diff sample, replacing secret and configured values with `[redacted]`. */
+export function redactHeaders(
+  headers: Iterable<[string, string]>,
+  extra: readonly string[] = [],
+): Record<string, string> {
+  const hidden = new Set([...ALWAYS_REDACTED, ...extra.map((h) => h.toLowerCase())]);
+  const out: Record<string, string> = {};
+  for (const [name, value] of headers) {
+    const key = name.toLowerCase();
+    out[key] = hidden.has(key) ? "[redacted]" : value;
+  }
+  return out;
+}
