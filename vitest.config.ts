@@ -10,7 +10,9 @@ export default defineConfig({
             main: "./src/index.ts",
             wrangler: { configPath: "./wrangler.toml" },
             // TTL 0: every request reads KV, so tests see their own writes at once.
-            miniflare: { bindings: { POLICY_CACHE_TTL_MS: "0", LOG_LEVEL: "off", PRIMARY_ORIGIN: "" } },
+            miniflare: {
+              bindings: { POLICY_CACHE_TTL_MS: "0", LOG_LEVEL: "off", PRIMARY_ORIGIN: "", STATS_FLUSH_MS: "0" },
+            },
           }),
         ],
         test: { name: "worker", include: ["src/**/*.test.ts", "test/worker/**/*.test.ts"] },

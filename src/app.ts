@@ -4,6 +4,8 @@
  * The client's response depends only on the primary; everything mirror-related is planned
  * without I/O and then handed to `ctx.waitUntil`.
  */
+
+import type { Capture } from "./compare/index.js";
 import { UpstreamError } from "./errors/index.js";
 import {
   applyHeaderOps,
@@ -15,10 +17,20 @@ import {
 } from "./headers/index.js";
 import { requestFacts } from "./match/index.js";
 import type { MirrorBreaker } from "./mirror/breaker.js";
-import { type MirrorBody, type MirrorPlan, planMirrors, runMirrors } from "./mirror/index.js";
+import {
+  compareBodyCap,
+  type MirrorBody,
+  type MirrorPlan,
+  planMirrors,
+  runMirrors,
+  teeForComparison,
+} from "./mirror/index.js";
 import type { Route } from "./policy/index.js";
 import { forwardToPrimary, primaryOrigin, rawPathAndQuery } from "./proxy/index.js";
-import { logSink, type OutcomeSink, parseLogLevel } from "./record/index.js";
+import { analyticsSink } from "./record/analytics.js";
+import { fanOut, logSink, type OutcomeSink, parseLogLevel } from "./record/index.js";
+import { StatsBuffer } from "./stats/buffer.js";
+import { STATS_OBJECT_NAME } from "./stats/durable-object.js";
 import { PolicyCache, type PolicySnapshot } from "./store/index.js";
 
 /** Primary timeout for unmatched requests: the seeds' Envoy route timeout. */
@@ -35,9 +47,53 @@ export function policyCache(env: Env): PolicyCache {
   return cache;
 }
 
+let stats: StatsBuffer | undefined;
+
+/** One counter buffer per isolate, flushing to the `MirrorStats` object. */
+function statsBuffer(env: Env): StatsBuffer | undefined {
+  const namespace = env.MIRROR_STATS;
+  if (!namespace) return undefined;
+  if (!stats) {
+    const flushMs = Number(env.STATS_FLUSH_MS);
+    stats = new StatsBuffer(
+      (batch) => namespace.get(namespace.idFromName(STATS_OBJECT_NAME)).record(batch),
+      Number.isFinite(flushMs) && flushMs >= 0 ? flushMs : 1000,
+    );
+  }
+  return stats;
+}
+
+/** Where outcomes and matched requests are recorded; tests pass their own. */
+export interface Recorder {
+  outcome: OutcomeSink;
+  request: (route: string, mirrored: boolean) => void;
+}
+
+/** The log line, the live counters and, when bound, Analytics Engine: all fed the same outcome. */
+function defaultRecorder(env: Env, ctx: Pick<ExecutionContext, "waitUntil">): Recorder {
+  const waitUntil = (p: Promise<unknown>) => ctx.waitUntil(p);
+  const buffer = statsBuffer(env);
+  const sinks = [logSink(parseLogLevel(env.LOG_LEVEL))];
+  if (buffer) sinks.push(buffer.sink(waitUntil));
+  if (env.MIRROR_ANALYTICS) sinks.push(analyticsSink(env.MIRROR_ANALYTICS));
+  return {
+    outcome: fanOut(sinks),
+    request: (route, mirrored) => {
+      try {
+        buffer?.countRequest(route, mirrored, waitUntil);
+      } catch {
+        // Counting is best effort, never the client's problem.
+      }
+    },
+  };
+}
+
 export interface HandleOptions {
   random?: () => number;
+  /** Replaces every default sink (logs, counters, Analytics Engine). */
   sink?: OutcomeSink;
+  /** Counts matched requests; defaults to the live counters unless `sink` is given. */
+  onRequest?: (route: string, mirrored: boolean) => void;
   cache?: PolicyCache;
   breaker?: MirrorBreaker;
 }
@@ -49,7 +105,10 @@ export async function handleRequest(
   options: HandleOptions = {},
 ): Promise<Response> {
   const random = options.random ?? Math.random;
-  const sink = options.sink ?? logSink(parseLogLevel(env.LOG_LEVEL));
+  const recorder = options.sink
+    ? { outcome: options.sink, request: options.onRequest ?? (() => {}) }
+    : defaultRecorder(env, ctx);
+  const sink = recorder.outcome;
   const url = new URL(request.url);
   const hops = Number.parseInt(request.headers.get(HOP_HEADER) ?? "0", 10) || 0;
   if (hops >= MAX_HOPS) {
@@ -99,6 +158,11 @@ export async function handleRequest(
     timeoutMs: route?.timeoutMs ?? DEFAULT_TIMEOUT_MS,
   });
 
+  // Only when a sampled mirror compares is the primary's answer read a second time.
+  const compareCap = plan ? compareBodyCap(plan.targets) : undefined;
+  const primaryCapture = compareCap === undefined ? undefined : deferred<Capture>();
+
+  if (route) recorder.request(route.id, (plan?.targets.length ?? 0) > 0);
   if (route && plan && (plan.targets.length > 0 || plan.skipped.length > 0)) {
     const requestId = request.headers.get("cf-ray") ?? crypto.randomUUID();
     for (const skip of plan.skipped) {
@@ -118,6 +182,7 @@ export async function handleRequest(
           body: mirrorBody,
           sink,
           ...(options.breaker ? { breaker: options.breaker } : {}),
+          ...(primaryCapture ? { primary: primaryCapture.promise } : {}),
         }).catch((err: unknown) =>
           console.error(JSON.stringify({ msg: "edge-mirror.mirror_crashed", error: String(err) })),
         ),
@@ -126,11 +191,26 @@ export async function handleRequest(
   }
 
   try {
-    return await primary;
+    const response = await primary;
+    if (!primaryCapture || compareCap === undefined) return response;
+    const split = teeForComparison(response, compareCap);
+    primaryCapture.resolve(split.capture);
+    // Read even when the compared mirror fails first, so the branch never holds chunks unread.
+    ctx.waitUntil(split.capture);
+    return split.response;
   } catch (err) {
+    primaryCapture?.resolve({ ok: false, error: err instanceof UpstreamError ? err.code : "primary failed" });
     if (err instanceof UpstreamError) return err.toResponse();
     throw err;
   }
+}
+
+function deferred<T>(): { promise: Promise<T>; resolve: (value: T | Promise<T>) => void } {
+  let resolve: (value: T | Promise<T>) => void = () => {};
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
 }
 
 /** Planning is pure, but a bug in it must cost the mirrors, never the client. */

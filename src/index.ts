@@ -7,9 +7,13 @@
 import { Hono } from "hono";
 import { policyApi } from "./admin/api.js";
 import { adminApp, adminPrefix, isAdminPath, stripPrefix } from "./admin/index.js";
+import { statsApi } from "./admin/stats.js";
 import { handleRequest } from "./app.js";
+import { dashboard } from "./dashboard/index.js";
 
+adminApp.route("/api/stats", statsApi);
 adminApp.route("/api", policyApi);
+adminApp.route("/", dashboard);
 
 const app = new Hono<{ Bindings: Env }>();
 
@@ -20,5 +24,7 @@ app.all("*", (c) => {
   }
   return handleRequest(c.req.raw, c.env, c.executionCtx);
 });
+
+export { MirrorStats } from "./stats/durable-object.js";
 
 export default app satisfies ExportedHandler<Env>;

@@ -1,7 +1,9 @@
-// Secrets are not in wrangler.toml, so `wrangler types` cannot see them.
+// Secrets and optional bindings are not in wrangler.toml, so `wrangler types` cannot see them.
 declare namespace Cloudflare {
   interface Env {
     /** Enables the admin API and dashboard; compared in constant time. */
     ADMIN_TOKEN?: string;
+    /** Optional Workers Analytics Engine dataset: one data point per mirror outcome. */
+    MIRROR_ANALYTICS?: AnalyticsEngineDataset;
   }
 }

@@ -62,7 +62,14 @@ export async function startWorker(options) {
       : options.withoutKv
         ? {}
         : { kvNamespaces: ["MIRROR_CONFIG"] }),
-    bindings: { PRIMARY_ORIGIN: "", POLICY_CACHE_TTL_MS: "5000", LOG_LEVEL: "info", ...options.vars },
+    durableObjects: { MIRROR_STATS: { className: "MirrorStats", useSQLite: true } },
+    bindings: {
+      PRIMARY_ORIGIN: "",
+      POLICY_CACHE_TTL_MS: "5000",
+      LOG_LEVEL: "info",
+      STATS_FLUSH_MS: "0",
+      ...options.vars,
+    },
     host: "127.0.0.1",
     port: 0,
     ...(options.onLog

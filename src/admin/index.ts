@@ -5,6 +5,7 @@
  * `adminApp`; paths there are relative to the prefix (`/api/...`, `/dashboard`).
  */
 import { Hono } from "hono";
+import { readCookie, SESSION_COOKIE, sessionValid } from "./session.js";
 
 export const DEFAULT_ADMIN_PREFIX = "/__mirror";
 
@@ -39,15 +40,30 @@ export async function tokenMatches(presented: string, secret: string): Promise<b
   return crypto.subtle.timingSafeEqual(a, b);
 }
 
-/** Returns the refusal for an unauthenticated admin request, or `undefined` to let it through. */
+/** Paths (relative to the prefix) that a browser without a session may open: the sign-in form and sign-out. */
+export const OPEN_PATHS = new Set(["/login", "/logout"]);
+
+/**
+ * Returns the refusal for an unauthenticated admin request, or `undefined` to let it through.
+ * A bearer token opens everything; the dashboard's session cookie opens only reads (GET/HEAD),
+ * so a forged cross-site form can never change a policy.
+ */
 export async function refuseUnauthorized(request: Request, env: Env): Promise<Response | undefined> {
   const secret = env.ADMIN_TOKEN;
   if (!secret) {
     return jsonError(404, "admin_disabled", "the admin API is disabled: set the ADMIN_TOKEN secret to enable it");
   }
+  const url = new URL(request.url);
+  if (OPEN_PATHS.has(url.pathname)) return undefined;
   const header = request.headers.get("authorization") ?? "";
   const match = /^Bearer\s+(.+)$/i.exec(header);
+  const reads = request.method === "GET" || request.method === "HEAD";
   if (!match) {
+    const session = readCookie(request.headers.get("cookie"), SESSION_COOKIE);
+    if (reads && session && (await sessionValid(session, secret, Date.now()))) return undefined;
+    if (reads && (request.headers.get("accept") ?? "").includes("text/html")) {
+      return new Response(null, { status: 303, headers: { location: `${adminPrefix(env)}/login` } });
+    }
     return jsonError(401, "unauthorized", "send Authorization: Bearer <ADMIN_TOKEN>", {
       "www-authenticate": 'Bearer realm="edge-mirror"',
     });

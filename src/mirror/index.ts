@@ -4,12 +4,20 @@
  * tee branch once, up to the route's cap, and shared by every mirror; each mirror has its own
  * timeout (never the client's signal) and its response body is cancelled unread.
  */
+import {
+  type Capture,
+  type CompareSummary,
+  compareResponses,
+  type DiffSample,
+  diffSample,
+  NoiseMemory,
+} from "../compare/index.js";
 import { applyHeaderOps, HOP_HEADER, MIRROR_MARKER, shadowHost } from "../headers/index.js";
 import type { MirrorErrorKind, OutcomeSink } from "../record/index.js";
 import { MirrorBreaker } from "./breaker.js";
-import type { MirrorTarget } from "./plan.js";
+import type { CompareTarget, MirrorTarget } from "./plan.js";
 
-export { isSampled, type MirrorPlan, type MirrorTarget, planMirrors } from "./plan.js";
+export { compareBodyCap, isSampled, type MirrorPlan, type MirrorTarget, planMirrors } from "./plan.js";
 
 /** The mirror's copy of the request body, decided before anything is buffered. */
 export type MirrorBody =
@@ -32,9 +40,12 @@ export interface MirrorJob {
   sink: OutcomeSink;
   /** Isolate-wide ejection state; tests pass their own. */
   breaker?: MirrorBreaker;
+  /** The primary's answer as read for comparison; set when a sampled mirror compares. */
+  primary?: Promise<Capture>;
 }
 
 const isolateBreaker = new MirrorBreaker();
+const isolateNoise = new NoiseMemory();
 
 type BodyRead =
   | { ok: true; bytes: Uint8Array | null }
@@ -114,43 +125,58 @@ export async function runMirrors(job: MirrorJob): Promise<void> {
   await Promise.all(job.targets.map((target) => sendOne(job, target, body.bytes)));
 }
 
-async function sendOne(job: MirrorJob, target: MirrorTarget, bytes: Uint8Array | null): Promise<void> {
+function copyHeaders(job: MirrorJob, target: MirrorTarget, ops: MirrorTarget["requestHeaders"]): Headers {
   const headers = new Headers(job.headers);
-  applyHeaderOps(headers, target.requestHeaders);
+  applyHeaderOps(headers, ops);
   headers.set("x-forwarded-host", shadowHost(job.host, target.hostSuffix));
   headers.set(MIRROR_MARKER, job.routeId);
   headers.set(HOP_HEADER, String(job.hops + 1));
+  return headers;
+}
+
+async function sendOne(job: MirrorJob, target: MirrorTarget, bytes: Uint8Array | null): Promise<void> {
   const base = { route: job.routeId, mirror: target.label, requestId: job.requestId };
   const breaker = job.breaker ?? isolateBreaker;
   const started = Date.now();
   const admission = breaker.admit(target.origin, started);
   if (!admission.allowed) {
+    const message = `ejected until ${new Date(admission.ejectedUntil).toISOString()} after ${admission.failures} consecutive failures`;
     job.sink({
       ...base,
       kind: "failed",
       error: "circuit_open",
-      message: `ejected until ${new Date(admission.ejectedUntil).toISOString()} after ${admission.failures} consecutive failures`,
+      message,
       latencyMs: 0,
+      ...comparedError(target, "mirror ejected"),
     });
     return;
   }
+  // The reference answers in parallel with the mirror so that both see the same moment.
+  const reference = target.compare ? fetchReference(job, target, target.compare, bytes) : undefined;
   try {
     const response = await fetch(target.origin + job.pathAndQuery, {
       method: job.method,
-      headers,
+      headers: copyHeaders(job, target, target.requestHeaders),
       body: bytes,
       redirect: "manual",
       signal: AbortSignal.timeout(target.timeoutMs),
     });
-    // Mirror answers are ignored (as in Envoy and Gateway API); never buffer them.
-    await response.body?.cancel().catch(() => {});
     breaker.record(target.origin, true, Date.now());
+    const latencyMs = Date.now() - started;
+    let compared = {};
+    if (target.compare && reference) {
+      compared = await compareWithPrimary(job, target, target.compare, response, reference);
+    } else {
+      // Mirror answers are ignored (as in Envoy and Gateway API); never buffer them.
+      await response.body?.cancel().catch(() => {});
+    }
     job.sink({
       ...base,
       kind: "sent",
       status: response.status,
-      latencyMs: Date.now() - started,
+      latencyMs,
       bodyBytes: bytes?.byteLength ?? 0,
+      ...compared,
     });
   } catch (err) {
     const now = Date.now();
@@ -162,6 +188,110 @@ async function sendOne(job: MirrorJob, target: MirrorTarget, bytes: Uint8Array |
       error: classifyMirrorError(err),
       message: ejectedUntil ? `${message}; ejected until ${new Date(ejectedUntil).toISOString()}` : message,
       latencyMs: now - started,
+      ...comparedError(target, "mirror failed"),
     });
   }
+}
+
+function comparedError(target: MirrorTarget, error: string): { compare?: CompareSummary } {
+  return target.compare ? { compare: { verdict: "error", fields: [], noise: [], error } } : {};
+}
+
+/** Reads a response body up to `cap` for comparison; past the cap there is nothing to compare. */
+export async function captureResponse(response: Response, cap: number): Promise<Capture> {
+  if (!response.body)
+    return { ok: true, response: { status: response.status, headers: response.headers, body: new Uint8Array() } };
+  const read = await readCapped(response.body, cap);
+  if (!read.ok) return { ok: false, error: read.detail };
+  return {
+    ok: true,
+    response: { status: response.status, headers: response.headers, body: read.bytes ?? new Uint8Array() },
+  };
+}
+
+/**
+ * Splits the primary's body so that the client streams one branch untouched while the other is
+ * read, up to `cap`, for comparison. Past the cap the comparison branch is cancelled, so at most
+ * `cap` bytes are ever held for it.
+ */
+export function teeForComparison(response: Response, cap: number): { response: Response; capture: Promise<Capture> } {
+  if (!response.body) return { response, capture: captureResponse(response, cap) };
+  const [toClient, toCompare] = response.body.tee();
+  const capture = captureResponse(new Response(toCompare, response), cap).catch(
+    (err: unknown): Capture => ({ ok: false, error: `primary body: ${String(err)}` }),
+  );
+  return { response: new Response(toClient, response), capture };
+}
+
+async function fetchReference(
+  job: MirrorJob,
+  target: MirrorTarget,
+  compare: CompareTarget,
+  bytes: Uint8Array | null,
+): Promise<Capture | undefined> {
+  const reference = compare.reference;
+  if (!reference) return undefined;
+  if ("problem" in reference) return { ok: false, error: reference.problem };
+  try {
+    const response = await fetch(reference.origin + job.pathAndQuery, {
+      method: job.method,
+      headers: copyHeaders(job, target, undefined),
+      body: bytes,
+      redirect: "manual",
+      signal: AbortSignal.timeout(target.timeoutMs),
+    });
+    return await captureResponse(response, compare.spec.maxBodyBytes);
+  } catch (err) {
+    return { ok: false, error: `reference: ${String((err as Error)?.message ?? err).slice(0, 200)}` };
+  }
+}
+
+async function compareWithPrimary(
+  job: MirrorJob,
+  target: MirrorTarget,
+  compare: CompareTarget,
+  response: Response,
+  reference: Promise<Capture | undefined>,
+): Promise<{ compare: CompareSummary; sample?: DiffSample }> {
+  const [candidate, primary, ref] = await Promise.all([
+    captureResponse(response, compare.spec.maxBodyBytes).catch(
+      (err: unknown): Capture => ({ ok: false, error: String(err) }),
+    ),
+    job.primary ?? Promise.resolve<Capture>({ ok: false, error: "primary response not captured" }),
+    reference,
+  ]);
+  const problem = !primary.ok
+    ? `primary: ${primary.error}`
+    : !candidate.ok
+      ? `mirror: ${candidate.error}`
+      : ref && !ref.ok
+        ? ref.error
+        : undefined;
+  if (problem || !primary.ok || !candidate.ok) {
+    return { compare: { verdict: "error", fields: [], noise: [], error: (problem ?? "").slice(0, 200) } };
+  }
+  const noiseKey = `${job.routeId}\n${target.label}`;
+  const comparison = compareResponses({
+    primary: primary.response,
+    candidate: candidate.response,
+    reference: ref?.ok ? ref.response : undefined,
+    spec: compare.spec,
+    knownNoise: compare.reference ? isolateNoise.known(noiseKey) : [],
+  });
+  isolateNoise.learn(noiseKey, comparison.referenceNoise);
+  const summary: CompareSummary = {
+    verdict: comparison.verdict,
+    fields: comparison.fields.slice(0, 20),
+    noise: comparison.noise.slice(0, 20),
+  };
+  if (comparison.verdict !== "differ") return { compare: summary };
+  const sample = await diffSample(comparison, compare.spec, {
+    at: Date.now(),
+    route: job.routeId,
+    mirror: target.label,
+    requestId: job.requestId,
+    method: job.method,
+    pathAndQuery: job.pathAndQuery,
+  });
+  return { compare: summary, sample };
 }

@@ -4,7 +4,7 @@
  * which header-chosen cluster is allowed, and why the others are skipped. No I/O here.
  */
 import { MIRROR_MARKER } from "../headers/index.js";
-import type { HeaderOps, Mirror, Route } from "../policy/index.js";
+import { type CompareSpec, compareSpec, type HeaderOps, type Mirror, type Route } from "../policy/index.js";
 import type { SkipReason } from "../record/index.js";
 
 export interface MirrorTarget {
@@ -14,6 +14,13 @@ export interface MirrorTarget {
   timeoutMs: number;
   hostSuffix: string;
   requestHeaders: HeaderOps | undefined;
+  compare?: CompareTarget;
+}
+
+/** A compared mirror's settings, with its reference resolved to an origin (or why it cannot be). */
+export interface CompareTarget {
+  spec: CompareSpec;
+  reference?: { origin: string } | { problem: string };
 }
 
 export interface SkippedMirror {
@@ -65,6 +72,24 @@ function clip(value: string): string {
   return value.length > 64 ? `${value.slice(0, 64)}…` : value;
 }
 
+function compareTarget(spec: CompareSpec, clusters: ReadonlyMap<string, string>): CompareTarget {
+  const ref = spec.reference;
+  if (!ref) return { spec };
+  if (ref.origin !== undefined) return { spec, reference: { origin: ref.origin } };
+  const origin = clusters.get(ref.cluster as string);
+  return {
+    spec,
+    reference: origin === undefined ? { problem: `reference cluster "${ref.cluster}" is not defined` } : { origin },
+  };
+}
+
+/** The largest body any sampled comparison reads, or undefined when nothing is compared. */
+export function compareBodyCap(targets: readonly MirrorTarget[]): number | undefined {
+  let cap: number | undefined;
+  for (const t of targets) if (t.compare) cap = Math.max(cap ?? 0, t.compare.spec.maxBodyBytes);
+  return cap;
+}
+
 export function planMirrors(
   route: Route,
   headers: Headers,
@@ -92,12 +117,14 @@ export function planMirrors(
       plan.skipped.push({ mirror: label, reason: "unknown_cluster", detail: `cluster "${label}" is not defined` });
       continue;
     }
+    const spec = compareSpec(mirror);
     plan.targets.push({
       label,
       origin,
       timeoutMs: mirror.timeoutMs,
       hostSuffix: mirror.hostSuffix,
       requestHeaders: mirror.requestHeaders,
+      ...(spec ? { compare: compareTarget(spec, clusters) } : {}),
     });
   }
 

@@ -27,6 +27,8 @@ export function clusterReferences(route: Route): Array<{ cluster: string; path: 
   });
   route.mirrors.forEach((m, i) => {
     if (m.cluster !== undefined) refs.push({ cluster: m.cluster, path: `mirrors[${i}].cluster` });
+    const reference = typeof m.compare === "object" ? m.compare.reference?.cluster : undefined;
+    if (reference !== undefined) refs.push({ cluster: reference, path: `mirrors[${i}].compare.reference.cluster` });
   });
   route.mirrorFromHeader?.allow?.forEach((name, i) => {
     refs.push({ cluster: name, path: `mirrorFromHeader.allow[${i}]` });

@@ -140,6 +140,37 @@ const hostSuffix = z._default(
   "-shadow",
 );
 
+/**
+ * A JSON path as the comparison reports it: `$`, then `.key`, `["odd key"]` or `[3]` steps;
+ * `*` (`.*`, `[*]`) stands for any one key or index.
+ */
+const JSON_PATH = /^\$(\.([A-Za-z_$][\w$-]*|\*)|\[(\d+|\*|"([^"\\]|\\.)*")\])*$/;
+const jsonPath = z
+  .string()
+  .check(
+    z.maxLength(512),
+    z.regex(JSON_PATH, { error: 'must be a JSON path such as $.meta.ts, $.items[*].id or $["odd key"]' }),
+  );
+
+/** The largest body a comparison reads from each side; bodies are held in memory while compared. */
+export const MAX_COMPARE_BODY_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Shadow testing (Diffy-style): the mirror's answer is compared with the primary's. Fields that
+ * also differ between the primary and `reference` (a second replica of the primary's version)
+ * are noise, not differences.
+ */
+export const CompareSpec = z.strictObject({
+  /** Response headers compared besides the status and the body. */
+  headers: z._default(z.array(headerName).check(z.maxLength(32)), ["content-type"]),
+  ignorePaths: z._default(z.array(jsonPath).check(z.maxLength(64)), []),
+  /** Never shown in diff samples (authorization and cookies are always hidden). */
+  redactHeaders: z._default(z.array(headerName).check(z.maxLength(64)), []),
+  redactPaths: z._default(z.array(jsonPath).check(z.maxLength(64)), []),
+  reference: z.optional(z.strictObject({ ...Target }).check(exactlyOneTarget)),
+  maxBodyBytes: z._default(intBetween(0, MAX_COMPARE_BODY_BYTES), 1024 * 1024),
+});
+
 export const Mirror = z
   .strictObject({
     ...Target,
@@ -148,6 +179,8 @@ export const Mirror = z
     timeoutMs: mirrorTimeoutMs,
     hostSuffix,
     requestHeaders: z.optional(HeaderOps),
+    /** `true` compares with the defaults; an object tunes the comparison. */
+    compare: z.optional(z.union([z.boolean(), CompareSpec])),
   })
   .check(
     exactlyOneTarget,
@@ -204,11 +237,26 @@ export const PolicyFile = z.strictObject({
 export type Route = z.output<typeof Route>;
 export type RouteInput = z.input<typeof Route>;
 export type Mirror = z.output<typeof Mirror>;
+export type CompareSpec = z.output<typeof CompareSpec>;
 export type Backend = z.output<typeof Backend>;
 export type Cluster = z.output<typeof Cluster>;
 export type HeaderOps = z.output<typeof HeaderOps>;
 export type MirrorFromHeader = z.output<typeof MirrorFromHeader>;
 export type PolicyFile = z.output<typeof PolicyFile>;
+
+const DEFAULT_COMPARE: CompareSpec = {
+  headers: ["content-type"],
+  ignorePaths: [],
+  redactHeaders: [],
+  redactPaths: [],
+  maxBodyBytes: 1024 * 1024,
+};
+
+/** The mirror's comparison settings, or undefined when it is not compared. */
+export function compareSpec(mirror: Pick<Mirror, "compare">): CompareSpec | undefined {
+  if (mirror.compare === undefined || mirror.compare === false) return undefined;
+  return mirror.compare === true ? DEFAULT_COMPARE : mirror.compare;
+}
 
 export function parseRoute(input: unknown): Route {
   return parseWith(Route, input);
@@ -242,11 +290,34 @@ export function formatPath(path: readonly PropertyKey[]): string {
 }
 
 function toPolicyIssues(issue: z.core.$ZodIssue): PolicyIssue[] {
+  if (issue.code === "invalid_union" && issue.errors.length > 0) return unionIssues(issue);
   if (issue.code === "unrecognized_keys") {
     return issue.keys.map((key) => ({
       path: formatPath([...issue.path, key]),
       message: "unknown field",
     }));
+  }
+  return [{ path: formatPath(issue.path), message: describe(issue) }];
+}
+
+/**
+ * A value of the right kind for one branch (`compare: {…}`) is reported with that branch's own
+ * issues; a value of no branch's kind gets "must be a boolean or an object".
+ */
+function unionIssues(issue: z.core.$ZodIssueInvalidUnion): PolicyIssue[] {
+  const atRoot = (i: z.core.$ZodIssue) =>
+    i.path.length === 0 && (i.code === "invalid_type" || i.code === "invalid_value");
+  const specific = issue.errors.filter((branch) => !branch.every(atRoot));
+  if (specific.length === 1) {
+    return (specific[0] as z.core.$ZodIssue[]).flatMap((i) =>
+      toPolicyIssues({ ...i, path: [...issue.path, ...i.path] }),
+    );
+  }
+  const kinds = issue.errors.flatMap((branch) =>
+    branch.filter((i) => i.code === "invalid_type").map((i) => i.expected),
+  );
+  if (specific.length === 0 && kinds.length > 0) {
+    return [{ path: formatPath(issue.path), message: `must be ${[...new Set(kinds)].map(article).join(" or ")}` }];
   }
   return [{ path: formatPath(issue.path), message: describe(issue) }];
 }

@@ -4,6 +4,8 @@
  * consume the same `MirrorOutcome` value, so what is logged and what is counted never drift.
  */
 
+import type { CompareSummary, DiffSample } from "../compare/index.js";
+
 export type SkipReason =
   | "not_sampled"
   | "body_too_large"
@@ -24,9 +26,15 @@ interface OutcomeBase {
   requestId: string;
 }
 
+/** Present on outcomes of mirrors with `compare` set: the verdict and, when they differ, a sample. */
+interface Compared {
+  compare?: CompareSummary;
+  sample?: DiffSample;
+}
+
 export type MirrorOutcome =
-  | (OutcomeBase & { kind: "sent"; status: number; latencyMs: number; bodyBytes: number })
-  | (OutcomeBase & { kind: "failed"; error: MirrorErrorKind; message: string; latencyMs: number })
+  | (OutcomeBase & Compared & { kind: "sent"; status: number; latencyMs: number; bodyBytes: number })
+  | (OutcomeBase & Compared & { kind: "failed"; error: MirrorErrorKind; message: string; latencyMs: number })
   | (OutcomeBase & { kind: "skipped"; reason: SkipReason; detail?: string });
 
 export type LogLevel = "debug" | "info" | "off";
@@ -51,7 +59,8 @@ export function logSink(level: LogLevel, write: (line: string) => void = console
   return (outcome) => {
     if (level === "off") return;
     if (level === "info" && outcome.kind === "skipped" && outcome.reason === "not_sampled") return;
-    write(JSON.stringify({ msg: "edge-mirror.mirror", ...outcome }));
+    // Samples go to the dashboard's store; the log line carries the verdict and field names only.
+    write(JSON.stringify({ msg: "edge-mirror.mirror", ...outcome, sample: undefined }));
   };
 }
 
