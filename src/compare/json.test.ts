@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { compareJson, differingPaths, isCovered, redactHeaders } from "./index";
+import { differingPaths, isCovered, pathSegments, REDACTED, redactHeaders, redactJson, valueAt } from "./json.js";
 
 describe("differingPaths", () => {
   it("finds nothing in equal documents", () => {
@@ -18,6 +18,22 @@ describe("differingPaths", () => {
   it("reports a type change at the node where it happens", () => {
     expect(differingPaths({ a: { b: 1 } }, { a: [1] })).toEqual(["$.a"]);
   });
+
+  it("quotes keys that are not plain names, so that every path parses back", () => {
+    const paths = differingPaths({ "a.b": 1, "x y": { '"q"': 1 } }, { "a.b": 2, "x y": { '"q"': 2 } });
+    expect(paths).toEqual(['$["a.b"]', '$["x y"]["\\"q\\""]']);
+    expect(paths.map(pathSegments)).toEqual([["a.b"], ["x y", '"q"']]);
+  });
+});
+
+describe("pathSegments", () => {
+  it("splits keys, indexes and wildcards; refuses what is not a path", () => {
+    expect(pathSegments("$.items[2].id")).toEqual(["items", "2", "id"]);
+    expect(pathSegments("$.items[*].*")).toEqual(["items", "*", "*"]);
+    expect(pathSegments("$")).toEqual([]);
+    expect(pathSegments("items.id")).toBeUndefined();
+    expect(pathSegments("$.a..b")).toBeUndefined();
+  });
 });
 
 describe("isCovered", () => {
@@ -25,22 +41,33 @@ describe("isCovered", () => {
     expect(isCovered("$.meta.ts", ["$.meta"])).toBe(true);
     expect(isCovered("$.meta[0]", ["$.meta"])).toBe(true);
     expect(isCovered("$.metadata", ["$.meta"])).toBe(false);
+    expect(isCovered("$.meta", ["$.meta.ts"])).toBe(false);
+  });
+
+  it("lets * stand for any one key or index", () => {
+    expect(isCovered("$.items[7].ts", ["$.items[*].ts"])).toBe(true);
+    expect(isCovered("$.items[7].id", ["$.items[*].ts"])).toBe(false);
+    expect(isCovered("$.a.b.c", ["$.*.b"])).toBe(true);
+    expect(isCovered('$["odd key"].ts', ['$["odd key"]'])).toBe(true);
   });
 });
 
-describe("compareJson", () => {
-  it("matches when only ignored paths differ", () => {
-    const result = compareJson({ primary: { v: 1, at: 5 }, candidate: { v: 1, at: 6 }, ignorePaths: ["$.at"] });
-    expect(result).toEqual({ verdict: "match", paths: [], noise: [] });
+describe("valueAt and redactJson", () => {
+  const doc = { user: { email: "a@b.c", name: "A" }, items: [{ token: "t1" }, { token: "t2" }] };
+
+  it("reads the value at a path, or undefined", () => {
+    expect(valueAt(doc, "$.items[1].token")).toBe("t2");
+    expect(valueAt(doc, "$.items[5].token")).toBeUndefined();
+    expect(valueAt(doc, "$.user.email.x")).toBeUndefined();
   });
 
-  it("cancels as noise what also differs between primary and reference", () => {
-    const result = compareJson({
-      primary: { id: "r1", total: 3 },
-      reference: { id: "r2", total: 3 },
-      candidate: { id: "r3", total: 4 },
+  it("replaces every value under the redacted paths and leaves the input alone", () => {
+    const redacted = redactJson(doc, ["$.user.email", "$.items[*].token"]);
+    expect(redacted).toEqual({
+      user: { email: REDACTED, name: "A" },
+      items: [{ token: REDACTED }, { token: REDACTED }],
     });
-    expect(result).toEqual({ verdict: "differ", paths: ["$.total"], noise: ["$.id"] });
+    expect(doc.user.email).toBe("a@b.c");
   });
 });
 
@@ -53,9 +80,9 @@ describe("redactHeaders", () => {
       ["content-type", "application/json"],
     ];
     expect(redactHeaders(headers, ["x-api-key"])).toEqual({
-      authorization: "[redacted]",
-      cookie: "[redacted]",
-      "x-api-key": "[redacted]",
+      authorization: REDACTED,
+      cookie: REDACTED,
+      "x-api-key": REDACTED,
       "content-type": "application/json",
     });
   });

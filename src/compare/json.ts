@@ -67,31 +67,6 @@ export function isCovered(path: JsonPath, patterns: readonly JsonPath[]): boolea
   });
 }
 
-export interface CompareInput {
-  primary: unknown;
-  candidate: unknown;
-  /** Same version as the primary: where it differs from the primary is noise. */
-  reference?: unknown;
-  ignorePaths?: readonly JsonPath[];
-}
-
-export interface CompareResult {
-  verdict: "match" | "differ";
-  /** Differences that remain after ignore lists and noise cancellation. */
-  paths: JsonPath[];
-  /** Differences cancelled as noise by the reference. */
-  noise: JsonPath[];
-}
-
-/** Compares parsed JSON bodies, removing ignored paths and reference noise. */
-export function compareJson(input: CompareInput): CompareResult {
-  const ignored = input.ignorePaths ?? [];
-  const noise = input.reference === undefined ? [] : differingPaths(input.primary, input.reference);
-  const raw = differingPaths(input.primary, input.candidate).filter((p) => !isCovered(p, ignored));
-  const paths = raw.filter((p) => !isCovered(p, noise));
-  return { verdict: paths.length === 0 ? "match" : "differ", paths, noise: raw.filter((p) => isCovered(p, noise)) };
-}
-
 /** The value at `path`, or undefined when the document has nothing there. */
 export function valueAt(document: unknown, path: JsonPath): unknown {
   let node = document;

@@ -1,0 +1,149 @@
+import { describe, expect, it } from "vitest";
+import { compareSpec, parseRoute } from "../policy/index.js";
+import { type CapturedResponse, compareResponses, diffSample, NoiseMemory, parseBody } from "./index.js";
+
+const encoder = new TextEncoder();
+
+function answer(body: unknown, init: { status?: number; headers?: Record<string, string> } = {}): CapturedResponse {
+  const text = typeof body === "string" ? body : JSON.stringify(body);
+  return {
+    status: init.status ?? 200,
+    headers: new Headers(init.headers ?? { "content-type": "application/json" }),
+    body: encoder.encode(text),
+  };
+}
+
+function spec(compare: unknown = true) {
+  const route = parseRoute({ id: "r", mirrors: [{ origin: "https://m.test", compare }] });
+  return compareSpec(route.mirrors[0] as { compare: (typeof route.mirrors)[0]["compare"] }) ?? expect.fail("no spec");
+}
+
+describe("compareResponses", () => {
+  it("matches identical answers", () => {
+    const result = compareResponses({ primary: answer({ a: 1 }), candidate: answer({ a: 1 }), spec: spec() });
+    expect(result).toMatchObject({ verdict: "match", fields: [], noise: [] });
+  });
+
+  it("names the status, the selected headers and the JSON paths that differ", () => {
+    const result = compareResponses({
+      primary: answer({ a: 1, b: [1, 2] }, { headers: { "content-type": "application/json", etag: "1" } }),
+      candidate: answer({ a: 1, b: [1, 3] }, { status: 201, headers: { "content-type": "text/json", etag: "2" } }),
+      spec: spec({ headers: ["content-type"] }),
+    });
+    expect(result.verdict).toBe("differ");
+    expect(result.fields).toEqual(["status", "headers.content-type", "$.b[1]"]);
+  });
+
+  it("compares other bodies byte for byte", () => {
+    const text = (body: string) => answer(body, { headers: { "content-type": "text/plain" } });
+    expect(compareResponses({ primary: text("ok"), candidate: text("ok"), spec: spec() }).verdict).toBe("match");
+    expect(compareResponses({ primary: text("ok"), candidate: text("ok!"), spec: spec() }).fields).toEqual(["body"]);
+  });
+
+  it("leaves out ignored paths, wildcards included", () => {
+    const result = compareResponses({
+      primary: answer({ items: [{ id: 1, ts: 5 }], v: 1 }),
+      candidate: answer({ items: [{ id: 1, ts: 6 }], v: 2 }),
+      spec: spec({ ignorePaths: ["$.items[*].ts"] }),
+    });
+    expect(result.fields).toEqual(["$.v"]);
+  });
+
+  it("cancels as noise what also differs between primary and reference", () => {
+    const result = compareResponses({
+      primary: answer({ id: "r1", total: 3 }),
+      reference: answer({ id: "r2", total: 3 }),
+      candidate: answer({ id: "r3", total: 4 }),
+      spec: spec(),
+    });
+    expect(result).toMatchObject({ verdict: "differ", fields: ["$.total"], noise: ["$.id"], referenceNoise: ["$.id"] });
+  });
+
+  it("treats fields learned as noisy on earlier requests as noise", () => {
+    const memory = new NoiseMemory();
+    memory.learn("r\nm", ["$.ts"]);
+    const result = compareResponses({
+      primary: answer({ ts: 1, v: 1 }),
+      reference: answer({ ts: 1, v: 1 }),
+      candidate: answer({ ts: 2, v: 1 }),
+      spec: spec(),
+      knownNoise: memory.known("r\nm"),
+    });
+    expect(result).toMatchObject({ verdict: "match", fields: [], noise: ["$.ts"] });
+  });
+});
+
+describe("NoiseMemory", () => {
+  it("is bounded per key and in keys", () => {
+    const memory = new NoiseMemory(2, 1);
+    memory.learn("a", ["$.x", "$.y", "$.z"]);
+    memory.learn("b", ["$.x"]);
+    expect(memory.known("a")).toEqual(["$.x", "$.y"]);
+    expect(memory.known("b")).toEqual([]);
+  });
+});
+
+describe("parseBody", () => {
+  it("parses JSON by content type or by shape, and falls back to bytes", () => {
+    expect(parseBody(answer({ a: 1 }))).toEqual({ json: true, value: { a: 1 } });
+    expect(parseBody(answer(" [1]", { headers: { "content-type": "text/plain" } }))).toEqual({
+      json: true,
+      value: [1],
+    });
+    expect(parseBody(answer("{not json", { headers: {} }))).toEqual({ json: false });
+    expect(parseBody(answer("42", { headers: { "content-type": "text/plain" } }))).toEqual({ json: false });
+  });
+});
+
+describe("diffSample", () => {
+  it("keeps secrets out: redacted paths and headers, and no query string", async () => {
+    const s = spec({
+      headers: ["content-type", "set-cookie", "x-trace"],
+      redactPaths: ["$.user.token"],
+      redactHeaders: ["x-trace"],
+    });
+    const comparison = compareResponses({
+      primary: answer(
+        { user: { token: "p-secret", n: 1 } },
+        { headers: { "content-type": "application/json", "set-cookie": "sid=1", "x-trace": "t1" } },
+      ),
+      candidate: answer(
+        { user: { token: "c-secret", n: 2 } },
+        { headers: { "content-type": "application/json", "set-cookie": "sid=2", "x-trace": "t2" } },
+      ),
+      spec: s,
+    });
+    const sample = await diffSample(comparison, s, {
+      at: 1,
+      route: "r",
+      mirror: "m",
+      requestId: "id-1",
+      method: "GET",
+      pathAndQuery: "/users/1?api_key=k123",
+    });
+    expect(sample.path).toBe("/users/1");
+    expect(sample.fields).toEqual(["headers.set-cookie", "headers.x-trace", "$.user.token", "$.user.n"]);
+    const text = JSON.stringify(sample);
+    for (const secret of ["p-secret", "c-secret", "sid=1", "sid=2", "t1", "t2", "k123"])
+      expect(text).not.toContain(secret);
+    expect(sample.differences).toContainEqual({ field: "$.user.n", primary: "1", candidate: "2" });
+    expect(sample.primary.excerpt).toContain('"[redacted]"');
+    expect(sample.primary.sha256).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it("shows bodies compared by hash as a size and digest only", async () => {
+    const s = spec();
+    const plain = (body: string) => answer(body, { headers: { "content-type": "text/plain" } });
+    const sample = await diffSample(compareResponses({ primary: plain("a"), candidate: plain("bb"), spec: s }), s, {
+      at: 1,
+      route: "r",
+      mirror: "m",
+      requestId: "x",
+      method: "POST",
+      pathAndQuery: "/p",
+    });
+    expect(sample.differences).toEqual([{ field: "body", primary: "1 bytes", candidate: "2 bytes" }]);
+    expect(sample.primary.excerpt).toBe("");
+    expect(sample.candidate.sha256).not.toBe(sample.primary.sha256);
+  });
+});
