@@ -30,7 +30,11 @@ describe("crossCheck", () => {
           {
             id: "a",
             backends: [{ cluster: "p" }],
-            mirrors: [{ origin: "https://x.test" }, { cluster: "gone" }],
+            mirrors: [
+              { origin: "https://x.test" },
+              { cluster: "gone" },
+              { origin: "https://y.test", compare: { reference: { cluster: "ref-gone" } } },
+            ],
             mirrorFromHeader: { header: "x-m", allow: ["m", "nope"] },
           },
           "routes[3]",
@@ -40,6 +44,7 @@ describe("crossCheck", () => {
     );
     expect(result.errors).toEqual([
       { path: "routes[3].mirrors[1].cluster", message: 'names undefined cluster "gone"' },
+      { path: "routes[3].mirrors[2].compare.reference.cluster", message: 'names undefined cluster "ref-gone"' },
       { path: "routes[3].mirrorFromHeader.allow[1]", message: 'names undefined cluster "nope"' },
     ]);
   });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { PolicyValidationError } from "../errors/index.js";
-import { parseCluster, parsePolicyFile, parseRoute } from "./index.js";
+import { compareSpec, type Mirror, parseCluster, parsePolicyFile, parseRoute } from "./index.js";
 import { regexProblem } from "./safe-regex.js";
 
 const issueExample = {
@@ -99,9 +99,45 @@ describe("parseRoute", () => {
     [{ maxMirrorBodyBytes: 1e12 }, "maxMirrorBodyBytes: must be ≤ 524288000"],
     [{ backends: [] }, "backends: must have at least 1 items"],
     [{ mirrorFromHeader: { allow: ["x"] } }, "mirrorFromHeader.header: is required"],
+    [{ mirrors: [{ cluster: "c", compare: "yes" }] }, "mirrors[0].compare: must be a boolean or an object"],
+    [
+      { mirrors: [{ cluster: "c", compare: { ignorePaths: ["meta.ts"] } }] },
+      "mirrors[0].compare.ignorePaths[0]: must be a JSON path",
+    ],
+    [
+      { mirrors: [{ cluster: "c", compare: { reference: {} } }] },
+      "mirrors[0].compare.reference: must name exactly one of cluster or origin",
+    ],
+    [
+      { mirrors: [{ cluster: "c", compare: { maxBodyBytes: 1e9 } }] },
+      "mirrors[0].compare.maxBodyBytes: must be ≤ 8388608",
+    ],
+    [{ mirrors: [{ cluster: "c", compare: { ignore: [] } }] }, "mirrors[0].compare.ignore: unknown field"],
   ])("refuses %j with a path-precise error", (patch, expected) => {
     const messages = issuesOf(() => parseRoute({ id: "r", ...patch }));
     expect(messages.some((m) => m.startsWith(expected))).toBe(true);
+  });
+
+  it("accepts compare: true with the defaults, or settings in full", () => {
+    const route = parseRoute({
+      id: "r",
+      mirrors: [
+        { cluster: "a", compare: true },
+        {
+          cluster: "b",
+          compare: { ignorePaths: ["$.items[*].ts", '$["x.y"]'], reference: { origin: "https://ref.test" } },
+        },
+      ],
+    });
+    expect(compareSpec(route.mirrors[0] as Mirror)).toEqual({
+      headers: ["content-type"],
+      ignorePaths: [],
+      redactHeaders: [],
+      redactPaths: [],
+      maxBodyBytes: 1048576,
+    });
+    expect(compareSpec(route.mirrors[1] as Mirror)?.reference).toEqual({ origin: "https://ref.test" });
+    expect(compareSpec(parseRoute({ id: "r", mirrors: [{ cluster: "a" }] }).mirrors[0] as Mirror)).toBeUndefined();
   });
 
   it("refuses a missing id and a bad id", () => {

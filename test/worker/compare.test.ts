@@ -1,0 +1,206 @@
+import { createExecutionContext, reset, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { handleRequest } from "../../src/app.js";
+import app from "../../src/index.js";
+import type { MirrorOutcome } from "../../src/record/index.js";
+import { PolicyCache } from "../../src/store/index.js";
+import { interceptFetch, putPolicies, randomBytes } from "./helpers.js";
+
+const PRIMARY = "http://primary.test:8080";
+const CANARY = "http://canary.test:9002";
+const REPLICA = "http://replica.test:9005";
+const testEnv = { ...env, PRIMARY_ORIGIN: PRIMARY, ADMIN_TOKEN: "t0ken" } as Env;
+
+let canaryBody: unknown;
+let outcomes: MirrorOutcome[];
+let fetches: ReturnType<typeof interceptFetch>;
+let primaryBytes: Uint8Array | undefined;
+
+function json(body: unknown): Response {
+  return new Response(JSON.stringify(body), { headers: { "content-type": "application/json" } });
+}
+
+async function send(path: string, init: RequestInit = {}) {
+  const ctx = createExecutionContext();
+  const response = await handleRequest(new Request(`https://edge.example.com${path}`, init), testEnv, ctx, {
+    sink: (o) => outcomes.push(o),
+    cache: new PolicyCache({ ttlMs: 0, log: () => {} }),
+    random: () => 0,
+  });
+  const body = new Uint8Array(await response.arrayBuffer());
+  await waitOnExecutionContext(ctx);
+  return { response, body };
+}
+
+beforeEach(async () => {
+  await reset();
+  outcomes = [];
+  primaryBytes = undefined;
+  canaryBody = { user: { id: 7, token: "c-token" }, version: "v2", ts: 2 };
+  fetches = interceptFetch({
+    [PRIMARY]: () =>
+      primaryBytes
+        ? new Response(primaryBytes, { headers: { "content-type": "application/octet-stream" } })
+        : json({ user: { id: 7, token: "p-token" }, version: "v1", ts: 1 }),
+    [REPLICA]: () => json({ user: { id: 7, token: "p-token" }, version: "v1", ts: 99 }),
+    [CANARY]: (req) =>
+      new URL(req.url).pathname === "/down" ? Promise.reject(new TypeError("connect refused")) : json(canaryBody),
+  });
+  await putPolicies({
+    clusters: { canary: CANARY, replica: REPLICA },
+    routes: [
+      {
+        id: "compared",
+        mirrors: [
+          {
+            cluster: "canary",
+            compare: { reference: { cluster: "replica" }, redactPaths: ["$.user.token"], maxBodyBytes: 4096 },
+          },
+        ],
+      },
+    ],
+  });
+});
+
+afterEach(() => fetches.restore());
+
+describe("compare mode", () => {
+  it("reports the fields that differ, cancels reference noise, and leaves the client's answer alone", async () => {
+    const { response, body } = await send("/users/7?session=abc");
+    expect(response.status).toBe(200);
+    expect(JSON.parse(new TextDecoder().decode(body))).toEqual({
+      user: { id: 7, token: "p-token" },
+      version: "v1",
+      ts: 1,
+    });
+    expect(fetches.to(REPLICA)).toHaveLength(1);
+    const [outcome] = outcomes;
+    expect(outcome).toMatchObject({
+      kind: "sent",
+      mirror: "canary",
+      compare: { verdict: "differ", fields: ["$.user.token", "$.version"], noise: ["$.ts"] },
+    });
+    const sample = outcome?.kind === "sent" ? outcome.sample : undefined;
+    expect(sample).toMatchObject({ route: "compared", path: "/users/7", fields: ["$.user.token", "$.version"] });
+    expect(JSON.stringify(sample)).not.toMatch(/p-token|c-token|session=abc/);
+  });
+
+  it("matches when the mirror answers the same, and keeps no sample", async () => {
+    canaryBody = { user: { id: 7, token: "p-token" }, version: "v1", ts: 5 };
+    await send("/users/7");
+    expect(outcomes).toEqual([
+      expect.objectContaining({ kind: "sent", compare: { verdict: "match", fields: [], noise: ["$.ts"] } }),
+    ]);
+    expect(outcomes[0]).not.toHaveProperty("sample");
+  });
+
+  it("counts an error, not a difference, when the primary cannot be read", async () => {
+    fetches.restore();
+    fetches = interceptFetch({ [CANARY]: () => json(canaryBody), [REPLICA]: () => json({}) });
+    const { response } = await send("/users/7");
+    expect(response.status).toBe(502);
+    expect(outcomes[0]).toMatchObject({
+      kind: "sent",
+      compare: { verdict: "error", error: "primary: primary_unreachable" },
+    });
+  });
+
+  it("counts an error when the mirror fails", async () => {
+    await send("/down");
+    expect(outcomes[0]).toMatchObject({ kind: "failed", compare: { verdict: "error", error: "mirror failed" } });
+  });
+
+  it("streams a primary body beyond the compare cap to the client byte for byte and counts an error", async () => {
+    primaryBytes = randomBytes(300_000);
+    const { body } = await send("/blob");
+    expect(body).toEqual(primaryBytes);
+    expect(outcomes[0]).toMatchObject({ compare: { verdict: "error" } });
+    expect((outcomes[0] as { compare: { error: string } }).compare.error).toMatch(/^primary: .*4096/);
+  });
+});
+
+describe("live counters through the exported worker", () => {
+  async function viaWorker(request: Request, environment: Env = testEnv) {
+    const ctx = createExecutionContext();
+    const response = await app.fetch(request, environment, ctx);
+    // Read a copy so that the body is complete before waiting, and still readable by the test.
+    await response.clone().arrayBuffer();
+    await waitOnExecutionContext(ctx);
+    return response;
+  }
+
+  const stats = async () => {
+    const res = await viaWorker(
+      new Request("https://edge.example.com/__mirror/api/stats?minutes=5", {
+        headers: { authorization: "Bearer t0ken" },
+      }),
+    );
+    expect(res.status).toBe(200);
+    return (await res.json()) as {
+      routes: Array<{ route: string; requests: number; mirrors: Array<Record<string, unknown>> }>;
+      samples: Array<{ requestId: string; fields: string[] }>;
+    };
+  };
+
+  it("counts every request and outcome the worker saw, with the latest diff samples", async () => {
+    for (let i = 0; i < 5; i++) {
+      await viaWorker(new Request(`https://edge.example.com/users/${i}`, { headers: { "cf-ray": `ray-${i}` } }));
+    }
+    const data = await stats();
+    expect(data.routes).toEqual([
+      expect.objectContaining({
+        route: "compared",
+        requests: 5,
+        mirrored: 5,
+        mirrors: [
+          expect.objectContaining({
+            mirror: "canary",
+            sent: 5,
+            status: { "2xx": 5 },
+            compare: { match: 0, differ: 5, error: 0, diffRate: 1 },
+          }),
+        ],
+      }),
+    ]);
+    expect(data.samples.map((s) => s.requestId)).toEqual(["ray-4", "ray-3", "ray-2", "ray-1", "ray-0"]);
+
+    const cleared = await viaWorker(
+      new Request("https://edge.example.com/__mirror/api/stats", {
+        method: "DELETE",
+        headers: { authorization: "Bearer t0ken" },
+      }),
+    );
+    expect(cleared.status).toBe(204);
+    expect((await stats()).routes[0]).toMatchObject({ requests: 0, mirrors: [] });
+  });
+
+  it("writes one Analytics Engine data point per outcome when the binding exists", async () => {
+    const points: AnalyticsEngineDataPoint[] = [];
+    const withAnalytics = {
+      ...testEnv,
+      MIRROR_ANALYTICS: { writeDataPoint: (p?: AnalyticsEngineDataPoint) => p && points.push(p) },
+    } as Env;
+    await viaWorker(new Request("https://edge.example.com/users/1", { headers: { "cf-ray": "ray-x" } }), withAnalytics);
+    expect(points).toEqual([
+      {
+        indexes: ["compared"],
+        blobs: ["compared", "canary", "sent", "2xx", "differ", "ray-x"],
+        doubles: [expect.any(Number), 200, 0],
+      },
+    ]);
+  });
+
+  it("rejects a window outside 1–60 minutes", async () => {
+    const res = await viaWorker(
+      new Request("https://edge.example.com/__mirror/api/stats?minutes=0", {
+        headers: { authorization: "Bearer t0ken" },
+      }),
+    );
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({
+      error: "invalid_query",
+      message: "minutes must be an integer from 1 to 60",
+    });
+  });
+});
