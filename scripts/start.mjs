@@ -16,8 +16,46 @@ const workerPort = Number(process.env.EDGE_MIRROR_PORT ?? 8787);
 const base = Number(process.env.DEMO_BASE_PORT ?? 8081);
 const wrangler = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
 
-const primary = await startOrigin({ name: "primary", port: base, log: true });
-const mirror1 = await startOrigin({ name: "service1-mirror", port: base + 1, log: true });
+const adminToken = process.env.EDGE_MIRROR_ADMIN_TOKEN ?? "demo-admin-token";
+
+/**
+ * /api/catalog is the shadow-testing demo: service1-mirror plays a canary whose version and one
+ * price changed; `generatedAt` differs on every call, which the reference (a second call to the
+ * primary) exposes as noise. Every other path gets the origins' usual echo.
+ * @param {string} name
+ * @param {{ version: string, price: number }} catalog
+ * @returns {(req: import("./lib/origins.mjs").SeenRequest, res: import("node:http").ServerResponse) => void}
+ */
+function demoAnswers(name, catalog) {
+  return (req, res) => {
+    const body = req.url.startsWith("/api/catalog")
+      ? {
+          version: catalog.version,
+          generatedAt: new Date().toISOString(),
+          owner: { team: "storefront", email: "storefront-oncall@example.com" },
+          items: [
+            { id: 1, name: "kettle", price: 39 },
+            { id: 2, name: "teapot", price: catalog.price },
+          ],
+        }
+      : { servedBy: name, method: req.method, url: req.url, bytes: req.body.length, sha256: req.sha256 };
+    res.writeHead(200, { "content-type": "application/json", "x-served-by": name });
+    res.end(JSON.stringify(body));
+  };
+}
+
+const primary = await startOrigin({
+  name: "primary",
+  port: base,
+  log: true,
+  respond: demoAnswers("primary", { version: "2026.11", price: 25 }),
+});
+const mirror1 = await startOrigin({
+  name: "service1-mirror",
+  port: base + 1,
+  log: true,
+  respond: demoAnswers("service1-mirror", { version: "2026.12-rc1", price: 27 }),
+});
 const mirror2 = await startOrigin({ name: "service2-mirror", port: base + 2, log: true });
 
 // The demo file names the default ports; follow DEMO_BASE_PORT when it moves them.
@@ -55,6 +93,8 @@ const dev = spawn(
     `PRIMARY_ORIGIN:${primary.url}`,
     "--var",
     "POLICY_CACHE_TTL_MS:1000",
+    "--var",
+    `ADMIN_TOKEN:${adminToken}`,
     "--show-interactive-dev-session=false",
   ],
   { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, WRANGLER_SEND_METRICS: "false" } },
@@ -82,6 +122,11 @@ Try (seed 002):
   curl -H "x-mirror-cluster: service2-mirror-non-existent" ${edge}/service/2   # unknown: not mirrored
 Seed 000 (remote-write shadowed to a second cluster):
   curl -X POST --data-binary @package.json ${edge}/api/v1/push
+Shadow testing (service1-mirror answers /api/catalog with a new version and price):
+  curl ${edge}/api/catalog
+Dashboard (live counters and diffs):
+  ${edge}/__mirror/dashboard      token: ${adminToken}
+  curl -H "authorization: Bearer ${adminToken}" ${edge}/__mirror/api/stats
 Policies live in local KV, seeded from demo/policies.json; change them with
   npm run policy -- list | diff FILE | apply FILE      (edits take effect within a second)
 READY ${edge}

@@ -92,6 +92,7 @@ export function loginHtml(prefix: string, failed: boolean): string {
 export const DASHBOARD_JS = `"use strict";
 (function () {
   var REFRESH_MS = 2000;
+  var SHOWN_SAMPLES = 10;
   var windowSelect = document.getElementById("window");
   var statusLine = document.getElementById("status");
   var tbody = document.querySelector("#routes tbody");
@@ -157,7 +158,10 @@ export const DASHBOARD_JS = `"use strict";
       samplesBox.appendChild(el("p", { class: "empty" }, ["No differences seen in this window."]));
       return;
     }
-    samples.forEach(function (s, i) {
+    if (samples.length > SHOWN_SAMPLES) {
+      samplesBox.appendChild(el("p", { class: "empty" }, ["Newest " + SHOWN_SAMPLES + " of " + samples.length + " kept samples."]));
+    }
+    samples.slice(0, SHOWN_SAMPLES).forEach(function (s, i) {
       var rows = s.differences.map(function (d) {
         return el("tr", {}, [el("td", {}, [el("code", {}, [d.field])]), el("td", {}, [el("code", {}, [d.primary])]), el("td", {}, [el("code", {}, [d.candidate])])]);
       });

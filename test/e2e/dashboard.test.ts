@@ -192,7 +192,8 @@ describe("dashboard in Chromium", () => {
     expect(text).toContain("[redacted]");
     expect(text).not.toContain("alice@example.com");
     expect(text).not.toContain("secret-19");
-    expect(await page.locator("details.sample").count()).toBe(USERS);
+    expect(await page.locator("details.sample").count()).toBe(10);
+    expect(text).toContain(`Newest 10 of ${USERS} kept samples.`);
   });
 
   it("renders a client-chosen mirror name as text, never as markup", async () => {

@@ -79,3 +79,34 @@ describe("npm start reproduces the seed-002 sandbox", () => {
     expect(output).toContain('"reason":"cluster_not_allowed"');
   });
 });
+
+describe("npm start shows shadow testing on the dashboard", () => {
+  const auth = () => ({ authorization: "Bearer demo-admin-token" });
+  type Stats = {
+    routes: Array<{ route: string; mirrors: Array<{ mirror: string; compare: { differ: number } }> }>;
+    samples: Array<{ route: string; fields: string[]; primary: { excerpt: string } }>;
+  };
+
+  it("prints where the dashboard is and with which token", () => {
+    expect(output).toMatch(/\/__mirror\/dashboard\s+token: demo-admin-token/);
+  });
+
+  it("compares /api/catalog with the canary and reports the changed fields", async () => {
+    for (let i = 0; i < 3; i++) await fetch(`${edge}/api/catalog`).then((r) => r.text());
+    let stats: Stats | undefined;
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      stats = (await (await fetch(`${edge}/__mirror/api/stats`, { headers: auth() })).json()) as Stats;
+      const catalog = stats.routes.find((r) => r.route === "catalog");
+      if ((catalog?.mirrors[0]?.compare.differ ?? 0) >= 3) break;
+      if (Date.now() > deadline) throw new Error(`no diffs counted: ${JSON.stringify(stats)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const sample = stats.samples.find((s) => s.route === "catalog");
+    expect(sample?.fields).toEqual(expect.arrayContaining(["$.version", "$.items[1].price"]));
+    expect(sample?.primary.excerpt).not.toContain("storefront-oncall@example.com");
+    const page = await fetch(`${edge}/__mirror/dashboard`, { headers: auth() });
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain("<title>edge-mirror dashboard</title>");
+  });
+});
