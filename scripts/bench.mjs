@@ -242,9 +242,12 @@ await Promise.all(
         MIRROR_ORIGIN: slowMirror.url,
         LOG_LEVEL: "off",
         POLICY_CACHE_TTL_MS: String(policyTtlMs),
+        // Counters are batched as in production: one write per isolate per second.
+        STATS_FLUSH_MS: "1000",
         ...s.vars,
       },
       policies: s.policies,
+      withoutStats: s.worker === "floor",
     });
     running.set(s.id, { target: worker.url, dispose: () => worker.dispose() });
   }),

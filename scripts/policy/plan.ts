@@ -2,6 +2,8 @@
  * @module scripts/policy/plan
  * Pure: what `apply` would change in KV, and a readable field-by-field diff of each change.
  */
+
+import { differingPaths, valueAt } from "../../src/compare/json.js";
 import { parseCluster, parseRoute } from "../../src/policy/index.js";
 
 export type ChangeKind = "create" | "update" | "delete" | "unchanged";
@@ -48,26 +50,13 @@ export interface FieldChange {
 }
 
 /** Leaf-level differences between two JSON values, by path (`mirrors[0].percent`). */
-export function fieldChanges(before: unknown, after: unknown, path = ""): FieldChange[] {
-  if (JSON.stringify(before) === JSON.stringify(after)) return [];
-  const bothArrays = Array.isArray(before) && Array.isArray(after);
-  const bothObjects = isObject(before) && isObject(after);
-  if (!bothArrays && !bothObjects) return [{ path: path || "(value)", before, after }];
-  const keys = bothArrays
-    ? Array.from({ length: Math.max((before as unknown[]).length, (after as unknown[]).length) }, (_, i) => i)
-    : [...new Set([...Object.keys(before as object), ...Object.keys(after as object)])].sort();
-  return keys.flatMap((k) => {
-    const sub = typeof k === "number" ? `${path}[${k}]` : path ? `${path}.${k}` : k;
-    return fieldChanges(
-      (before as Record<string | number, unknown>)[k],
-      (after as Record<string | number, unknown>)[k],
-      sub,
-    );
-  });
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
+/** Field-level differences between two stored documents, as `mirrors[0].percent: 10 → 20`. */
+export function fieldChanges(before: unknown, after: unknown): FieldChange[] {
+  return differingPaths(before, after).map((path) => ({
+    path: path === "$" ? "(value)" : path.replace(/^\$\.?/, ""),
+    before: valueAt(before, path),
+    after: valueAt(after, path),
+  }));
 }
 
 export function summarize(changes: readonly Change[]): Record<ChangeKind, number> {

@@ -122,7 +122,7 @@ describe("diffSample", () => {
       pathAndQuery: "/users/1?api_key=k123",
     });
     expect(sample.path).toBe("/users/1");
-    expect(sample.fields).toEqual(["headers.set-cookie", "headers.x-trace", "$.user.token", "$.user.n"]);
+    expect(sample.fields).toEqual(["headers.set-cookie", "headers.x-trace", "$.user.n", "$.user.token"]);
     const text = JSON.stringify(sample);
     for (const secret of ["p-secret", "c-secret", "sid=1", "sid=2", "t1", "t2", "k123"])
       expect(text).not.toContain(secret);

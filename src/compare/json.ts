@@ -28,7 +28,9 @@ function collect(a: unknown, b: unknown, path: JsonPath, out: JsonPath[]): void 
     return;
   }
   if (isPlainObject(a) && isPlainObject(b)) {
-    for (const key of new Set([...Object.keys(a), ...Object.keys(b)])) collect(a[key], b[key], step(path, key), out);
+    // Sorted, so that the same two documents always list their differences in the same order.
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
+    for (const key of keys) collect(a[key], b[key], step(path, key), out);
     return;
   }
   out.push(path);

@@ -24,6 +24,7 @@ interface Outcome {
   error?: string;
   reason?: string;
   status?: number;
+  compare?: { verdict: string };
 }
 interface Row {
   scenario: string;
@@ -111,7 +112,8 @@ function summarize(outcomes: Outcome[]): Record<string, number> {
   for (const o of outcomes) {
     const key =
       o.kind === "sent" ? `sent ${o.status}` : o.kind === "failed" ? `failed ${o.error}` : `skipped ${o.reason}`;
-    counts[key] = (counts[key] ?? 0) + 1;
+    const verdict = o.compare ? ` ${o.compare.verdict}` : "";
+    counts[key + verdict] = (counts[key + verdict] ?? 0) + 1;
   }
   return counts;
 }
@@ -132,6 +134,8 @@ interface Scenario {
   withoutKv?: boolean;
   primaryUrl?: string;
   mirrorTimeoutMs?: number;
+  /** `compare` settings for every mirror of the route (shadow testing). */
+  compare?: boolean | Record<string, unknown>;
   /**
    * The primary is down. The runtime closes a client connection whose request body was left
    * unread, so some clients (uploads in flight, or the next request on that keep-alive
@@ -146,7 +150,12 @@ async function run(s: Scenario): Promise<Row> {
   const targets = (s.mirrors ?? []).map((m, i) => [`m${i}`, typeof m === "string" ? m : m.url] as const);
   const worker = await startWorker({
     scriptPath: inject("workerScript"),
-    vars: { PRIMARY_ORIGIN: s.primaryUrl ?? primary.url, LOG_LEVEL: "info", POLICY_CACHE_TTL_MS: "60000" },
+    vars: {
+      PRIMARY_ORIGIN: s.primaryUrl ?? primary.url,
+      LOG_LEVEL: "info",
+      POLICY_CACHE_TTL_MS: "60000",
+      STATS_FLUSH_MS: "1000",
+    },
     withoutKv: s.withoutKv ?? false,
     onLog: (l) => logs.push(l),
     policies: s.withoutKv
@@ -157,7 +166,11 @@ async function run(s: Scenario): Promise<Row> {
             {
               id: "faults",
               maxMirrorBodyBytes: 4 * 1024 * 1024,
-              mirrors: targets.map(([name]) => ({ cluster: name, timeoutMs: s.mirrorTimeoutMs ?? 5000 })),
+              mirrors: targets.map(([name]) => ({
+                cluster: name,
+                timeoutMs: s.mirrorTimeoutMs ?? 5000,
+                ...(s.compare ? { compare: s.compare } : {}),
+              })),
               ...s.route,
             },
           ],
@@ -302,6 +315,29 @@ describe("mirror faults never reach the client", () => {
       allowed: ["sent 200", "skipped body_too_large"],
     });
     expect(row.outcomes["skipped body_too_large"] ?? 0).toBeGreaterThan(0);
+  });
+});
+
+describe("compare mode reads the primary's answer without touching the client's", () => {
+  it("a compared mirror that answers differently", async () => {
+    // The canary returns the body reversed: equal only for bodies that are palindromes (0–1 byte).
+    const reversed = await origin({
+      name: "reversed",
+      respond: (seen, res) => void res.writeHead(200).end(Buffer.from(seen.body).reverse()),
+    });
+    const row = await run({
+      name: "compare: mirror answers differently",
+      mirrors: [reversed],
+      compare: { maxBodyBytes: 4 * 1024 * 1024 },
+      allowed: ["sent 200 differ", "sent 200 match"],
+    });
+    expect(row.outcomes["sent 200 differ"] ?? 0).toBeGreaterThan(REQUESTS / 2);
+  });
+
+  it("a compared mirror that returns 50 MB, beyond the compare cap", async () => {
+    const fifty = Buffer.alloc(50 * 1024 * 1024, 2);
+    const big = await origin({ name: "big-compare", respond: (_s, res) => void res.writeHead(200).end(fifty) });
+    await run({ name: "compare: mirror returns 50 MB", mirrors: [big], compare: true, allowed: ["sent 200 error"] });
   });
 });
 
