@@ -1,11 +1,9 @@
 import { createExecutionContext, reset, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { handleRequest } from "../../src/app.js";
 import app from "../../src/index.js";
 import type { MirrorOutcome } from "../../src/record/index.js";
-import { PolicyCache } from "../../src/store/index.js";
-import { interceptFetch, putPolicies, randomBytes } from "./helpers.js";
+import { interceptFetch, putPolicies, randomBytes, sendThrough } from "./helpers.js";
 
 const PRIMARY = "http://primary.test:8080";
 const CANARY = "http://canary.test:9002";
@@ -21,16 +19,8 @@ function json(body: unknown): Response {
   return new Response(JSON.stringify(body), { headers: { "content-type": "application/json" } });
 }
 
-async function send(path: string, init: RequestInit = {}) {
-  const ctx = createExecutionContext();
-  const response = await handleRequest(new Request(`https://edge.example.com${path}`, init), testEnv, ctx, {
-    sink: (o) => outcomes.push(o),
-    cache: new PolicyCache({ ttlMs: 0, log: () => {} }),
-    random: () => 0,
-  });
-  const body = new Uint8Array(await response.arrayBuffer());
-  await waitOnExecutionContext(ctx);
-  return { response, body };
+function send(path: string, init: RequestInit = {}) {
+  return sendThrough(new Request(`https://edge.example.com${path}`, init), testEnv, outcomes);
 }
 
 beforeEach(async () => {

@@ -1,5 +1,9 @@
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { vi } from "vitest";
+import { handleRequest } from "../../src/app.js";
+import type { MirrorOutcome } from "../../src/record/index.js";
+import { PolicyCache } from "../../src/store/index.js";
 
 export interface SeenRequest {
   url: string;
@@ -45,4 +49,25 @@ export function randomBytes(size: number): Uint8Array {
   const bytes = new Uint8Array(size);
   for (let i = 0; i < size; i += 65536) crypto.getRandomValues(bytes.subarray(i, Math.min(size, i + 65536)));
   return bytes;
+}
+
+/**
+ * Runs one request through `handleRequest` with a fresh policy cache, collects its mirror
+ * outcomes into `outcomes`, reads the whole answer and waits for the `waitUntil` work.
+ */
+export async function sendThrough(
+  request: Request,
+  environment: Env,
+  outcomes: MirrorOutcome[],
+  random: () => number = () => 0,
+): Promise<{ response: Response; body: Uint8Array }> {
+  const ctx = createExecutionContext();
+  const response = await handleRequest(request, environment, ctx, {
+    sink: (o) => outcomes.push(o),
+    cache: new PolicyCache({ ttlMs: 0, log: () => {} }),
+    random,
+  });
+  const body = new Uint8Array(await response.arrayBuffer());
+  await waitOnExecutionContext(ctx);
+  return { response, body };
 }

@@ -6,7 +6,7 @@ import app from "../../src/index.js";
 import { MirrorBreaker } from "../../src/mirror/breaker.js";
 import type { MirrorOutcome } from "../../src/record/index.js";
 import { PolicyCache } from "../../src/store/index.js";
-import { interceptFetch, putPolicies, randomBytes } from "./helpers.js";
+import { interceptFetch, putPolicies, randomBytes, sendThrough } from "./helpers.js";
 
 const PRIMARY = "http://primary.test:8080";
 const CANARY = "http://canary.test:9002";
@@ -26,16 +26,8 @@ function echo(status = 200): (req: Request) => Response {
 let outcomes: MirrorOutcome[];
 let fetches: ReturnType<typeof interceptFetch>;
 
-async function send(request: Request, options: { random?: () => number; environment?: Env } = {}) {
-  const ctx = createExecutionContext();
-  const response = await handleRequest(request, options.environment ?? testEnv, ctx, {
-    sink: (o) => outcomes.push(o),
-    cache: new PolicyCache({ ttlMs: 0, log: () => {} }),
-    random: options.random ?? (() => 0),
-  });
-  const body = new Uint8Array(await response.arrayBuffer());
-  await waitOnExecutionContext(ctx);
-  return { response, body };
+function send(request: Request, options: { random?: () => number; environment?: Env } = {}) {
+  return sendThrough(request, options.environment ?? testEnv, outcomes, options.random);
 }
 
 beforeEach(async () => {
