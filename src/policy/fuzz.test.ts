@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { PolicyValidationError } from "../errors/index.js";
 import { compileRoutes } from "../match/index.js";
-import { parseRoute } from "./index.js";
+import { compareSpec, parseRoute } from "./index.js";
 import { regexProblem } from "./safe-regex.js";
 
 /**
@@ -17,6 +17,29 @@ const validMirror = fc.record(
     percent: fc.double({ min: 0, max: 100, noNaN: true }),
     timeoutMs: fc.integer({ min: 1, max: 30_000 }),
     hostSuffix: fc.stringMatching(/^[a-z0-9-]{0,10}$/),
+    compare: fc.oneof(
+      fc.boolean(),
+      fc.record(
+        {
+          ignorePaths: fc.array(
+            fc
+              .array(
+                fc.oneof(
+                  name.map((k) => `.${k.replace(/[^a-z0-9_-]/g, "_").replace(/^[0-9-]/, "k")}`),
+                  fc.constant("[*]"),
+                  fc.nat(99).map((i) => `[${i}]`),
+                ),
+                { maxLength: 4 },
+              )
+              .map((steps) => `$${steps.join("")}`),
+            { maxLength: 3 },
+          ),
+          maxBodyBytes: fc.integer({ min: 0, max: 8 * 1024 * 1024 }),
+          reference: name.map((cluster) => ({ cluster })),
+        },
+        { requiredKeys: [] },
+      ),
+    ),
   },
   { requiredKeys: ["cluster"] },
 );
@@ -54,6 +77,9 @@ const breakage = fc.constantFrom(
   { path: "mirrors", value: [{ origin: "gopher://x.test" }] },
   { path: "mirrors", value: [{ cluster: "c", origin: "https://x.test" }] },
   { path: "mirrors", value: [{ cluster: "c", timeoutMs: 30_001 }] },
+  { path: "mirrors", value: [{ cluster: "c", compare: { ignorePaths: ["no-dollar"] } }] },
+  { path: "mirrors", value: [{ cluster: "c", compare: { reference: { cluster: "r", origin: "https://r.test" } } }] },
+  { path: "mirrors", value: [{ cluster: "c", compare: 1 }] },
   { path: "requestHeaders", value: { set: { "x-a": "line\nbreak" } } },
   { path: "surprise", value: true },
 );
@@ -65,6 +91,9 @@ describe("generated policies", () => {
         const route = parseRoute(input);
         expect(route.id).toBe(input.id);
         expect(route.mirrors.map((m) => m.percent)).toEqual((input.mirrors ?? []).map((m) => m.percent));
+        expect(route.mirrors.map((m) => compareSpec(m) !== undefined)).toEqual(
+          (input.mirrors ?? []).map((m) => m.compare !== undefined && m.compare !== false),
+        );
         expect(route.timeoutMs).toBe(input.timeoutMs ?? 15_000);
         const table = compileRoutes([route]);
         const p = route.match.path.value;
