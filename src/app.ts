@@ -26,7 +26,7 @@ import {
   teeForComparison,
 } from "./mirror/index.js";
 import type { Route } from "./policy/index.js";
-import { forwardToPrimary, primaryOrigin, rawPathAndQuery } from "./proxy/index.js";
+import { forwardToPrimary, primaryOrigin, rawPathAndQuery, relayBody } from "./proxy/index.js";
 import { analyticsSink } from "./record/analytics.js";
 import { fanOut, logSink, type OutcomeSink, parseLogLevel } from "./record/index.js";
 import { StatsBuffer } from "./stats/buffer.js";
@@ -154,7 +154,7 @@ export async function handleRequest(
     url: origin + pathAndQuery,
     method: request.method,
     headers,
-    body: primaryBody,
+    body: primaryBody ? relayBody(primaryBody, request.headers.get("content-length")) : null,
     timeoutMs: route?.timeoutMs ?? DEFAULT_TIMEOUT_MS,
   });
 

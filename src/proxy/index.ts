@@ -61,11 +61,103 @@ export function primaryOrigin(
   return fallbackOrigin ? fallbackOriginOf(fallbackOrigin) : requestUrl.origin;
 }
 
+/** After the primary fails, how long the rest of the client's upload may take to read and drop. */
+export const DRAIN_AFTER_FAILURE_MS = 5_000;
+
+/**
+ * The client's body on its way to the primary, read chunk by chunk by the worker (one chunk
+ * in flight, never buffered) and written to a stream the worker owns, which is what `fetch`
+ * gets. Handing `request.body` itself to `fetch` gives it to the runtime: when the primary
+ * fails, the rest of the upload is never read, and workerd closes a connection whose request
+ * body was left unread (more than 64 KiB of it) without saying so in the response, so a client
+ * still uploading, or the next request on that keep-alive connection, gets a reset instead of
+ * the 502. (`pipeTo` does not help: the runtime's native pipe tears the source down with the
+ * failed fetch.) With the relay, `discardRest` reads the rest of the upload and drops it, and
+ * the connection survives.
+ */
+export interface RelayedBody {
+  /** What `fetch` sends: Content-Length when the client declared one, chunked otherwise. */
+  readonly stream: ReadableStream;
+  /** Settles once the client's body has been read to its end (forwarded or dropped) or abandoned. */
+  readonly done: Promise<void>;
+  /** Stops forwarding and reads the rest of the upload, dropping it; gives up after `limitMs`. */
+  discardRest(limitMs: number): Promise<void>;
+}
+
+/**
+ * The runtime itself reads and drops up to 64 KiB of a body the worker left unread, so a body
+ * declared at most this long keeps its connection without a relay and goes to `fetch` as is.
+ */
+export const RUNTIME_DRAINS_BYTES = 60 * 1024;
+
+/** Read size of the relay: the default reader would hand the worker 4 KiB chunks. */
+const RELAY_CHUNK_BYTES = 256 * 1024;
+
+/** BYOB reads in large chunks where the stream allows it (the runtime's own bodies do). */
+function chunkReader(source: ReadableStream) {
+  try {
+    const reader = source.getReader({ mode: "byob" });
+    return { reader, read: () => reader.read(new Uint8Array(RELAY_CHUNK_BYTES)) };
+  } catch {
+    // A stream built in JavaScript (tests, or a tee of one) is not a byte stream.
+    const reader = source.getReader();
+    return { reader, read: () => reader.read() as Promise<ReadableStreamReadResult<Uint8Array>> };
+  }
+}
+
+export function relayBody(source: ReadableStream, contentLength: string | null): RelayedBody {
+  const length = contentLength === null ? Number.NaN : Number(contentLength);
+  if (Number.isSafeInteger(length) && length >= 0 && length <= RUNTIME_DRAINS_BYTES) {
+    return { stream: source, done: Promise.resolve(), discardRest: async () => {} };
+  }
+  const { readable, writable } =
+    contentLength !== null && Number.isSafeInteger(length) && length >= 0
+      ? new FixedLengthStream(length)
+      : new IdentityTransformStream();
+  const writer = writable.getWriter();
+  const { reader, read } = chunkReader(source);
+  let forwarding = true;
+  const stopForwarding = (reason?: unknown) => {
+    if (!forwarding) return;
+    forwarding = false;
+    writer.abort(reason).catch(() => {});
+  };
+  const done = (async () => {
+    try {
+      for (;;) {
+        const { done: end, value } = await read();
+        if (end) break;
+        // A write fails once the primary stops reading (it failed or answered early): keep
+        // reading the client's body and drop it from then on.
+        if (forwarding) await writer.write(value).catch(stopForwarding);
+      }
+      if (forwarding) await writer.close().catch(() => {});
+    } catch (err) {
+      // The client's upload broke off: the primary must not take a truncated body as complete.
+      stopForwarding(err);
+    }
+  })();
+  return {
+    stream: readable,
+    done,
+    async discardRest(limitMs) {
+      stopForwarding(new Error("primary failed"));
+      let timer = 0;
+      const late = new Promise<"late">((resolve) => {
+        timer = setTimeout(() => resolve("late"), limitMs);
+      });
+      // Too slow an upload is abandoned: the runtime then closes the connection, as before.
+      if ((await Promise.race([done, late])) === "late") await reader.cancel().catch(() => {});
+      clearTimeout(timer);
+    },
+  };
+}
+
 export interface PrimaryRequest {
   url: string;
   method: string;
   headers: Headers;
-  body: ReadableStream | null;
+  body: RelayedBody | null;
   timeoutMs: number;
 }
 
@@ -84,11 +176,13 @@ export async function forwardToPrimary(req: PrimaryRequest): Promise<Response> {
     return await fetch(req.url, {
       method: req.method,
       headers: req.headers,
-      body: req.body,
+      body: req.body?.stream ?? null,
       redirect: "manual",
       signal: controller.signal,
     });
   } catch (err) {
+    // Read the rest of the client's upload before answering, so that its connection survives.
+    await req.body?.discardRest(DRAIN_AFTER_FAILURE_MS);
     if (timedOut) {
       throw new UpstreamError("primary_timeout", `primary did not answer within ${req.timeoutMs} ms`);
     }

@@ -136,13 +136,6 @@ interface Scenario {
   mirrorTimeoutMs?: number;
   /** `compare` settings for every mirror of the route (shadow testing). */
   compare?: boolean | Record<string, unknown>;
-  /**
-   * The primary is down. The runtime closes a client connection whose request body was left
-   * unread, so some clients (uploads in flight, or the next request on that keep-alive
-   * connection) see a reset instead of the 502. Counted and reported, not yet fixed: see
-   * docs/reliability.md. Every answer that does arrive must still be the 502.
-   */
-  connectionResetsKnown?: boolean;
 }
 
 async function run(s: Scenario): Promise<Row> {
@@ -187,11 +180,7 @@ async function run(s: Scenario): Promise<Row> {
     const row: Row = { scenario: s.name, requests: REQUESTS, ...result, outcomes: summarize(outcomes) };
     rows.push(row);
 
-    if (s.connectionResetsKnown) {
-      expect(result.lost, "some requests answered").toBeLessThan(REQUESTS);
-    } else {
-      expect(result.lost, "requests lost").toBe(0);
-    }
+    expect(result.lost, "requests lost").toBe(0);
     expect(result.altered, "responses that were not the expected primary answer").toBe(0);
     expect(outcomes.length, "one outcome per copy").toBe(expected);
     for (const key of Object.keys(row.outcomes)) expect(s.allowed, `unexpected outcome "${key}"`).toContain(key);
@@ -362,7 +351,6 @@ describe("primary faults reach the client as the primary's answer or a clear err
       primaryUrl: await refusingUrl(),
       expect: { status: 502, error: "primary_unreachable" },
       allowed: [],
-      connectionResetsKnown: true,
     });
   });
 
