@@ -97,11 +97,18 @@ const RELAY_CHUNK_BYTES = 256 * 1024;
 function chunkReader(source: ReadableStream) {
   try {
     const reader = source.getReader({ mode: "byob" });
-    return { reader, read: () => reader.read(new Uint8Array(RELAY_CHUNK_BYTES)) };
+    // The previous chunk's buffer, once written, is read into again: a fresh 256 KiB buffer per
+    // read would leave a 100 MB upload's worth of garbage for the collector to catch up with.
+    const read = (spare?: ArrayBufferLike) =>
+      reader.read(new Uint8Array(spare?.byteLength === RELAY_CHUNK_BYTES ? spare : new ArrayBuffer(RELAY_CHUNK_BYTES)));
+    return { reader, read };
   } catch {
     // A stream built in JavaScript (tests, or a tee of one) is not a byte stream.
     const reader = source.getReader();
-    return { reader, read: () => reader.read() as Promise<ReadableStreamReadResult<Uint8Array>> };
+    return {
+      reader,
+      read: (_spare?: ArrayBufferLike) => reader.read() as Promise<ReadableStreamReadResult<Uint8Array>>,
+    };
   }
 }
 
@@ -124,12 +131,14 @@ export function relayBody(source: ReadableStream, contentLength: string | null):
   };
   const done = (async () => {
     try {
+      let spare: ArrayBufferLike | undefined;
       for (;;) {
-        const { done: end, value } = await read();
+        const { done: end, value } = await read(spare);
         if (end) break;
         // A write fails once the primary stops reading (it failed or answered early): keep
         // reading the client's body and drop it from then on.
         if (forwarding) await writer.write(value).catch(stopForwarding);
+        spare = value.buffer;
       }
       if (forwarding) await writer.close().catch(() => {});
     } catch (err) {
