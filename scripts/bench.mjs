@@ -59,6 +59,8 @@ function buildCountingWorker() {
       "--format=esm",
       "--platform=neutral",
       "--main-fields=module,main",
+      // Runtime modules (the Durable Object base class) are provided by workerd, as in wrangler's bundle.
+      "--external:cloudflare:*",
       "--minify",
       `--outfile=${out}`,
       "--log-level=error",
