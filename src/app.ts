@@ -63,8 +63,8 @@ function statsBuffer(env: Env): StatsBuffer | undefined {
   return stats;
 }
 
-/** Where outcomes and matched requests are recorded; tests pass their own. */
-export interface Recorder {
+/** Where outcomes and matched requests are recorded. */
+interface Recorder {
   outcome: OutcomeSink;
   request: (route: string, mirrored: boolean) => void;
 }
@@ -90,10 +90,8 @@ function defaultRecorder(env: Env, ctx: Pick<ExecutionContext, "waitUntil">): Re
 
 export interface HandleOptions {
   random?: () => number;
-  /** Replaces every default sink (logs, counters, Analytics Engine). */
+  /** Replaces every default sink (logs, counters, Analytics Engine); requests are then not counted. */
   sink?: OutcomeSink;
-  /** Counts matched requests; defaults to the live counters unless `sink` is given. */
-  onRequest?: (route: string, mirrored: boolean) => void;
   cache?: PolicyCache;
   breaker?: MirrorBreaker;
 }
@@ -105,9 +103,7 @@ export async function handleRequest(
   options: HandleOptions = {},
 ): Promise<Response> {
   const random = options.random ?? Math.random;
-  const recorder = options.sink
-    ? { outcome: options.sink, request: options.onRequest ?? (() => {}) }
-    : defaultRecorder(env, ctx);
+  const recorder: Recorder = options.sink ? { outcome: options.sink, request: () => {} } : defaultRecorder(env, ctx);
   const sink = recorder.outcome;
   const url = new URL(request.url);
   const hops = Number.parseInt(request.headers.get(HOP_HEADER) ?? "0", 10) || 0;

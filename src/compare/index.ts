@@ -8,8 +8,6 @@
 import type { CompareSpec } from "../policy/index.js";
 import { differingPaths, isCovered, REDACTED, redactHeaders, redactJson, valueAt } from "./json.js";
 
-export { differingPaths, isCovered, pathSegments, redactHeaders, redactJson } from "./json.js";
-
 /** A response read within the comparison's body cap. */
 export interface CapturedResponse {
   status: number;
