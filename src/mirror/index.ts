@@ -193,8 +193,12 @@ async function sendOne(job: MirrorJob, target: MirrorTarget, bytes: Uint8Array |
   }
 }
 
+function compareError(error: string): { compare: CompareSummary } {
+  return { compare: { verdict: "error", fields: [], noise: [], error: error.slice(0, 200) } };
+}
+
 function comparedError(target: MirrorTarget, error: string): { compare?: CompareSummary } {
-  return target.compare ? { compare: { verdict: "error", fields: [], noise: [], error } } : {};
+  return target.compare ? compareError(error) : {};
 }
 
 /** Reads a response body up to `cap` for comparison; past the cap there is nothing to compare. */
@@ -260,16 +264,9 @@ async function compareWithPrimary(
     job.primary ?? Promise.resolve<Capture>({ ok: false, error: "primary response not captured" }),
     reference,
   ]);
-  const problem = !primary.ok
-    ? `primary: ${primary.error}`
-    : !candidate.ok
-      ? `mirror: ${candidate.error}`
-      : ref && !ref.ok
-        ? ref.error
-        : undefined;
-  if (problem || !primary.ok || !candidate.ok) {
-    return { compare: { verdict: "error", fields: [], noise: [], error: (problem ?? "").slice(0, 200) } };
-  }
+  if (!primary.ok) return compareError(`primary: ${primary.error}`);
+  if (!candidate.ok) return compareError(`mirror: ${candidate.error}`);
+  if (ref && !ref.ok) return compareError(ref.error);
   const noiseKey = `${job.routeId}\n${target.label}`;
   const comparison = compareResponses({
     primary: primary.response,
