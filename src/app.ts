@@ -30,7 +30,7 @@ import { forwardToPrimary, primaryOrigin, rawPathAndQuery, relayBody } from "./p
 import { analyticsSink } from "./record/analytics.js";
 import { fanOut, logSink, type OutcomeSink, parseLogLevel } from "./record/index.js";
 import { StatsBuffer } from "./stats/buffer.js";
-import { STATS_OBJECT_NAME } from "./stats/durable-object.js";
+import { statsObject } from "./stats/durable-object.js";
 import { PolicyCache, type PolicySnapshot } from "./store/index.js";
 
 /** Primary timeout for unmatched requests: the seeds' Envoy route timeout. */
@@ -51,12 +51,12 @@ let stats: StatsBuffer | undefined;
 
 /** One counter buffer per isolate, flushing to the `MirrorStats` object. */
 function statsBuffer(env: Env): StatsBuffer | undefined {
-  const namespace = env.MIRROR_STATS;
-  if (!namespace) return undefined;
+  if (!env.MIRROR_STATS) return undefined;
   if (!stats) {
     const flushMs = Number(env.STATS_FLUSH_MS);
     stats = new StatsBuffer(
-      (batch) => namespace.get(namespace.idFromName(STATS_OBJECT_NAME)).record(batch),
+      // A stub belongs to the request that made it, so each flush makes its own.
+      async (batch) => statsObject(env)?.record(batch),
       Number.isFinite(flushMs) && flushMs >= 0 ? flushMs : 1000,
     );
   }
@@ -156,7 +156,7 @@ export async function handleRequest(
 
   // Only when a sampled mirror compares is the primary's answer read a second time.
   const compareCap = plan ? compareBodyCap(plan.targets) : undefined;
-  const primaryCapture = compareCap === undefined ? undefined : deferred<Capture>();
+  const primaryCapture = compareCap === undefined ? undefined : { cap: compareCap, ...deferred<Capture>() };
 
   if (route) recorder.request(route.id, (plan?.targets.length ?? 0) > 0);
   if (route && plan && (plan.targets.length > 0 || plan.skipped.length > 0)) {
@@ -188,8 +188,8 @@ export async function handleRequest(
 
   try {
     const response = await primary;
-    if (!primaryCapture || compareCap === undefined) return response;
-    const split = teeForComparison(response, compareCap);
+    if (!primaryCapture) return response;
+    const split = teeForComparison(response, primaryCapture.cap);
     primaryCapture.resolve(split.capture);
     // Read even when the compared mirror fails first, so the branch never holds chunks unread.
     ctx.waitUntil(split.capture);

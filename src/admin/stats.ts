@@ -5,17 +5,12 @@
  * `DELETE` clears them (for example after changing a route's mirrors).
  */
 import { Hono } from "hono";
-import { STATS_OBJECT_NAME } from "../stats/durable-object.js";
+import { statsObject } from "../stats/durable-object.js";
 import { summarize } from "../stats/index.js";
 import { listKeys, ROUTE_PREFIX } from "../store/index.js";
 import { type AdminEnv, jsonError } from "./index.js";
 
 export const statsApi = new Hono<AdminEnv>();
-
-function statsObject(env: Env) {
-  const namespace = env.MIRROR_STATS;
-  return namespace ? namespace.get(namespace.idFromName(STATS_OBJECT_NAME)) : undefined;
-}
 
 const unavailable = () =>
   jsonError(503, "stats_unavailable", "no MIRROR_STATS Durable Object binding: add it as in wrangler.toml");

@@ -181,7 +181,7 @@ async function sendOne(job: MirrorJob, target: MirrorTarget, bytes: Uint8Array |
   } catch (err) {
     const now = Date.now();
     const ejectedUntil = breaker.record(target.origin, false, now);
-    const message = String((err as Error)?.message ?? err).slice(0, 200);
+    const message = errorMessage(err);
     job.sink({
       ...base,
       kind: "failed",
@@ -191,6 +191,11 @@ async function sendOne(job: MirrorJob, target: MirrorTarget, bytes: Uint8Array |
       ...comparedError(target, "mirror failed"),
     });
   }
+}
+
+/** Errors end up in log lines and samples: keep them short. */
+function errorMessage(err: unknown): string {
+  return String((err as Error)?.message ?? err).slice(0, 200);
 }
 
 function compareError(error: string): { compare: CompareSummary } {
@@ -203,9 +208,7 @@ function comparedError(target: MirrorTarget, error: string): { compare?: Compare
 
 /** Reads a response body up to `cap` for comparison; past the cap there is nothing to compare. */
 export async function captureResponse(response: Response, cap: number): Promise<Capture> {
-  if (!response.body)
-    return { ok: true, response: { status: response.status, headers: response.headers, body: new Uint8Array() } };
-  const read = await readCapped(response.body, cap);
+  const read: BodyRead = response.body ? await readCapped(response.body, cap) : { ok: true, bytes: null };
   if (!read.ok) return { ok: false, error: read.detail };
   return {
     ok: true,
@@ -246,7 +249,7 @@ async function fetchReference(
     });
     return await captureResponse(response, compare.spec.maxBodyBytes);
   } catch (err) {
-    return { ok: false, error: `reference: ${String((err as Error)?.message ?? err).slice(0, 200)}` };
+    return { ok: false, error: `reference: ${errorMessage(err)}` };
   }
 }
 

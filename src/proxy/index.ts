@@ -114,13 +114,11 @@ function chunkReader(source: ReadableStream) {
 
 export function relayBody(source: ReadableStream, contentLength: string | null): RelayedBody {
   const length = contentLength === null ? Number.NaN : Number(contentLength);
-  if (Number.isSafeInteger(length) && length >= 0 && length <= RUNTIME_DRAINS_BYTES) {
+  const declared = Number.isSafeInteger(length) && length >= 0;
+  if (declared && length <= RUNTIME_DRAINS_BYTES) {
     return { stream: source, done: Promise.resolve(), discardRest: async () => {} };
   }
-  const { readable, writable } =
-    contentLength !== null && Number.isSafeInteger(length) && length >= 0
-      ? new FixedLengthStream(length)
-      : new IdentityTransformStream();
+  const { readable, writable } = declared ? new FixedLengthStream(length) : new IdentityTransformStream();
   const writer = writable.getWriter();
   const { reader, read } = chunkReader(source);
   let forwarding = true;

@@ -30,6 +30,12 @@ function minuteKey(minute: number): string {
   return `${MINUTE_PREFIX}${String(minute).padStart(12, "0")}`;
 }
 
+/** The one `MirrorStats` object, or undefined without the `MIRROR_STATS` binding. */
+export function statsObject(env: Env): DurableObjectStub<MirrorStats> | undefined {
+  const namespace = env.MIRROR_STATS;
+  return namespace ? namespace.get(namespace.idFromName(STATS_OBJECT_NAME)) : undefined;
+}
+
 export class MirrorStats extends DurableObject<Env> {
   private readonly minutes = new Map<number, Tally>();
   private samples: DiffSample[] = [];

@@ -115,7 +115,8 @@ export function countOutcome(batch: StatsBatch, outcome: MirrorOutcome): void {
     latency.count++;
     latency.sumMs += outcome.latencyMs;
     latency.maxMs = Math.max(latency.maxMs, outcome.latencyMs);
-    latency.buckets[latencyBucket(outcome.latencyMs)] = (latency.buckets[latencyBucket(outcome.latencyMs)] ?? 0) + 1;
+    const bucket = latencyBucket(outcome.latencyMs);
+    latency.buckets[bucket] = (latency.buckets[bucket] ?? 0) + 1;
   }
   if (outcome.compare) mirror.compare[outcome.compare.verdict]++;
   if (outcome.sample) addSamples(batch.samples, [outcome.sample]);
