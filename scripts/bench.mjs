@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
 import autocannon from "autocannon";
-import { buildWorker, policyEntries, ROOT, startWorker } from "./lib/worker.mjs";
+import { buildWorker, cpuMs, listeningPid, policyEntries, ROOT, startWorker } from "./lib/worker.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -30,6 +30,7 @@ const { values: args } = parseArgs({
     json: { type: "string" },
     write: { type: "string" },
     only: { type: "string" },
+    load: { type: "string" },
   },
 });
 const duration = Number(args.duration);
@@ -37,6 +38,10 @@ const rounds = Number(args.rounds);
 const connections = Number(args.connections);
 const slowMs = Number(args["slow-ms"]);
 const policyTtlMs = Number(args["policy-ttl-ms"]);
+const wrkBin = spawnSync("sh", ["-c", "command -v wrk"], { encoding: "utf8" }).stdout.trim();
+/** wrk (C, one thread) leaves more of the two cores to workerd than autocannon does; used when installed. */
+const loadTool = args.load ?? (wrkBin ? "wrk" : "autocannon");
+if (loadTool === "wrk" && !wrkBin) throw new Error("--load wrk: wrk is not installed (apt-get install wrk)");
 
 const buildDir = join(ROOT, ".wrangler/bench");
 mkdirSync(buildDir, { recursive: true });
@@ -228,13 +233,17 @@ async function settleMirrors() {
 const only = args.only ? new Set(args.only.split(",")) : undefined;
 const selected = only ? scenarios.filter((s) => only.has(s.id)) : scenarios;
 const nginx = nginxBin && selected.some((s) => s.nginx) ? await startNginx() : undefined;
-/** @type {Map<string, { target: string, dispose: () => Promise<void> }>} */
+/** @type {Map<string, { target: string, pid: number | undefined, dispose: () => Promise<void> }>} */
 const running = new Map();
 // Workers start in parallel: startup is most of the run's fixed cost.
 await Promise.all(
   selected.map(async (s) => {
     if (s.nginx && nginx) {
-      running.set(s.id, { target: s.nginx === "plain" ? nginx.plain : nginx.mirror, dispose: async () => {} });
+      running.set(s.id, {
+        target: s.nginx === "plain" ? nginx.plain : nginx.mirror,
+        pid: undefined,
+        dispose: async () => {},
+      });
       return;
     }
     const worker = await startWorker({
@@ -250,18 +259,25 @@ await Promise.all(
       },
       policies: s.policies,
       withoutStats: s.worker === "floor",
+      // The runtime's own output (stack traces of connections the load generator cut at the
+      // end of a run) is not part of the report.
+      onLog: () => {},
     });
-    running.set(s.id, { target: worker.url, dispose: () => worker.dispose() });
+    running.set(s.id, {
+      target: worker.url,
+      pid: listeningPid(Number(new URL(worker.url).port)),
+      dispose: () => worker.dispose(),
+    });
   }),
 );
 
-/** @type {Map<string, Array<{ rps: number, p50: number, p99: number, requests: number, errors: number, mirrors: number, kvReads: number, extraLoads: number }>>} */
+/** @type {Map<string, Array<{ rps: number, p50: number, p99: number, requests: number, errors: number, mirrors: number, kvReads: number, extraLoads: number, cpuUs: number | undefined }>>} */
 const samples = new Map(selected.map((s) => [s.id, []]));
 // Copies still in flight from one run are waited for before the next starts (settleMirrors).
 let mirrorsSoFar = await mirrorCount();
 for (let round = 0; round < rounds; round++) {
   for (const s of selected) {
-    const { target } = /** @type {{ target: string }} */ (running.get(s.id));
+    const { target, pid } = /** @type {{ target: string, pid: number | undefined }} */ (running.get(s.id));
     const path = s.path ?? "/bench/item?x=1";
     const method = s.body ? "POST" : "GET";
     const headers = s.body ? { "content-type": "application/octet-stream" } : {};
@@ -271,21 +287,17 @@ for (let round = 0; round < rounds; round++) {
     if (round === 0) mirrorsSoFar = await settleMirrors();
     const mirrorsBefore = mirrorsSoFar;
     const kvBefore = s.worker === "edge" ? await kvReads(target) : { reads: 0, loads: 0 };
+    const cpuBefore = pid ? cpuMs(pid) : 0;
     const started = performance.now();
     const result =
       s.connections === 1
         ? await sequential(target + path, duration)
-        : await autocannon({
-            url: target + path,
-            connections: s.connections ?? connections,
-            duration,
-            method,
-            body: s.body,
-            headers,
-          });
+        : await load(target + path, s.connections ?? connections, method, s.body);
     const runMs = performance.now() - started;
     const kvAfter = s.worker === "edge" ? await kvReads(target) : { reads: 0, loads: 0 };
+    // The copies' CPU (waitUntil) is part of what a request costs: read it once they are done.
     mirrorsSoFar = await settleMirrors();
+    const cpuUs = pid ? ((cpuMs(pid) - cpuBefore) * 1000) / Math.max(1, result.requests.total) : undefined;
     const mirrors = mirrorsSoFar - mirrorsBefore;
     samples.get(s.id)?.push({
       rps: result.requests.average,
@@ -297,9 +309,10 @@ for (let round = 0; round < rounds; round++) {
       kvReads: kvAfter.reads - kvBefore.reads,
       // Loads beyond the one background refresh per TTL would mean requests waited on KV.
       extraLoads: Math.max(0, kvAfter.loads - kvBefore.loads - Math.ceil(runMs / policyTtlMs)),
+      cpuUs,
     });
     console.error(
-      `round ${round + 1} ${s.id.padEnd(5)} ${String(Math.round(result.requests.average)).padStart(6)} rps  p50 ${result.latency.p50} ms  p99 ${result.latency.p99} ms  mirrors ${mirrors}`,
+      `round ${round + 1} ${s.id.padEnd(5)} ${String(Math.round(result.requests.average)).padStart(6)} rps  p50 ${result.latency.p50} ms  p99 ${result.latency.p99} ms  cpu ${cpuUs === undefined ? "—" : `${Math.round(cpuUs)} µs`}/req  mirrors ${mirrors}`,
     );
   }
 }
@@ -327,11 +340,59 @@ const results = selected.map((s) => {
     errors: sum(runs.map((r) => r.errors)),
     mirrorRequests: sum(runs.map((r) => r.mirrors)),
     kvReadsPerRequest: s.worker === "edge" ? sum(runs.map((r) => r.kvReads)) / Math.max(1, requests) : undefined,
+    cpuUs: runs.every((r) => r.cpuUs !== undefined)
+      ? median(runs.map((r) => /** @type {number} */ (r.cpuUs)))
+      : undefined,
     extraLoads: sum(runs.map((r) => r.extraLoads)),
   };
 });
 nginx?.stop();
 originsProcess.send("stop");
+
+/**
+ * Load at `conns` connections for `duration` seconds, with wrk when installed (one thread, so
+ * that workerd keeps most of the two cores) or autocannon. Returns the fields of an autocannon
+ * result that the report uses. Sockets the load generator cuts when time is up are not errors.
+ * @param {string} url @param {number} conns @param {"GET" | "POST"} method @param {Buffer | undefined} body
+ */
+async function load(url, conns, method, body) {
+  if (loadTool !== "wrk") {
+    const headers = body ? { "content-type": "application/octet-stream" } : {};
+    return autocannon({ url, connections: conns, duration, method, body, headers });
+  }
+  const argv = ["-t1", `-c${conns}`, `-d${duration}s`, "--latency"];
+  if (body) {
+    const script = join(buildDir, `post-${body.length}.lua`);
+    writeFileSync(
+      script,
+      `wrk.method = "POST"\nwrk.headers["content-type"] = "application/octet-stream"\nwrk.body = string.rep("\\7", ${body.length})\n`,
+    );
+    argv.push("-s", script);
+  }
+  const child = spawn(wrkBin, [...argv, url], { stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  child.stdout.on("data", (chunk) => {
+    out += chunk;
+  });
+  await new Promise((resolve) => child.on("close", resolve));
+  /** @param {string} text */
+  const ms = (text) => {
+    const m = /([\d.]+)(us|ms|s)/.exec(text);
+    if (!m) return Number.NaN;
+    const v = Number(m[1]);
+    return m[2] === "us" ? v / 1000 : m[2] === "s" ? v * 1000 : v;
+  };
+  const total = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+  const socket = /Socket errors: connect (\d+), read \d+, write \d+, timeout (\d+)/.exec(out);
+  return {
+    requests: { average: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0), total },
+    latency: { p50: ms(/\s50%\s+(\S+)/.exec(out)?.[1] ?? ""), p99: ms(/\s99%\s+(\S+)/.exec(out)?.[1] ?? "") },
+    errors: Number(socket?.[1] ?? 0),
+    non2xx,
+    timeouts: Number(socket?.[2] ?? 0),
+  };
+}
 
 /**
  * One keep-alive connection, one request at a time, each timed with performance.now(): the
@@ -390,8 +451,22 @@ const by = (id) => {
 };
 /** @param {number} a @param {number} b */
 const ratio = (a, b) => (b ? a / b : Number.NaN);
+/** @param {string} id */
+const cpu = (id) => by(id).cpuUs ?? Number.NaN;
 /** @type {Array<{ name: string, value: number, target: string, ok: (v: number) => boolean }>} */
 const targets = [
+  {
+    name: "CPU/request B ÷ A (no route vs bare proxy)",
+    value: ratio(cpu("B"), cpu("A")),
+    target: "≤ 1.10",
+    ok: (v) => v <= 1.1,
+  },
+  {
+    name: "CPU/request D ÷ A3 (3 mirrors vs bare + 3 waitUntil fetches)",
+    value: ratio(cpu("D"), cpu("A3")),
+    target: "≤ 1.10",
+    ok: (v) => v <= 1.1,
+  },
   { name: "rps(B) ÷ rps(A)", value: ratio(by("B").rps, by("A").rps), target: "≥ 0.95", ok: (v) => v >= 0.95 },
   { name: "rps(D) ÷ rps(A3)", value: ratio(by("D").rps, by("A3").rps), target: "≥ 0.90", ok: (v) => v >= 0.9 },
   { name: "p50(D/1) ÷ p50(A3/1)", value: ratio(by("D/1").p50, by("A3/1").p50), target: "≤ 1.10", ok: (v) => v <= 1.1 },
@@ -433,13 +508,13 @@ const fmt = (v) =>
     : String(v);
 const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, workerd ${packageVersion("workerd")} via Miniflare ${packageVersion("miniflare")}${nginxBin ? `, ${spawnSync(nginxBin, ["-v"], { encoding: "utf8" }).stderr.trim()}` : ", nginx not installed"}`;
 const table = [
-  `Machine: ${machine}. Each scenario ${rounds} × ${duration} s (median shown), ${connections} connections by autocannon; one-connection rows are sequential keep-alive requests timed to the microsecond; mirror delay ${slowMs} ms; bundle ${fmt(size.raw / 1024)} KB raw, ${fmt(size.gzip / 1024)} KB gzipped.`,
+  `Machine: ${machine}. Each scenario ${rounds} × ${duration} s (median shown), ${connections} connections by ${loadTool === "wrk" ? "wrk (one thread)" : "autocannon"}; one-connection rows are sequential keep-alive requests timed to the microsecond; mirror delay ${slowMs} ms; CPU is workerd's utime + stime per request, copies included; bundle ${fmt(size.raw / 1024)} KB raw, ${fmt(size.gzip / 1024)} KB gzipped.`,
   "",
-  "| scenario | what | conns | rps | p50 ms | p99 ms | requests | errors | mirror requests received | KV reads / request |",
-  "|---|---|---|---|---|---|---|---|---|---|",
+  "| scenario | what | conns | rps | p50 ms | p99 ms | CPU µs / request | requests | errors | mirror requests received | KV reads / request |",
+  "|---|---|---|---|---|---|---|---|---|---|---|",
   ...results.map(
     (r) =>
-      `| ${r.id} | ${r.what} | ${r.connections} | ${r.rps} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${r.requests} | ${r.errors} | ${r.mirrorRequests} | ${r.kvReadsPerRequest === undefined ? "—" : fmt(r.kvReadsPerRequest)} |`,
+      `| ${r.id} | ${r.what} | ${r.connections} | ${r.rps} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${r.cpuUs === undefined ? "—" : Math.round(r.cpuUs)} | ${r.requests} | ${r.errors} | ${r.mirrorRequests} | ${r.kvReadsPerRequest === undefined ? "—" : fmt(r.kvReadsPerRequest)} |`,
   ),
   "",
   "| ratio | measured | target | met |",

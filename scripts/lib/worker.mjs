@@ -5,7 +5,7 @@
  * proxy of its own and is several times slower).
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
@@ -50,6 +50,7 @@ function compatibilityDate() {
  * @param {boolean} [options.withoutKv]  no MIRROR_CONFIG binding at all: the policy store is unavailable
  * @param {boolean} [options.withoutStats]  no MIRROR_STATS Durable Object (a script that does not export MirrorStats)
  * @param {string} [options.persistTo]  read KV from this wrangler --persist-to directory (what `wrangler dev` and `policy --local` use)
+ * @param {number} [options.inspectorPort]  expose workerd's V8 inspector (CPU profiles)
  */
 export async function startWorker(options) {
   const mf = new Miniflare({
@@ -75,6 +76,7 @@ export async function startWorker(options) {
     },
     host: "127.0.0.1",
     port: 0,
+    ...(options.inspectorPort ? { inspectorPort: options.inspectorPort } : {}),
     ...(options.onLog
       ? {
           handleRuntimeStdio: (
@@ -123,3 +125,61 @@ export function policyEntries(file) {
   for (const route of file.routes ?? []) entries[`route:${route.id}`] = route;
   return entries;
 }
+
+/**
+ * The pid of the process listening on `port` on loopback (Linux): with Miniflare, the workerd
+ * process that runs the worker, whose CPU time the benchmarks read from /proc/<pid>/stat.
+ * @param {number} port
+ * @returns {number | undefined}
+ */
+export function listeningPid(port) {
+  const inodes = new Set();
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    if (!existsSync(table)) continue;
+    for (const line of readFileSync(table, "utf8").split("\n").slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      const local = cols[1];
+      if (!local || cols[3] !== "0A") continue;
+      if (Number.parseInt(local.slice(local.lastIndexOf(":") + 1), 16) === port) inodes.add(`socket:[${cols[9]}]`);
+    }
+  }
+  if (inodes.size === 0) return undefined;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let fds;
+    try {
+      fds = readdirSync(`/proc/${entry}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        if (inodes.has(readlinkSync(`/proc/${entry}/fd/${fd}`))) return Number(entry);
+      } catch {
+        // The descriptor closed while we looked.
+      }
+    }
+  }
+  return undefined;
+}
+
+/**
+ * CPU time (user + system) a process has used so far, in milliseconds.
+ * @param {number} pid
+ */
+export function cpuMs(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name (which may hold spaces) start after the last ")".
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1000) / CLOCK_TICKS;
+}
+
+/** USER_HZ: 100 on every Linux the project runs on; `getconf CLK_TCK` says so. */
+const CLOCK_TICKS = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();

@@ -1,0 +1,151 @@
+#!/usr/bin/env node
+/**
+ * `npm run bench:profile -- --scenario B`: a V8 CPU profile of edge-mirror in workerd while one
+ * bench scenario runs, taken over the DevTools protocol on Miniflare's inspector port. Prints the
+ * functions with the most self time and their share of the samples taken inside the worker.
+ * The bundle is built without minification so that the names are edge-mirror's own.
+ *
+ *   npm run bench:profile -- --scenario B --duration 5 --connections 10 [--top 25] [--save out.cpuprofile]
+ */
+import { execFileSync, fork } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import autocannon from "autocannon";
+import WebSocket from "ws";
+import { policyEntries, ROOT, startWorker } from "../lib/worker.mjs";
+
+const { values: args } = parseArgs({
+  options: {
+    scenario: { type: "string", default: "B" },
+    duration: { type: "string", default: "5" },
+    connections: { type: "string", default: "10" },
+    top: { type: "string", default: "25" },
+    save: { type: "string" },
+    "slow-ms": { type: "string", default: "300" },
+  },
+});
+
+const buildDir = join(ROOT, ".wrangler/bench");
+mkdirSync(buildDir, { recursive: true });
+const script = join(buildDir, "edge-mirror-profile.js");
+execFileSync(
+  join(ROOT, "node_modules/.bin/esbuild"),
+  [
+    join(ROOT, "src/index.ts"),
+    "--bundle",
+    "--format=esm",
+    "--platform=neutral",
+    "--main-fields=module,main",
+    "--external:cloudflare:*",
+    `--outfile=${script}`,
+    "--log-level=error",
+  ],
+  { cwd: ROOT },
+);
+
+const origins = fork(join(ROOT, "scripts/bench/origins-process.mjs"), [args["slow-ms"]], { stdio: "inherit" });
+/** @type {{ primary: number, fast: number, slow: number }} */
+const ports = await new Promise((resolve) => origins.once("message", (/** @type {any} */ m) => resolve(m.ports)));
+const clusters = {
+  fast: { origin: `http://127.0.0.1:${ports.fast}` },
+  slow: { origin: `http://127.0.0.1:${ports.slow}` },
+};
+/** @param {string} id @param {string} path @param {Record<string, unknown>} extra */
+const route = (id, path, extra) => ({ id, match: { path: { type: "PathPrefix", value: path } }, ...extra });
+/** @type {Record<string, Record<string, unknown>>} */
+const policies = {
+  B: policyEntries({ clusters, routes: [route("elsewhere", "/elsewhere", { mirrors: [{ cluster: "fast" }] })] }),
+  C: policyEntries({ clusters, routes: [route("bench", "/bench", { mirrors: [{ cluster: "fast" }] })] }),
+  D: policyEntries({
+    clusters,
+    routes: [route("bench", "/bench", { mirrors: [{ cluster: "slow" }, { cluster: "slow" }, { cluster: "slow" }] })],
+  }),
+};
+const floor = args.scenario === "A" || args.scenario === "A3";
+const chosen = floor ? {} : policies[args.scenario];
+if (!chosen) throw new Error(`--scenario must be one of A, A3, ${Object.keys(policies).join(", ")}`);
+
+const inspectorPort = 9300 + Math.floor(Math.random() * 500);
+const worker = await startWorker({
+  scriptPath: floor ? join(ROOT, "scripts/bench/floor.mjs") : script,
+  withoutStats: floor,
+  onLog: () => {},
+  vars: {
+    PRIMARY_ORIGIN: `http://127.0.0.1:${ports.primary}`,
+    MIRROR_ORIGIN: `http://127.0.0.1:${ports.slow}`,
+    MIRROR_COUNT: args.scenario === "A3" ? "3" : "0",
+    LOG_LEVEL: "info",
+    POLICY_CACHE_TTL_MS: "5000",
+    STATS_FLUSH_MS: "1000",
+  },
+  policies: chosen,
+  inspectorPort,
+});
+
+const target = `${worker.url}/bench/item?x=1`;
+await autocannon({ url: target, connections: 2, duration: 1 });
+
+/** @type {Array<{ id: string, webSocketDebuggerUrl: string }>} */
+const list = /** @type {Array<{ id: string, webSocketDebuggerUrl: string }>} */ (
+  await (await fetch(`http://127.0.0.1:${inspectorPort}/json`)).json()
+);
+const entry = list.find((t) => !t.id.includes("miniflare") && !t.id.includes("loopback")) ?? list[0];
+if (!entry) throw new Error("the inspector lists no worker");
+const socket = new WebSocket(entry.webSocketDebuggerUrl);
+await new Promise((resolve, reject) => {
+  socket.once("open", resolve);
+  socket.once("error", reject);
+});
+let nextId = 0;
+/** @type {Map<number, (value: any) => void>} */
+const pending = new Map();
+socket.on("message", (data) => {
+  const message = JSON.parse(String(data));
+  if (message.id !== undefined) pending.get(message.id)?.(message.result ?? message.error);
+});
+/** @param {string} method @param {Record<string, unknown>} [params] */
+const send = (method, params = {}) =>
+  new Promise((resolve) => {
+    const id = ++nextId;
+    pending.set(id, resolve);
+    socket.send(JSON.stringify({ id, method, params }));
+  });
+
+await send("Profiler.enable");
+await send("Profiler.setSamplingInterval", { interval: 100 });
+await send("Profiler.start");
+const load = await autocannon({ url: target, connections: Number(args.connections), duration: Number(args.duration) });
+/** @type {{ profile: { nodes: Array<{ id: number, callFrame: { functionName: string, url: string, lineNumber: number }, children?: number[] }>, samples: number[] } }} */
+const { profile } = /** @type {any} */ (await send("Profiler.stop"));
+socket.close();
+await worker.dispose();
+origins.send("stop");
+
+if (args.save) writeFileSync(args.save, JSON.stringify(profile));
+
+/** Self samples per function, grouped by name and location; idle and GC kept apart. */
+const byNode = new Map(profile.nodes.map((n) => [n.id, n]));
+/** @type {Map<string, number>} */
+const self = new Map();
+let total = 0;
+let busy = 0;
+for (const id of profile.samples) {
+  const node = byNode.get(id);
+  if (!node) continue;
+  total++;
+  const { functionName, url, lineNumber } = node.callFrame;
+  if (functionName === "(idle)" || functionName === "(program)") continue;
+  busy++;
+  const where = url ? `${url.split("/").pop()}:${lineNumber + 1}` : "";
+  const key = `${functionName || "(anonymous)"} ${where}`.trim();
+  self.set(key, (self.get(key) ?? 0) + 1);
+}
+const rows = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, Number(args.top));
+console.log(
+  `scenario ${args.scenario}: ${load.requests.total} requests, ${total} samples, ${busy} in JavaScript or the runtime (the rest idle or outside JS), ${(busy / Math.max(1, load.requests.total)).toFixed(3)} busy samples per request`,
+);
+console.log("| self % of busy | function |");
+console.log("|---|---|");
+for (const [name, n] of rows) console.log(`| ${((100 * n) / Math.max(1, busy)).toFixed(1)} | \`${name}\` |`);
+process.exit(0);
