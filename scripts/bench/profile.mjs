@@ -86,7 +86,6 @@ const worker = await startWorker({
 const target = `${worker.url}/bench/item?x=1`;
 await autocannon({ url: target, connections: 2, duration: 1 });
 
-/** @type {Array<{ id: string, webSocketDebuggerUrl: string }>} */
 const list = /** @type {Array<{ id: string, webSocketDebuggerUrl: string }>} */ (
   await (await fetch(`http://127.0.0.1:${inspectorPort}/json`)).json()
 );
