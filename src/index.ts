@@ -6,10 +6,11 @@
  */
 import { Hono } from "hono";
 import { policyApi } from "./admin/api.js";
-import { adminApp, adminPrefix, isAdminPath, stripPrefix } from "./admin/index.js";
+import { adminApp, isAdminPath, stripPrefix } from "./admin/index.js";
 import { statsApi } from "./admin/stats.js";
 import { handleRequest } from "./app.js";
 import { dashboard } from "./dashboard/index.js";
+import { isolateFor } from "./isolate/index.js";
 
 adminApp.route("/api/stats", statsApi);
 adminApp.route("/api", policyApi);
@@ -18,7 +19,7 @@ adminApp.route("/", dashboard);
 const app = new Hono<{ Bindings: Env }>();
 
 app.all("*", (c) => {
-  const prefix = adminPrefix(c.env);
+  const prefix = isolateFor(c.env).settings.adminPrefix;
   if (isAdminPath(c.req.path, prefix)) {
     return adminApp.fetch(stripPrefix(c.req.raw, prefix), c.env, c.executionCtx);
   }

@@ -3,8 +3,9 @@
  * benchmark can report KV reads per request and policy loads (GET /__bench/kv-reads). Nothing
  * else differs.
  */
-import { policyCache } from "../../src/app.js";
+
 import app from "../../src/index.js";
+import { isolateFor } from "../../src/isolate/index.js";
 
 export { MirrorStats } from "../../src/index.js";
 
@@ -27,7 +28,7 @@ function countingKv(kv: KVNamespace): KVNamespace {
 export default {
   fetch(request: Request, env: Env, ctx: ExecutionContext) {
     if (new URL(request.url).pathname === "/__bench/kv-reads")
-      return Response.json({ reads, loads: policyCache(env).loads });
+      return Response.json({ reads, loads: isolateFor(env).policies.loads });
     counted ??= countingKv(env.MIRROR_CONFIG);
     return app.fetch(request, { ...env, MIRROR_CONFIG: counted }, ctx);
   },

@@ -71,6 +71,8 @@ export async function startWorker(options) {
       PRIMARY_ORIGIN: "",
       POLICY_CACHE_TTL_MS: "5000",
       LOG_LEVEL: "info",
+      // Tests read outcomes from the log: every line, unless a test asks for the deployed sampling.
+      LOG_SAMPLE_RATE: "1",
       STATS_FLUSH_MS: "0",
       ...options.vars,
     },

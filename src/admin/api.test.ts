@@ -91,7 +91,7 @@ describe("routes", () => {
     const ctx = createExecutionContext();
     await app.fetch(new Request("https://edge.test/svc/x"), adminEnv, ctx);
     await waitOnExecutionContext(ctx);
-    const urls = fetchSpy.mock.calls.map(([input]) => String(input));
+    const urls = fetchSpy.mock.calls.map(([input]) => (input instanceof Request ? input.url : String(input)));
     expect(urls).toEqual(["http://primary.test/svc/x", "http://canary.test/svc/x"]);
 
     expect((await call("GET", "/routes/svc")).json).toMatchObject({ id: "svc" });

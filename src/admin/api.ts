@@ -5,8 +5,8 @@
  * the isolate that made it; elsewhere within the policy cache TTL plus KV's propagation (≤ 60 s).
  */
 import { Hono } from "hono";
-import { policyCache } from "../app.js";
 import { PolicyValidationError } from "../errors/index.js";
+import { isolateFor } from "../isolate/index.js";
 import { clusterReferences, crossCheck } from "../policy/cross-check.js";
 import { ClusterName, parseCluster, parseRoute, type Route } from "../policy/index.js";
 import { CLUSTER_PREFIX, getTexts, listKeys, parseStoredRoute, ROUTE_PREFIX } from "../store/index.js";
@@ -124,7 +124,7 @@ policyApi.put("/routes/:id", async (c) => {
   }
   const existed = (await stored(kv, "route", id)) !== null;
   await kv.put(`${ROUTE_PREFIX}${id}`, JSON.stringify(body.value));
-  policyCache(c.env).invalidate();
+  isolateFor(c.env).policies.invalidate();
   return c.json({ route: body.value, warnings: checks.warnings.map((w) => w.message) }, existed ? 200 : 201);
 });
 
@@ -132,7 +132,7 @@ policyApi.delete("/routes/:id", async (c) => {
   const id = c.req.param("id");
   if ((await stored(c.env.MIRROR_CONFIG, "route", id)) === null) return notFound("route", id);
   await c.env.MIRROR_CONFIG.delete(`${ROUTE_PREFIX}${id}`);
-  policyCache(c.env).invalidate();
+  isolateFor(c.env).policies.invalidate();
   return c.body(null, 204);
 });
 
@@ -157,7 +157,7 @@ policyApi.put("/clusters/:name", async (c) => {
   }
   const existed = (await stored(c.env.MIRROR_CONFIG, "cluster", name)) !== null;
   await c.env.MIRROR_CONFIG.put(`${CLUSTER_PREFIX}${name}`, JSON.stringify(body.value));
-  policyCache(c.env).invalidate();
+  isolateFor(c.env).policies.invalidate();
   return c.json({ cluster: body.value }, existed ? 200 : 201);
 });
 
@@ -175,6 +175,6 @@ policyApi.delete("/clusters/:name", async (c) => {
     );
   }
   await c.env.MIRROR_CONFIG.delete(`${CLUSTER_PREFIX}${name}`);
-  policyCache(c.env).invalidate();
+  isolateFor(c.env).policies.invalidate();
   return c.body(null, 204);
 });

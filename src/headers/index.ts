@@ -18,29 +18,81 @@ const HOP_BY_HOP = new Set([
   "upgrade",
   "host",
   "content-length",
+  // Not hop-by-hop, but never the client's to send: see MIRROR_MARKER.
+  "x-edge-mirror",
 ]);
 
-/** The header that marks a mirrored copy; a request carrying it is never mirrored again. */
+/**
+ * The header that marks a mirrored copy. Only a signed marker (see `headers/marker`) stops a
+ * request from being mirrored again; whatever a client sends under this name is dropped.
+ */
 export const MIRROR_MARKER = "x-edge-mirror";
 /** Counts edge-mirror hops on the primary leg so that a request routed back to itself ends. */
 export const HOP_HEADER = "x-edge-mirror-hops";
 export const MAX_HOPS = 4;
 
 /**
+ * The hop count a request arrived with, clamped to 0…MAX_HOPS: a client may make its own
+ * request fail early (any value ≥ MAX_HOPS), never let a loop run longer (`-16`, `1e9`, `x`).
+ */
+export function hopsSoFar(headers: Headers): number {
+  const value = headers.get(HOP_HEADER);
+  if (value === null) return 0;
+  const hops = Number.parseInt(value, 10);
+  return hops > 0 ? Math.min(hops, MAX_HOPS) : 0;
+}
+
+/**
+ * `Upgrade: websocket` with `Connection: upgrade`: the one upgrade a Worker's `fetch` can carry
+ * to the primary. Any other upgrade token is dropped as hop-by-hop and the request is served
+ * as plain HTTP, as a proxy that does not speak the protocol must.
+ */
+export function isWebSocketUpgrade(headers: Headers): boolean {
+  return upgradesToWebSocket(headers.get("upgrade"), headers.get("connection"));
+}
+
+function upgradesToWebSocket(upgrade: string | null, connection: string | null): boolean {
+  if (upgrade === null || connection === null || upgrade.trim().toLowerCase() !== "websocket") return false;
+  return /(^|,)\s*upgrade\s*(,|$)/i.test(connection);
+}
+
+/** Connection options that name no header field; anything else in `Connection` names one to drop. */
+const CONNECTION_OPTIONS = new Set(["keep-alive", "close", "upgrade"]);
+
+/** The fields a `Connection` header names beyond its usual options, or undefined when none. */
+function namedByConnection(connection: string | null): Set<string> | undefined {
+  if (connection === null) return undefined;
+  let named: Set<string> | undefined;
+  for (const raw of connection.split(",")) {
+    const token = raw.trim().toLowerCase();
+    if (!token || CONNECTION_OPTIONS.has(token)) continue;
+    named ??= new Set();
+    named.add(token);
+  }
+  return named;
+}
+
+/**
  * Copies `incoming` minus everything that must not be forwarded: hop-by-hop fields, the
- * fields the `Connection` header names, and `cf-*` fields that belong to Cloudflare's edge.
+ * fields the `Connection` header names, `cf-*` fields that belong to Cloudflare's edge, and
+ * the mirror marker. A WebSocket upgrade keeps `Upgrade` and `Connection: upgrade`. One pass,
+ * no allocation beyond the copy: this runs for every request of the zone.
  */
 export function forwardableHeaders(incoming: Headers): Headers {
-  const named = new Set(
-    (incoming.get("connection") ?? "")
-      .split(",")
-      .map((token) => token.trim().toLowerCase())
-      .filter(Boolean),
-  );
+  const connection = incoming.get("connection");
+  const named = namedByConnection(connection);
   const out = new Headers();
+  let upgrade: string | null = null;
   for (const [name, value] of incoming) {
-    if (HOP_BY_HOP.has(name) || named.has(name) || name.startsWith("cf-")) continue;
+    if (HOP_BY_HOP.has(name) || name.startsWith("cf-") || named?.has(name)) {
+      if (name === "upgrade") upgrade = value;
+      continue;
+    }
     out.append(name, value);
+  }
+  if (upgradesToWebSocket(upgrade, connection)) {
+    out.set("upgrade", "websocket");
+    out.set("connection", "upgrade");
   }
   return out;
 }

@@ -171,6 +171,11 @@ function compileValue(type: "Exact" | "RegularExpression", value: string): (actu
   return (actual) => re.test(actual);
 }
 
+/** The route that claims this request, if any: the first step of every request. */
+export function matchRoute(table: RouteTable, request: Request, url: URL): Route | undefined {
+  return table.size === 0 ? undefined : table.find(requestFacts(request, url));
+}
+
 /** Reads the facts the matcher needs; never throws, whatever the URL holds. */
 export function requestFacts(request: Request, url: URL): RequestFacts {
   return {

@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { MIRROR_MARKER } from "../headers/index.js";
 import { parseRoute } from "../policy/index.js";
-import { classifyMirrorError, isSampled, planMirrors, readCapped } from "./index.js";
+import { classifyMirrorError, isSampled, planMirrors } from "./index.js";
 
 /** Deterministic PRNG (mulberry32) so that statistical checks are reproducible. */
 function seeded(seed: number): () => number {
@@ -100,15 +99,24 @@ describe("planMirrors", () => {
     expect(planMirrors(open, new Headers(), clusters, Math.random)).toEqual({ targets: [], skipped: [] });
   });
 
-  it("never mirrors a request that carries the loop marker", () => {
-    const plan = planMirrors(
-      route,
-      new Headers({ [MIRROR_MARKER]: "upstream", "x-mirror-cluster": "service2-mirror" }),
-      clusters,
-      () => 0,
-    );
+  it("never mirrors a request that carries a verified loop marker", () => {
+    const plan = planMirrors(route, new Headers({ "x-mirror-cluster": "service2-mirror" }), clusters, () => 0, {
+      marked: true,
+    });
     expect(plan.targets).toEqual([]);
     expect(plan.skipped.map((s) => s.reason)).toEqual(["loop_marker", "loop_marker", "loop_marker"]);
+  });
+
+  it("never mirrors a WebSocket upgrade, and says why", () => {
+    const plan = planMirrors(route, new Headers({ "x-mirror-cluster": "service2-mirror" }), clusters, () => 0, {
+      upgrade: true,
+    });
+    expect(plan.targets).toEqual([]);
+    expect(plan.skipped.map((s) => [s.mirror, s.reason])).toEqual([
+      ["canary", "upgrade"],
+      ["https://audit.example.net", "upgrade"],
+      ["service2-mirror", "upgrade"],
+    ]);
   });
 
   it("records unsampled mirrors and mirrors naming an undefined cluster", () => {
@@ -147,46 +155,6 @@ describe("header limits for copies", () => {
       reason: "headers_too_large",
       detail: expect.stringMatching(/^70\d{3} bytes of headers/),
     });
-  });
-});
-
-function streamOf(...chunks: number[]): ReadableStream<Uint8Array> {
-  return new ReadableStream({
-    start(controller) {
-      for (const [i, size] of chunks.entries()) controller.enqueue(new Uint8Array(size).fill(i + 1));
-      controller.close();
-    },
-  });
-}
-
-describe("readCapped", () => {
-  it("joins chunks up to the cap", async () => {
-    const read = await readCapped(streamOf(3, 2), 5);
-    expect(read).toEqual({ ok: true, bytes: new Uint8Array([1, 1, 1, 2, 2]) });
-  });
-
-  it("stops and cancels past the cap", async () => {
-    let cancelled = false;
-    const stream = new ReadableStream<Uint8Array>({
-      pull(controller) {
-        controller.enqueue(new Uint8Array(4));
-      },
-      cancel() {
-        cancelled = true;
-      },
-    });
-    const read = await readCapped(stream, 10);
-    expect(read).toMatchObject({ ok: false, reason: "body_too_large" });
-    expect(cancelled).toBe(true);
-  });
-
-  it("reports a failing stream instead of throwing", async () => {
-    const stream = new ReadableStream<Uint8Array>({
-      pull(controller) {
-        controller.error(new Error("client went away"));
-      },
-    });
-    expect(await readCapped(stream, 10)).toMatchObject({ ok: false, reason: "body_read_failed" });
   });
 });
 

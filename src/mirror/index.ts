@@ -4,26 +4,134 @@
  * tee branch once, up to the route's cap, and shared by every mirror; each mirror has its own
  * timeout (never the client's signal) and its response body is cancelled unread.
  */
+import { captureResponse, type MirrorBody, mirrorBodyBytes, teeForComparison } from "../body/index.js";
 import {
   type Capture,
   type CompareSummary,
   compareResponses,
   type DiffSample,
   diffSample,
-  NoiseMemory,
+  type NoiseMemory,
 } from "../compare/index.js";
-import { applyHeaderOps, HOP_HEADER, MIRROR_MARKER, shadowHost } from "../headers/index.js";
+import { UpstreamError } from "../errors/index.js";
+import { applyHeaderOps, HOP_HEADER, isWebSocketUpgrade, MIRROR_MARKER, shadowHost } from "../headers/index.js";
+import type { MarkerSigner } from "../headers/marker.js";
+import type { Isolate, Recorder } from "../isolate/index.js";
+import type { Route } from "../policy/index.js";
+import { rawPathAndQuery } from "../proxy/index.js";
 import type { MirrorErrorKind, OutcomeSink } from "../record/index.js";
-import { MirrorBreaker } from "./breaker.js";
-import type { CompareTarget, MirrorTarget } from "./plan.js";
+import type { MirrorBreaker } from "./breaker.js";
+import { type CompareTarget, compareBodyCap, type MirrorPlan, type MirrorTarget, planMirrors } from "./plan.js";
 
 export { compareBodyCap, isSampled, type MirrorPlan, type MirrorTarget, planMirrors } from "./plan.js";
 
-/** The mirror's copy of the request body, decided before anything is buffered. */
-export type MirrorBody =
-  | { kind: "none" }
-  | { kind: "stream"; stream: ReadableStream<Uint8Array>; cap: number }
-  | { kind: "too_large"; declared: number; cap: number };
+/**
+ * Which copies this request gets. Only a marker this deployment can verify makes it a copy
+ * already; an upgrade is never copied. Planning is pure, but a bug in it must cost the mirrors,
+ * never the client.
+ */
+export async function planCopies(
+  route: Route,
+  request: Request,
+  clusters: ReadonlyMap<string, string>,
+  isolate: Isolate,
+  random: () => number,
+): Promise<MirrorPlan> {
+  const marker = request.headers.get(MIRROR_MARKER);
+  const marked = marker !== null && (await isolate.marker.verify(marker, Date.now()).catch(() => false));
+  try {
+    return planMirrors(route, request.headers, clusters, random, {
+      marked,
+      upgrade: isWebSocketUpgrade(request.headers),
+    });
+  } catch (err) {
+    console.error(JSON.stringify({ msg: "edge-mirror.plan_failed", route: route.id, error: String(err) }));
+    return { targets: [], skipped: [] };
+  }
+}
+
+export interface Copies {
+  route: Route;
+  plan: MirrorPlan;
+  request: Request;
+  /** The primary's headers (route changes applied); each copy starts from them. */
+  headers: Headers;
+  /** The client-facing host, for `X-Forwarded-Host: <host><suffix>`. */
+  host: string;
+  hops: number;
+  body: MirrorBody;
+  recorder: Recorder;
+  isolate: Isolate;
+  waitUntil: (promise: Promise<unknown>) => void;
+  /** Replaces the isolate's breaker (tests). */
+  breaker?: MirrorBreaker | undefined;
+}
+
+/** What the request path does with the primary's outcome once it is known. */
+export interface PrimaryHooks {
+  /** The response for the client: the primary's, with its body tee'd when a copy compares. */
+  answered: (response: Response) => Response;
+  primaryFailed: (err: unknown) => void;
+}
+
+const PASS_THROUGH: PrimaryHooks = { answered: (response) => response, primaryFailed: () => {} };
+
+/**
+ * Records the matched request and its skipped mirrors, and sends the planned copies inside
+ * `waitUntil`. Returns how the primary's answer is to be handed on: untouched, or tee'd when a
+ * sampled mirror compares (the client's branch streams untouched).
+ */
+export function sendCopies(c: Copies): PrimaryHooks {
+  const { route, plan, recorder } = c;
+  recorder.request(route.id, plan.targets.length > 0);
+  if (plan.targets.length === 0 && plan.skipped.length === 0) return PASS_THROUGH;
+  const requestId = c.request.headers.get("cf-ray") ?? crypto.randomUUID();
+  for (const skip of plan.skipped) recorder.outcome({ kind: "skipped", route: route.id, requestId, ...skip });
+  if (plan.targets.length === 0) return PASS_THROUGH;
+
+  // Only when a sampled mirror compares is the primary's answer read a second time.
+  const compareCap = compareBodyCap(plan.targets);
+  let capturePrimary: (capture: Capture | Promise<Capture>) => void = () => {};
+  const primary =
+    compareCap === undefined
+      ? undefined
+      : new Promise<Capture>((resolve) => {
+          capturePrimary = resolve;
+        });
+  c.waitUntil(
+    runMirrors({
+      routeId: route.id,
+      requestId,
+      method: c.request.method,
+      pathAndQuery: rawPathAndQuery(c.request.url),
+      headers: c.headers,
+      host: c.host,
+      hops: c.hops,
+      signer: c.isolate.marker,
+      targets: plan.targets,
+      body: c.body,
+      sink: recorder.outcome,
+      breaker: c.breaker ?? c.isolate.breaker,
+      noise: c.isolate.noise,
+      ...(primary ? { primary } : {}),
+    }).catch((err: unknown) =>
+      console.error(JSON.stringify({ msg: "edge-mirror.mirror_crashed", error: String(err) })),
+    ),
+  );
+  if (compareCap === undefined) return PASS_THROUGH;
+  return {
+    answered(response) {
+      const split = teeForComparison(response, compareCap);
+      capturePrimary(split.capture);
+      // Read even when the compared mirror fails first, so the branch never holds chunks unread.
+      c.waitUntil(split.capture);
+      return split.response;
+    },
+    primaryFailed(err) {
+      capturePrimary({ ok: false, error: err instanceof UpstreamError ? err.code : "primary failed" });
+    },
+  };
+}
 
 export interface MirrorJob {
   routeId: string;
@@ -35,67 +143,16 @@ export interface MirrorJob {
   /** The client-facing host, for `X-Forwarded-Host: <host><suffix>`. */
   host: string;
   hops: number;
+  /** Signs the `x-edge-mirror` marker every copy carries. */
+  signer: MarkerSigner;
   targets: readonly MirrorTarget[];
   body: MirrorBody;
   sink: OutcomeSink;
-  /** Isolate-wide ejection state; tests pass their own. */
-  breaker?: MirrorBreaker;
+  /** Isolate-wide ejection state and learned compare noise. */
+  breaker: MirrorBreaker;
+  noise: NoiseMemory;
   /** The primary's answer as read for comparison; set when a sampled mirror compares. */
   primary?: Promise<Capture>;
-}
-
-const isolateBreaker = new MirrorBreaker();
-const isolateNoise = new NoiseMemory();
-
-type BodyRead =
-  | { ok: true; bytes: Uint8Array | null }
-  | { ok: false; reason: "body_too_large" | "body_read_failed"; detail: string };
-
-/**
- * Reads at most `cap` bytes. Past the cap the branch is cancelled at once, so the tee stops
- * holding chunks for it and the primary's branch streams on unhindered.
- */
-export async function readCapped(stream: ReadableStream<Uint8Array>, cap: number): Promise<BodyRead> {
-  const reader = stream.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > cap) {
-        await reader.cancel("mirror body cap reached").catch(() => {});
-        return { ok: false, reason: "body_too_large", detail: `body exceeds maxMirrorBodyBytes (${cap})` };
-      }
-      chunks.push(value);
-    }
-  } catch (err) {
-    return { ok: false, reason: "body_read_failed", detail: String(err) };
-  }
-  if (chunks.length === 1) return { ok: true, bytes: chunks[0] as Uint8Array };
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.byteLength;
-  }
-  return { ok: true, bytes };
-}
-
-async function mirrorBodyBytes(body: MirrorBody): Promise<BodyRead> {
-  switch (body.kind) {
-    case "none":
-      return { ok: true, bytes: null };
-    case "too_large":
-      return {
-        ok: false,
-        reason: "body_too_large",
-        detail: `content-length ${body.declared} exceeds maxMirrorBodyBytes (${body.cap})`,
-      };
-    case "stream":
-      return readCapped(body.stream, body.cap);
-  }
 }
 
 export function classifyMirrorError(err: unknown): MirrorErrorKind {
@@ -122,21 +179,55 @@ export async function runMirrors(job: MirrorJob): Promise<void> {
     }
     return;
   }
-  await Promise.all(job.targets.map((target) => sendOne(job, target, body.bytes)));
+  // GET and HEAD copies cannot carry a body: it is dropped rather than failing the copy.
+  const bytes = BODYLESS.has(job.method) ? null : body.bytes;
+  const marker = await job.signer.mark(job.routeId, Date.now());
+  await Promise.all(job.targets.map((target) => sendOne(job, target, bytes, marker)));
 }
 
-function copyHeaders(job: MirrorJob, target: MirrorTarget, ops: MirrorTarget["requestHeaders"]): Headers {
+const BODYLESS = new Set(["GET", "HEAD"]);
+
+function copyHeaders(job: MirrorJob, target: MirrorTarget, marker: string): Headers {
   const headers = new Headers(job.headers);
-  applyHeaderOps(headers, ops);
+  applyHeaderOps(headers, target.requestHeaders);
   headers.set("x-forwarded-host", shadowHost(job.host, target.hostSuffix));
-  headers.set(MIRROR_MARKER, job.routeId);
+  headers.set(MIRROR_MARKER, marker);
   headers.set(HOP_HEADER, String(job.hops + 1));
   return headers;
 }
 
-async function sendOne(job: MirrorJob, target: MirrorTarget, bytes: Uint8Array | null): Promise<void> {
+/** The copy for one mirror (or its compare reference, at `origin`): the mirror's header changes applied. */
+function copyRequest(copy: CopyOf, origin: string): Request {
+  const { job, target, bytes } = copy;
+  return new Request(origin + job.pathAndQuery, {
+    method: job.method,
+    headers: copyHeaders(job, target, copy.marker),
+    body: bytes,
+    redirect: "manual",
+    signal: AbortSignal.timeout(target.timeoutMs),
+  });
+}
+
+/** One copy's parts: the job, its mirror, the body bytes and the marker. */
+interface CopyOf {
+  job: MirrorJob;
+  target: MirrorTarget;
+  bytes: Uint8Array | null;
+  marker: string;
+}
+
+async function sendOne(job: MirrorJob, target: MirrorTarget, bytes: Uint8Array | null, marker: string): Promise<void> {
   const base = { route: job.routeId, mirror: target.label, requestId: job.requestId };
-  const breaker = job.breaker ?? isolateBreaker;
+  const parts: CopyOf = { job, target, bytes, marker };
+  let copy: Request;
+  try {
+    copy = copyRequest(parts, target.origin);
+  } catch (err) {
+    // A copy the worker cannot build says nothing about the mirror's health: no breaker here.
+    job.sink({ ...base, kind: "skipped", reason: "invalid_copy", detail: errorMessage(err) });
+    return;
+  }
+  const { breaker } = job;
   const started = Date.now();
   const admission = breaker.admit(target.origin, started);
   if (!admission.allowed) {
@@ -152,16 +243,11 @@ async function sendOne(job: MirrorJob, target: MirrorTarget, bytes: Uint8Array |
     return;
   }
   // The reference answers in parallel with the mirror so that both see the same moment.
-  const reference = target.compare ? fetchReference(job, target, target.compare, bytes) : undefined;
+  const reference = target.compare ? fetchReference(parts, target.compare) : undefined;
   try {
-    const response = await fetch(target.origin + job.pathAndQuery, {
-      method: job.method,
-      headers: copyHeaders(job, target, target.requestHeaders),
-      body: bytes,
-      redirect: "manual",
-      signal: AbortSignal.timeout(target.timeoutMs),
-    });
-    breaker.record(target.origin, true, Date.now());
+    const response = await fetch(copy);
+    // A mirror that answers 5xx is as unhealthy as one that does not answer.
+    breaker.record(target.origin, response.status < 500, Date.now());
     const latencyMs = Date.now() - started;
     let compared = {};
     if (target.compare && reference) {
@@ -206,47 +292,13 @@ function comparedError(target: MirrorTarget, error: string): { compare?: Compare
   return target.compare ? compareError(error) : {};
 }
 
-/** Reads a response body up to `cap` for comparison; past the cap there is nothing to compare. */
-export async function captureResponse(response: Response, cap: number): Promise<Capture> {
-  const read: BodyRead = response.body ? await readCapped(response.body, cap) : { ok: true, bytes: null };
-  if (!read.ok) return { ok: false, error: read.detail };
-  return {
-    ok: true,
-    response: { status: response.status, headers: response.headers, body: read.bytes ?? new Uint8Array() },
-  };
-}
-
-/**
- * Splits the primary's body so that the client streams one branch untouched while the other is
- * read, up to `cap`, for comparison. Past the cap the comparison branch is cancelled, so at most
- * `cap` bytes are ever held for it.
- */
-export function teeForComparison(response: Response, cap: number): { response: Response; capture: Promise<Capture> } {
-  if (!response.body) return { response, capture: captureResponse(response, cap) };
-  const [toClient, toCompare] = response.body.tee();
-  const capture = captureResponse(new Response(toCompare, response), cap).catch(
-    (err: unknown): Capture => ({ ok: false, error: `primary body: ${String(err)}` }),
-  );
-  return { response: new Response(toClient, response), capture };
-}
-
-async function fetchReference(
-  job: MirrorJob,
-  target: MirrorTarget,
-  compare: CompareTarget,
-  bytes: Uint8Array | null,
-): Promise<Capture | undefined> {
+async function fetchReference(copy: CopyOf, compare: CompareTarget): Promise<Capture | undefined> {
   const reference = compare.reference;
   if (!reference) return undefined;
   if ("problem" in reference) return { ok: false, error: reference.problem };
   try {
-    const response = await fetch(reference.origin + job.pathAndQuery, {
-      method: job.method,
-      headers: copyHeaders(job, target, undefined),
-      body: bytes,
-      redirect: "manual",
-      signal: AbortSignal.timeout(target.timeoutMs),
-    });
+    // The reference gets the very copy the mirror gets, so that only the versions differ.
+    const response = await fetch(copyRequest(copy, reference.origin));
     return await captureResponse(response, compare.spec.maxBodyBytes);
   } catch (err) {
     return { ok: false, error: `reference: ${errorMessage(err)}` };
@@ -276,9 +328,9 @@ async function compareWithPrimary(
     candidate: candidate.response,
     reference: ref?.ok ? ref.response : undefined,
     spec: compare.spec,
-    knownNoise: compare.reference ? isolateNoise.known(noiseKey) : [],
+    knownNoise: compare.reference ? job.noise.known(noiseKey) : [],
   });
-  isolateNoise.learn(noiseKey, comparison.referenceNoise);
+  job.noise.learn(noiseKey, comparison.referenceNoise);
   const summary: CompareSummary = {
     verdict: comparison.verdict,
     fields: comparison.fields.slice(0, 20),

@@ -3,7 +3,6 @@
  * Pure decisions about a request's mirrors: which targets are sampled (each independently),
  * which header-chosen cluster is allowed, and why the others are skipped. No I/O here.
  */
-import { MIRROR_MARKER } from "../headers/index.js";
 import { type CompareSpec, compareSpec, type HeaderOps, type Mirror, type Route } from "../policy/index.js";
 import type { SkipReason } from "../record/index.js";
 
@@ -90,18 +89,28 @@ export function compareBodyCap(targets: readonly MirrorTarget[]): number | undef
   return cap;
 }
 
+/** What the request path learned about the request before planning. */
+export interface PlanContext {
+  /** The request carries a valid, signed mirror marker: it is a copy already. */
+  marked?: boolean;
+  /** A WebSocket upgrade: its socket belongs to the client and the primary, never to a copy. */
+  upgrade?: boolean;
+}
+
 export function planMirrors(
   route: Route,
   headers: Headers,
   clusters: ReadonlyMap<string, string>,
   random: () => number,
+  context: PlanContext = {},
 ): MirrorPlan {
   const plan: MirrorPlan = { targets: [], skipped: [] };
   const dynamicName = route.mirrorFromHeader ? headers.get(route.mirrorFromHeader.header)?.trim() : undefined;
 
-  if (headers.has(MIRROR_MARKER)) {
-    for (const mirror of route.mirrors) plan.skipped.push({ mirror: mirrorLabel(mirror), reason: "loop_marker" });
-    if (dynamicName) plan.skipped.push({ mirror: clip(dynamicName), reason: "loop_marker" });
+  const refusal = context.marked ? "loop_marker" : context.upgrade ? "upgrade" : undefined;
+  if (refusal) {
+    for (const mirror of route.mirrors) plan.skipped.push({ mirror: mirrorLabel(mirror), reason: refusal });
+    if (dynamicName) plan.skipped.push({ mirror: clip(dynamicName), reason: refusal });
     return plan;
   }
 

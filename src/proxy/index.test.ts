@@ -1,14 +1,7 @@
 import { describe, expect, it, vi } from "vitest";
 import { UpstreamError } from "../errors/index.js";
 import { parseRoute } from "../policy/index.js";
-import {
-  forwardToPrimary,
-  pickBackend,
-  primaryOrigin,
-  RUNTIME_DRAINS_BYTES,
-  rawPathAndQuery,
-  relayBody,
-} from "./index.js";
+import { pickBackend, primaryOrigin, rawPathAndQuery } from "./index.js";
 
 describe("rawPathAndQuery", () => {
   it.each([
@@ -56,82 +49,5 @@ describe("primaryOrigin", () => {
     const zero = parseRoute({ id: "r", backends: [{ cluster: "svc", weight: 0 }] });
     expect(() => primaryOrigin(zero, clusters, "", url, Math.random)).toThrowError(/no backend with weight > 0/);
     expect(new UpstreamError("no_backend", "x").status).toBe(500);
-  });
-});
-
-/** A pull source of `chunks` chunks of `size` bytes that counts how often it was pulled. */
-function countingSource(chunks: number, size = 1024) {
-  let pulls = 0;
-  let sent = 0;
-  const stream = new ReadableStream<Uint8Array>(
-    {
-      pull(controller) {
-        pulls++;
-        if (sent === chunks) return controller.close();
-        controller.enqueue(new Uint8Array(size).fill(sent++ % 256));
-      },
-    },
-    { highWaterMark: 0 },
-  );
-  return { stream, pulls: () => pulls, sent: () => sent };
-}
-
-describe("relayBody", () => {
-  it("forwards every byte, with the declared length", async () => {
-    const source = countingSource(8, 64 * 1024);
-    const relayed = relayBody(source.stream, String(8 * 64 * 1024));
-    expect(relayed.stream).not.toBe(source.stream);
-    const got = new Uint8Array(await new Response(relayed.stream).arrayBuffer());
-    await relayed.done;
-    expect(got.byteLength).toBe(8 * 64 * 1024);
-    expect(got[7 * 64 * 1024]).toBe(7);
-  });
-
-  it("leaves a body the runtime drains by itself as it is", () => {
-    const source = countingSource(1);
-    expect(relayBody(source.stream, String(RUNTIME_DRAINS_BYTES)).stream).toBe(source.stream);
-    expect(relayBody(countingSource(1).stream, String(RUNTIME_DRAINS_BYTES + 1)).stream).not.toBe(source.stream);
-  });
-
-  it("reads no further ahead than the primary does", async () => {
-    const source = countingSource(1000);
-    relayBody(source.stream, null);
-    await new Promise((r) => setTimeout(r, 20));
-    expect(source.sent()).toBeLessThanOrEqual(2);
-  });
-
-  it("after a failure, reads the rest of the upload and drops it", async () => {
-    const source = countingSource(1000);
-    const relayed = relayBody(source.stream, String(1000 * 1024));
-    await relayed.discardRest(1000);
-    expect(source.sent()).toBe(1000);
-  });
-
-  it("gives up on an upload that does not finish in time", async () => {
-    const stalled = new ReadableStream<Uint8Array>({ pull: () => new Promise(() => {}) });
-    const relayed = relayBody(stalled, null);
-    const started = Date.now();
-    await relayed.discardRest(50);
-    expect(Date.now() - started).toBeLessThan(1000);
-  });
-
-  it("forwardToPrimary drains the client's body before answering a refused connection", async () => {
-    const source = countingSource(300);
-    const spy = vi.spyOn(globalThis, "fetch").mockRejectedValue(new TypeError("Network connection lost."));
-    try {
-      const relayed = relayBody(source.stream, String(300 * 1024));
-      await expect(
-        forwardToPrimary({
-          url: "http://p.test/",
-          method: "POST",
-          headers: new Headers(),
-          body: relayed,
-          timeoutMs: 1000,
-        }),
-      ).rejects.toMatchObject({ code: "primary_unreachable" });
-      expect(source.sent()).toBe(300);
-    } finally {
-      spy.mockRestore();
-    }
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { fanOut, logSink, type MirrorOutcome, parseLogLevel, statusClass } from "./index.js";
+import { fanOut, logSink, type MirrorOutcome, parseLogLevel, parseSampleRate, statusClass } from "./index.js";
 
 const sent: MirrorOutcome = {
   kind: "sent",
@@ -13,29 +13,69 @@ const sent: MirrorOutcome = {
 const unsampled: MirrorOutcome = { kind: "skipped", route: "r", mirror: "m", requestId: "id", reason: "not_sampled" };
 
 describe("logSink", () => {
-  it("writes one JSON line per outcome, leaving out unsampled ones at info", () => {
-    const lines: string[] = [];
-    const sink = logSink("info", (l) => lines.push(l));
-    sink(sent);
-    sink(unsampled);
-    expect(lines).toHaveLength(1);
-    expect(JSON.parse(lines[0] as string)).toEqual({ msg: "edge-mirror.mirror", ...sent });
+  const failed: MirrorOutcome = {
+    kind: "failed",
+    route: "r",
+    mirror: "m",
+    requestId: "id",
+    error: "timeout",
+    message: "slow",
+    latencyMs: 5000,
+  };
+  const skipped: MirrorOutcome = { ...unsampled, reason: "body_too_large" };
+  const differ: MirrorOutcome = { ...sent, compare: { verdict: "differ", fields: ["$.a"], noise: [] } };
+
+  function lines(level: "debug" | "info" | "off", sampleRate: number, outcomes: MirrorOutcome[], draws = [0.5]) {
+    const written: string[] = [];
+    let at = 0;
+    const sink = logSink({
+      level,
+      sampleRate,
+      write: (l) => written.push(l),
+      random: () => draws[at++ % draws.length] as number,
+    });
+    for (const o of outcomes) sink(o);
+    return written.map((l) => JSON.parse(l) as Record<string, unknown>);
+  }
+
+  it("always logs failures, skips other than not_sampled and differ verdicts, at rate 1", () => {
+    const logged = lines("info", 0, [failed, skipped, differ, unsampled]);
+    expect(logged).toEqual([
+      { msg: "edge-mirror.mirror", ...failed, sampleRate: 1 },
+      { msg: "edge-mirror.mirror", ...skipped, sampleRate: 1 },
+      { msg: "edge-mirror.mirror", ...differ, sampleRate: 1 },
+    ]);
+  });
+
+  it("logs successful copies with probability sampleRate, each line carrying the rate", () => {
+    // Draws below the rate are logged: 0.005 is, 0.5 is not.
+    const logged = lines("info", 0.01, [sent, sent, sent, sent], [0.005, 0.5, 0.5, 0.009]);
+    expect(logged).toEqual([
+      { msg: "edge-mirror.mirror", ...sent, sampleRate: 0.01 },
+      { msg: "edge-mirror.mirror", ...sent, sampleRate: 0.01 },
+    ]);
+    expect(lines("info", 1, [sent, sent])).toHaveLength(2);
   });
 
   it("writes everything at debug and nothing when off", () => {
-    const debug: string[] = [];
-    logSink("debug", (l) => debug.push(l))(unsampled);
-    expect(debug).toHaveLength(1);
-    const off: string[] = [];
-    logSink("off", (l) => off.push(l))(sent);
-    expect(off).toHaveLength(0);
+    expect(lines("debug", 0.01, [unsampled, sent])).toEqual([
+      { msg: "edge-mirror.mirror", ...unsampled, sampleRate: 1 },
+      { msg: "edge-mirror.mirror", ...sent, sampleRate: 1 },
+    ]);
+    expect(lines("off", 1, [sent, failed])).toHaveLength(0);
   });
 
-  it("parses levels, defaulting to info", () => {
+  it("parses levels, defaulting to info, and sample rates, defaulting to 1 in 100", () => {
     expect(parseLogLevel("debug")).toBe("debug");
     expect(parseLogLevel("off")).toBe("off");
     expect(parseLogLevel(undefined)).toBe("info");
     expect(parseLogLevel("loud")).toBe("info");
+    expect(parseSampleRate(undefined)).toBe(0.01);
+    expect(parseSampleRate("0.25")).toBe(0.25);
+    expect(parseSampleRate("1")).toBe(1);
+    expect(parseSampleRate("0")).toBe(0);
+    expect(parseSampleRate("2")).toBe(0.01);
+    expect(parseSampleRate("lots")).toBe(0.01);
   });
 });
 

@@ -14,6 +14,8 @@ export type SkipReason =
   | "unknown_cluster"
   | "cluster_not_allowed"
   | "headers_too_large"
+  | "upgrade"
+  | "invalid_copy"
   | "policy_store_unavailable";
 
 export type MirrorErrorKind = "timeout" | "dns" | "connect" | "network" | "circuit_open";
@@ -43,6 +45,16 @@ export function parseLogLevel(value: string | undefined): LogLevel {
   return value === "debug" || value === "off" ? value : "info";
 }
 
+/** Share of successful copies logged at `info`: 1 in 100 unless `LOG_SAMPLE_RATE` says otherwise. */
+export const DEFAULT_LOG_SAMPLE_RATE = 0.01;
+
+/** `LOG_SAMPLE_RATE` as a share from 0 to 1; anything else means the default. */
+export function parseSampleRate(value: string | undefined): number {
+  if (value === undefined || value.trim() === "") return DEFAULT_LOG_SAMPLE_RATE;
+  const rate = Number(value);
+  return Number.isFinite(rate) && rate >= 0 && rate <= 1 ? rate : DEFAULT_LOG_SAMPLE_RATE;
+}
+
 /** HTTP status → "2xx" … "5xx"; the metrics dimension for mirror answers. */
 export function statusClass(status: number): string {
   return `${Math.floor(status / 100)}xx`;
@@ -51,16 +63,43 @@ export function statusClass(status: number): string {
 /** Anything that wants every outcome (logs now; counters and Analytics Engine later). */
 export type OutcomeSink = (outcome: MirrorOutcome) => void;
 
+export interface LogOptions {
+  level: LogLevel;
+  /** At `info`, the share of successful copies (`sent`, verdict not `differ`) that are logged. */
+  sampleRate: number;
+  write?: (line: string) => void;
+  random?: () => number;
+}
+
 /**
- * One JSON line per outcome. Unsampled requests are the common case on low-percentage routes,
- * so they are logged only at `debug`; everything else at `info`.
+ * Whether `outcome` is always worth a line at `info`: whatever went wrong (failures, timeouts,
+ * skips) and every `differ` verdict. Unsampled requests are the common case on low-percentage
+ * routes and are logged only at `debug`.
  */
-export function logSink(level: LogLevel, write: (line: string) => void = console.log): OutcomeSink {
+function alwaysLogged(outcome: MirrorOutcome): boolean {
+  if (outcome.kind === "skipped") return outcome.reason !== "not_sampled";
+  return outcome.kind === "failed" || outcome.compare?.verdict === "differ" || outcome.compare?.verdict === "error";
+}
+
+/**
+ * One JSON line per outcome worth reading. Workers Logs bills per line, so at `info` a
+ * successful copy is logged with probability `sampleRate`, and every line carries the rate it
+ * was sampled at (1 for lines that are always written) so that counts can be scaled back.
+ * Counters and Analytics Engine see every outcome regardless.
+ */
+export function logSink(options: LogOptions): OutcomeSink {
+  const { level, sampleRate } = options;
+  const write = options.write ?? console.log;
+  const random = options.random ?? Math.random;
   return (outcome) => {
     if (level === "off") return;
-    if (level === "info" && outcome.kind === "skipped" && outcome.reason === "not_sampled") return;
+    let rate = 1;
+    if (level === "info" && !alwaysLogged(outcome)) {
+      if (outcome.kind === "skipped" || sampleRate <= 0 || random() >= sampleRate) return;
+      rate = sampleRate;
+    }
     // Samples go to the dashboard's store; the log line carries the verdict and field names only.
-    write(JSON.stringify({ msg: "edge-mirror.mirror", ...outcome, sample: undefined }));
+    write(JSON.stringify({ msg: "edge-mirror.mirror", ...outcome, sample: undefined, sampleRate: rate }));
   };
 }
 

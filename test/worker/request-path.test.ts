@@ -142,11 +142,45 @@ describe("static mirror (seed 002, /service/1)", () => {
     ]);
   });
 
-  it("never mirrors a request that already carries the mirror marker", async () => {
-    await send(new Request("https://edge.example.com/service/1", { headers: { "x-edge-mirror": "upstream" } }));
+  it("never mirrors a copy signed by a deployment sharing MIRROR_MARKER_KEY", async () => {
+    const keyed = { ...testEnv, MIRROR_MARKER_KEY: "shared-marker-key-0123456789abcdef" } as Env;
+    // The first pass is the original request: its copy carries a signed marker.
+    await send(new Request("https://edge.example.com/service/1"), { environment: keyed });
+    const marker = fetches.to(CANARY)[0]?.headers["x-edge-mirror"] as string;
+    expect(marker).toMatch(/^service-1;t=\d+;sig=[0-9a-f]{64}$/);
+    fetches.seen.length = 0;
+    outcomes.length = 0;
+
+    await send(new Request("https://edge.example.com/service/1", { headers: { "x-edge-mirror": marker } }), {
+      environment: keyed,
+    });
     expect(fetches.to(CANARY)).toHaveLength(0);
     expect(fetches.to(PRIMARY)).toHaveLength(1);
+    expect(fetches.to(PRIMARY)[0]?.headers).not.toHaveProperty("x-edge-mirror");
     expect(outcomes).toEqual([expect.objectContaining({ kind: "skipped", reason: "loop_marker" })]);
+  });
+
+  it.each([
+    ["a client's made-up marker", "upstream", undefined],
+    ["a marker signed with another key", undefined, "another-deployments-key-0123456789"],
+    ["a marker without a key to check it", "service-1;t=1795598309;sig=" + "a".repeat(64), undefined],
+  ])("ignores %s: the request is mirrored and the header never reaches the primary", async (_, value, otherKey) => {
+    let marker = value;
+    if (otherKey) {
+      await send(new Request("https://edge.example.com/service/1"), {
+        environment: { ...testEnv, MIRROR_MARKER_KEY: otherKey } as Env,
+      });
+      marker = fetches.to(CANARY)[0]?.headers["x-edge-mirror"];
+      fetches.seen.length = 0;
+      outcomes.length = 0;
+    }
+    const keyed = { ...testEnv, MIRROR_MARKER_KEY: "shared-marker-key-0123456789abcdef" } as Env;
+    await send(new Request("https://edge.example.com/service/1", { headers: { "x-edge-mirror": marker as string } }), {
+      environment: otherKey ? keyed : testEnv,
+    });
+    expect(fetches.to(CANARY)).toHaveLength(1);
+    expect(fetches.to(PRIMARY)[0]?.headers).not.toHaveProperty("x-edge-mirror");
+    expect(outcomes).toEqual([expect.objectContaining({ kind: "sent", mirror: "canary" })]);
   });
 });
 
@@ -325,6 +359,14 @@ describe("primary failures", () => {
     await send(new Request("https://edge.example.com/split/b"), { random: () => 0.9 });
     expect(fetches.seen.map((s) => s.url)).toEqual([`${OTHER}/split/a`, `${PRIMARY}/split/b`]);
   });
+
+  it.each(["-16", "-1", "x", "0x10", ""])(
+    "a client-sent hop count %j cannot extend a loop: it counts as 0",
+    async (hops) => {
+      await send(new Request("https://edge.example.com/x", { headers: { "x-edge-mirror-hops": hops } }));
+      expect(fetches.to(PRIMARY)[0]?.headers["x-edge-mirror-hops"]).toBe("1");
+    },
+  );
 
   it("a request that keeps coming back to the worker ends with 508, not a hang", async () => {
     const { response, body } = await send(

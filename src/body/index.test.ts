@@ -1,0 +1,135 @@
+import { describe, expect, it, vi } from "vitest";
+import { forwardToPrimary } from "../proxy/index.js";
+import { declaredLength, RUNTIME_DRAINS_BYTES, readCapped, relayBody } from "./index.js";
+
+function streamOf(...chunks: number[]): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    start(controller) {
+      for (const [i, size] of chunks.entries()) controller.enqueue(new Uint8Array(size).fill(i + 1));
+      controller.close();
+    },
+  });
+}
+
+describe("readCapped", () => {
+  it("joins chunks up to the cap", async () => {
+    const read = await readCapped(streamOf(3, 2), 5);
+    expect(read).toEqual({ ok: true, bytes: new Uint8Array([1, 1, 1, 2, 2]) });
+  });
+
+  it("stops and cancels past the cap", async () => {
+    let cancelled = false;
+    const stream = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        controller.enqueue(new Uint8Array(4));
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    const read = await readCapped(stream, 10);
+    expect(read).toMatchObject({ ok: false, reason: "body_too_large" });
+    expect(cancelled).toBe(true);
+  });
+
+  it("reports a failing stream instead of throwing", async () => {
+    const stream = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        controller.error(new Error("client went away"));
+      },
+    });
+    expect(await readCapped(stream, 10)).toMatchObject({ ok: false, reason: "body_read_failed" });
+  });
+});
+
+/** A pull source of `chunks` chunks of `size` bytes that counts how often it was pulled. */
+function countingSource(chunks: number, size = 1024) {
+  let pulls = 0;
+  let sent = 0;
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      pull(controller) {
+        pulls++;
+        if (sent === chunks) return controller.close();
+        controller.enqueue(new Uint8Array(size).fill(sent++ % 256));
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return { stream, pulls: () => pulls, sent: () => sent };
+}
+
+describe("relayBody", () => {
+  it("forwards every byte, with the declared length", async () => {
+    const source = countingSource(8, 64 * 1024);
+    const relayed = relayBody(source.stream, String(8 * 64 * 1024));
+    expect(relayed.stream).not.toBe(source.stream);
+    const got = new Uint8Array(await new Response(relayed.stream).arrayBuffer());
+    await relayed.done;
+    expect(got.byteLength).toBe(8 * 64 * 1024);
+    expect(got[7 * 64 * 1024]).toBe(7);
+  });
+
+  it("leaves a body the runtime drains by itself as it is", () => {
+    const source = countingSource(1);
+    expect(relayBody(source.stream, String(RUNTIME_DRAINS_BYTES)).stream).toBe(source.stream);
+    expect(relayBody(countingSource(1).stream, String(RUNTIME_DRAINS_BYTES + 1)).stream).not.toBe(source.stream);
+  });
+
+  it("reads no further ahead than the primary does", async () => {
+    const source = countingSource(1000);
+    relayBody(source.stream, null);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(source.sent()).toBeLessThanOrEqual(2);
+  });
+
+  it("after a failure, reads the rest of the upload and drops it", async () => {
+    const source = countingSource(1000);
+    const relayed = relayBody(source.stream, String(1000 * 1024));
+    await relayed.discardRest(1000);
+    expect(source.sent()).toBe(1000);
+  });
+
+  it("gives up on an upload that does not finish in time", async () => {
+    const stalled = new ReadableStream<Uint8Array>({ pull: () => new Promise(() => {}) });
+    const relayed = relayBody(stalled, null);
+    const started = Date.now();
+    await relayed.discardRest(50);
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+
+  it("forwardToPrimary drains the client's body before answering a refused connection", async () => {
+    const source = countingSource(300);
+    const spy = vi.spyOn(globalThis, "fetch").mockRejectedValue(new TypeError("Network connection lost."));
+    try {
+      const relayed = relayBody(source.stream, String(300 * 1024));
+      await expect(
+        forwardToPrimary({
+          url: "http://p.test/",
+          method: "POST",
+          headers: new Headers(),
+          body: relayed,
+          timeoutMs: 1000,
+        }),
+      ).rejects.toMatchObject({ code: "primary_unreachable" });
+      expect(source.sent()).toBe(300);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+});
+
+describe("declaredLength", () => {
+  it.each([
+    ["1024", 1024],
+    ["0", 0],
+    [null, undefined],
+    ["", undefined],
+    ["-1", undefined],
+    ["1.5", undefined],
+    ["12abc", undefined],
+    ["99999999999999999999", undefined],
+  ])("%s → %s", (value, expected) => {
+    expect(declaredLength(value)).toBe(expected);
+  });
+});

@@ -1,0 +1,214 @@
+/**
+ * @module body
+ * Every stream edge-mirror touches: the client's upload on its way to the primary (`relayBody`),
+ * its copy for the mirrors (`splitUpload`, `readCapped`), and the primary's answer read a
+ * second time for comparison (`teeForComparison`, `captureResponse`). Bodies are never buffered
+ * on the client's path; what is buffered for mirrors and comparisons is capped before it is read.
+ */
+import type { Capture } from "../compare/index.js";
+
+/** `Content-Length` as a byte count, or undefined when absent or not a plain non-negative integer. */
+export function declaredLength(value: string | null): number | undefined {
+  if (value === null) return undefined;
+  const length = Number(value);
+  return Number.isSafeInteger(length) && length >= 0 && value.trim() !== "" ? length : undefined;
+}
+
+/** The mirrors' copy of the request body, decided before anything is buffered. */
+export type MirrorBody =
+  | { kind: "none" }
+  | { kind: "stream"; stream: ReadableStream<Uint8Array>; cap: number }
+  | { kind: "too_large"; declared: number; cap: number };
+
+const NO_BODY: MirrorBody = { kind: "none" };
+
+/**
+ * Splits the client's upload between the primary and the mirrors, only when some mirror was
+ * sampled (`cap` given). A body declared larger than `cap` is never tee'd: the mirrors get a
+ * skip, the primary the untouched stream.
+ */
+export function splitUpload(
+  request: Request,
+  cap: number | undefined,
+): { primary: ReadableStream<Uint8Array> | null; mirrors: MirrorBody } {
+  const body = request.body;
+  if (!body || cap === undefined) return { primary: body, mirrors: NO_BODY };
+  const declared = declaredLength(request.headers.get("content-length"));
+  if (declared !== undefined && declared > cap) {
+    return { primary: body, mirrors: { kind: "too_large", declared, cap } };
+  }
+  const [primary, mirrors] = body.tee();
+  return { primary, mirrors: { kind: "stream", stream: mirrors, cap } };
+}
+
+export type BodyRead =
+  | { ok: true; bytes: Uint8Array | null }
+  | { ok: false; reason: "body_too_large" | "body_read_failed"; detail: string };
+
+/**
+ * Reads at most `cap` bytes. Past the cap the branch is cancelled at once, so a tee stops
+ * holding chunks for it and the other branch streams on unhindered.
+ */
+export async function readCapped(stream: ReadableStream<Uint8Array>, cap: number): Promise<BodyRead> {
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > cap) {
+        await reader.cancel("body cap reached").catch(() => {});
+        return { ok: false, reason: "body_too_large", detail: `body exceeds maxMirrorBodyBytes (${cap})` };
+      }
+      chunks.push(value);
+    }
+  } catch (err) {
+    return { ok: false, reason: "body_read_failed", detail: String(err) };
+  }
+  if (chunks.length === 1) return { ok: true, bytes: chunks[0] as Uint8Array };
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return { ok: true, bytes };
+}
+
+/** The mirrors' body bytes, read once and shared by every copy. */
+export async function mirrorBodyBytes(body: MirrorBody): Promise<BodyRead> {
+  switch (body.kind) {
+    case "none":
+      return { ok: true, bytes: null };
+    case "too_large":
+      return {
+        ok: false,
+        reason: "body_too_large",
+        detail: `content-length ${body.declared} exceeds maxMirrorBodyBytes (${body.cap})`,
+      };
+    case "stream":
+      return readCapped(body.stream, body.cap);
+  }
+}
+
+/** Reads a response body up to `cap` for comparison; past the cap there is nothing to compare. */
+export async function captureResponse(response: Response, cap: number): Promise<Capture> {
+  const read: BodyRead = response.body ? await readCapped(response.body, cap) : { ok: true, bytes: null };
+  if (!read.ok) return { ok: false, error: read.detail };
+  return {
+    ok: true,
+    response: { status: response.status, headers: response.headers, body: read.bytes ?? new Uint8Array() },
+  };
+}
+
+/**
+ * Splits the primary's body so that the client streams one branch untouched while the other is
+ * read, up to `cap`, for comparison. Past the cap the comparison branch is cancelled, so at most
+ * `cap` bytes are ever held for it.
+ */
+export function teeForComparison(response: Response, cap: number): { response: Response; capture: Promise<Capture> } {
+  if (!response.body) return { response, capture: captureResponse(response, cap) };
+  const [toClient, toCompare] = response.body.tee();
+  const capture = captureResponse(new Response(toCompare, response), cap).catch(
+    (err: unknown): Capture => ({ ok: false, error: `primary body: ${String(err)}` }),
+  );
+  return { response: new Response(toClient, response), capture };
+}
+
+/**
+ * The client's body on its way to the primary, read chunk by chunk by the worker (one chunk
+ * in flight, never buffered) and written to a stream the worker owns, which is what `fetch`
+ * gets. Handing `request.body` itself to `fetch` gives it to the runtime: when the primary
+ * fails or answers before reading it all, the rest of the upload is never read, and workerd
+ * closes a connection whose request body was left unread (more than 64 KiB of it) without
+ * saying so in the response, so a client still uploading, or the next request on that
+ * keep-alive connection, gets a reset instead of the answer. (`pipeTo` does not help: the
+ * runtime's native pipe tears the source down with the failed fetch.) With the relay,
+ * `discardRest` reads the rest of the upload and drops it — nginx's lingering close — and the
+ * connection survives.
+ */
+export interface RelayedBody {
+  /** What `fetch` sends: Content-Length when the client declared one, chunked otherwise. */
+  readonly stream: ReadableStream;
+  /** Settles once the client's body has been read to its end (forwarded or dropped) or abandoned. */
+  readonly done: Promise<void>;
+  /** Stops forwarding and reads the rest of the upload, dropping it; gives up after `limitMs`. */
+  discardRest(limitMs: number): Promise<void>;
+}
+
+/**
+ * The runtime itself reads and drops up to 64 KiB of a body the worker left unread, so a body
+ * declared at most this long keeps its connection without a relay and goes to `fetch` as is.
+ */
+export const RUNTIME_DRAINS_BYTES = 60 * 1024;
+
+/** Read size of the relay: the default reader would hand the worker 4 KiB chunks. */
+const RELAY_CHUNK_BYTES = 256 * 1024;
+
+/** BYOB reads in large chunks where the stream allows it (the runtime's own bodies do). */
+function chunkReader(source: ReadableStream) {
+  try {
+    const reader = source.getReader({ mode: "byob" });
+    // The previous chunk's buffer, once written, is read into again: a fresh 256 KiB buffer per
+    // read would leave a 100 MB upload's worth of garbage for the collector to catch up with.
+    const read = (spare?: ArrayBufferLike) =>
+      reader.read(new Uint8Array(spare?.byteLength === RELAY_CHUNK_BYTES ? spare : new ArrayBuffer(RELAY_CHUNK_BYTES)));
+    return { reader, read };
+  } catch {
+    // A stream built in JavaScript (tests, or a tee of one) is not a byte stream.
+    const reader = source.getReader();
+    return {
+      reader,
+      read: (_spare?: ArrayBufferLike) => reader.read() as Promise<ReadableStreamReadResult<Uint8Array>>,
+    };
+  }
+}
+
+const NOTHING_TO_DRAIN: Omit<RelayedBody, "stream"> = { done: Promise.resolve(), discardRest: async () => {} };
+
+export function relayBody(source: ReadableStream, contentLength: string | null): RelayedBody {
+  const length = declaredLength(contentLength);
+  if (length !== undefined && length <= RUNTIME_DRAINS_BYTES) return { stream: source, ...NOTHING_TO_DRAIN };
+  const { readable, writable } = length !== undefined ? new FixedLengthStream(length) : new IdentityTransformStream();
+  const writer = writable.getWriter();
+  const { reader, read } = chunkReader(source);
+  let forwarding = true;
+  const stopForwarding = (reason?: unknown) => {
+    if (!forwarding) return;
+    forwarding = false;
+    writer.abort(reason).catch(() => {});
+  };
+  const done = (async () => {
+    try {
+      let spare: ArrayBufferLike | undefined;
+      for (;;) {
+        const { done: end, value } = await read(spare);
+        if (end) break;
+        // A write fails once the primary stops reading (it failed or answered early): keep
+        // reading the client's body and drop it from then on.
+        if (forwarding) await writer.write(value).catch(stopForwarding);
+        spare = value.buffer;
+      }
+      if (forwarding) await writer.close().catch(() => {});
+    } catch (err) {
+      // The client's upload broke off: the primary must not take a truncated body as complete.
+      stopForwarding(err);
+    }
+  })();
+  return {
+    stream: readable,
+    done,
+    async discardRest(limitMs) {
+      stopForwarding(new Error("primary failed"));
+      let timer = 0;
+      const late = new Promise<"late">((resolve) => {
+        timer = setTimeout(() => resolve("late"), limitMs);
+      });
+      // Too slow an upload is abandoned: the runtime then closes the connection, as before.
+      if ((await Promise.race([done, late])) === "late") await reader.cancel().catch(() => {});
+      clearTimeout(timer);
+    },
+  };
+}

@@ -1,0 +1,141 @@
+/**
+ * @module isolate
+ * What an isolate keeps between requests: the settings parsed from env vars (once — vars cannot
+ * change within an isolate), the policy cache, the counter buffer, the mirror breaker and the
+ * noise memory. Every other module is handed these rather than keeping module-level state.
+ */
+import { adminPrefix } from "../admin/index.js";
+import { NoiseMemory } from "../compare/index.js";
+import { type MarkerSigner, markerSigner } from "../headers/marker.js";
+import { MirrorBreaker } from "../mirror/breaker.js";
+import { analyticsSink } from "../record/analytics.js";
+import { fanOut, type LogLevel, logSink, type OutcomeSink, parseLogLevel, parseSampleRate } from "../record/index.js";
+import { StatsBuffer } from "../stats/buffer.js";
+import { statsObject } from "../stats/durable-object.js";
+import { PolicyCache } from "../store/index.js";
+
+export interface Settings {
+  /** `PRIMARY_ORIGIN` reduced to its origin, or undefined: requests then go to their own URL. */
+  primaryOrigin: string | undefined;
+  policyTtlMs: number;
+  logLevel: LogLevel;
+  logSampleRate: number;
+  adminPrefix: string;
+  statsFlushMs: number;
+}
+
+/** Reads a non-negative number of milliseconds, or the default. */
+function millis(value: string | undefined, fallback: number): number {
+  const n = Number(value);
+  return value !== undefined && value.trim() !== "" && Number.isFinite(n) && n >= 0 ? n : fallback;
+}
+
+function originOf(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  try {
+    return new URL(value).origin;
+  } catch {
+    // A typo must not turn every request of the zone into a 500: say so once and serve.
+    console.error(
+      JSON.stringify({ msg: "edge-mirror.invalid_setting", name: "PRIMARY_ORIGIN", error: "not an absolute URL" }),
+    );
+    return undefined;
+  }
+}
+
+export function parseSettings(env: Env): Settings {
+  return {
+    primaryOrigin: originOf(env.PRIMARY_ORIGIN),
+    policyTtlMs: millis(env.POLICY_CACHE_TTL_MS, 5000),
+    logLevel: parseLogLevel(env.LOG_LEVEL),
+    logSampleRate: parseSampleRate(env.LOG_SAMPLE_RATE),
+    adminPrefix: adminPrefix(env),
+    statsFlushMs: millis(env.STATS_FLUSH_MS, 1000),
+  };
+}
+
+/** The vars behind `Settings`, joined: equal fingerprints parse to equal settings. */
+function fingerprint(env: Env): string {
+  return [
+    env.PRIMARY_ORIGIN,
+    env.POLICY_CACHE_TTL_MS,
+    env.LOG_LEVEL,
+    env.LOG_SAMPLE_RATE,
+    env.ADMIN_PREFIX,
+    env.STATS_FLUSH_MS,
+    env.MIRROR_MARKER_KEY,
+  ].join("\n");
+}
+
+export interface Isolate {
+  readonly settings: Settings;
+  readonly policies: PolicyCache;
+  /** Undefined without the `MIRROR_STATS` binding. */
+  readonly stats: StatsBuffer | undefined;
+  readonly breaker: MirrorBreaker;
+  readonly noise: NoiseMemory;
+  readonly log: OutcomeSink;
+  /** Signs the marker copies carry and verifies the markers requests arrive with. */
+  readonly marker: MarkerSigner;
+}
+
+function buildIsolate(env: Env, settings: Settings, previous: Isolate | undefined): Isolate {
+  return {
+    settings,
+    policies: new PolicyCache({ ttlMs: settings.policyTtlMs }),
+    stats: env.MIRROR_STATS
+      ? new StatsBuffer(
+          // A stub belongs to the request that made it, so each flush makes its own.
+          async (batch) => statsObject(env)?.record(batch),
+          settings.statsFlushMs,
+        )
+      : undefined,
+    // Ejections and learned noise describe the mirrors, not the settings: they survive.
+    breaker: previous?.breaker ?? new MirrorBreaker(),
+    noise: previous?.noise ?? new NoiseMemory(),
+    log: logSink({ level: settings.logLevel, sampleRate: settings.logSampleRate }),
+    marker: markerSigner(env.MIRROR_MARKER_KEY),
+  };
+}
+
+let current: { env: Env; fingerprint: string; isolate: Isolate } | undefined;
+
+/**
+ * This isolate's state. The first request builds it; later ones get it back after one identity
+ * check. (An env whose vars differ — tests pass their own — rebuilds the settings.)
+ */
+export function isolateFor(env: Env): Isolate {
+  if (current?.env === env) return current.isolate;
+  const print = fingerprint(env);
+  if (current?.fingerprint === print) {
+    current.env = env;
+    return current.isolate;
+  }
+  const isolate = buildIsolate(env, parseSettings(env), current?.isolate);
+  current = { env, fingerprint: print, isolate };
+  return isolate;
+}
+
+/** Where a matched request's outcomes and counts go. */
+export interface Recorder {
+  outcome: OutcomeSink;
+  request: (route: string, mirrored: boolean) => void;
+}
+
+/** The log line, the live counters and, when bound, Analytics Engine: all fed the same outcome. */
+export function recorderFor(isolate: Isolate, env: Env, waitUntil: (p: Promise<unknown>) => void): Recorder {
+  const { stats } = isolate;
+  const sinks = [isolate.log];
+  if (stats) sinks.push(stats.sink(waitUntil));
+  if (env.MIRROR_ANALYTICS) sinks.push(analyticsSink(env.MIRROR_ANALYTICS));
+  return {
+    outcome: fanOut(sinks),
+    request: (route, mirrored) => {
+      try {
+        stats?.countRequest(route, mirrored, waitUntil);
+      } catch {
+        // Counting is best effort, never the client's problem.
+      }
+    },
+  };
+}
