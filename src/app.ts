@@ -35,7 +35,8 @@ export async function handleRequest(
   const hops = hopsSoFar(request.headers);
   if (hops >= MAX_HOPS) return loopDetected(hops);
   const waitUntil = (p: Promise<unknown>) => ctx.waitUntil(p);
-  const snapshot = await (options.cache ?? isolate.policies).get(env.MIRROR_CONFIG, waitUntil);
+  const policies = options.cache ?? isolate.policies;
+  const snapshot = policies.fresh(Date.now()) ?? (await policies.get(env.MIRROR_CONFIG, waitUntil));
 
   const route = matchRoute(snapshot.routes, request, url);
   if (!route) {

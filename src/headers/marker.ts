@@ -23,14 +23,14 @@ function signedText(route: string, seconds: number): Uint8Array {
 }
 
 export interface MarkerSigner {
-  /** The marker value for a copy of a request matched by `route`. */
-  mark(route: string, nowMs: number): Promise<string>;
+  /** The marker value for a copy of a request matched by `route` (at once when unsigned or cached). */
+  mark(route: string, nowMs: number): string | Promise<string>;
   /** True only for a marker signed with this key within `MARKER_MAX_AGE_S`. */
   verify(value: string, nowMs: number): Promise<boolean>;
 }
 
 const UNSIGNED: MarkerSigner = {
-  mark: async (route) => route,
+  mark: (route) => route,
   verify: async () => false,
 };
 
@@ -43,16 +43,19 @@ export function markerSigner(secret: string | undefined): MarkerSigner {
   ]);
   // One signature per route per second is enough: copies of one second share it.
   const recent = new Map<string, { seconds: number; value: string }>();
+  const sign = async (route: string, seconds: number) => {
+    const sig = hex(await crypto.subtle.sign("HMAC", await key, signedText(route, seconds)));
+    const value = `${route};t=${seconds};sig=${sig}`;
+    if (recent.size >= 1024) recent.clear();
+    recent.set(route, { seconds, value });
+    return value;
+  };
   return {
-    async mark(route, nowMs) {
+    mark(route, nowMs) {
       const seconds = Math.floor(nowMs / 1000);
       const cached = recent.get(route);
       if (cached?.seconds === seconds) return cached.value;
-      const sig = hex(await crypto.subtle.sign("HMAC", await key, signedText(route, seconds)));
-      const value = `${route};t=${seconds};sig=${sig}`;
-      if (recent.size >= 1024) recent.clear();
-      recent.set(route, { seconds, value });
-      return value;
+      return sign(route, seconds);
     },
     async verify(value, nowMs) {
       const match = /^([A-Za-z0-9][A-Za-z0-9._-]{0,127});t=(\d{1,12});sig=([0-9a-f]{64})$/.exec(value);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseRoute, type RouteInput } from "../policy/index.js";
+import { parseRoute, type Route, type RouteInput } from "../policy/index.js";
 import { compileRoutes, type RequestFacts } from "./index.js";
 
 function facts(url: string, init: { method?: string; headers?: Record<string, string> } = {}): RequestFacts {
@@ -128,5 +128,42 @@ describe("scale", () => {
     expect(t.size).toBe(1000);
     expect(t.find(facts("https://h/tenant/999/api/push"))?.id).toBe("r999");
     expect(t.find(facts("https://h/tenant/1000/api"))).toBeUndefined();
+  });
+});
+
+describe("a route that fails to compile or to match", () => {
+  const good = parseRoute({ id: "good", match: { path: { type: "PathPrefix", value: "/" } } });
+
+  it("is left out and reported; the others are compiled", () => {
+    // An object the schema would refuse: the guard must hold for whatever reaches it.
+    const broken = {
+      ...good,
+      id: "broken",
+      priority: 5,
+      match: { ...good.match, path: { type: "RegularExpression", value: "(" } },
+    } as Route;
+    const rejected: string[] = [];
+    const table = compileRoutes([broken, good], (route) => rejected.push(route.id));
+    expect(rejected).toEqual(["broken"]);
+    expect(table.size).toBe(1);
+    expect(table.find(facts("https://h.test/x"))?.id).toBe("good");
+  });
+
+  it("is skipped for the request on which its check throws", () => {
+    const throwing = parseRoute({
+      id: "throwing",
+      priority: 5,
+      match: { headers: [{ name: "x-a", value: "1" }] },
+    });
+    const table = compileRoutes([throwing, good]);
+    const hostile = {
+      ...facts("https://h.test/x"),
+      headers: {
+        get: () => {
+          throw new Error("boom");
+        },
+      } as unknown as Headers,
+    };
+    expect(table.find(hostile)?.id).toBe("good");
   });
 });

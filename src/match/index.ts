@@ -33,6 +33,8 @@ interface TrieNode {
 export interface RouteTable {
   readonly size: number;
   find(facts: RequestFacts): Route | undefined;
+  /** The routes whose path could match `path`, in precedence order; undefined when none. */
+  candidates(path: string): CompiledRoute[] | undefined;
 }
 
 const PATH_KIND_ORDER = { Exact: 0, PathPrefix: 1, RegularExpression: 2 } as const;
@@ -57,12 +59,28 @@ function conditionCount(route: Route): number {
   return (m.methods.length ? 1 : 0) + (m.hosts.length ? 1 : 0) + m.headers.length + m.query.length;
 }
 
-export function compileRoutes(routes: readonly Route[]): RouteTable {
+/**
+ * Compiles every route inside its own guard: a route that cannot be compiled (a pattern the
+ * validator let through by mistake, a policy written around the validator) is left out and
+ * reported through `onRejected`, and the others keep working.
+ */
+export function compileRoutes(
+  routes: readonly Route[],
+  onRejected: (route: Route, error: unknown) => void = () => {},
+): RouteTable {
   const ordered = [...routes].sort(comparePrecedence);
   const root = newNode();
   const scanned: CompiledRoute[] = [];
+  let size = 0;
   ordered.forEach((route, rank) => {
-    const compiled: CompiledRoute = { route, rank, matches: compileConditions(route) };
+    let compiled: CompiledRoute;
+    try {
+      compiled = { route, rank, matches: guarded(route, compileConditions(route)) };
+    } catch (err) {
+      onRejected(route, err);
+      return;
+    }
+    size++;
     const path = route.match.path;
     if (path.type === "RegularExpression") {
       scanned.push(compiled);
@@ -80,17 +98,42 @@ export function compileRoutes(routes: readonly Route[]): RouteTable {
     (path.type === "Exact" ? node.exact : node.prefix).push(compiled);
   });
 
+  const candidates = (path: string) => collectCandidates(root, scanned, path);
   return {
-    size: ordered.length,
-    find(facts) {
-      const candidates = collectCandidates(root, facts.path);
-      for (const c of scanned) candidates.push(c);
-      candidates.sort((a, b) => a.rank - b.rank);
-      for (const c of candidates) {
-        if (c.matches(facts)) return c.route;
+    size,
+    candidates,
+    find: (facts) => firstMatch(candidates(facts.path), facts),
+  };
+}
+
+/** The first candidate whose conditions hold. */
+export function firstMatch(candidates: readonly CompiledRoute[] | undefined, facts: RequestFacts): Route | undefined {
+  if (!candidates) return undefined;
+  for (const c of candidates) {
+    if (c.matches(facts)) return c.route;
+  }
+  return undefined;
+}
+
+/** A route whose check throws on some request is skipped for that request, and said so once. */
+function guarded(route: Route, matches: (facts: RequestFacts) => boolean): (facts: RequestFacts) => boolean {
+  let reported = false;
+  return (facts) => {
+    try {
+      return matches(facts);
+    } catch (err) {
+      if (!reported) {
+        reported = true;
+        console.error(
+          JSON.stringify({
+            msg: "edge-mirror.invalid_policy",
+            key: `route:${route.id}`,
+            error: `match failed: ${String(err)}`,
+          }),
+        );
       }
-      return undefined;
-    },
+      return false;
+    }
   };
 }
 
@@ -103,16 +146,43 @@ function segments(path: string): string[] {
   return path.split("/").filter((s) => s !== "");
 }
 
-function collectCandidates(root: TrieNode, path: string): CompiledRoute[] {
-  const found: CompiledRoute[] = [...root.prefix];
-  const parts = segments(path);
-  let node: TrieNode | undefined = root;
-  for (const part of parts) {
-    node = node.children.get(part);
-    if (!node) return found;
-    for (const c of node.prefix) found.push(c);
+const SLASH = 47;
+
+/**
+ * Walks the trie along `path` without splitting it: most of a zone's requests leave the trie at
+ * their first segment, and then nothing is allocated but that segment.
+ */
+function collectCandidates(
+  root: TrieNode,
+  scanned: readonly CompiledRoute[],
+  path: string,
+): CompiledRoute[] | undefined {
+  let found: CompiledRoute[] | undefined;
+  const add = (list: readonly CompiledRoute[]) => {
+    if (list.length === 0) return;
+    found ??= [];
+    for (const c of list) found.push(c);
+  };
+  add(root.prefix);
+  let node: TrieNode = root;
+  let at = 0;
+  for (;;) {
+    while (at < path.length && path.charCodeAt(at) === SLASH) at++;
+    if (at >= path.length) {
+      add(node.exact);
+      break;
+    }
+    if (node.children.size === 0) break;
+    let end = path.indexOf("/", at);
+    if (end === -1) end = path.length;
+    const child = node.children.get(path.slice(at, end));
+    if (!child) break;
+    node = child;
+    add(node.prefix);
+    at = end;
   }
-  for (const c of node.exact) found.push(c);
+  add(scanned);
+  if (found && found.length > 1) found.sort((a, b) => a.rank - b.rank);
   return found;
 }
 
@@ -171,9 +241,14 @@ function compileValue(type: "Exact" | "RegularExpression", value: string): (actu
   return (actual) => re.test(actual);
 }
 
-/** The route that claims this request, if any: the first step of every request. */
+/**
+ * The route that claims this request, if any: the first step of every request. The request's
+ * facts are read only when some route's path could match.
+ */
 export function matchRoute(table: RouteTable, request: Request, url: URL): Route | undefined {
-  return table.size === 0 ? undefined : table.find(requestFacts(request, url));
+  if (table.size === 0) return undefined;
+  const candidates = table.candidates(url.pathname);
+  return candidates && firstMatch(candidates, requestFacts(request, url));
 }
 
 /** Reads the facts the matcher needs; never throws, whatever the URL holds. */

@@ -165,7 +165,7 @@ export function classifyMirrorError(err: unknown): MirrorErrorKind {
 }
 
 export async function runMirrors(job: MirrorJob): Promise<void> {
-  const body = await mirrorBodyBytes(job.body);
+  const body = job.body.kind === "none" ? NO_BYTES : await mirrorBodyBytes(job.body);
   if (!body.ok) {
     for (const target of job.targets) {
       job.sink({
@@ -182,18 +182,37 @@ export async function runMirrors(job: MirrorJob): Promise<void> {
   // GET and HEAD copies cannot carry a body: it is dropped rather than failing the copy.
   const bytes = BODYLESS.has(job.method) ? null : body.bytes;
   const marker = await job.signer.mark(job.routeId, Date.now());
-  await Promise.all(job.targets.map((target) => sendOne(job, target, bytes, marker)));
+  const headers = copyHeadersOnce(job, marker);
+  await Promise.all(job.targets.map((target) => sendOne({ job, target, bytes, headers: headers(target) })));
 }
 
+const NO_BYTES = { ok: true, bytes: null } as const;
 const BODYLESS = new Set(["GET", "HEAD"]);
 
-function copyHeaders(job: MirrorJob, target: MirrorTarget, marker: string): Headers {
-  const headers = new Headers(job.headers);
-  applyHeaderOps(headers, target.requestHeaders);
-  headers.set("x-forwarded-host", shadowHost(job.host, target.hostSuffix));
-  headers.set(MIRROR_MARKER, marker);
-  headers.set(HOP_HEADER, String(job.hops + 1));
-  return headers;
+/**
+ * Each copy's headers: the primary's, the mirror's own changes, the shadow host, the marker and
+ * the hop count. Mirrors without header changes of their own share one set per host suffix —
+ * the copies of one request are alike, and `Request` copies what it is given.
+ */
+function copyHeadersOnce(job: MirrorJob, marker: string): (target: MirrorTarget) => Headers {
+  const shared = new Map<string, Headers>();
+  const build = (target: MirrorTarget) => {
+    const headers = new Headers(job.headers);
+    applyHeaderOps(headers, target.requestHeaders);
+    headers.set("x-forwarded-host", shadowHost(job.host, target.hostSuffix));
+    headers.set(MIRROR_MARKER, marker);
+    headers.set(HOP_HEADER, String(job.hops + 1));
+    return headers;
+  };
+  return (target) => {
+    if (target.requestHeaders) return build(target);
+    let headers = shared.get(target.hostSuffix);
+    if (!headers) {
+      headers = build(target);
+      shared.set(target.hostSuffix, headers);
+    }
+    return headers;
+  };
 }
 
 /** The copy for one mirror (or its compare reference, at `origin`): the mirror's header changes applied. */
@@ -201,24 +220,24 @@ function copyRequest(copy: CopyOf, origin: string): Request {
   const { job, target, bytes } = copy;
   return new Request(origin + job.pathAndQuery, {
     method: job.method,
-    headers: copyHeaders(job, target, copy.marker),
+    headers: copy.headers,
     body: bytes,
     redirect: "manual",
     signal: AbortSignal.timeout(target.timeoutMs),
   });
 }
 
-/** One copy's parts: the job, its mirror, the body bytes and the marker. */
+/** One copy's parts: the job, its mirror, the body bytes and the headers. */
 interface CopyOf {
   job: MirrorJob;
   target: MirrorTarget;
   bytes: Uint8Array | null;
-  marker: string;
+  headers: Headers;
 }
 
-async function sendOne(job: MirrorJob, target: MirrorTarget, bytes: Uint8Array | null, marker: string): Promise<void> {
+async function sendOne(parts: CopyOf): Promise<void> {
+  const { job, target } = parts;
   const base = { route: job.routeId, mirror: target.label, requestId: job.requestId };
-  const parts: CopyOf = { job, target, bytes, marker };
   let copy: Request;
   try {
     copy = copyRequest(parts, target.origin);
@@ -261,7 +280,7 @@ async function sendOne(job: MirrorJob, target: MirrorTarget, bytes: Uint8Array |
       kind: "sent",
       status: response.status,
       latencyMs,
-      bodyBytes: bytes?.byteLength ?? 0,
+      bodyBytes: parts.bytes?.byteLength ?? 0,
       ...compared,
     });
   } catch (err) {

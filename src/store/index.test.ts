@@ -46,6 +46,32 @@ describe("loadSnapshot", () => {
   });
 });
 
+describe("a broken route never harms the others", () => {
+  it("leaves out a route whose header or query pattern cannot be compiled, and serves the rest", async () => {
+    // Written around the validator, as a tool or an older version might have stored them.
+    await kv.put("route:good", JSON.stringify({ id: "good", match: { path: { type: "PathPrefix", value: "/" } } }));
+    await kv.put(
+      "route:bad-header",
+      JSON.stringify({
+        id: "bad-header",
+        priority: 10,
+        match: { headers: [{ name: "x-a", type: "RegularExpression", value: "(" }] },
+      }),
+    );
+    await kv.put(
+      "route:bad-query",
+      JSON.stringify({
+        id: "bad-query",
+        priority: 10,
+        match: { query: [{ name: "q", type: "RegularExpression", value: "[" }] },
+      }),
+    );
+    const snap = await loadSnapshot(kv, 1);
+    expect(snap.routes.find({ ...facts("/any"), headers: new Headers({ "x-a": "(" }) })?.id).toBe("good");
+    expect(snap.invalid.map((e) => e.key).sort()).toEqual(["route:bad-header", "route:bad-query"]);
+  });
+});
+
 describe("parseStoredRoute", () => {
   it("requires the id to equal the key", () => {
     expect(parseStoredRoute("route:a", '{"id":"a"}').id).toBe("a");

@@ -106,7 +106,10 @@ function buildSnapshot(texts: ReadonlyMap<string, string | null>, now: number): 
       invalid.push({ key, error: (err as Error).message });
     }
   }
-  return { routes: compileRoutes(routes), clusters, invalid, available: true, loadedAt: now };
+  const table = compileRoutes(routes, (route, err) =>
+    invalid.push({ key: `${ROUTE_PREFIX}${route.id}`, error: `cannot be compiled: ${(err as Error)?.message ?? err}` }),
+  );
+  return { routes: table, clusters, invalid, available: true, loadedAt: now };
 }
 
 export interface CacheOptions {
@@ -133,6 +136,15 @@ export class PolicyCache {
   /** Forget the snapshot: the next request waits for a fresh one (after an admin write). */
   invalidate(): void {
     this.snapshot = undefined;
+  }
+
+  /**
+   * The snapshot when it is still fresh, without a promise: the hot path of every request.
+   * Undefined when `get` has to be asked (first request, expired, or `ttlMs` 0).
+   */
+  fresh(now: number): PolicySnapshot | undefined {
+    const current = this.snapshot;
+    return current && this.options.ttlMs > 0 && now - current.loadedAt < this.options.ttlMs ? current : undefined;
   }
 
   async get(kv: KVNamespace, waitUntil: (p: Promise<unknown>) => void): Promise<PolicySnapshot> {
