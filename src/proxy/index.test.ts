@@ -1,4 +1,4 @@
-import { describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import { UpstreamError } from "../errors/index.js";
 import { parseRoute } from "../policy/index.js";
 import { pickBackend, primaryOrigin, rawPathAndQuery } from "./index.js";
