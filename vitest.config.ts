@@ -21,7 +21,8 @@ export default defineConfig({
             },
           }),
         ],
-        test: { name: "worker", include: ["src/**/*.test.ts", "test/worker/**/*.test.ts"] },
+        // Property tests and 1,000-route loads take seconds; on a shared machine, several times that.
+        test: { name: "worker", include: ["src/**/*.test.ts", "test/worker/**/*.test.ts"], testTimeout: 30_000 },
       },
       {
         test: {

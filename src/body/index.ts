@@ -22,17 +22,23 @@ export type MirrorBody =
 
 const NO_BODY: MirrorBody = { kind: "none" };
 
+/** Methods whose copies cannot carry a body (`fetch` refuses to build them). */
+export function isBodyless(method: string): boolean {
+  return method === "GET" || method === "HEAD";
+}
+
 /**
  * Splits the client's upload between the primary and the mirrors, only when some mirror was
  * sampled (`cap` given). A body declared larger than `cap` is never tee'd: the mirrors get a
- * skip, the primary the untouched stream.
+ * skip, the primary the untouched stream. A GET or HEAD that arrived with a body keeps it for
+ * the primary; its copies go without.
  */
 export function splitUpload(
   request: Request,
   cap: number | undefined,
 ): { primary: ReadableStream<Uint8Array> | null; mirrors: MirrorBody } {
   const body = request.body;
-  if (!body || cap === undefined) return { primary: body, mirrors: NO_BODY };
+  if (!body || cap === undefined || isBodyless(request.method)) return { primary: body, mirrors: NO_BODY };
   const declared = declaredLength(request.headers.get("content-length"));
   if (declared !== undefined && declared > cap) {
     return { primary: body, mirrors: { kind: "too_large", declared, cap } };

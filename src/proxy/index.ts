@@ -6,7 +6,7 @@
  * upgrade passes through: its 101 and socket go back to the client as the primary gave them
  * (`forwardableHeaders` keeps `Upgrade` and `Connection` for it).
  */
-import { type RelayedBody, relayBody } from "../body/index.js";
+import { isBodyless, type RelayedBody, relayBody } from "../body/index.js";
 import { UpstreamError } from "../errors/index.js";
 import { applyHeaderOps, forwardableHeaders, forwardedFrom, HOP_HEADER, setForwarded } from "../headers/index.js";
 import type { Backend, Route } from "../policy/index.js";
@@ -77,11 +77,13 @@ export function primaryRequest(
   setForwarded(headers, forwardedFrom(request, url));
   applyHeaderOps(headers, route?.requestHeaders);
   headers.set(HOP_HEADER, String(hops + 1));
+  const bodyless = isBodyless(request.method);
   return {
     url: origin + rawPathAndQuery(request.url),
     method: request.method,
     headers,
-    body: body ? relayBody(body, request.headers.get("content-length")) : null,
+    body: body && !bodyless ? relayBody(body, request.headers.get("content-length")) : null,
+    ...(body && bodyless ? { bodyOf: request } : {}),
     // Traffic no route claims keeps the zone's own timeouts: edge-mirror adds none of its own.
     timeoutMs: route?.timeoutMs,
   };
@@ -95,6 +97,11 @@ export interface PrimaryRequest {
   method: string;
   headers: Headers;
   body: RelayedBody | null;
+  /**
+   * A GET or HEAD that arrived with a body (Elasticsearch's `_search`, some RPC clients): only a
+   * request derived from the incoming one may carry that body on, so it is sent from here.
+   */
+  bodyOf?: Request;
   /** Time allowed for the primary's response headers; undefined leaves it to the platform. */
   timeoutMs: number | undefined;
 }
@@ -106,21 +113,14 @@ export interface PrimaryRequest {
  * its connection survives.
  */
 export function forwardToPrimary(req: PrimaryRequest): Promise<Response> {
-  const init: RequestInit = {
-    method: req.method,
-    headers: req.headers,
-    body: req.body?.stream ?? null,
-    redirect: "manual",
-  };
-  if (req.timeoutMs === undefined) return fetch(req.url, init).catch((err) => failed(req, err, false));
+  if (req.timeoutMs === undefined) return fetch(req.url, requestInit(req)).catch((err) => failed(req, err, false));
   const controller = new AbortController();
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
     controller.abort();
   }, req.timeoutMs);
-  init.signal = controller.signal;
-  return fetch(req.url, init).then(
+  return fetch(req.url, requestInit(req, controller.signal)).then(
     (response) => {
       clearTimeout(timer);
       return response;
@@ -130,6 +130,14 @@ export function forwardToPrimary(req: PrimaryRequest): Promise<Response> {
       return failed(req, err, timedOut);
     },
   );
+}
+
+function requestInit(req: PrimaryRequest, signal?: AbortSignal): RequestInit {
+  const init: RequestInit = { headers: req.headers, redirect: "manual", ...(signal ? { signal } : {}) };
+  if (req.bodyOf) return new Request(req.bodyOf, init);
+  init.method = req.method;
+  init.body = req.body?.stream ?? null;
+  return init;
 }
 
 async function failed(req: PrimaryRequest, err: unknown, timedOut: boolean): Promise<never> {
