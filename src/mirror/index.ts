@@ -183,7 +183,43 @@ export async function runMirrors(job: MirrorJob): Promise<void> {
   const bytes = BODYLESS.has(job.method) ? null : body.bytes;
   const marker = await job.signer.mark(job.routeId, Date.now());
   const headers = copyHeadersOnce(job, marker);
-  await Promise.all(job.targets.map((target) => sendOne({ job, target, bytes, headers: headers(target) })));
+  const deadline = sharedDeadlines();
+  try {
+    await Promise.all(
+      job.targets.map((target) =>
+        sendOne({ job, target, bytes, headers: headers(target), signal: deadline(target.timeoutMs) }),
+      ),
+    );
+  } finally {
+    deadline.clear();
+  }
+}
+
+/**
+ * One timer per distinct timeout for all the copies of a request: they start together, so they
+ * share their deadline, and the timer is cleared once they are done — rather than a timer per
+ * copy left to fire long after its answer came.
+ */
+function sharedDeadlines(): ((timeoutMs: number) => AbortSignal) & { clear(): void } {
+  const timers = new Map<number, { signal: AbortSignal; timer: ReturnType<typeof setTimeout> }>();
+  const deadline = (timeoutMs: number) => {
+    let entry = timers.get(timeoutMs);
+    if (!entry) {
+      const controller = new AbortController();
+      const timer = setTimeout(
+        () => controller.abort(new DOMException(`no answer within ${timeoutMs} ms`, "TimeoutError")),
+        timeoutMs,
+      );
+      entry = { signal: controller.signal, timer };
+      timers.set(timeoutMs, entry);
+    }
+    return entry.signal;
+  };
+  return Object.assign(deadline, {
+    clear() {
+      for (const { timer } of timers.values()) clearTimeout(timer);
+    },
+  });
 }
 
 const NO_BYTES = { ok: true, bytes: null } as const;
@@ -217,22 +253,23 @@ function copyHeadersOnce(job: MirrorJob, marker: string): (target: MirrorTarget)
 
 /** The copy for one mirror (or its compare reference, at `origin`): the mirror's header changes applied. */
 function copyRequest(copy: CopyOf, origin: string): Request {
-  const { job, target, bytes } = copy;
+  const { job, bytes } = copy;
   return new Request(origin + job.pathAndQuery, {
     method: job.method,
     headers: copy.headers,
     body: bytes,
     redirect: "manual",
-    signal: AbortSignal.timeout(target.timeoutMs),
+    signal: copy.signal,
   });
 }
 
-/** One copy's parts: the job, its mirror, the body bytes and the headers. */
+/** One copy's parts: the job, its mirror, the body bytes, the headers and the deadline. */
 interface CopyOf {
   job: MirrorJob;
   target: MirrorTarget;
   bytes: Uint8Array | null;
   headers: Headers;
+  signal: AbortSignal;
 }
 
 async function sendOne(parts: CopyOf): Promise<void> {
