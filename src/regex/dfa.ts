@@ -36,8 +36,8 @@ export interface Dfa {
   /** The class of each ASCII code unit. */
   readonly ascii: Uint16Array;
   /** Above ASCII: the first code unit of each run of one class, ascending, and that class. */
-  readonly wideStarts: Uint16Array;
-  readonly wideClasses: Uint16Array;
+  readonly wideStarts: readonly number[];
+  readonly wideClasses: readonly number[];
   /** `table[state * classCount + class]` is the next state; state 0 is dead, state 1 initial. */
   readonly table: Uint16Array;
   /** 1 where ending the input in that state is a full match. */
@@ -72,8 +72,8 @@ function wideClassOf(dfa: Dfa, unit: number): number {
 interface Alphabet {
   classCount: number;
   ascii: Uint16Array;
-  wideStarts: Uint16Array;
-  wideClasses: Uint16Array;
+  wideStarts: number[];
+  wideClasses: number[];
   /** For each distinct set, the classes it contains. */
   classesOfSet: number[][];
 }
@@ -92,25 +92,22 @@ function buildAlphabet(sets: readonly CodeUnitSet[]): Alphabet {
   }
   const pieceStarts = [...cuts].sort((a, b) => a - b);
   const pieceAt = new Map(pieceStarts.map((start, piece) => [start, piece]));
-  const setsOfPiece: number[][] = pieceStarts.map(() => []);
-  sets.forEach((set, id) => {
+  const forEachPiece = (set: CodeUnitSet, visit: (piece: number) => void) => {
     for (let i = 0; i < set.length; i += 2) {
       const hi = set[i + 1] as number;
       for (let piece = pieceAt.get(set[i] as number) as number; (pieceStarts[piece] ?? Infinity) <= hi; piece++) {
-        (setsOfPiece[piece] as number[]).push(id);
+        visit(piece);
       }
     }
+  };
+  const setsOfPiece: number[][] = pieceStarts.map(() => []);
+  sets.forEach((set, id) => {
+    forEachPiece(set, (piece) => {
+      (setsOfPiece[piece] as number[]).push(id);
+    });
   });
   const classBySignature = new Map<string, number>();
-  const classOfPiece = setsOfPiece.map((ids) => {
-    const signature = ids.join(",");
-    let found = classBySignature.get(signature);
-    if (found === undefined) {
-      found = classBySignature.size;
-      classBySignature.set(signature, found);
-    }
-    return found;
-  });
+  const classOfPiece = setsOfPiece.map((ids) => internedId(classBySignature, ids.join(",")));
 
   const ascii = new Uint16Array(ASCII_LIMIT);
   let piece = 0;
@@ -127,20 +124,32 @@ function buildAlphabet(sets: readonly CodeUnitSet[]): Alphabet {
       wideClasses.push(cls);
     }
   });
-  const classesOfSet = sets.map(() => new Set<number>());
-  setsOfPiece.forEach((ids, p) => {
-    for (const id of ids) classesOfSet[id]?.add(classOfPiece[p] as number);
+  // The pieces of one class may be scattered through a set: the mark keeps each class once.
+  const lastSetOfClass: number[] = new Array(classBySignature.size).fill(-1);
+  const classesOfSet = sets.map((set, id) => {
+    const classes: number[] = [];
+    forEachPiece(set, (piece) => {
+      const cls = classOfPiece[piece] as number;
+      if (lastSetOfClass[cls] === id) return;
+      lastSetOfClass[cls] = id;
+      classes.push(cls);
+    });
+    return classes;
   });
-  return {
-    classCount: classBySignature.size,
-    ascii,
-    wideStarts: Uint16Array.from(wideStarts),
-    wideClasses: Uint16Array.from(wideClasses),
-    classesOfSet: classesOfSet.map((classes) => [...classes]),
-  };
+  return { classCount: classBySignature.size, ascii, wideStarts, wideClasses, classesOfSet };
 }
 
 const ascending = (a: number, b: number) => a - b;
+
+/** The id of `key` in `ids`, numbered in order of first sight. */
+function internedId<K>(ids: Map<K, number>, key: K): number {
+  let id = ids.get(key);
+  if (id === undefined) {
+    id = ids.size;
+    ids.set(key, id);
+  }
+  return id;
+}
 
 function tooComplex(need: string): RegexError {
   return new RegexError(
@@ -152,15 +161,7 @@ export function buildDfa(nfa: Nfa): Dfa {
   // Sets are told apart by identity: always sound, and the parser shares one array per literal
   // and per class escape, so that few are distinct.
   const setIds = new Map<CodeUnitSet, number>();
-  const setIdOfState = nfa.sets.map((set) => {
-    if (set === undefined) return -1;
-    let id = setIds.get(set);
-    if (id === undefined) {
-      id = setIds.size;
-      setIds.set(set, id);
-    }
-    return id;
-  });
+  const setIdOfState = nfa.sets.map((set) => (set === undefined ? -1 : internedId(setIds, set)));
   const alphabet = buildAlphabet([...setIds.keys()]);
   const classesOfState = setIdOfState.map((id) => (id < 0 ? [] : (alphabet.classesOfSet[id] as number[])));
   const built = new SubsetConstruction(nfa, alphabet.classCount, classesOfState).run();
@@ -181,17 +182,17 @@ export function buildDfa(nfa: Nfa): Dfa {
  * initial state; `$` only when deciding whether a state accepts.
  */
 class SubsetConstruction {
-  private readonly visited: Uint32Array;
+  private readonly visited: number[];
   private visit = 0;
   private readonly stack: number[] = [];
   private steps = 0;
   private readonly sets: number[][] = [];
   private readonly idByKey = new Map<string, number>();
-  /** The DFA state that the closure of one NFA state gives: most transitions of literal-heavy patterns. */
-  private readonly stateAfter: Int32Array;
+  /** The DFA state each bucket of NFA states leads to, by the bucket's members. */
+  private readonly stateAfterBucket = new Map<string, number>();
   /** Per class, the NFA states that follow on it from the state being filled; reused row to row. */
   private readonly buckets: Array<number[] | undefined>;
-  private table: Uint16Array;
+  private readonly table: number[] = [];
   private readonly accepting: number[] = [];
 
   constructor(
@@ -199,10 +200,8 @@ class SubsetConstruction {
     private readonly classCount: number,
     private readonly classesOfState: readonly number[][],
   ) {
-    this.visited = new Uint32Array(nfa.size);
-    this.stateAfter = new Int32Array(nfa.size).fill(-1);
+    this.visited = new Array(nfa.size).fill(0);
     this.buckets = new Array(classCount);
-    this.table = new Uint16Array(8 * classCount);
   }
 
   run(): { table: Uint16Array; accepting: Uint8Array } {
@@ -212,7 +211,7 @@ class SubsetConstruction {
     this.addState(this.closure(start, true, false), this.hasMatch(this.closure(start, true, true)));
     for (let state = INITIAL; state < this.sets.length; state++) this.fillRow(state);
     return {
-      table: this.table.slice(0, this.sets.length * this.classCount),
+      table: Uint16Array.from(this.table),
       accepting: Uint8Array.from(this.accepting),
     };
   }
@@ -233,32 +232,20 @@ class SubsetConstruction {
         }
       }
     }
-    const targetByBucket = new Map<string, number>();
     for (const cls of touched) {
       const bucket = this.buckets[cls] as number[];
       this.buckets[cls] = undefined;
-      const target =
-        bucket.length === 1 ? this.stateAfterOne(bucket[0] as number) : this.stateAfterMany(bucket, targetByBucket);
-      this.table[state * this.classCount + cls] = target;
+      this.table[state * this.classCount + cls] = this.stateAfter(bucket);
     }
   }
 
-  private stateAfterOne(nfaState: number): number {
-    let target = this.stateAfter[nfaState] as number;
-    if (target < 0) {
-      target = this.stateFor(this.closure([nfaState], false, false));
-      this.stateAfter[nfaState] = target;
-    }
-    return target;
-  }
-
-  /** Classes often share a bucket (all the letters a `.` and a `[a-z]` both take): one closure for them. */
-  private stateAfterMany(bucket: number[], targetByBucket: Map<string, number>): number {
+  /** Classes and rows often share a bucket (every letter that both `.` and `[a-z]` take): one closure for all. */
+  private stateAfter(bucket: readonly number[]): number {
     const bucketKey = bucket.join(",");
-    let target = targetByBucket.get(bucketKey);
+    let target = this.stateAfterBucket.get(bucketKey);
     if (target === undefined) {
       target = this.stateFor(this.closure(bucket, false, false));
-      targetByBucket.set(bucketKey, target);
+      this.stateAfterBucket.set(bucketKey, target);
     }
     return target;
   }
@@ -272,13 +259,8 @@ class SubsetConstruction {
   private addState(important: number[], accepts: boolean, key?: string): number {
     const id = this.sets.length;
     if (id >= MAX_DFA_STATES) throw tooComplex(`more than ${MAX_DFA_STATES} states`);
-    const cells = (id + 1) * this.classCount;
-    if (cells > MAX_TABLE_CELLS) throw tooComplex(`more than ${MAX_TABLE_CELLS} transitions`);
-    if (cells > this.table.length) {
-      const grown = new Uint16Array(Math.min(2 * this.table.length, MAX_TABLE_CELLS));
-      grown.set(this.table);
-      this.table = grown;
-    }
+    if ((id + 1) * this.classCount > MAX_TABLE_CELLS) throw tooComplex(`more than ${MAX_TABLE_CELLS} transitions`);
+    for (let cls = 0; cls < this.classCount; cls++) this.table.push(DEAD);
     this.sets.push(important);
     if (key !== undefined) this.idByKey.set(key, id);
     this.accepting.push(accepts ? 1 : 0);

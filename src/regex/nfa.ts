@@ -24,9 +24,9 @@ export const MAX_NFA_STATES = 4000;
 export interface Nfa {
   readonly size: number;
   readonly start: number;
-  readonly kind: Uint8Array;
-  readonly next: Int32Array;
-  readonly alt: Int32Array;
+  readonly kind: readonly number[];
+  readonly next: readonly number[];
+  readonly alt: readonly number[];
   /** The code units a CHAR state consumes; undefined for the other kinds. */
   readonly sets: ReadonlyArray<CodeUnitSet | undefined>;
 }
@@ -43,9 +43,9 @@ export function buildNfa(tree: RegexNode): Nfa {
   return {
     size: builder.kind.length,
     start,
-    kind: Uint8Array.from(builder.kind),
-    next: Int32Array.from(builder.next),
-    alt: Int32Array.from(builder.alt),
+    kind: builder.kind,
+    next: builder.next,
+    alt: builder.alt,
     sets: builder.sets,
   };
 }
