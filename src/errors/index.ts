@@ -19,6 +19,15 @@ export class PolicyValidationError extends Error {
   }
 }
 
+/** A regular expression that edge-mirror refuses: invalid, unsupported, or too large to match in linear time. */
+export class RegexError extends Error {
+  readonly code = "invalid_regex";
+  constructor(message: string) {
+    super(message);
+    this.name = "RegexError";
+  }
+}
+
 /** KV could not be read; the worker keeps serving the primary and skips mirrors. */
 export class PolicyStoreUnavailableError extends Error {
   readonly code = "policy_store_unavailable";

@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { parseRoute } from "../policy/index.js";
+import { REDOS_ACCEPTED } from "../regex/redos-corpus.js";
 import { compileRoutes, requestFacts } from "./index.js";
 
 const table = compileRoutes(
@@ -15,6 +16,11 @@ const table = compileRoutes(
         headers: [{ name: "x-env", type: "RegularExpression", value: "prod|staging" }],
         query: [{ name: "q", value: "1" }],
       },
+    },
+    {
+      id: "re-query",
+      priority: -2,
+      match: { query: [{ name: "r", type: "RegularExpression", value: "[0-9]+|x.*y|(a|aa)+" }] },
     },
   ].map((r) => parseRoute(r)),
 );
@@ -64,5 +70,36 @@ describe("the matcher never throws", () => {
     const url = new URL("https://api.example.com/?q=1");
     const huge = new Request(url, { headers: { "x-env": "p".repeat(64 * 1024) } });
     expect(table.find(requestFacts(huge, url))).toBeUndefined();
+  });
+});
+
+describe("hostile input against the ReDoS corpus", () => {
+  /** A route with `pattern` in one place, and a request carrying `input` in that place. */
+  const PLACES = {
+    path: {
+      route: (pattern: string) => ({ path: { type: "RegularExpression", value: `/(?:${pattern})` } }),
+      request: (input: string) => new Request(`https://h/${input}`),
+    },
+    header: {
+      route: (pattern: string) => ({ headers: [{ name: "x-probe", type: "RegularExpression", value: pattern }] }),
+      request: (input: string) => new Request("https://h/", { headers: { "x-probe": input } }),
+    },
+    query: {
+      route: (pattern: string) => ({ query: [{ name: "q", type: "RegularExpression", value: pattern }] }),
+      request: (input: string) => new Request(`https://h/?q=${encodeURIComponent(input)}`),
+    },
+  } as const;
+
+  // A backtracking engine would not finish these: that the test ends at all is the linear-time check.
+  it.each(
+    REDOS_ACCEPTED.flatMap((c) =>
+      (["path", "header", "query"] as const).map((place) => [c.pattern, place, c] as const),
+    ),
+  )("%s in the %s answers 16 KB of hostile input", (_pattern, place, { pattern, input, matches }) => {
+    const { route, request } = PLACES[place];
+    const hostileTable = compileRoutes([parseRoute({ id: "hostile", match: route(pattern) })]);
+    const req = request(input);
+    const url = new URL(req.url);
+    expect(hostileTable.find(requestFacts(req, url))?.id).toBe(matches ? "hostile" : undefined);
   });
 });

@@ -5,6 +5,7 @@
  * path segments instead of scanning every route; only RegularExpression routes are scanned.
  */
 import type { Route } from "../policy/index.js";
+import { compileRegex } from "../regex/index.js";
 
 /** What a route is matched against; built once per request from the URL and headers. */
 export interface RequestFacts {
@@ -194,7 +195,7 @@ function compileConditions(route: Route): (facts: RequestFacts) => boolean {
     const want = path.value;
     checks.push((f) => f.path === want);
   } else if (path.type === "RegularExpression") {
-    const re = new RegExp(`^(?:${path.value})$`);
+    const re = compileRegex(path.value);
     checks.push((f) => re.test(f.path));
   }
   if (m.methods.length) {
@@ -237,7 +238,7 @@ function compileHost(pattern: string): (host: string) => boolean {
 
 function compileValue(type: "Exact" | "RegularExpression", value: string): (actual: string) => boolean {
   if (type === "Exact") return (actual) => actual === value;
-  const re = new RegExp(`^(?:${value})$`);
+  const re = compileRegex(value);
   return (actual) => re.test(actual);
 }
 

@@ -7,7 +7,7 @@
  */
 import * as z from "zod/mini";
 import { type PolicyIssue, PolicyValidationError } from "../errors/index.js";
-import { regexProblem } from "./safe-regex.js";
+import { regexProblem } from "../regex/index.js";
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -24,12 +24,17 @@ export const MAX_MIRRORS_PER_ROUTE = 16;
 // zod/mini rather than zod classic: the same model at about a tenth of the bundle size.
 const intBetween = (min: number, max: number) => z.int().check(z.minimum(min), z.maximum(max));
 
-const safeRegex = z.string().check(
-  z.superRefine((pattern, ctx) => {
-    const problem = regexProblem(pattern);
-    if (problem) ctx.issues.push({ code: "custom", message: problem, input: pattern });
-  }),
-);
+/**
+ * Every pattern (path, header, query) is compiled by edge-mirror's linear-time engine
+ * (`src/regex`), and refused here when that engine would refuse it: invalid syntax, an
+ * unsupported construct, or an automaton past its size caps.
+ */
+function reportRegexProblem(pattern: string, ctx: z.core.$RefinementCtx, path: PropertyKey[] = []): void {
+  const problem = regexProblem(pattern);
+  if (problem) ctx.issues.push({ code: "custom", message: problem, input: pattern, path });
+}
+
+const safeRegex = z.string().check(z.superRefine((pattern, ctx) => reportRegexProblem(pattern, ctx)));
 
 const headerName = z
   .string()
@@ -86,11 +91,17 @@ const PathMatch = z.discriminatedUnion("type", [
 ]);
 
 const valueMatch = <N extends z.ZodMiniType<string>>(name: N) =>
-  z.strictObject({
-    name,
-    type: z._default(z.enum(["Exact", "RegularExpression"]), "Exact"),
-    value: z.string().check(z.maxLength(4096)),
-  });
+  z
+    .strictObject({
+      name,
+      type: z._default(z.enum(["Exact", "RegularExpression"]), "Exact"),
+      value: z.string().check(z.maxLength(4096)),
+    })
+    .check(
+      z.superRefine((match, ctx) => {
+        if (match.type === "RegularExpression") reportRegexProblem(match.value, ctx, ["value"]);
+      }),
+    );
 
 const HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"] as const;
 
