@@ -1,7 +1,7 @@
 /**
  * @module admin/api
- * The policy API under `<ADMIN_PREFIX>/api`: list, get, put and delete routes and clusters in
- * KV, with the same validation and cross-checks as `npm run policy`. A write is seen at once by
+ * The policy API under `<ADMIN_PREFIX>/api`: list, get, put and delete routes and clusters
+ * through the `PolicyStore`, with the same validation and cross-checks as `npm run policy`. A write is seen at once by
  * the isolate that made it; elsewhere within the policy cache TTL plus KV's propagation (≤ 60 s).
  */
 import { Hono } from "hono";
@@ -9,7 +9,9 @@ import { PolicyValidationError } from "../errors/index.js";
 import { isolateFor } from "../isolate/index.js";
 import { clusterReferences, crossCheck } from "../policy/cross-check.js";
 import { ClusterName, parseCluster, parseRoute, type Route } from "../policy/index.js";
-import { CLUSTER_PREFIX, getTexts, listKeys, parseStoredRoute, ROUTE_PREFIX } from "../store/index.js";
+import { clusterKey, type PolicyKind, parsePolicyKey, policyKey, routeKey } from "../store/keys.js";
+import { parseStoredPolicies, storedDocument } from "../store/parse.js";
+import { kvPolicyStore, type PolicyStore } from "../store/policy-store.js";
 import { type AdminEnv, jsonError } from "./index.js";
 
 /** Policies are small; anything larger is a mistake, not a policy. */
@@ -17,32 +19,16 @@ const MAX_BODY_BYTES = 256 * 1024;
 
 export const policyApi = new Hono<AdminEnv>();
 
-async function readAll(kv: KVNamespace, prefix: string): Promise<Map<string, unknown>> {
-  const texts = await getTexts(kv, await listKeys(kv, prefix));
-  const out = new Map<string, unknown>();
-  for (const [key, text] of texts) {
-    if (text === null) continue;
-    try {
-      out.set(key.slice(prefix.length), JSON.parse(text));
-    } catch {
-      out.set(key.slice(prefix.length), { invalid: text });
-    }
+const storeOf = (env: Env): PolicyStore => kvPolicyStore(env.MIRROR_CONFIG);
+
+/** Every stored document of one kind, as written, by id or name (a null-prototype object). */
+async function documents(store: PolicyStore, kind: PolicyKind): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = Object.create(null);
+  for (const [key, text] of await store.readAll()) {
+    const parsed = parsePolicyKey(key);
+    if (parsed?.kind === kind) out[parsed.name] = storedDocument(text);
   }
   return out;
-}
-
-async function storedRoutes(kv: KVNamespace): Promise<Array<{ route: Route; at: string }>> {
-  const texts = await getTexts(kv, await listKeys(kv, ROUTE_PREFIX));
-  const routes: Array<{ route: Route; at: string }> = [];
-  for (const [key, text] of texts) {
-    if (text === null) continue;
-    try {
-      routes.push({ route: parseStoredRoute(key, text), at: key });
-    } catch {
-      // An invalid stored route is the worker's to skip and log; it blocks no edit here.
-    }
-  }
-  return routes;
 }
 
 /** Reads the JSON body: 413 when too large, 400 when not JSON. */
@@ -73,29 +59,19 @@ function refuse(path: string, message: string): Response {
   return invalid(new PolicyValidationError([{ path, message }]));
 }
 
-type Kind = "route" | "cluster";
-const PREFIX: Record<Kind, string> = { route: ROUTE_PREFIX, cluster: CLUSTER_PREFIX };
-
-function notFound(kind: Kind, name: string): Response {
+function notFound(kind: PolicyKind, name: string): Response {
   return jsonError(404, "not_found", `no ${kind} "${name}"`);
 }
 
-async function stored(kv: KVNamespace, kind: Kind, name: string): Promise<string | null> {
-  return kv.get(`${PREFIX[kind]}${name}`);
-}
-
 /** GET of one stored document, as written. */
-async function getOne(kv: KVNamespace, kind: Kind, name: string): Promise<Response> {
-  const text = await stored(kv, kind, name);
-  return text === null ? notFound(kind, name) : Response.json(JSON.parse(text));
+async function getOne(store: PolicyStore, kind: PolicyKind, name: string): Promise<Response> {
+  const text = await store.get(policyKey(kind, name));
+  return text === null ? notFound(kind, name) : Response.json(storedDocument(text));
 }
 
-policyApi.get("/routes", async (c) => {
-  const routes = await readAll(c.env.MIRROR_CONFIG, ROUTE_PREFIX);
-  return c.json({ routes: [...routes.values()] });
-});
+policyApi.get("/routes", async (c) => c.json({ routes: Object.values(await documents(storeOf(c.env), "route")) }));
 
-policyApi.get("/routes/:id", (c) => getOne(c.env.MIRROR_CONFIG, "route", c.req.param("id")));
+policyApi.get("/routes/:id", (c) => getOne(storeOf(c.env), "route", c.req.param("id")));
 
 policyApi.put("/routes/:id", async (c) => {
   const id = c.req.param("id");
@@ -109,11 +85,13 @@ policyApi.put("/routes/:id", async (c) => {
     throw err;
   }
   if (route.id !== id) return refuse("id", `must equal the id in the URL ("${id}")`);
-  const kv = c.env.MIRROR_CONFIG;
-  const [clusters, others] = await Promise.all([listKeys(kv, CLUSTER_PREFIX), storedRoutes(kv)]);
+  const store = storeOf(c.env);
+  const texts = await store.readAll();
+  const stored = parseStoredPolicies(texts);
+  const others = [...stored.routes].filter(([other]) => other !== id);
   const checks = crossCheck(
-    [...others.filter((o) => o.route.id !== id), { route, at: "route" }],
-    new Set(clusters.map((k) => k.slice(CLUSTER_PREFIX.length))),
+    [...others.map(([other, r]) => ({ route: r, at: routeKey(other) })), { route, at: "route" }],
+    new Set(stored.clusters.keys()),
   );
   const mine = (p: { path: string }) => p.path === "route" || p.path.startsWith("route.");
   const errors = checks.errors.filter(mine);
@@ -122,26 +100,24 @@ policyApi.put("/routes/:id", async (c) => {
       new PolicyValidationError(errors.map((e) => ({ path: e.path.replace(/^route\.?/, ""), message: e.message }))),
     );
   }
-  const existed = (await stored(kv, "route", id)) !== null;
-  await kv.put(`${ROUTE_PREFIX}${id}`, JSON.stringify(body.value));
+  const key = routeKey(id);
+  await store.put([[key, JSON.stringify(body.value)]]);
   isolateFor(c.env).policies.invalidate();
-  return c.json({ route: body.value, warnings: checks.warnings.map((w) => w.message) }, existed ? 200 : 201);
+  return c.json({ route: body.value, warnings: checks.warnings.map((w) => w.message) }, texts.has(key) ? 200 : 201);
 });
 
 policyApi.delete("/routes/:id", async (c) => {
   const id = c.req.param("id");
-  if ((await stored(c.env.MIRROR_CONFIG, "route", id)) === null) return notFound("route", id);
-  await c.env.MIRROR_CONFIG.delete(`${ROUTE_PREFIX}${id}`);
+  const store = storeOf(c.env);
+  if ((await store.get(routeKey(id))) === null) return notFound("route", id);
+  await store.delete([routeKey(id)]);
   isolateFor(c.env).policies.invalidate();
   return c.body(null, 204);
 });
 
-policyApi.get("/clusters", async (c) => {
-  const clusters = await readAll(c.env.MIRROR_CONFIG, CLUSTER_PREFIX);
-  return c.json({ clusters: Object.fromEntries(clusters) });
-});
+policyApi.get("/clusters", async (c) => c.json({ clusters: await documents(storeOf(c.env), "cluster") }));
 
-policyApi.get("/clusters/:name", (c) => getOne(c.env.MIRROR_CONFIG, "cluster", c.req.param("name")));
+policyApi.get("/clusters/:name", (c) => getOne(storeOf(c.env), "cluster", c.req.param("name")));
 
 policyApi.put("/clusters/:name", async (c) => {
   const name = c.req.param("name");
@@ -155,26 +131,27 @@ policyApi.put("/clusters/:name", async (c) => {
     if (err instanceof PolicyValidationError) return invalid(err);
     throw err;
   }
-  const existed = (await stored(c.env.MIRROR_CONFIG, "cluster", name)) !== null;
-  await c.env.MIRROR_CONFIG.put(`${CLUSTER_PREFIX}${name}`, JSON.stringify(body.value));
+  const store = storeOf(c.env);
+  const existed = (await store.get(clusterKey(name))) !== null;
+  await store.put([[clusterKey(name), JSON.stringify(body.value)]]);
   isolateFor(c.env).policies.invalidate();
   return c.json({ cluster: body.value }, existed ? 200 : 201);
 });
 
 policyApi.delete("/clusters/:name", async (c) => {
   const name = c.req.param("name");
-  if ((await stored(c.env.MIRROR_CONFIG, "cluster", name)) === null) return notFound("cluster", name);
-  const users = (await storedRoutes(c.env.MIRROR_CONFIG)).filter(({ route }) =>
-    clusterReferences(route).some((ref) => ref.cluster === name),
-  );
+  const store = storeOf(c.env);
+  if ((await store.get(clusterKey(name))) === null) return notFound("cluster", name);
+  const { routes } = parseStoredPolicies(await store.readAll());
+  const users = [...routes.values()].filter((route) => clusterReferences(route).some((r) => r.cluster === name));
   if (users.length > 0) {
     return jsonError(
       409,
       "cluster_in_use",
-      `routes ${users.map((u) => `"${u.route.id}"`).join(", ")} still name cluster "${name}"`,
+      `routes ${users.map((u) => `"${u.id}"`).join(", ")} still name cluster "${name}"`,
     );
   }
-  await c.env.MIRROR_CONFIG.delete(`${CLUSTER_PREFIX}${name}`);
+  await store.delete([clusterKey(name)]);
   isolateFor(c.env).policies.invalidate();
   return c.body(null, 204);
 });
