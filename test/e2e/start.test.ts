@@ -82,14 +82,14 @@ describe("npm start reproduces the seed-002 sandbox", () => {
 });
 
 describe("npm start shows shadow testing on the dashboard", () => {
-  const auth = () => ({ authorization: "Bearer demo-admin-token" });
+  const auth = () => ({ authorization: "Bearer demo-admin-token-for-local-use-only" });
   type Stats = {
     routes: Array<{ route: string; mirrors: Array<{ mirror: string; compare: { differ: number } }> }>;
     samples: Array<{ route: string; fields: string[]; primary: { excerpt: string } }>;
   };
 
   it("prints where the dashboard is and with which token", () => {
-    expect(output).toMatch(/\/__mirror\/dashboard\s+token: demo-admin-token/);
+    expect(output).toMatch(/\/__mirror\/dashboard\s+token: demo-admin-token-for-local-use-only/);
   });
 
   it("compares /api/catalog with the canary and reports the changed fields", async () => {
