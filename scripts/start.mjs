@@ -71,7 +71,8 @@ for (const cluster of Object.values(demo.clusters)) {
 }
 const demoFile = join(mkdtempSync(join(tmpdir(), "edge-mirror-")), "demo-policies.json");
 writeFileSync(demoFile, JSON.stringify(demo, null, 2));
-// Seeded with the policy CLI, as a user would: same validation, same local KV that wrangler dev reads.
+// Seeded with the policy CLI, as a user would: same validation, same local KV that wrangler dev
+// reads. Its stderr is passed through: it holds nothing but the CLI's own errors.
 const seeded = spawnSync(
   process.execPath,
   ["--import", "tsx", join(ROOT, "scripts/policy.ts"), "apply", demoFile, "--local", "--prune"],

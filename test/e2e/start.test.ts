@@ -88,6 +88,14 @@ describe("npm start shows shadow testing on the dashboard", () => {
     samples: Array<{ route: string; fields: string[]; primary: { excerpt: string } }>;
   };
 
+  it("seeds the demo policies without anything else's warnings", () => {
+    // Opening local KV used to start the whole worker configuration, which warned about the
+    // Durable Object twice; the seeding step now prints nothing.
+    expect(output).not.toContain("will not work in local development");
+    expect(output).not.toContain("no such Durable Object class is exported");
+    expect(output).not.toContain("could not seed");
+  });
+
   it("prints where the dashboard is and with which token", () => {
     expect(output).toMatch(/\/__mirror\/dashboard\s+token: demo-admin-token-for-local-use-only/);
   });
