@@ -217,6 +217,15 @@ export function cpuMs(pid) {
   return (ticks * 1000) / CLOCK_TICKS;
 }
 
+/**
+ * The peak resident memory of a process so far (`VmHWM`), in MiB: a count of bytes, not a timing.
+ * @param {number} pid
+ */
+export function peakMemoryMiB(pid) {
+  const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return Number(match?.[1] ?? 0) / 1024;
+}
+
 /** USER_HZ: 100 on every Linux the project runs on; `getconf CLK_TCK` says so. */
 const CLOCK_TICKS = (() => {
   try {

@@ -3,11 +3,9 @@
  * Content-Length and chunked, a 50 MiB unauthenticated sign-in costs workerd no memory, and
  * sign-in attempts are limited per address by the rate limit binding from wrangler.toml.
  */
-import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { startWorker } from "../../scripts/lib/worker.mjs";
+import { listeningPid, peakMemoryMiB, startWorker } from "../../scripts/lib/worker.mjs";
 
 const TOKEN = "admin-e2e-test-token-0123456789abcdef";
 const LOGIN_FORM_MAX_BYTES = 4096; // src/dashboard/index.ts
@@ -76,12 +74,20 @@ function send(method: string, path: string, size: number, how: How, headers = {}
   });
 }
 
+/**
+ * How to send one byte over the limit. A declared length over it is refused before anything is
+ * read, and workerd then closes the connection: a client still writing the body may see a reset
+ * instead of the 413, so the body is withheld. Chunked, the whole (small) body goes out and the
+ * worker reads up to the byte over the limit.
+ */
+const over = (how: "length" | "chunked"): How => (how === "length" ? "declared" : "chunked");
+
 describe("body limits over HTTP", () => {
   it.each(["length", "chunked"] as const)(
     "sign-in form, %s: exactly the limit passes, one byte more is 413",
     async (how) => {
       expect((await send("POST", "/__mirror/login", LOGIN_FORM_MAX_BYTES, how)).status).toBe(403);
-      expect((await send("POST", "/__mirror/login", LOGIN_FORM_MAX_BYTES + 1, how)).status).toBe(413);
+      expect((await send("POST", "/__mirror/login", LOGIN_FORM_MAX_BYTES + 1, over(how))).status).toBe(413);
     },
   );
 
@@ -91,32 +97,18 @@ describe("body limits over HTTP", () => {
       const auth = { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" };
       // Not JSON, but within the limit: the body was read and parsed (400), not refused for its size.
       expect((await send("PUT", "/__mirror/api/routes/r", ADMIN_BODY_MAX_BYTES, how, auth)).status).toBe(400);
-      expect((await send("PUT", "/__mirror/api/routes/r", ADMIN_BODY_MAX_BYTES + 1, how, auth)).status).toBe(413);
+      expect((await send("PUT", "/__mirror/api/routes/r", ADMIN_BODY_MAX_BYTES + 1, over(how), auth)).status).toBe(413);
     },
   );
 });
 
-function workerdPid(): number {
-  const out = execFileSync("ps", ["-o", "pid=,comm=", "--ppid", String(process.pid)]).toString();
-  const pid = out
-    .split("\n")
-    .map((l) => l.trim().split(/\s+/))
-    .filter(([, comm]) => comm === "workerd")
-    .map(([p]) => Number(p))
-    .at(-1);
-  if (!pid) throw new Error("no workerd child process found");
-  return pid;
-}
-
-const peakRssMiB = (pid: number) =>
-  Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
-
 describe("an unauthenticated 50 MiB sign-in", () => {
   it("is refused after the limit, and workerd's peak memory hardly moves", async () => {
-    const pid = workerdPid();
-    const before = peakRssMiB(pid);
+    const pid = listeningPid(Number(new URL(worker.url).port));
+    if (!pid) throw new Error(`no process listens on ${worker.url}`);
+    const before = peakMemoryMiB(pid);
     const sent = await send("POST", "/__mirror/login", 50 * MiB, "chunked");
-    const growth = peakRssMiB(pid) - before;
+    const growth = peakMemoryMiB(pid) - before;
     console.info(`workerd peak RSS growth for a 50 MiB sign-in: ${growth.toFixed(1)} MiB`);
     // Answered (413) or cut off while still sending; either way long before 50 MiB went out.
     expect([413, undefined]).toContain(sent.status);
