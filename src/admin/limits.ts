@@ -11,7 +11,7 @@ import type { AdminEnv } from "./http.js";
 import { loginLimiter } from "./settings.js";
 
 /** The period of `[[ratelimits]] ADMIN_LOGIN_LIMIT` in wrangler.toml, in seconds. */
-export const LOGIN_LIMIT_PERIOD_SECONDS = 60;
+const LOGIN_LIMIT_PERIOD_SECONDS = 60;
 
 /** Refuses (413) a body over `maxBytes`; one of exactly `maxBytes` passes. */
 export function limitBody(maxBytes: number, what: string): MiddlewareHandler<AdminEnv> {

@@ -9,14 +9,14 @@
 import { newSessionEpoch, readSessionEpoch, writeSessionEpoch } from "../store/session-epoch.js";
 
 export const SESSION_COOKIE = "edge_mirror_session";
-export const SESSION_TTL_SECONDS = 12 * 60 * 60;
+const SESSION_TTL_SECONDS = 12 * 60 * 60;
 /** HKDF `info`: binds the derived key to this one use of the token. */
 export const SESSION_KEY_INFO = "edge-mirror dashboard session cookie v2";
 /**
  * How long an isolate trusts the epoch it last read. Short, so that a sign-out elsewhere ends
  * this isolate's sessions within seconds of KV delivering it (KV itself takes up to 60 s).
  */
-export const SESSION_EPOCH_TTL_MS = 5000;
+const SESSION_EPOCH_TTL_MS = 5000;
 
 const encoder = new TextEncoder();
 const VALUE = /^([0-9a-f]{32})\.(\d{1,12})\.([0-9a-f]{64})$/;

@@ -58,7 +58,10 @@ export function parseSettings(env: Env): Settings {
   };
 }
 
-/** The vars behind `Settings`, joined: equal fingerprints parse to equal settings. */
+/**
+ * What `Settings` are parsed from (the vars, the admin token, whether a sign-in limiter is bound),
+ * joined: equal fingerprints parse to equal settings.
+ */
 function fingerprint(env: Env): string {
   return [
     env.PRIMARY_ORIGIN,

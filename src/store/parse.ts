@@ -21,7 +21,7 @@ export interface StoredPolicies {
   invalid: InvalidEntry[];
 }
 
-export function parseJson(text: string): unknown {
+function parseJson(text: string): unknown {
   try {
     return JSON.parse(text);
   } catch (err) {
