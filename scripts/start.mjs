@@ -16,7 +16,12 @@ const workerPort = Number(process.env.EDGE_MIRROR_PORT ?? 8787);
 const base = Number(process.env.DEMO_BASE_PORT ?? 8081);
 const wrangler = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
 
-const adminToken = process.env.EDGE_MIRROR_ADMIN_TOKEN ?? "demo-admin-token";
+// The worker keeps its admin surface closed for tokens under 32 characters; say so here instead.
+const adminToken = process.env.EDGE_MIRROR_ADMIN_TOKEN ?? "demo-admin-token-for-local-use-only";
+if (adminToken.length < 32) {
+  console.error("EDGE_MIRROR_ADMIN_TOKEN must be at least 32 characters");
+  process.exit(2);
+}
 
 /**
  * /api/catalog is the shadow-testing demo: service1-mirror plays a canary whose version and one
@@ -66,7 +71,8 @@ for (const cluster of Object.values(demo.clusters)) {
 }
 const demoFile = join(mkdtempSync(join(tmpdir(), "edge-mirror-")), "demo-policies.json");
 writeFileSync(demoFile, JSON.stringify(demo, null, 2));
-// Seeded with the policy CLI, as a user would: same validation, same local KV that wrangler dev reads.
+// Seeded with the policy CLI, as a user would: same validation, same local KV that wrangler dev
+// reads. Its stderr is passed through: it holds nothing but the CLI's own errors.
 const seeded = spawnSync(
   process.execPath,
   ["--import", "tsx", join(ROOT, "scripts/policy.ts"), "apply", demoFile, "--local", "--prune"],

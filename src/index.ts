@@ -5,24 +5,17 @@
  * admin prefix go to the admin surface instead and are never proxied or mirrored.
  */
 import { Hono } from "hono";
-import { policyApi } from "./admin/api.js";
-import { adminApp, isAdminPath, stripPrefix } from "./admin/index.js";
-import { statsApi } from "./admin/stats.js";
+import { createAdminApp } from "./admin/index.js";
+import { adminRequest } from "./admin/paths.js";
 import { handleRequest } from "./app.js";
-import { dashboard } from "./dashboard/index.js";
 import { isolateFor } from "./isolate/index.js";
 
-adminApp.route("/api/stats", statsApi);
-adminApp.route("/api", policyApi);
-adminApp.route("/", dashboard);
-
+const admin = createAdminApp();
 const app = new Hono<{ Bindings: Env }>();
 
 app.all("*", (c) => {
-  const prefix = isolateFor(c.env).settings.adminPrefix;
-  if (isAdminPath(c.req.path, prefix)) {
-    return adminApp.fetch(stripPrefix(c.req.raw, prefix), c.env, c.executionCtx);
-  }
+  const forAdmin = adminRequest(c.req.raw, isolateFor(c.env).settings.adminPrefix);
+  if (forAdmin) return admin.fetch(forAdmin, c.env, c.executionCtx);
   return handleRequest(c.req.raw, c.env, c.executionCtx);
 });
 

@@ -9,6 +9,7 @@ import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
+import { clusterKey, KV_BINDING, routeKey } from "../../src/store/keys.js";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -27,18 +28,55 @@ export function buildWorker(outdir = join(ROOT, ".wrangler/e2e-build")) {
   return script;
 }
 
-/** wrangler keeps local KV data under the binding's namespace id from wrangler.toml. */
-function localNamespaceId() {
-  const match = /binding\s*=\s*"MIRROR_CONFIG"\s*\n\s*id\s*=\s*"([^"]+)"/.exec(
-    readFileSync(join(ROOT, "wrangler.toml"), "utf8"),
-  );
-  if (!match?.[1]) throw new Error("wrangler.toml has no MIRROR_CONFIG namespace id");
-  return match[1];
+/**
+ * What local runs share with `wrangler dev`, read from the wrangler configuration as wrangler reads
+ * it (for `env`, or the top level): where the policies' local KV data lives, the rate limits and
+ * the compatibility date.
+ * @param {{ config?: string | undefined, env?: string | undefined }} [where]
+ */
+export async function localConfig(where = {}) {
+  const { unstable_readConfig } = await import("wrangler");
+  /** @type {import("wrangler").Unstable_Config} */
+  const config = unstable_readConfig({
+    config: where.config ?? join(ROOT, "wrangler.toml"),
+    ...(where.env ? { env: where.env } : {}),
+  });
+  const kv = config.kv_namespaces.find((ns) => ns.binding === KV_BINDING);
+  return {
+    // Without an id (wrangler creates the namespace on deploy) wrangler dev keeps the data under the binding's name.
+    namespaceId: kv ? (kv.id ?? kv.binding) : undefined,
+    /** @type {Record<string, { simple: { limit: number, period: 10 | 60 } }>} */
+    ratelimits: Object.fromEntries(config.ratelimits.map((r) => [r.name, { simple: r.simple }])),
+    compatibilityDate: config.compatibility_date ?? "2026-04-20",
+    /** wrangler's default state directory, `.wrangler/state` beside the configuration. */
+    defaultPersistTo: join(config.configPath ? dirname(config.configPath) : process.cwd(), ".wrangler/state"),
+  };
 }
 
-function compatibilityDate() {
-  const match = /compatibility_date\s*=\s*"([^"]+)"/.exec(readFileSync(join(ROOT, "wrangler.toml"), "utf8"));
-  return match?.[1] ?? "2026-04-20";
+/**
+ * The local KV state of the policies, opened on its own: a Miniflare holding nothing but that
+ * namespace, on the directory `wrangler dev` (and its `--persist-to`) uses. Nothing else of the
+ * worker is started, so nothing else warns.
+ * @param {{ persistTo?: string | undefined, config?: string | undefined, env?: string | undefined }} [options]
+ */
+export async function openLocalKv(options = {}) {
+  const local = await localConfig(options);
+  if (!local.namespaceId) {
+    throw new Error(
+      `no KV binding ${KV_BINDING} in the wrangler configuration${options.env ? ` (env ${options.env})` : ""}`,
+    );
+  }
+  const mf = new Miniflare({
+    modules: true,
+    script: "export default { fetch: () => new Response(null, { status: 404 }) };",
+    compatibilityDate: local.compatibilityDate,
+    kvNamespaces: { [KV_BINDING]: local.namespaceId },
+    kvPersist: join(resolve(options.persistTo ?? local.defaultPersistTo), "v3", "kv"),
+    host: "127.0.0.1",
+    port: 0,
+  });
+  const kv = await mf.getKVNamespace(KV_BINDING);
+  return { kv, dispose: () => mf.dispose() };
 }
 
 /**
@@ -53,17 +91,19 @@ function compatibilityDate() {
  * @param {number} [options.inspectorPort]  expose workerd's V8 inspector (CPU profiles)
  */
 export async function startWorker(options) {
+  const local = await localConfig();
   const mf = new Miniflare({
     modules: true,
     scriptPath: options.scriptPath,
     // Module names are relative to this root; a bundle outside the project must still load.
     modulesRoot: dirname(options.scriptPath),
-    compatibilityDate: compatibilityDate(),
+    compatibilityDate: local.compatibilityDate,
     ...(options.persistTo
-      ? { kvNamespaces: { MIRROR_CONFIG: localNamespaceId() }, kvPersist: join(options.persistTo, "v3", "kv") }
+      ? { kvNamespaces: { [KV_BINDING]: local.namespaceId }, kvPersist: join(options.persistTo, "v3", "kv") }
       : options.withoutKv
         ? {}
-        : { kvNamespaces: ["MIRROR_CONFIG"] }),
+        : { kvNamespaces: [KV_BINDING] }),
+    ratelimits: local.ratelimits,
     ...(options.withoutStats
       ? {}
       : { durableObjects: { MIRROR_STATS: { className: "MirrorStats", useSQLite: true } } }),
@@ -92,7 +132,7 @@ export async function startWorker(options) {
   // Without a binding there is no namespace to hand out; callers that asked for none never use it.
   const kv = options.withoutKv
     ? /** @type {Awaited<ReturnType<Miniflare["getKVNamespace"]>>} */ (/** @type {unknown} */ (null))
-    : await mf.getKVNamespace("MIRROR_CONFIG");
+    : await mf.getKVNamespace(KV_BINDING);
   for (const [key, value] of Object.entries(options.policies ?? {})) {
     await kv.put(key, typeof value === "string" ? value : JSON.stringify(value));
   }
@@ -116,15 +156,15 @@ function pipeLines(streams, onLog) {
 }
 
 /**
- * `{ clusters, routes }` → the KV entries `cluster:<name>` and `route:<id>`.
+ * `{ clusters, routes }` → the KV entries of those clusters and routes (src/store/keys.js).
  * @param {{ clusters?: Record<string, unknown>, routes?: Array<{ id: string, [field: string]: unknown }> }} file
  * @returns {Record<string, unknown>}
  */
 export function policyEntries(file) {
   /** @type {Record<string, unknown>} */
   const entries = {};
-  for (const [name, cluster] of Object.entries(file.clusters ?? {})) entries[`cluster:${name}`] = cluster;
-  for (const route of file.routes ?? []) entries[`route:${route.id}`] = route;
+  for (const [name, cluster] of Object.entries(file.clusters ?? {})) entries[clusterKey(name)] = cluster;
+  for (const route of file.routes ?? []) entries[routeKey(route.id)] = route;
   return entries;
 }
 
@@ -175,6 +215,15 @@ export function cpuMs(pid) {
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   const ticks = Number(fields[11]) + Number(fields[12]);
   return (ticks * 1000) / CLOCK_TICKS;
+}
+
+/**
+ * The peak resident memory of a process so far (`VmHWM`), in MiB: a count of bytes, not a timing.
+ * @param {number} pid
+ */
+export function peakMemoryMiB(pid) {
+  const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return Number(match?.[1] ?? 0) / 1024;
 }
 
 /** USER_HZ: 100 on every Linux the project runs on; `getconf CLK_TCK` says so. */

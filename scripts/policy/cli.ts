@@ -7,16 +7,20 @@
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { stringify as toYaml } from "yaml";
+import { parsePolicyKey, routeKey } from "../../src/store/keys.js";
+import { storedDocument } from "../../src/store/parse.js";
+import type { PolicyStore } from "../../src/store/policy-store.js";
 import { formatProblem, type LoadedPolicies, loadPolicyFiles } from "./files.js";
-import { openKv, type PolicyKv } from "./kv.js";
-import { type FieldChange, fieldChanges, planChanges, summarize } from "./plan.js";
+import { type OpenPolicyStore, openPolicyStore } from "./kv.js";
+import { deleteOrder, type FieldChange, fieldChanges, planChanges, storedOnly, summarize, writeOrder } from "./plan.js";
 
 const USAGE = `usage: npm run policy -- <command> [options]
 
 commands:
   validate <file…>              check policy files (JSON or YAML: { "clusters": {…}, "routes": […] })
   apply <file…>                 validate, then write what changed  [--prune] [--dry-run]
-  diff <file…>                  show what apply would change (exit 1 when there are differences)
+  diff <file…>                  show what apply would change to the objects in the files
+                                (exit 1 when there are differences)  [--prune: also what it deletes]
   pull [--out file]             write what is stored as one policy file (JSON, or YAML for .yaml)
   list                          the stored routes and clusters
   delete <route-id>             delete one route
@@ -66,17 +70,19 @@ export async function main(argv: string[], io: Io): Promise<number> {
       );
       return 0;
     }
-    return withKv(flags, io, (kv) => (command === "apply" ? apply(kv, loaded, flags, io) : diff(kv, loaded, io)));
+    return withStore(flags, io, (store) =>
+      command === "apply" ? apply(store, loaded, flags, io) : diff(store, loaded, flags, io),
+    );
   }
-  if (command === "pull") return withKv(flags, io, (kv) => pull(kv, flags.out, io));
-  if (command === "list") return withKv(flags, io, (kv) => list(kv, io));
+  if (command === "pull") return withStore(flags, io, (store) => pull(store, flags.out, io));
+  if (command === "list") return withStore(flags, io, (store) => list(store, io));
   if (command === "delete") {
     const id = files[0];
     if (!id || files.length > 1) {
       io.err(`delete takes exactly one route id\n\n${USAGE}`);
       return 2;
     }
-    return withKv(flags, io, (kv) => remove(kv, id, io));
+    return withStore(flags, io, (store) => remove(store, id, io));
   }
   io.err(`unknown command "${command}"\n\n${USAGE}`);
   return 2;
@@ -105,10 +111,10 @@ function parse(argv: string[]) {
 
 type Flags = ReturnType<typeof parse>["flags"];
 
-async function withKv(flags: Flags, io: Io, work: (kv: PolicyKv) => Promise<number>): Promise<number> {
-  let kv: PolicyKv;
+async function withStore(flags: Flags, io: Io, work: (store: PolicyStore) => Promise<number>): Promise<number> {
+  let store: OpenPolicyStore;
   try {
-    kv = await openKv({
+    store = await openPolicyStore({
       remote: flags.remote ?? false,
       env: flags.env,
       persistTo: flags["persist-to"],
@@ -119,17 +125,17 @@ async function withKv(flags: Flags, io: Io, work: (kv: PolicyKv) => Promise<numb
     return 2;
   }
   try {
-    return await work(kv);
+    return await work(store);
   } catch (err) {
     io.err(`error: ${(err as Error).message}`);
     return 2;
   } finally {
-    await kv.close();
+    await store.close();
   }
 }
 
-async function apply(kv: PolicyKv, loaded: LoadedPolicies, flags: Flags, io: Io): Promise<number> {
-  const changes = planChanges(loaded.entries, await kv.readAll(), flags.prune ?? false);
+async function apply(store: PolicyStore, loaded: LoadedPolicies, flags: Flags, io: Io): Promise<number> {
+  const changes = planChanges(loaded.entries, await store.readAll(), flags.prune ?? false);
   for (const c of changes) if (c.kind !== "unchanged") io.out(`${flags["dry-run"] ? "would " : ""}${c.kind} ${c.key}`);
   const counts = summarize(changes);
   const summary = `created ${counts.create}, updated ${counts.update}, deleted ${counts.delete}, unchanged ${counts.unchanged}`;
@@ -137,18 +143,14 @@ async function apply(kv: PolicyKv, loaded: LoadedPolicies, flags: Flags, io: Io)
     io.out(`dry run: ${summary}; nothing was written`);
     return 0;
   }
-  const writes = changes
-    .filter((c) => c.kind === "create" || c.kind === "update")
-    .map((c) => [c.key, c.after as string] as [string, string]);
-  // Clusters first, so that no reader ever sees a route naming a cluster not yet written.
-  writes.sort(([a], [b]) => Number(b.startsWith("cluster:")) - Number(a.startsWith("cluster:")));
-  await kv.put(writes, (done, total) => {
+  const after = new Map(changes.map((c) => [c.key, c.after]));
+  const writes = writeOrder(changes.filter((c) => c.kind === "create" || c.kind === "update").map((c) => c.key)).map(
+    (key) => [key, after.get(key) as string] as const,
+  );
+  await store.put(writes, (done, total) => {
     if (total >= 50 && (done % 50 === 0 || done === total)) io.err(`writing ${done}/${total}`);
   });
-  // Routes are deleted before the clusters they may name.
-  const deletes = changes.filter((c) => c.kind === "delete").map((c) => c.key);
-  deletes.sort((a, b) => Number(a.startsWith("cluster:")) - Number(b.startsWith("cluster:")));
-  await kv.remove(deletes);
+  await store.delete(deleteOrder(changes.filter((c) => c.kind === "delete").map((c) => c.key)));
   io.out(summary);
   return 0;
 }
@@ -158,10 +160,11 @@ function describeField(change: FieldChange): string {
   return `    ${change.path}: ${show(change.before)} → ${show(change.after)}`;
 }
 
-async function diff(kv: PolicyKv, loaded: LoadedPolicies, io: Io): Promise<number> {
-  const changes = planChanges(loaded.entries, await kv.readAll(), true);
+async function diff(store: PolicyStore, loaded: LoadedPolicies, flags: Flags, io: Io): Promise<number> {
+  const stored = await store.readAll();
+  const prune = flags.prune ?? false;
   let differences = 0;
-  for (const c of changes) {
+  for (const c of planChanges(loaded.entries, stored, prune)) {
     if (c.kind === "unchanged") continue;
     differences++;
     if (c.kind === "create") io.out(`+ ${c.key}\n    ${c.after}`);
@@ -173,22 +176,31 @@ async function diff(kv: PolicyKv, loaded: LoadedPolicies, io: Io): Promise<numbe
     }
   }
   io.out(differences === 0 ? "no differences" : `${differences} difference${differences === 1 ? "" : "s"}`);
+  // Like kubectl diff, only the objects in the files are compared; the rest is one line, not a list.
+  const untouched = prune ? 0 : storedOnly(loaded.entries, stored).length;
+  if (untouched > 0) {
+    io.out(
+      `${untouched} stored object${untouched === 1 ? "" : "s"} not in these files; --prune to list and delete them`,
+    );
+  }
   return differences === 0 ? 0 : 1;
 }
 
-function storedDocument(stored: Map<string, string>) {
-  const clusters: Record<string, unknown> = {};
+/** What is stored, as one policy file; names become keys of null-prototype objects. */
+function storedFile(stored: ReadonlyMap<string, string>) {
+  const clusters: Record<string, unknown> = Object.create(null);
   const routes: unknown[] = [];
   for (const key of [...stored.keys()].sort()) {
-    const value = JSON.parse(stored.get(key) as string) as unknown;
-    if (key.startsWith("cluster:")) clusters[key.slice("cluster:".length)] = value;
-    else routes.push(value);
+    const parsed = parsePolicyKey(key);
+    const document = storedDocument(stored.get(key) as string);
+    if (parsed?.kind === "cluster") clusters[parsed.name] = document;
+    else if (parsed?.kind === "route") routes.push(document);
   }
   return { $schema: "./schema/policy.schema.json", clusters, routes };
 }
 
-async function pull(kv: PolicyKv, out: string | undefined, io: Io): Promise<number> {
-  const doc = storedDocument(await kv.readAll());
+async function pull(store: PolicyStore, out: string | undefined, io: Io): Promise<number> {
+  const doc = storedFile(await store.readAll());
   const text = out && /\.ya?ml$/i.test(out) ? toYaml(doc) : `${JSON.stringify(doc, null, 2)}\n`;
   if (out) {
     writeFileSync(out, text);
@@ -197,8 +209,8 @@ async function pull(kv: PolicyKv, out: string | undefined, io: Io): Promise<numb
   return 0;
 }
 
-async function list(kv: PolicyKv, io: Io): Promise<number> {
-  const doc = storedDocument(await kv.readAll());
+async function list(store: PolicyStore, io: Io): Promise<number> {
+  const doc = storedFile(await store.readAll());
   io.out("CLUSTER\tORIGIN");
   for (const [name, c] of Object.entries(doc.clusters)) io.out(`${name}\t${(c as { origin: string }).origin}`);
   io.out("\nROUTE\tPRIORITY\tMATCH\tMIRRORS");
@@ -218,13 +230,13 @@ async function list(kv: PolicyKv, io: Io): Promise<number> {
   return 0;
 }
 
-async function remove(kv: PolicyKv, id: string, io: Io): Promise<number> {
-  const key = `route:${id}`;
-  if (!(await kv.readAll()).has(key)) {
+async function remove(store: PolicyStore, id: string, io: Io): Promise<number> {
+  const key = routeKey(id);
+  if ((await store.get(key)) === null) {
     io.err(`error: no route "${id}" is stored`);
     return 1;
   }
-  await kv.remove([key]);
+  await store.delete([key]);
   io.out(`deleted ${key}`);
   return 0;
 }

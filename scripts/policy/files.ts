@@ -9,6 +9,7 @@ import { parse as parseYaml } from "yaml";
 import { PolicyValidationError } from "../../src/errors/index.js";
 import { crossCheck, type LocatedRoute } from "../../src/policy/cross-check.js";
 import { parsePolicyFile } from "../../src/policy/index.js";
+import { clusterKey, routeKey } from "../../src/store/keys.js";
 
 export interface Problem {
   file: string;
@@ -67,11 +68,11 @@ export function loadPolicyFiles(files: readonly string[]): LoadedPolicies {
         continue;
       }
       clusterOrigins.set(name, { origin: cluster.origin, file });
-      result.entries.set(`cluster:${name}`, JSON.stringify(doc.clusters?.[name]));
+      result.entries.set(clusterKey(name), JSON.stringify(doc.clusters?.[name]));
     }
     policy.routes.forEach((route, i) => {
       located.push({ route, at: `${file}: routes[${i}]` });
-      result.entries.set(`route:${route.id}`, JSON.stringify(doc.routes?.[i]));
+      result.entries.set(routeKey(route.id), JSON.stringify(doc.routes?.[i]));
     });
   }
   const checks = crossCheck(located, new Set(clusterOrigins.keys()));

@@ -1,17 +1,17 @@
 /**
  * @module scripts/policy/kv
- * Where `policy` reads and writes: `local` is the very state `wrangler dev` and `npm start` use
- * (through wrangler's getPlatformProxy, honouring `--persist-to` like wrangler does); `remote`
- * goes through `wrangler kv … --remote`, so it works wherever `wrangler login` does.
+ * Where `policy` reads and writes, as a `PolicyStore` (src/store/policy-store.ts). `local` is the
+ * very state `wrangler dev` and `npm start` use, opened directly (honouring `--persist-to` as
+ * wrangler does) so that nothing but the KV namespace starts; `remote` goes through
+ * `wrangler kv … --remote`, so it works wherever `wrangler login` does.
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-
-export const BINDING = "MIRROR_CONFIG";
-const PREFIXES = ["route:", "cluster:"];
+import { KV_BINDING, POLICY_KINDS, policyPrefix } from "../../src/store/keys.js";
+import { kvPolicyStore, type PolicyStore, requirePolicyKey } from "../../src/store/policy-store.js";
 
 export interface KvOptions {
   remote: boolean;
@@ -21,83 +21,29 @@ export interface KvOptions {
   config?: string | undefined;
 }
 
-export interface PolicyKv {
-  /** Every `route:*` and `cluster:*` entry. */
-  readAll(): Promise<Map<string, string>>;
-  put(entries: ReadonlyArray<[string, string]>, progress: (done: number, total: number) => void): Promise<void>;
-  remove(keys: readonly string[]): Promise<void>;
+export interface OpenPolicyStore extends PolicyStore {
   close(): Promise<void>;
 }
 
-interface KvBinding {
-  list(options: {
-    prefix: string;
-    cursor?: string;
-  }): Promise<{ keys: { name: string }[]; list_complete: boolean; cursor?: string }>;
-  get(key: string, type: "text"): Promise<string | null>;
-  put(key: string, value: string): Promise<void>;
-  delete(key: string): Promise<void>;
+export async function openPolicyStore(options: KvOptions): Promise<OpenPolicyStore> {
+  if (options.remote) return remoteStore(options);
+  // Loaded here only: validate and remote commands start no Miniflare and need none of it.
+  const { openLocalKv } = await import("../lib/worker.mjs");
+  const { kv, dispose } = await openLocalKv(options);
+  return { ...kvPolicyStore(kv), close: dispose };
 }
 
-export async function openKv(options: KvOptions): Promise<PolicyKv> {
-  return options.remote ? remoteKv(options) : localKv(options);
-}
+/** wrangler kv bulk put takes at most 10,000 pairs; smaller batches report progress more often. */
+const PUT_BATCH = 1000;
 
-async function localKv(options: KvOptions): Promise<PolicyKv> {
-  const { getPlatformProxy } = await import("wrangler");
-  const proxy = await getPlatformProxy<Record<string, unknown>>({
-    ...(options.config ? { configPath: options.config } : {}),
-    ...(options.env ? { environment: options.env } : {}),
-    persist: { path: join(resolve(options.persistTo ?? ".wrangler/state"), "v3") },
-    remoteBindings: false,
-  });
-  const kv = proxy.env[BINDING] as KvBinding | undefined;
-  if (!kv) {
-    await proxy.dispose();
-    throw new Error(
-      `no KV binding ${BINDING} in the wrangler configuration${options.env ? ` (env ${options.env})` : ""}`,
-    );
-  }
-  return {
-    async readAll() {
-      const all = new Map<string, string>();
-      for (const prefix of PREFIXES) {
-        let cursor: string | undefined;
-        for (;;) {
-          const page = await kv.list({ prefix, ...(cursor ? { cursor } : {}) });
-          const values = await Promise.all(page.keys.map((k) => kv.get(k.name, "text")));
-          page.keys.forEach((k, i) => {
-            const value = values[i];
-            if (value !== null && value !== undefined) all.set(k.name, value);
-          });
-          if (page.list_complete) break;
-          cursor = page.cursor;
-        }
-      }
-      return all;
-    },
-    async put(entries, progress) {
-      let done = 0;
-      for (const [key, value] of entries) {
-        await kv.put(key, value);
-        progress(++done, entries.length);
-      }
-    },
-    async remove(keys) {
-      for (const key of keys) await kv.delete(key);
-    },
-    close: () => proxy.dispose(),
-  };
-}
-
-function remoteKv(options: KvOptions): PolicyKv {
+function remoteStore(options: KvOptions): OpenPolicyStore {
   const dir = mkdtempSync(join(tmpdir(), "edge-mirror-policy-"));
   const wrangler =
     process.env.EDGE_MIRROR_WRANGLER ??
     fileURLToPath(new URL("../../node_modules/wrangler/bin/wrangler.js", import.meta.url));
   const common = [
     "--binding",
-    BINDING,
+    KV_BINDING,
     "--remote",
     ...(options.env ? ["--env", options.env] : []),
     ...(options.config ? ["--config", options.config] : []),
@@ -121,30 +67,44 @@ function remoteKv(options: KvOptions): PolicyKv {
     writeFileSync(path, JSON.stringify(content));
     return path;
   };
+  const listKeys = (prefix: string) =>
+    (json(run(["kv", "key", "list", "--prefix", prefix]), "[") as { name: string }[]).map((k) => k.name);
+  const getTexts = (keys: readonly string[]): Map<string, string> => {
+    const texts = new Map<string, string>();
+    if (keys.length === 0) return texts;
+    const values = json(run(["kv", "bulk", "get", file("keys.json", keys)]), "{") as Record<
+      string,
+      { value: string | null }
+    >;
+    for (const key of keys) {
+      const value = Object.hasOwn(values, key) ? values[key]?.value : null;
+      if (typeof value === "string") texts.set(key, value);
+    }
+    return texts;
+  };
   return {
     async readAll() {
-      const keys = PREFIXES.flatMap((prefix) =>
-        (json(run(["kv", "key", "list", "--prefix", prefix]), "[") as { name: string }[]).map((k) => k.name),
-      );
-      const all = new Map<string, string>();
-      if (keys.length === 0) return all;
-      const values = json(run(["kv", "bulk", "get", file("keys.json", keys)]), "{") as Record<
-        string,
-        { value: string | null }
-      >;
-      for (const [key, { value }] of Object.entries(values)) if (value !== null) all.set(key, value);
-      return all;
+      return getTexts(POLICY_KINDS.flatMap((kind) => listKeys(policyPrefix(kind))));
+    },
+    async list(kind) {
+      const prefix = policyPrefix(kind);
+      return listKeys(prefix).map((key) => key.slice(prefix.length));
+    },
+    async get(key) {
+      return getTexts([requirePolicyKey(key)]).get(key) ?? null;
     },
     async put(entries, progress) {
-      for (let i = 0; i < entries.length; i += 1000) {
-        const chunk = entries.slice(i, i + 1000).map(([key, value]) => ({ key, value }));
-        run(["kv", "bulk", "put", file("put.json", chunk)]);
-        progress(Math.min(entries.length, i + chunk.length), entries.length);
+      for (const [key] of entries) requirePolicyKey(key);
+      for (let i = 0; i < entries.length; i += PUT_BATCH) {
+        const batch = entries.slice(i, i + PUT_BATCH).map(([key, value]) => ({ key, value }));
+        run(["kv", "bulk", "put", file("put.json", batch)]);
+        progress?.(i + batch.length, entries.length);
       }
     },
-    async remove(keys) {
+    async delete(keys) {
+      for (const key of keys) requirePolicyKey(key);
       if (keys.length > 0) run(["kv", "bulk", "delete", file("delete.json", keys), "--force"]);
     },
-    close: async () => {},
+    close: async () => rmSync(dir, { recursive: true, force: true }),
   };
 }

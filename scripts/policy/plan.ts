@@ -5,6 +5,7 @@
 
 import { differingPaths, valueAt } from "../../src/compare/json.js";
 import { parseCluster, parseRoute } from "../../src/policy/index.js";
+import { parsePolicyKey } from "../../src/store/keys.js";
 
 export type ChangeKind = "create" | "update" | "delete" | "unchanged";
 
@@ -18,7 +19,7 @@ export interface Change {
 /** Two stored values are the same policy when they parse to the same model (defaults filled in). */
 export function samePolicy(key: string, a: string, b: string): boolean {
   try {
-    const parse = key.startsWith("route:") ? parseRoute : parseCluster;
+    const parse = parsePolicyKey(key)?.kind === "route" ? parseRoute : parseCluster;
     return JSON.stringify(parse(JSON.parse(a))) === JSON.stringify(parse(JSON.parse(b)));
   } catch {
     return a === b;
@@ -43,13 +44,28 @@ export function planChanges(
   return changes.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
 
+/** Stored keys that no file mentions: what `--prune` would delete. */
+export function storedOnly(desired: ReadonlyMap<string, string>, stored: ReadonlyMap<string, string>): string[] {
+  return [...stored.keys()].filter((key) => !desired.has(key)).sort();
+}
+
+/** Clusters before routes: no reader ever sees a route naming a cluster that is not written yet. */
+export function writeOrder(keys: readonly string[]): string[] {
+  const rank = (key: string) => (parsePolicyKey(key)?.kind === "cluster" ? 0 : 1);
+  return [...keys].sort((a, b) => rank(a) - rank(b));
+}
+
+/** Routes before clusters: no reader ever sees a route naming a cluster that is already gone. */
+export function deleteOrder(keys: readonly string[]): string[] {
+  return writeOrder(keys).reverse();
+}
+
 export interface FieldChange {
   path: string;
   before: unknown;
   after: unknown;
 }
 
-/** Leaf-level differences between two JSON values, by path (`mirrors[0].percent`). */
 /** Field-level differences between two stored documents, as `mirrors[0].percent: 10 → 20`. */
 export function fieldChanges(before: unknown, after: unknown): FieldChange[] {
   return differingPaths(before, after).map((path) => ({

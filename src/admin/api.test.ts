@@ -2,8 +2,10 @@ import { createExecutionContext, reset, waitOnExecutionContext } from "cloudflar
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import app from "../index.js";
+import { routeKey } from "../store/keys.js";
+import { ADMIN_BODY_MAX_BYTES } from "./index.js";
 
-const TOKEN = "t0ken";
+const TOKEN = "api-test-admin-token-0123456789abcdef";
 const adminEnv = {
   ...env,
   ADMIN_TOKEN: TOKEN,
@@ -11,10 +13,18 @@ const adminEnv = {
   POLICY_CACHE_TTL_MS: "60000",
 } as Env;
 
-async function call(method: string, path: string, body?: unknown, token: string | null = TOKEN) {
-  const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+async function call(
+  method: string,
+  path: string,
+  body?: unknown,
+  token: string | null = TOKEN,
+  extraHeaders: Record<string, string> = {},
+) {
+  const headers: Record<string, string> = { ...(token ? { authorization: `Bearer ${token}` } : {}), ...extraHeaders };
   const init: RequestInit = { method, headers };
-  if (body !== undefined) init.body = typeof body === "string" ? body : JSON.stringify(body);
+  if (body !== undefined) {
+    init.body = typeof body === "string" || body instanceof ReadableStream ? body : JSON.stringify(body);
+  }
   const ctx = createExecutionContext();
   const res = await app.fetch(new Request(`https://edge.test/__mirror/api${path}`, init), adminEnv, ctx);
   await waitOnExecutionContext(ctx);
@@ -33,7 +43,7 @@ describe("auth", () => {
   it("refuses without and with a wrong token, and never proxies", async () => {
     expect((await call("GET", "/routes", undefined, null)).status).toBe(401);
     expect((await call("PUT", "/routes/a", { id: "a" }, "wrong")).status).toBe(403);
-    expect(await env.MIRROR_CONFIG.get("route:a")).toBeNull();
+    expect(await env.MIRROR_CONFIG.get(routeKey("a"))).toBeNull();
     expect(fetchSpy).not.toHaveBeenCalled();
   });
 });
@@ -114,13 +124,14 @@ describe("routes", () => {
     const res = await call("PUT", "/routes/r", body);
     expect(res.status).toBe(422);
     expect(res.json.issues).toContainEqual({ path, message });
-    expect(await env.MIRROR_CONFIG.get("route:r")).toBeNull();
+    expect(await env.MIRROR_CONFIG.get(routeKey("r"))).toBeNull();
   });
 
   it("answers 400 for a body that is not JSON and 413 for an oversized one", async () => {
     expect(await call("PUT", "/routes/r", "{nope")).toMatchObject({ status: 400, json: { error: "invalid_json" } });
     expect(await call("PUT", "/routes/r", JSON.stringify({ id: "r", pad: "x".repeat(300_000) }))).toMatchObject({
       status: 413,
+      json: { error: "too_large", message: `a request body must be at most ${ADMIN_BODY_MAX_BYTES} bytes` },
     });
   });
 
@@ -133,5 +144,71 @@ describe("routes", () => {
 
   it("answers 404 for unknown admin paths", async () => {
     expect(await call("GET", "/nothing")).toMatchObject({ status: 404, json: { error: "not_found" } });
+  });
+});
+
+describe("body limit", () => {
+  /** A route document of exactly `size` bytes of UTF-8 (multi-byte characters included). */
+  function routeOfSize(size: number): Uint8Array {
+    const head = '{"id":"r","priority":0,"pad":"é';
+    const bytes = new TextEncoder().encode(`${head}${"x".repeat(size - new TextEncoder().encode(head).length - 2)}"}`);
+    expect(bytes.byteLength).toBe(size);
+    return bytes;
+  }
+  const streamOf = (bytes: Uint8Array) =>
+    new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let i = 0; i < bytes.byteLength; i += 1000) controller.enqueue(bytes.slice(i, i + 1000));
+        controller.close();
+      },
+    });
+  const ways: Array<[string, (bytes: Uint8Array) => { body: unknown; headers: Record<string, string> }]> = [
+    [
+      "with Content-Length",
+      (b) => ({ body: new TextDecoder().decode(b), headers: { "content-length": String(b.byteLength) } }),
+    ],
+    ["streamed, no length", (b) => ({ body: streamOf(b), headers: {} })],
+  ];
+
+  it.each(ways)("is byte-exact %s: the limit passes, one byte more is 413 and nothing is written", async (_, send) => {
+    const exact = send(routeOfSize(ADMIN_BODY_MAX_BYTES));
+    // It passed the limit and reached validation: `pad` is no field of a route.
+    expect(await call("PUT", "/routes/r", exact.body, TOKEN, exact.headers)).toMatchObject({
+      status: 422,
+      json: { issues: [{ path: "pad", message: "unknown field" }] },
+    });
+    const over = send(routeOfSize(ADMIN_BODY_MAX_BYTES + 1));
+    expect(await call("PUT", "/routes/r", over.body, TOKEN, over.headers)).toMatchObject({
+      status: 413,
+      json: { error: "too_large" },
+    });
+    expect(await env.MIRROR_CONFIG.get(routeKey("r"))).toBeNull();
+  });
+
+  it("stops reading a streamed body at the limit instead of reading it whole", async () => {
+    let pulled = 0;
+    const chunk = new Uint8Array(64 * 1024).fill(0x20);
+    const endless = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        pulled += chunk.byteLength;
+        if (pulled > 50 * 1024 * 1024) controller.close();
+        else controller.enqueue(chunk);
+      },
+    });
+    expect((await call("PUT", "/routes/r", endless)).status).toBe(413);
+    expect(pulled).toBeLessThanOrEqual(ADMIN_BODY_MAX_BYTES + 2 * chunk.byteLength);
+  });
+
+  it("refuses a declared oversize at once, before reading any of it", async () => {
+    let pulled = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        pulled++;
+        controller.enqueue(new Uint8Array(1024));
+      },
+    });
+    const res = await call("PUT", "/clusters/c", body, TOKEN, { "content-length": String(ADMIN_BODY_MAX_BYTES + 1) });
+    expect(res.status).toBe(413);
+    expect(pulled).toBeLessThanOrEqual(1);
   });
 });

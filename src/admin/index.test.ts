@@ -2,21 +2,40 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import app from "../index.js";
-import { adminPrefix, isAdminPath, tokenMatches } from "./index.js";
+import { tokenMatches } from "./auth.js";
+import { isAdminPath } from "./paths.js";
+import { adminPrefix, adminToken, DEFAULT_ADMIN_PREFIX, MIN_ADMIN_TOKEN_LENGTH } from "./settings.js";
 
+const TOKEN = "gate-test-admin-token-0123456789abcdef";
 const base = { ...env, PRIMARY_ORIGIN: "http://primary.test" } as Env;
+const withToken = { ...base, ADMIN_TOKEN: TOKEN } as Env;
+const bearer = { authorization: `Bearer ${TOKEN}` };
 
-async function call(path: string, environment: Env, headers: Record<string, string> = {}) {
+async function call(path: string, environment: Env, init: RequestInit = {}) {
   const ctx = createExecutionContext();
-  const response = await app.fetch(new Request(`https://edge.example.com${path}`, { headers }), environment, ctx);
+  const response = await app.fetch(new Request(`https://edge.example.com${path}`, init), environment, ctx);
   await waitOnExecutionContext(ctx);
   return response;
 }
 
-describe("admin gate", () => {
-  const fetchSpy = vi.spyOn(globalThis, "fetch").mockImplementation(async () => new Response("from primary"));
-  afterEach(() => fetchSpy.mockClear());
+const fetchSpy = vi.spyOn(globalThis, "fetch").mockImplementation(async () => new Response("from primary"));
+const proxied = () =>
+  fetchSpy.mock.calls.map(([input]) => new URL(input instanceof Request ? input.url : String(input)));
+afterEach(() => fetchSpy.mockClear());
 
+/** The JSON log lines a call to `work` wrote to stderr. */
+async function logged(work: () => Promise<unknown>): Promise<Array<Record<string, unknown>>> {
+  const lines: string[] = [];
+  const spy = vi.spyOn(console, "error").mockImplementation((line: unknown) => void lines.push(String(line)));
+  try {
+    await work();
+  } finally {
+    spy.mockRestore();
+  }
+  return lines.map((l) => JSON.parse(l));
+}
+
+describe("admin gate", () => {
   it("is closed (404) without ADMIN_TOKEN and never reaches the primary", async () => {
     const res = await call("/__mirror/api/routes", base);
     expect(res.status).toBe(404);
@@ -24,14 +43,30 @@ describe("admin gate", () => {
     expect(fetchSpy).not.toHaveBeenCalled();
   });
 
+  it("stays closed with a token shorter than 32 characters: the same 404, and one log line saying why", async () => {
+    const closed = await call("/__mirror/api/routes", base);
+    const short = { ...base, ADMIN_TOKEN: `short-${crypto.randomUUID().slice(0, 8)}` } as Env;
+    const lines = await logged(async () => {
+      for (const path of ["/__mirror/api/routes", "/__mirror/login", "/__mirror/dashboard"]) {
+        const res = await call(path, short, { headers: { authorization: `Bearer ${short.ADMIN_TOKEN}` } });
+        expect(res.status).toBe(404);
+      }
+    });
+    const res = await call("/__mirror/api/routes", short, {
+      headers: { authorization: `Bearer ${short.ADMIN_TOKEN}` },
+    });
+    expect([res.status, await res.text()]).toEqual([closed.status, await closed.text()]);
+    expect(lines).toEqual([{ msg: "edge-mirror.admin_disabled", reason: "ADMIN_TOKEN is shorter than 32 characters" }]);
+    expect(fetchSpy).not.toHaveBeenCalled();
+  });
+
   it("asks for a bearer token (401), refuses a wrong one (403), admits the right one", async () => {
-    const withToken = { ...base, ADMIN_TOKEN: "s3cret" } as Env;
     const missing = await call("/__mirror/api/routes", withToken);
     expect(missing.status).toBe(401);
     expect(missing.headers.get("www-authenticate")).toMatch(/^Bearer/);
-    const wrong = await call("/__mirror/api/routes", withToken, { authorization: "Bearer s3cre" });
+    const wrong = await call("/__mirror/api/routes", withToken, { headers: { authorization: `Bearer ${TOKEN}x` } });
     expect(wrong.status).toBe(403);
-    const right = await call("/__mirror/nothing-here", withToken, { authorization: "Bearer s3cret" });
+    const right = await call("/__mirror/nothing-here", withToken, { headers: bearer });
     expect(right.status).toBe(404);
     expect(await right.json()).toMatchObject({ error: "not_found" });
     expect(fetchSpy).not.toHaveBeenCalled();
@@ -44,10 +79,87 @@ describe("admin gate", () => {
   });
 
   it("follows ADMIN_PREFIX", async () => {
-    const moved = { ...base, ADMIN_PREFIX: "ops/edge/" } as Env;
-    expect(adminPrefix(moved)).toBe("/ops/edge");
-    expect((await call("/ops/edge/api/routes", moved)).status).toBe(404);
+    const moved = { ...withToken, ADMIN_PREFIX: "/ops/edge" } as Env;
+    expect((await call("/ops/edge/api/routes", moved)).status).toBe(401);
     expect(await (await call("/__mirror/api/routes", moved)).text()).toBe("from primary");
+  });
+
+  it('refuses ADMIN_PREFIX "/" (it would claim every request): logs once, keeps the default, serves the zone', async () => {
+    const everything = { ...withToken, ADMIN_PREFIX: "/" } as Env;
+    const lines = await logged(async () => {
+      expect(await (await call("/", everything)).text()).toBe("from primary");
+      expect(await (await call("/api/users", everything)).text()).toBe("from primary");
+      expect((await call("/__mirror/api/routes", everything)).status).toBe(401);
+    });
+    expect(lines).toEqual([
+      expect.objectContaining({ msg: "edge-mirror.invalid_setting", name: "ADMIN_PREFIX", using: "/__mirror" }),
+    ]);
+  });
+});
+
+describe("one path form: the URL parser's, with encoded unreserved characters decoded", () => {
+  it("treats a percent-encoded prefix as the admin surface, behind the same auth, never proxied", async () => {
+    expect((await call("/%5F%5Fmirror/api/routes", withToken)).status).toBe(401);
+    expect((await call("/%5f%5fmirror/api/routes", withToken, { method: "PUT", body: "{}" })).status).toBe(401);
+    const listed = await call("/%5F%5Fmirror/api/routes", withToken, { headers: bearer });
+    expect([listed.status, await listed.json()]).toEqual([200, { routes: [] }]);
+    expect((await call("/__mirr%6Fr/%61pi/routes", withToken, { headers: bearer })).status).toBe(200);
+    expect(fetchSpy).not.toHaveBeenCalled();
+  });
+
+  it("resolves dot segments before deciding", async () => {
+    expect((await call("/x/../__mirror/api/routes", withToken)).status).toBe(401);
+    expect((await call("/__mirror/x/%2e%2E/api/routes", withToken)).status).toBe(401);
+    // Out of the prefix again: proxied, as the URL parser resolved it.
+    expect(await (await call("/__mirror/../api/routes", withToken)).text()).toBe("from primary");
+    expect(await (await call("/__mirror/%2e%2e/api/routes", withToken)).text()).toBe("from primary");
+    expect(proxied().map((u) => u.pathname)).toEqual(["/api/routes", "/api/routes"]);
+  });
+
+  it("does not decode reserved characters: an encoded slash is no segment boundary", async () => {
+    expect(await (await call("/__mirror%2Fapi/routes", withToken)).text()).toBe("from primary");
+    expect(proxied().map((u) => u.pathname)).toEqual(["/__mirror%2Fapi/routes"]);
+  });
+
+  it("gives a session cookie no writes through any spelling", async () => {
+    for (const path of ["/__mirror/api/routes/r", "/%5F%5Fmirror/api/routes/r", "/__mirror/api/%72outes/r"]) {
+      const res = await call(path, withToken, { method: "PUT", body: '{"id":"r"}', headers: { cookie: "x=y" } });
+      expect(res.status).toBe(401);
+    }
+  });
+});
+
+describe("settings", () => {
+  it.each(["/__mirror", "/ops/edge", "/a.b/c~d/e_f-g"])("accepts the clean prefix %s", (prefix) => {
+    const log = vi.fn();
+    expect(adminPrefix({ ...base, ADMIN_PREFIX: prefix } as Env, log)).toBe(prefix);
+    expect(log).not.toHaveBeenCalled();
+  });
+
+  it.each(["/", "ops/edge", "/ops/", "/a//b", "/a/../b", "/./a", "/%5F%5Fmirror", "/a b", "/a?b"])(
+    "refuses %j and keeps the default",
+    (prefix) => {
+      const log = vi.fn();
+      expect(adminPrefix({ ...base, ADMIN_PREFIX: prefix } as Env, log)).toBe(DEFAULT_ADMIN_PREFIX);
+      expect(JSON.parse(log.mock.calls[0]?.[0])).toMatchObject({ msg: "edge-mirror.invalid_setting", value: prefix });
+    },
+  );
+
+  it("uses the default silently when ADMIN_PREFIX is unset or empty", () => {
+    const log = vi.fn();
+    expect(adminPrefix({ ...base, ADMIN_PREFIX: "" } as Env, log)).toBe(DEFAULT_ADMIN_PREFIX);
+    expect(log).not.toHaveBeenCalled();
+  });
+
+  it("opens with 32 characters, not 31, and says when sign-in is unlimited", () => {
+    const log = vi.fn();
+    const at = (length: number) => adminToken({ ...base, ADMIN_TOKEN: "t".repeat(length) } as Env, log);
+    expect(at(MIN_ADMIN_TOKEN_LENGTH)).toBe("t".repeat(32));
+    expect(at(MIN_ADMIN_TOKEN_LENGTH - 1)).toBeUndefined();
+    expect(log).toHaveBeenCalledTimes(1);
+    const unlimited = { ...base, ADMIN_TOKEN: TOKEN, ADMIN_LOGIN_LIMIT: undefined } as unknown as Env;
+    expect(adminToken(unlimited, log)).toBe(TOKEN);
+    expect(JSON.parse(log.mock.calls[1]?.[0])).toMatchObject({ msg: "edge-mirror.admin_login_unlimited" });
   });
 });
 

@@ -1,41 +1,74 @@
 /**
  * @module admin/session
- * Browsers cannot send a bearer header when they open a page, so the dashboard signs in once
- * with the admin token and gets a cookie: `<expiry>.<HMAC-SHA-256 of the expiry, keyed by
- * ADMIN_TOKEN>`. The token itself never sits in the browser, and rotating it ends every session.
+ * Browsers cannot send a bearer header when they open a page, so the dashboard signs in once with
+ * the admin token and gets a cookie: `<epoch>.<expiry>.<HMAC-SHA-256 of both>`. The HMAC key is
+ * derived from ADMIN_TOKEN with HKDF, so the token itself never keys anything a browser holds, and
+ * rotating it ends every session. The epoch (store/session-epoch) is what signing out replaces:
+ * a cookie from an earlier epoch is refused even though its signature and expiry are good.
  */
+import { newSessionEpoch, readSessionEpoch, writeSessionEpoch } from "../store/session-epoch.js";
+
 export const SESSION_COOKIE = "edge_mirror_session";
-export const SESSION_TTL_SECONDS = 12 * 60 * 60;
+const SESSION_TTL_SECONDS = 12 * 60 * 60;
+/** HKDF `info`: binds the derived key to this one use of the token. */
+export const SESSION_KEY_INFO = "edge-mirror dashboard session cookie v2";
+/**
+ * How long an isolate trusts the epoch it last read. Short, so that a sign-out elsewhere ends
+ * this isolate's sessions within seconds of KV delivering it (KV itself takes up to 60 s).
+ */
+const SESSION_EPOCH_TTL_MS = 5000;
 
 const encoder = new TextEncoder();
+const VALUE = /^([0-9a-f]{32})\.(\d{1,12})\.([0-9a-f]{64})$/;
 
-async function signature(secret: string, expires: number): Promise<Uint8Array> {
-  const key = await crypto.subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [
-    "sign",
-  ]);
-  return new Uint8Array(await crypto.subtle.sign("HMAC", key, encoder.encode(`edge-mirror-session:${expires}`)));
+async function sessionKey(token: string): Promise<CryptoKey> {
+  const material = await crypto.subtle.importKey("raw", encoder.encode(token), "HKDF", false, ["deriveKey"]);
+  return crypto.subtle.deriveKey(
+    { name: "HKDF", hash: "SHA-256", salt: new Uint8Array(0), info: encoder.encode(SESSION_KEY_INFO) },
+    material,
+    { name: "HMAC", hash: "SHA-256", length: 256 },
+    false,
+    ["sign", "verify"],
+  );
 }
 
-function toHex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+const signed = (epoch: string, expires: number) => encoder.encode(`edge-mirror-session:${epoch}:${expires}`);
+
+function toHex(bytes: ArrayBuffer): string {
+  return Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-export async function sessionValue(secret: string, now: number): Promise<string> {
+function fromHex(hex: string): Uint8Array {
+  return Uint8Array.from(hex.match(/../g) ?? [], (pair) => Number.parseInt(pair, 16));
+}
+
+export async function sessionValue(token: string, epoch: string, now: number): Promise<string> {
   const expires = Math.floor(now / 1000) + SESSION_TTL_SECONDS;
-  return `${expires}.${toHex(await signature(secret, expires))}`;
+  const mac = await crypto.subtle.sign("HMAC", await sessionKey(token), signed(epoch, expires));
+  return `${epoch}.${expires}.${toHex(mac)}`;
 }
 
-/** True for an unexpired value signed with `secret`; compared in constant time. */
-export async function sessionValid(value: string, secret: string, now: number): Promise<boolean> {
-  const match = /^(\d{1,12})\.([0-9a-f]{64})$/.exec(value);
-  if (!match) return false;
-  const expires = Number(match[1]);
-  const expected = toHex(await signature(secret, expires));
-  const same = crypto.subtle.timingSafeEqual(encoder.encode(expected), encoder.encode(match[2] as string));
-  return same && expires * 1000 > now;
+/** True for an unexpired value of the current epoch signed for `token` (HMAC verify: constant time). */
+export async function sessionValid(
+  value: string,
+  token: string,
+  epoch: string | undefined,
+  now: number,
+): Promise<boolean> {
+  const match = VALUE.exec(value);
+  if (!match || epoch === undefined) return false;
+  const [, valueEpoch, expiresText, mac] = match as unknown as [string, string, string, string];
+  const expires = Number(expiresText);
+  const genuine = await crypto.subtle.verify(
+    "HMAC",
+    await sessionKey(token),
+    fromHex(mac),
+    signed(valueEpoch, expires),
+  );
+  return genuine && valueEpoch === epoch && expires * 1000 > now;
 }
 
-export function readCookie(header: string | null, name: string): string | undefined {
+export function readCookie(header: string | null | undefined, name: string): string | undefined {
   for (const part of (header ?? "").split(";")) {
     const at = part.indexOf("=");
     if (at !== -1 && part.slice(0, at).trim() === name) return part.slice(at + 1).trim();
@@ -45,4 +78,31 @@ export function readCookie(header: string | null, name: string): string | undefi
 
 export function sessionCookie(value: string, path: string, secure: boolean, maxAge = SESSION_TTL_SECONDS): string {
   return `${SESSION_COOKIE}=${value}; Path=${path}; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${secure ? "; Secure" : ""}`;
+}
+
+/** The isolate's view of the session epoch: read from KV at most once per `SESSION_EPOCH_TTL_MS`. */
+export class SessionEpochCache {
+  private cached: { epoch: string | undefined; readAt: number } | undefined;
+
+  constructor(private readonly ttlMs = SESSION_EPOCH_TTL_MS) {}
+
+  async current(kv: KVNamespace, now: number): Promise<string | undefined> {
+    if (this.cached && now - this.cached.readAt < this.ttlMs) return this.cached.epoch;
+    const epoch = await readSessionEpoch(kv);
+    this.cached = { epoch, readAt: now };
+    return epoch;
+  }
+
+  /** The epoch a new session joins; the first sign-in ever starts one. */
+  async forSignIn(kv: KVNamespace, now: number): Promise<string> {
+    return (await this.current(kv, now)) ?? this.replace(kv, now);
+  }
+
+  /** Ends every session: here at once, elsewhere once KV delivers the new epoch. */
+  async replace(kv: KVNamespace, now: number): Promise<string> {
+    const next = newSessionEpoch(now);
+    await writeSessionEpoch(kv, next);
+    this.cached = { epoch: next.epoch, readAt: now };
+    return next.epoch;
+  }
 }

@@ -7,7 +7,7 @@
 import { Hono } from "hono";
 import { statsObject } from "../stats/durable-object.js";
 import { summarize } from "../stats/index.js";
-import { listKeys, ROUTE_PREFIX } from "../store/index.js";
+import { kvPolicyStore } from "../store/policy-store.js";
 import { type AdminEnv, jsonError } from "./index.js";
 
 export const statsApi = new Hono<AdminEnv>();
@@ -25,10 +25,9 @@ statsApi.get("/", async (c) => {
   }
   const [snapshot, configured] = await Promise.all([
     stub.read(minutes),
-    listKeys(c.env.MIRROR_CONFIG, ROUTE_PREFIX).then(
-      (keys) => keys.map((k) => k.slice(ROUTE_PREFIX.length)),
-      () => [] as string[],
-    ),
+    kvPolicyStore(c.env.MIRROR_CONFIG)
+      .list("route")
+      .catch(() => [] as string[]),
   ]);
   return c.json(
     {

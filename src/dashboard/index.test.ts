@@ -1,10 +1,14 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { SESSION_COOKIE, sessionValid, sessionValue } from "../admin/session.js";
+import { SESSION_COOKIE, SESSION_KEY_INFO, SessionEpochCache, sessionValid, sessionValue } from "../admin/session.js";
 import app from "../index.js";
+import { SESSION_EPOCH_KEY } from "../store/keys.js";
+import { LOGIN_FORM_MAX_BYTES } from "./index.js";
 
-const withToken = { ...env, PRIMARY_ORIGIN: "http://primary.test", ADMIN_TOKEN: "s3cret" } as Env;
+const TOKEN = "dashboard-unit-test-token-0123456789";
+const withToken = { ...env, PRIMARY_ORIGIN: "http://primary.test", ADMIN_TOKEN: TOKEN } as Env;
+const LIMIT = 10; // [[ratelimits]] ADMIN_LOGIN_LIMIT in wrangler.toml
 
 async function call(path: string, init: RequestInit = {}, environment: Env = withToken) {
   const ctx = createExecutionContext();
@@ -13,24 +17,37 @@ async function call(path: string, init: RequestInit = {}, environment: Env = wit
   return response;
 }
 
-function login(token: string) {
-  return call("/__mirror/login", {
-    method: "POST",
-    body: new URLSearchParams({ token }),
-    headers: { "content-type": "application/x-www-form-urlencoded" },
-  });
+/** Each sign-in comes from its own address unless a test names one: rate limits never mix between tests. */
+const nextAddress = (() => {
+  let n = 0;
+  return () => `198.51.100.${++n % 250}-${crypto.randomUUID().slice(0, 8)}`;
+})();
+
+function login(token: string, address = nextAddress(), environment: Env = withToken) {
+  return call(
+    "/__mirror/login",
+    {
+      method: "POST",
+      body: new URLSearchParams({ token }),
+      headers: { "content-type": "application/x-www-form-urlencoded", "cf-connecting-ip": address },
+    },
+    environment,
+  );
 }
 
-async function signedInCookie(): Promise<string> {
-  const res = await login("s3cret");
-  const cookie = res.headers.get("set-cookie") ?? "";
-  return cookie.split(";")[0] as string;
+async function signedInCookie(environment: Env = withToken): Promise<string> {
+  const res = await login(TOKEN, nextAddress(), environment);
+  expect(res.status).toBe(303);
+  return (res.headers.get("set-cookie") ?? "").split(";")[0] as string;
 }
+
+const readStats = (cookie: string, environment: Env = withToken) =>
+  call("/__mirror/api/stats", { headers: { cookie } }, environment);
+
+const fetchSpy = vi.spyOn(globalThis, "fetch").mockImplementation(async () => new Response("from primary"));
+afterEach(() => fetchSpy.mockClear());
 
 describe("dashboard sign-in", () => {
-  const fetchSpy = vi.spyOn(globalThis, "fetch").mockImplementation(async () => new Response("from primary"));
-  afterEach(() => fetchSpy.mockClear());
-
   it("sends a browser without a session to the sign-in form", async () => {
     const res = await call("/__mirror/dashboard", { headers: { accept: "text/html" } });
     expect(res.status).toBe(303);
@@ -48,16 +65,16 @@ describe("dashboard sign-in", () => {
     expect(wrong.headers.get("set-cookie")).toBeNull();
     expect(await wrong.text()).toContain("does not match ADMIN_TOKEN");
 
-    const right = await login("s3cret");
+    const right = await login(TOKEN);
     expect(right.status).toBe(303);
     expect(right.headers.get("location")).toBe("/__mirror/dashboard");
     const cookie = right.headers.get("set-cookie") ?? "";
     expect(cookie).toMatch(
       new RegExp(
-        `^${SESSION_COOKIE}=\\d+\\.[0-9a-f]{64}; Path=/__mirror; Max-Age=43200; HttpOnly; SameSite=Strict; Secure$`,
+        `^${SESSION_COOKIE}=[0-9a-f]{32}\\.\\d+\\.[0-9a-f]{64}; Path=/__mirror; Max-Age=43200; HttpOnly; SameSite=Strict; Secure$`,
       ),
     );
-    expect(cookie).not.toContain("s3cret");
+    expect(cookie).not.toContain(TOKEN);
   });
 
   it("lets the session read the dashboard and stats, but never change a policy", async () => {
@@ -68,7 +85,7 @@ describe("dashboard sign-in", () => {
     const script = await call("/__mirror/dashboard.js", { headers: { cookie } });
     expect(script.headers.get("content-type")).toContain("text/javascript");
     expect(await script.text()).not.toContain("innerHTML");
-    expect((await call("/__mirror/api/stats", { headers: { cookie } })).status).toBe(200);
+    expect((await readStats(cookie)).status).toBe(200);
 
     const write = await call("/__mirror/api/routes/r", {
       method: "PUT",
@@ -78,30 +95,168 @@ describe("dashboard sign-in", () => {
     expect(write.status).toBe(401);
   });
 
-  it("does not accept a forged, expired or old-token session", async () => {
+  it("does not accept a forged, expired, old-token or old-epoch session", async () => {
     const now = Date.now();
-    const good = await sessionValue("s3cret", now);
-    expect(await sessionValid(good, "s3cret", now)).toBe(true);
-    const [expires, signature] = good.split(".") as [string, string];
-    expect(await sessionValid(`${Number(expires) + 1}.${signature}`, "s3cret", now)).toBe(false);
-    expect(await sessionValid(good, "s3cret", Number(expires) * 1000 + 1)).toBe(false);
-    expect(await sessionValid(good, "rotated", now)).toBe(false);
-    expect(await sessionValid("x.y", "s3cret", now)).toBe(false);
+    const epoch = "a".repeat(32);
+    const good = await sessionValue(TOKEN, epoch, now);
+    expect(await sessionValid(good, TOKEN, epoch, now)).toBe(true);
+    const [, expires, signature] = good.split(".") as [string, string, string];
+    expect(await sessionValid(`${epoch}.${Number(expires) + 1}.${signature}`, TOKEN, epoch, now)).toBe(false);
+    expect(await sessionValid(`${"b".repeat(32)}.${expires}.${signature}`, TOKEN, "b".repeat(32), now)).toBe(false);
+    expect(await sessionValid(good, TOKEN, epoch, Number(expires) * 1000 + 1)).toBe(false);
+    expect(await sessionValid(good, `${TOKEN}-rotated`, epoch, now)).toBe(false);
+    expect(await sessionValid(good, TOKEN, "b".repeat(32), now)).toBe(false);
+    expect(await sessionValid(good, TOKEN, undefined, now)).toBe(false);
+    expect(await sessionValid("x.y.z", TOKEN, epoch, now)).toBe(false);
 
-    const rotated = { ...withToken, ADMIN_TOKEN: "rotated" } as Env;
-    const res = await call("/__mirror/api/stats", { headers: { cookie: `${SESSION_COOKIE}=${good}` } }, rotated);
-    expect(res.status).toBe(401);
+    const cookie = await signedInCookie();
+    const rotated = { ...withToken, ADMIN_TOKEN: `${TOKEN}-rotated` } as Env;
+    expect((await readStats(cookie, rotated)).status).toBe(401);
   });
 
-  it("signs out by clearing the cookie", async () => {
-    const res = await call("/__mirror/logout", { method: "POST" });
-    expect(res.status).toBe(303);
-    expect(res.headers.get("set-cookie")).toMatch(new RegExp(`^${SESSION_COOKIE}=; Path=/__mirror; Max-Age=0`));
+  it("keys the cookie's HMAC with a key derived from the token by HKDF, never with the token itself", async () => {
+    const cookie = await signedInCookie();
+    const [epoch, expires, mac] = cookie.slice(SESSION_COOKIE.length + 1).split(".") as [string, string, string];
+    const message = new TextEncoder().encode(`edge-mirror-session:${epoch}:${expires}`);
+    const hmac = async (key: CryptoKey) => {
+      const bytes = new Uint8Array(await crypto.subtle.sign("HMAC", key, message));
+      return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    };
+    const raw = await crypto.subtle.importKey(
+      "raw",
+      new TextEncoder().encode(TOKEN),
+      { name: "HMAC", hash: "SHA-256" },
+      false,
+      ["sign"],
+    );
+    const material = await crypto.subtle.importKey("raw", new TextEncoder().encode(TOKEN), "HKDF", false, [
+      "deriveKey",
+    ]);
+    const derived = await crypto.subtle.deriveKey(
+      { name: "HKDF", hash: "SHA-256", salt: new Uint8Array(0), info: new TextEncoder().encode(SESSION_KEY_INFO) },
+      material,
+      { name: "HMAC", hash: "SHA-256", length: 256 },
+      false,
+      ["sign"],
+    );
+    expect(mac).toBe(await hmac(derived));
+    expect(mac).not.toBe(await hmac(raw));
   });
 
   it("stays closed without ADMIN_TOKEN, sign-in form included", async () => {
     const closed = { ...withToken, ADMIN_TOKEN: undefined } as Env;
     expect((await call("/__mirror/login", {}, closed)).status).toBe(404);
+    expect((await login(TOKEN, nextAddress(), closed)).status).toBe(404);
     expect((await call("/__mirror/dashboard", { headers: { accept: "text/html" } }, closed)).status).toBe(404);
+  });
+});
+
+describe("sign-out", () => {
+  it("ends the session: the cookie no longer opens anything, here at once and in other isolates", async () => {
+    const cookie = await signedInCookie();
+    const other = await signedInCookie();
+    expect((await readStats(cookie)).status).toBe(200);
+    const epochBefore = await env.MIRROR_CONFIG.get(SESSION_EPOCH_KEY);
+
+    const res = await call("/__mirror/logout", { method: "POST", headers: { cookie } });
+    expect(res.status).toBe(303);
+    expect(res.headers.get("location")).toBe("/__mirror/login");
+    expect(res.headers.get("set-cookie")).toMatch(new RegExp(`^${SESSION_COOKIE}=; Path=/__mirror; Max-Age=0`));
+    expect(await env.MIRROR_CONFIG.get(SESSION_EPOCH_KEY)).not.toBe(epochBefore);
+
+    // The same cookie, replayed after sign-out: refused, as is every other session of the old epoch.
+    expect((await readStats(cookie)).status).toBe(401);
+    expect((await readStats(other)).status).toBe(401);
+    // An isolate that had not read the epoch yet reads the new one from KV.
+    const elsewhere = new SessionEpochCache();
+    const value = cookie.slice(SESSION_COOKIE.length + 1);
+    expect(await sessionValid(value, TOKEN, await elsewhere.current(env.MIRROR_CONFIG, Date.now()), Date.now())).toBe(
+      false,
+    );
+    // Signing in again works, in the new epoch.
+    expect((await readStats(await signedInCookie())).status).toBe(200);
+  });
+
+  it("ends nothing for a browser without a session: anyone may post to /logout", async () => {
+    const cookie = await signedInCookie();
+    const epoch = await env.MIRROR_CONFIG.get(SESSION_EPOCH_KEY);
+    const forged = `${SESSION_COOKIE}=${"0".repeat(32)}.9999999999.${"0".repeat(64)}`;
+    for (const headers of [{}, { cookie: forged }] as Array<Record<string, string>>) {
+      expect((await call("/__mirror/logout", { method: "POST", headers })).status).toBe(303);
+    }
+    expect(await env.MIRROR_CONFIG.get(SESSION_EPOCH_KEY)).toBe(epoch);
+    expect((await readStats(cookie)).status).toBe(200);
+  });
+
+  it("treats a deleted epoch as every session ended, never as a fresh start", async () => {
+    const cookie = await signedInCookie();
+    await env.MIRROR_CONFIG.delete(SESSION_EPOCH_KEY);
+    // A fresh isolate (another env) reads KV: no epoch, no valid session.
+    const fresh = { ...withToken, LOG_LEVEL: "debug" } as Env;
+    expect((await readStats(cookie, fresh)).status).toBe(401);
+  });
+});
+
+describe("sign-in limits", () => {
+  it("refuses a form over its size limit (413), byte-exact, before reading it", async () => {
+    const form = (size: number) => `token=${"x".repeat(size - "token=".length)}`;
+    const post = (body: BodyInit, headers: Record<string, string> = {}) =>
+      call("/__mirror/login", {
+        method: "POST",
+        body,
+        headers: { "content-type": "application/x-www-form-urlencoded", "cf-connecting-ip": nextAddress(), ...headers },
+      });
+    expect((await post(form(LOGIN_FORM_MAX_BYTES))).status).toBe(403);
+    expect((await post(form(LOGIN_FORM_MAX_BYTES + 1))).status).toBe(413);
+
+    let pulled = 0;
+    const chunk = new TextEncoder().encode("x".repeat(64 * 1024));
+    const huge = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        pulled += chunk.byteLength;
+        if (pulled > 50 * 1024 * 1024) controller.close();
+        else controller.enqueue(chunk);
+      },
+    });
+    const res = await post(huge);
+    expect(res.status).toBe(413);
+    expect(await res.json()).toMatchObject({ error: "too_large" });
+    expect(pulled).toBeLessThanOrEqual(LOGIN_FORM_MAX_BYTES + 2 * chunk.byteLength);
+  });
+
+  it("limits attempts per client address (429 with retry-after), not for other addresses", async () => {
+    const address = nextAddress();
+    let allowed = 0;
+    let refusal: Response | undefined;
+    // The binding counts in fixed windows, so a window may turn over once during the loop.
+    for (let i = 0; i < 2 * LIMIT && !refusal; i++) {
+      const res = await login("guess", address);
+      if (res.status === 429) refusal = res;
+      else {
+        expect(res.status).toBe(403);
+        allowed++;
+      }
+    }
+    expect(refusal?.headers.get("retry-after")).toBe("60");
+    expect(await refusal?.json()).toMatchObject({ error: "rate_limited" });
+    expect(allowed).toBeGreaterThanOrEqual(LIMIT);
+    expect(allowed).toBeLessThan(2 * LIMIT);
+    // The right token does not get through a limited address either; another address does.
+    expect((await login(TOKEN, address)).status).toBe(429);
+    expect((await login(TOKEN)).status).toBe(303);
+  });
+
+  it("still signs in without the binding, and says once that sign-in is unlimited", async () => {
+    const unlimited = { ...withToken, ADMIN_LOGIN_LIMIT: undefined } as unknown as Env;
+    const lines: string[] = [];
+    const spy = vi.spyOn(console, "error").mockImplementation((line: unknown) => void lines.push(String(line)));
+    try {
+      const address = nextAddress();
+      for (let i = 0; i < 2 * LIMIT; i++) expect((await login("guess", address, unlimited)).status).toBe(403);
+      expect((await login(TOKEN, address, unlimited)).status).toBe(303);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(lines.map((l) => JSON.parse(l).msg)).toEqual(["edge-mirror.admin_login_unlimited"]);
   });
 });

@@ -1,13 +1,20 @@
 /**
  * @module dashboard
- * The dashboard under the admin prefix: `/dashboard` (the page, its script and stylesheet),
- * `/login` (sign in with the admin token, get a session cookie) and `/logout`. Numbers come
+ * The dashboard under the admin prefix. `signIn` is open: `/login` (the form; posting the admin
+ * token gets a session cookie) and `/logout` (ends every session by replacing the session epoch).
+ * `dashboard` sits behind the admin gate: `/dashboard`, its script and stylesheet. Numbers come
  * from `api/stats`; the page is static and strict CSP forbids anything but its own files.
  */
 import { Hono } from "hono";
-import { type AdminEnv, adminPrefix, tokenMatches } from "../admin/index.js";
+import { hasSession, tokenMatches } from "../admin/auth.js";
+import type { AdminEnv } from "../admin/http.js";
+import { limitBody, limitSignIns } from "../admin/limits.js";
 import { sessionCookie, sessionValue } from "../admin/session.js";
+import { isolateFor } from "../isolate/index.js";
 import { DASHBOARD_CSS, DASHBOARD_JS, dashboardHtml, loginHtml } from "./page.js";
+
+/** The sign-in form holds one token; anything larger is not a sign-in. */
+export const LOGIN_FORM_MAX_BYTES = 4096;
 
 const SECURITY_HEADERS = {
   "content-security-policy":
@@ -21,39 +28,45 @@ function page(body: string, status = 200, type = "text/html; charset=utf-8"): Re
   return new Response(body, { status, headers: { ...SECURITY_HEADERS, "content-type": type } });
 }
 
-export const dashboard = new Hono<AdminEnv>();
+const prefixOf = (env: Env) => isolateFor(env).settings.adminPrefix;
+const secure = (url: string) => new URL(url).protocol === "https:";
 
-dashboard.get("/", (c) => c.redirect(`${adminPrefix(c.env)}/dashboard`, 303));
-dashboard.get("/dashboard", (c) => page(dashboardHtml(adminPrefix(c.env))));
-dashboard.get("/dashboard.js", () => page(DASHBOARD_JS, 200, "text/javascript; charset=utf-8"));
-dashboard.get("/dashboard.css", () => page(DASHBOARD_CSS, 200, "text/css; charset=utf-8"));
-dashboard.get("/login", (c) => page(loginHtml(adminPrefix(c.env), false)));
+export const signIn = new Hono<AdminEnv>();
 
-dashboard.post("/login", async (c) => {
-  const secret = c.env.ADMIN_TOKEN as string;
+signIn.get("/login", (c) => page(loginHtml(prefixOf(c.env), false)));
+
+signIn.post("/login", limitSignIns, limitBody(LOGIN_FORM_MAX_BYTES, "a sign-in form"), async (c) => {
+  const token = c.get("adminToken");
+  const prefix = prefixOf(c.env);
   const form = await c.req.raw.formData().catch(() => undefined);
-  const token = form?.get("token");
-  if (typeof token !== "string" || !(await tokenMatches(token, secret))) {
-    return page(loginHtml(adminPrefix(c.env), true), 403);
+  const presented = form?.get("token");
+  if (typeof presented !== "string" || !(await tokenMatches(presented, token))) {
+    return page(loginHtml(prefix, true), 403);
   }
-  const prefix = adminPrefix(c.env);
-  const secure = new URL(c.req.url).protocol === "https:";
+  const now = Date.now();
+  const epoch = await isolateFor(c.env).sessionEpoch.forSignIn(c.env.MIRROR_CONFIG, now);
   return new Response(null, {
     status: 303,
     headers: {
       location: `${prefix}/dashboard`,
-      "set-cookie": sessionCookie(await sessionValue(secret, Date.now()), prefix, secure),
+      "set-cookie": sessionCookie(await sessionValue(token, epoch, now), prefix, secure(c.req.url)),
     },
   });
 });
 
-dashboard.post("/logout", (c) => {
-  const prefix = adminPrefix(c.env);
+signIn.post("/logout", limitBody(LOGIN_FORM_MAX_BYTES, "a sign-out form"), async (c) => {
+  // Only a signed-in browser ends the sessions: anyone else could otherwise sign everyone out.
+  if (await hasSession(c)) await isolateFor(c.env).sessionEpoch.replace(c.env.MIRROR_CONFIG, Date.now());
+  const prefix = prefixOf(c.env);
   return new Response(null, {
     status: 303,
-    headers: {
-      location: `${prefix}/login`,
-      "set-cookie": sessionCookie("", prefix, new URL(c.req.url).protocol === "https:", 0),
-    },
+    headers: { location: `${prefix}/login`, "set-cookie": sessionCookie("", prefix, secure(c.req.url), 0) },
   });
 });
+
+export const dashboard = new Hono<AdminEnv>();
+
+dashboard.get("/", (c) => c.redirect(`${prefixOf(c.env)}/dashboard`, 303));
+dashboard.get("/dashboard", (c) => page(dashboardHtml(prefixOf(c.env))));
+dashboard.get("/dashboard.js", () => page(DASHBOARD_JS, 200, "text/javascript; charset=utf-8"));
+dashboard.get("/dashboard.css", () => page(DASHBOARD_CSS, 200, "text/css; charset=utf-8"));

@@ -39,6 +39,59 @@ export class PolicyStoreUnavailableError extends Error {
   }
 }
 
+/** A request body that is not the JSON it must be. */
+export class InvalidJsonError extends Error {
+  readonly code = "invalid_json";
+  constructor(cause: unknown) {
+    super(`the body is not valid JSON: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = "InvalidJsonError";
+  }
+}
+
+/** A request body over its limit, refused before it was read further than the limit. */
+export class BodyTooLargeError extends Error {
+  readonly code = "too_large";
+  constructor(
+    readonly limitBytes: number,
+    what: string,
+  ) {
+    super(`${what} must be at most ${limitBytes} bytes`);
+    this.name = "BodyTooLargeError";
+  }
+}
+
+/** The named route, cluster or endpoint does not exist. */
+export class NotFoundError extends Error {
+  readonly code = "not_found";
+  constructor(message: string) {
+    super(message);
+    this.name = "NotFoundError";
+  }
+}
+
+/** The change would break something that is stored, e.g. deleting a cluster that routes still name. */
+export class ConflictError extends Error {
+  constructor(
+    readonly code: "cluster_in_use",
+    message: string,
+  ) {
+    super(message);
+    this.name = "ConflictError";
+  }
+}
+
+/** Too many attempts from one client; try again after `retryAfterSeconds`. */
+export class RateLimitedError extends Error {
+  readonly code = "rate_limited";
+  constructor(
+    readonly retryAfterSeconds: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = "RateLimitedError";
+  }
+}
+
 /** Why the primary could not answer; each maps to one client-facing status. */
 export type UpstreamFailure =
   | "primary_timeout"

@@ -4,7 +4,8 @@
  * change within an isolate), the policy cache, the counter buffer, the mirror breaker and the
  * noise memory. Every other module is handed these rather than keeping module-level state.
  */
-import { adminPrefix } from "../admin/index.js";
+import { SessionEpochCache } from "../admin/session.js";
+import { adminPrefix, adminToken, loginLimiter } from "../admin/settings.js";
 import { NoiseMemory } from "../compare/index.js";
 import { type MarkerSigner, markerSigner } from "../headers/marker.js";
 import { MirrorBreaker } from "../mirror/breaker.js";
@@ -21,6 +22,8 @@ export interface Settings {
   logLevel: LogLevel;
   logSampleRate: number;
   adminPrefix: string;
+  /** The token that opens the admin surface; undefined while it stays closed. */
+  adminToken: string | undefined;
   statsFlushMs: number;
 }
 
@@ -50,11 +53,15 @@ export function parseSettings(env: Env): Settings {
     logLevel: parseLogLevel(env.LOG_LEVEL),
     logSampleRate: parseSampleRate(env.LOG_SAMPLE_RATE),
     adminPrefix: adminPrefix(env),
+    adminToken: adminToken(env),
     statsFlushMs: millis(env.STATS_FLUSH_MS, 1000),
   };
 }
 
-/** The vars behind `Settings`, joined: equal fingerprints parse to equal settings. */
+/**
+ * What `Settings` are parsed from (the vars, the admin token, whether a sign-in limiter is bound),
+ * joined: equal fingerprints parse to equal settings.
+ */
 function fingerprint(env: Env): string {
   return [
     env.PRIMARY_ORIGIN,
@@ -64,6 +71,8 @@ function fingerprint(env: Env): string {
     env.ADMIN_PREFIX,
     env.STATS_FLUSH_MS,
     env.MIRROR_MARKER_KEY,
+    env.ADMIN_TOKEN,
+    loginLimiter(env) ? "login-limited" : "",
   ].join("\n");
 }
 
@@ -77,6 +86,8 @@ export interface Isolate {
   readonly log: OutcomeSink;
   /** Signs the marker copies carry and verifies the markers requests arrive with. */
   readonly marker: MarkerSigner;
+  /** The dashboard's session epoch, as this isolate last read it. */
+  readonly sessionEpoch: SessionEpochCache;
 }
 
 function buildIsolate(env: Env, settings: Settings, previous: Isolate | undefined): Isolate {
@@ -95,6 +106,7 @@ function buildIsolate(env: Env, settings: Settings, previous: Isolate | undefine
     noise: previous?.noise ?? new NoiseMemory(),
     log: logSink({ level: settings.logLevel, sampleRate: settings.logSampleRate }),
     marker: markerSigner(env.MIRROR_MARKER_KEY),
+    sessionEpoch: new SessionEpochCache(),
   };
 }
 

@@ -6,6 +6,7 @@
  */
 import type { Route } from "../policy/index.js";
 import { compileRegex } from "../regex/index.js";
+import { routeKey } from "../store/keys.js";
 
 /** What a route is matched against; built once per request from the URL and headers. */
 export interface RequestFacts {
@@ -128,7 +129,7 @@ function guarded(route: Route, matches: (facts: RequestFacts) => boolean): (fact
         console.error(
           JSON.stringify({
             msg: "edge-mirror.invalid_policy",
-            key: `route:${route.id}`,
+            key: routeKey(route.id),
             error: `match failed: ${String(err)}`,
           }),
         );

@@ -1,9 +1,13 @@
 import { reset } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
-import { loadSnapshot, PolicyCache, parseStoredRoute } from "./index.js";
+import { loadSnapshot, PolicyCache } from "./index.js";
+import { clusterKey, routeKey, SESSION_EPOCH_KEY } from "./keys.js";
+import { parseStoredRoute } from "./parse.js";
+import { kvPolicyStore } from "./policy-store.js";
 
 const kv = env.MIRROR_CONFIG;
+const store = kvPolicyStore(kv);
 
 beforeEach(async () => {
   await reset();
@@ -15,43 +19,48 @@ function facts(path: string) {
 
 describe("loadSnapshot", () => {
   it("reads routes and clusters from KV and skips invalid entries with their errors", async () => {
-    await kv.put("cluster:canary", JSON.stringify({ origin: "http://127.0.0.1:9002/" }));
-    await kv.put("cluster:broken", JSON.stringify({ origin: "ftp://x" }));
-    await kv.put("route:good", JSON.stringify({ id: "good", match: { path: { type: "PathPrefix", value: "/g" } } }));
-    await kv.put("route:bad", JSON.stringify({ id: "bad", mirrors: [{ cluster: "canary", percent: 300 }] }));
-    await kv.put("route:mismatch", JSON.stringify({ id: "other" }));
-    await kv.put("route:junk", "{not json");
+    await kv.put(clusterKey("canary"), JSON.stringify({ origin: "http://127.0.0.1:9002/" }));
+    await kv.put(clusterKey("broken"), JSON.stringify({ origin: "ftp://x" }));
+    await kv.put(
+      routeKey("good"),
+      JSON.stringify({ id: "good", match: { path: { type: "PathPrefix", value: "/g" } } }),
+    );
+    await kv.put(routeKey("bad"), JSON.stringify({ id: "bad", mirrors: [{ cluster: "canary", percent: 300 }] }));
+    await kv.put(routeKey("mismatch"), JSON.stringify({ id: "other" }));
+    await kv.put(routeKey("junk"), "{not json");
     await kv.put("unrelated", "x");
+    await kv.put(SESSION_EPOCH_KEY, JSON.stringify({ epoch: "0".repeat(32), since: "2026-11-25T10:00:00.000Z" }));
 
-    const snap = await loadSnapshot(kv, 1);
+    const snap = await loadSnapshot(store, 1);
     expect(snap.available).toBe(true);
     expect(snap.routes.size).toBe(1);
     expect(snap.routes.find(facts("/g/x"))?.id).toBe("good");
     expect([...snap.clusters]).toEqual([["canary", "http://127.0.0.1:9002"]]);
     const invalid = Object.fromEntries(snap.invalid.map((e) => [e.key, e.error]));
     expect(invalid).toEqual({
-      "cluster:broken": "origin: must use http or https, not ftp",
-      "route:bad": "mirrors[0].percent: must be ≤ 100",
-      "route:mismatch": 'id: must equal the key suffix "mismatch"',
-      "route:junk": expect.stringMatching(/^is not valid JSON/),
+      [clusterKey("broken")]: "origin: must use http or https, not ftp",
+      [routeKey("bad")]: "mirrors[0].percent: must be ≤ 100",
+      [routeKey("mismatch")]: 'id: must equal the key suffix "mismatch"',
+      [routeKey("junk")]: expect.stringMatching(/^is not valid JSON/),
     });
   });
 
   it("reads more routes than one bulk get or list page holds", async () => {
     const puts: Promise<void>[] = [];
-    for (let i = 0; i < 1100; i++) puts.push(kv.put(`route:r${i}`, JSON.stringify({ id: `r${i}` })));
+    for (let i = 0; i < 1100; i++) puts.push(kv.put(routeKey(`r${i}`), JSON.stringify({ id: `r${i}` })));
     await Promise.all(puts);
-    const snap = await loadSnapshot(kv, 1);
+    const snap = await loadSnapshot(store, 1);
     expect(snap.routes.size).toBe(1100);
-  });
+    // 1,100 writes to workerd's local KV take seconds on a busy 2-core machine.
+  }, 60_000);
 });
 
 describe("a broken route never harms the others", () => {
   it("leaves out a route whose header or query pattern cannot be compiled, and serves the rest", async () => {
     // Written around the validator, as a tool or an older version might have stored them.
-    await kv.put("route:good", JSON.stringify({ id: "good", match: { path: { type: "PathPrefix", value: "/" } } }));
+    await kv.put(routeKey("good"), JSON.stringify({ id: "good", match: { path: { type: "PathPrefix", value: "/" } } }));
     await kv.put(
-      "route:bad-header",
+      routeKey("bad-header"),
       JSON.stringify({
         id: "bad-header",
         priority: 10,
@@ -59,23 +68,23 @@ describe("a broken route never harms the others", () => {
       }),
     );
     await kv.put(
-      "route:bad-query",
+      routeKey("bad-query"),
       JSON.stringify({
         id: "bad-query",
         priority: 10,
         match: { query: [{ name: "q", type: "RegularExpression", value: "[" }] },
       }),
     );
-    const snap = await loadSnapshot(kv, 1);
+    const snap = await loadSnapshot(store, 1);
     expect(snap.routes.find({ ...facts("/any"), headers: new Headers({ "x-a": "(" }) })?.id).toBe("good");
-    expect(snap.invalid.map((e) => e.key).sort()).toEqual(["route:bad-header", "route:bad-query"]);
+    expect(snap.invalid.map((e) => e.key).sort()).toEqual([routeKey("bad-header"), routeKey("bad-query")]);
   });
 });
 
 describe("parseStoredRoute", () => {
   it("requires the id to equal the key", () => {
-    expect(parseStoredRoute("route:a", '{"id":"a"}').id).toBe("a");
-    expect(() => parseStoredRoute("route:a", '{"id":"b"}')).toThrowError(/must equal the key suffix/);
+    expect(parseStoredRoute("a", '{"id":"a"}').id).toBe("a");
+    expect(() => parseStoredRoute("a", '{"id":"b"}')).toThrowError(/must equal the key suffix/);
   });
 });
 
@@ -96,7 +105,7 @@ describe("PolicyCache", () => {
   }
 
   it("serves from memory within the TTL, then serves stale while refreshing in the background", async () => {
-    await kv.put("route:a", JSON.stringify({ id: "a" }));
+    await kv.put(routeKey("a"), JSON.stringify({ id: "a" }));
     const { kv: counted, counts } = countingKv(kv);
     let now = 1000;
     const background: Promise<unknown>[] = [];
@@ -109,7 +118,7 @@ describe("PolicyCache", () => {
     expect(counts.list + counts.get).toBe(readsAfterFirst);
     expect(cache.loads).toBe(1);
 
-    await kv.put("route:b", JSON.stringify({ id: "b" }));
+    await kv.put(routeKey("b"), JSON.stringify({ id: "b" }));
     now += 6000;
     const stale = await cache.get(counted, (p) => background.push(p));
     expect(stale.routes.size).toBe(1);
@@ -120,7 +129,7 @@ describe("PolicyCache", () => {
   });
 
   it("reuses the compiled routes when a refresh finds KV unchanged, and rebuilds when it changed", async () => {
-    await kv.put("route:a", JSON.stringify({ id: "a" }));
+    await kv.put(routeKey("a"), JSON.stringify({ id: "a" }));
     let now = 1000;
     const cache = new PolicyCache({ ttlMs: 5000, now: () => now, log: () => {} });
     const refreshNow = async () => {
@@ -136,7 +145,7 @@ describe("PolicyCache", () => {
     expect(unchanged.loadedAt).toBe(now);
     expect(unchanged.routes).toBe(first.routes);
 
-    await kv.put("route:a", JSON.stringify({ id: "a", match: { path: { type: "Exact", value: "/a" } } }));
+    await kv.put(routeKey("a"), JSON.stringify({ id: "a", match: { path: { type: "Exact", value: "/a" } } }));
     const changed = await refreshNow();
     expect(changed.routes).not.toBe(first.routes);
     expect(changed.routes.size).toBe(1);
@@ -154,7 +163,7 @@ describe("PolicyCache", () => {
     expect(snap.routes.size).toBe(0);
     expect(JSON.parse(lines[0] as string)).toMatchObject({ msg: "edge-mirror.policy_store_unavailable" });
 
-    await kv.put("route:kept", JSON.stringify({ id: "kept" }));
+    await kv.put(routeKey("kept"), JSON.stringify({ id: "kept" }));
     const good = await cache.get(kv, () => {});
     expect(good.routes.size).toBe(1);
     const afterFailure = await cache.get(failing, () => {});
@@ -162,13 +171,13 @@ describe("PolicyCache", () => {
   });
 
   it("logs each invalid entry once, not on every refresh", async () => {
-    await kv.put("route:bad", JSON.stringify({ id: "bad", timeoutMs: -1 }));
+    await kv.put(routeKey("bad"), JSON.stringify({ id: "bad", timeoutMs: -1 }));
     const lines: string[] = [];
     const cache = new PolicyCache({ ttlMs: 0, log: (l) => lines.push(l) });
     await cache.get(kv, () => {});
     await cache.get(kv, () => {});
     expect(lines.map((l) => JSON.parse(l))).toEqual([
-      { msg: "edge-mirror.invalid_policy", key: "route:bad", error: "timeoutMs: must be ≥ 1" },
+      { msg: "edge-mirror.invalid_policy", key: routeKey("bad"), error: "timeoutMs: must be ≥ 1" },
     ]);
   });
 });

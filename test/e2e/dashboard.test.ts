@@ -14,7 +14,7 @@ type Origin = Awaited<ReturnType<typeof startOrigin>>;
 type Worker = Awaited<ReturnType<typeof startWorker>>;
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const TOKEN = "dashboard-test-token";
+const TOKEN = "dashboard-e2e-test-token-0123456789";
 /** `UPDATE_SCREENSHOT=1 npm test` refreshes the README's picture; every run writes test-results/. */
 const SCREENSHOTS = [
   join(ROOT, "test-results/dashboard.png"),

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { startOrigin } from "../../scripts/lib/origins.mjs";
 import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
+import { clusterKey, routeKey } from "../../src/store/keys.js";
 
 type Origin = Awaited<ReturnType<typeof startOrigin>>;
 type Worker = Awaited<ReturnType<typeof startWorker>>;
@@ -22,7 +23,7 @@ async function retry(attempt: () => Promise<boolean>): Promise<void> {
 }
 
 function putRoute(route: { id: string; [field: string]: unknown }): Promise<void> {
-  return worker.kv.put(`route:${route.id}`, JSON.stringify(route));
+  return worker.kv.put(routeKey(route.id), JSON.stringify(route));
 }
 
 function sha256(bytes: Uint8Array): string {
@@ -167,7 +168,7 @@ describe("edge-mirror in workerd with real origins", () => {
       message: "primary did not answer within 300 ms",
     });
 
-    await worker.kv.put("cluster:dead", JSON.stringify({ origin: "http://127.0.0.1:9" }));
+    await worker.kv.put(clusterKey("dead"), JSON.stringify({ origin: "http://127.0.0.1:9" }));
     await putRoute({
       id: "dead",
       match: { path: { type: "PathPrefix", value: "/dead" } },

@@ -1,10 +1,11 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startOrigin } from "../../scripts/lib/origins.mjs";
 import { ROOT, startWorker } from "../../scripts/lib/worker.mjs";
+import { clusterKey, routeKey, SESSION_EPOCH_KEY } from "../../src/store/keys.js";
 
 /** The CLI as users run it: a process, real local KV state, read back through the worker in workerd. */
 const dir = mkdtempSync(join(tmpdir(), "edge-mirror-cli-"));
@@ -146,7 +147,9 @@ describe("apply, diff, pull, list, delete against local KV", () => {
 
     const applied = local("apply", good);
     expect(applied.code).toBe(0);
-    expect(applied.out).toContain("create cluster:canary");
+    // Only its own lines: opening local KV starts nothing that warns (no Durable Object, no worker).
+    expect(applied.err).toBe("");
+    expect(applied.out).toContain(`create ${clusterKey("canary")}`);
     expect(applied.out).toContain("created 2, updated 0, deleted 0, unchanged 0");
     expect(await mirroredThroughWorker("/api/x")).toEqual(["api"]);
 
@@ -162,7 +165,8 @@ describe("apply, diff, pull, list, delete against local KV", () => {
     const path = file("changed.json", changed);
     const diff = local("diff", path);
     expect(diff.code).toBe(1);
-    expect(diff.out).toContain("~ route:api");
+    expect(diff.err).toBe("");
+    expect(diff.out).toContain(`~ ${routeKey("api")}`);
     expect(diff.out).toContain('    match.path.value: "/api" → "/v2"');
     expect(local("apply", path).out).toContain("updated 1");
     expect(await mirroredThroughWorker("/v2/y")).toEqual(["api"]);
@@ -175,23 +179,83 @@ describe("apply, diff, pull, list, delete against local KV", () => {
     expect(readFileSync(out, "utf8")).toContain("id: api");
     expect(local("apply", out).out).toContain("unchanged 2");
     const listed = local("list");
+    expect(listed.err).toBe("");
     expect(listed.out).toMatch(/api\t0\tPathPrefix \/v2\tcanary 100%/);
     expect(listed.out).toContain(`canary\t${canary.url}`);
   });
 
-  it("prunes what the files no longer hold", async () => {
+  it("diffs only the objects in the files, and counts the stored rest in one line", () => {
+    const extra = file("extra.json", { routes: [{ id: "extra", match: { path: { type: "Exact", value: "/e" } } }] });
+    const diff = local("diff", extra);
+    expect(diff).toMatchObject({ code: 1, err: "" });
+    expect(diff.out.trim().split("\n")).toEqual([
+      `+ ${routeKey("extra")}`,
+      `    {"id":"extra","match":{"path":{"type":"Exact","value":"/e"}}}`,
+      "1 difference",
+      "2 stored objects not in these files; --prune to list and delete them",
+    ]);
+
+    const pruning = local("diff", extra, "--prune");
+    expect(pruning.code).toBe(1);
+    expect(pruning.out).toContain(`- ${clusterKey("canary")}  (only in KV; apply --prune deletes it)`);
+    expect(pruning.out).toContain(`- ${routeKey("api")}  (only in KV; apply --prune deletes it)`);
+    expect(pruning.out).toContain("3 differences");
+    expect(pruning.out).not.toContain("stored objects not in these files");
+
+    // A file that holds part of what is stored, unchanged: no differences, exit 0.
+    const part = local("diff", file("part.json", { clusters: { canary: { origin: canary.url } } }));
+    expect(part).toMatchObject({ code: 0, err: "" });
+    expect(part.out.trim().split("\n")).toEqual([
+      "no differences",
+      "1 stored object not in these files; --prune to list and delete them",
+    ]);
+  });
+
+  it("prunes what the files no longer hold, and never the dashboard's session epoch", async () => {
+    // A real sign-in through the worker on this state stores the session epoch beside the policies.
+    const token = "policy-cli-test-admin-token-0123456789";
+    const signIn = async () => {
+      const worker = await startWorker({
+        scriptPath: inject("workerScript"),
+        persistTo: state,
+        vars: { ADMIN_TOKEN: token },
+      });
+      try {
+        const res = await fetch(`${worker.url}/__mirror/login`, {
+          method: "POST",
+          body: new URLSearchParams({ token }),
+          redirect: "manual",
+        });
+        expect(res.status).toBe(303);
+        return await worker.kv.get(SESSION_EPOCH_KEY);
+      } finally {
+        await worker.dispose();
+      }
+    };
+    const epoch = await signIn();
+    expect(epoch).toMatch(/"epoch":"[0-9a-f]{32}"/);
+
     const other = file("other.json", {
       clusters: { canary: { origin: canary.url } },
       routes: [{ id: "other", match: { path: { type: "Exact", value: "/o" } } }],
     });
     const pruned = local("apply", other, "--prune");
-    expect(pruned.out).toContain("delete route:api");
+    expect(pruned.out).toContain(`delete ${routeKey("api")}`);
     expect(pruned.out).toContain("created 1, updated 0, deleted 1, unchanged 1");
+    expect(pruned.out).not.toContain(SESSION_EPOCH_KEY);
+    expect(local("diff", other, "--prune")).toMatchObject({ code: 0 });
+    expect(local("pull").out).not.toContain("epoch");
     expect(await mirroredThroughWorker("/v2/y")).toEqual([]);
+    // Signing in again joins the same, untouched epoch.
+    expect(await signIn()).toBe(epoch);
   });
 
   it("deletes one route, and says so when there is none", () => {
-    expect(local("delete", "other")).toMatchObject({ code: 0, out: expect.stringContaining("deleted route:other") });
+    expect(local("delete", "other")).toMatchObject({
+      code: 0,
+      out: expect.stringContaining(`deleted ${routeKey("other")}`),
+      err: "",
+    });
     expect(local("delete", "other")).toMatchObject({
       code: 1,
       err: expect.stringContaining('no route "other" is stored'),
@@ -206,47 +270,62 @@ describe("apply, diff, pull, list, delete against local KV", () => {
 });
 
 describe("remote mode", () => {
-  it("goes through wrangler kv with --remote, the binding and the environment", () => {
-    const calls = join(dir, "wrangler-calls.log");
-    const fake = file(
+  const calls = join(dir, "wrangler-calls.log");
+  /** A stand-in for wrangler that logs each call and answers from two stored objects. */
+  const fakeWrangler = () =>
+    file(
       "fake-wrangler.mjs",
       `import { appendFileSync, readFileSync } from "node:fs";
 const args = process.argv.slice(2);
-appendFileSync(${JSON.stringify(calls)}, JSON.stringify(args) + "\\n");
-if (args[1] === "key") console.log("[]");
+// The CLI removes its files when it is done: keep what each bulk command was given.
+const given = args[1] === "bulk" ? JSON.parse(readFileSync(args[3], "utf8")) : undefined;
+appendFileSync(${JSON.stringify(calls)}, JSON.stringify({ args, given }) + "\\n");
+const stored = {
+  ${JSON.stringify(clusterKey("canary"))}: ${JSON.stringify(JSON.stringify({ origin: canary.url }))},
+  ${JSON.stringify(routeKey("old"))}: '{"id":"old"}',
+};
+const prefix = args[args.indexOf("--prefix") + 1];
+if (args[1] === "key") console.log(JSON.stringify(Object.keys(stored).filter((k) => k.startsWith(prefix)).map((name) => ({ name }))));
+if (args[1] === "bulk" && args[2] === "get") console.log("fetching…\\n" + JSON.stringify(Object.fromEntries(given.map((k) => [k, { value: stored[k] ?? null }]))));
 if (args[1] === "bulk" && args[2] === "put") console.log("Success!");`,
     );
-    const run = spawnSync(
-      process.execPath,
-      [
-        "--import",
-        "tsx",
-        join(ROOT, "scripts/policy.ts"),
-        "apply",
-        file("remote.json", policyFile()),
-        "--remote",
-        "--env",
-        "production",
-      ],
-      {
-        cwd: ROOT,
-        encoding: "utf8",
-        env: { ...process.env, EDGE_MIRROR_WRANGLER: fake },
-      },
-    );
-    expect(run.stderr).toBe("");
-    expect(run.status).toBe(0);
-    const lines = readFileSync(calls, "utf8")
+  const remote = (...args: string[]) => {
+    writeFileSync(calls, "");
+    const run = spawnSync(process.execPath, ["--import", "tsx", join(ROOT, "scripts/policy.ts"), ...args, "--remote"], {
+      cwd: ROOT,
+      encoding: "utf8",
+      env: { ...process.env, EDGE_MIRROR_WRANGLER: fakeWrangler() },
+    });
+    const made = readFileSync(calls, "utf8")
       .trim()
       .split("\n")
-      .map((l) => JSON.parse(l) as string[]);
-    expect(lines.map((a) => a.slice(0, 3).join(" "))).toEqual(["kv key list", "kv key list", "kv bulk put"]);
-    for (const args of lines)
-      expect(args).toEqual(expect.arrayContaining(["--binding", "MIRROR_CONFIG", "--remote", "--env", "production"]));
-    const putFile = lines[2]?.[3] as string;
-    expect(JSON.parse(readFileSync(putFile, "utf8")).map((e: { key: string }) => e.key)).toEqual([
-      "cluster:canary",
-      "route:api",
+      .map((l) => JSON.parse(l) as { args: string[]; given?: unknown });
+    return { code: run.status, out: run.stdout, err: run.stderr, calls: made };
+  };
+
+  it("applies through wrangler kv with --remote, the binding and the environment, writing only what changed", () => {
+    const run = remote("apply", file("remote.json", policyFile()), "--env", "production");
+    expect(run.err).toBe("");
+    expect(run.code).toBe(0);
+    expect(run.out).toContain("created 1, updated 0, deleted 0, unchanged 1");
+    expect(run.calls.map((c) => c.args.slice(0, 3).join(" "))).toEqual([
+      "kv key list",
+      "kv key list",
+      "kv bulk get",
+      "kv bulk put",
     ]);
+    for (const { args } of run.calls)
+      expect(args).toEqual(expect.arrayContaining(["--binding", "MIRROR_CONFIG", "--remote", "--env", "production"]));
+    const put = run.calls[3] as { args: string[]; given: Array<{ key: string }> };
+    expect(put.given.map((e) => e.key)).toEqual([routeKey("api")]);
+    // The files handed to wrangler are gone with the command.
+    expect(existsSync(put.args[3] as string)).toBe(false);
+  });
+
+  it("diffs like local mode: the file's objects, and the stored rest in one line", () => {
+    const run = remote("diff", file("remote.json", policyFile()));
+    expect(run.code).toBe(1);
+    expect(run.out).toContain(`+ ${routeKey("api")}`);
+    expect(run.out).toContain("1 difference\n1 stored object not in these files; --prune to list and delete them");
   });
 });

@@ -8,7 +8,7 @@ import { interceptFetch, putPolicies, randomBytes, sendThrough } from "./helpers
 const PRIMARY = "http://primary.test:8080";
 const CANARY = "http://canary.test:9002";
 const REPLICA = "http://replica.test:9005";
-const testEnv = { ...env, PRIMARY_ORIGIN: PRIMARY, ADMIN_TOKEN: "t0ken" } as Env;
+const testEnv = { ...env, PRIMARY_ORIGIN: PRIMARY, ADMIN_TOKEN: "compare-test-admin-token-0123456789" } as Env;
 
 let canaryBody: unknown;
 let outcomes: MirrorOutcome[];
@@ -123,7 +123,7 @@ describe("live counters through the exported worker", () => {
   const stats = async () => {
     const res = await viaWorker(
       new Request("https://edge.example.com/__mirror/api/stats?minutes=5", {
-        headers: { authorization: "Bearer t0ken" },
+        headers: { authorization: "Bearer compare-test-admin-token-0123456789" },
       }),
     );
     expect(res.status).toBe(200);
@@ -158,7 +158,7 @@ describe("live counters through the exported worker", () => {
     const cleared = await viaWorker(
       new Request("https://edge.example.com/__mirror/api/stats", {
         method: "DELETE",
-        headers: { authorization: "Bearer t0ken" },
+        headers: { authorization: "Bearer compare-test-admin-token-0123456789" },
       }),
     );
     expect(cleared.status).toBe(204);
@@ -184,7 +184,7 @@ describe("live counters through the exported worker", () => {
   it("rejects a window outside 1–60 minutes", async () => {
     const res = await viaWorker(
       new Request("https://edge.example.com/__mirror/api/stats?minutes=0", {
-        headers: { authorization: "Bearer t0ken" },
+        headers: { authorization: "Bearer compare-test-admin-token-0123456789" },
       }),
     );
     expect(res.status).toBe(400);

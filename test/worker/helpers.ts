@@ -4,6 +4,7 @@ import { vi } from "vitest";
 import { handleRequest } from "../../src/app.js";
 import type { MirrorOutcome } from "../../src/record/index.js";
 import { PolicyCache } from "../../src/store/index.js";
+import { clusterKey, routeKey } from "../../src/store/keys.js";
 
 export interface SeenRequest {
   url: string;
@@ -38,10 +39,10 @@ export function interceptFetch(responders: Record<string, Responder>) {
 
 export async function putPolicies(policies: { clusters?: Record<string, string>; routes?: object[] }) {
   for (const [name, origin] of Object.entries(policies.clusters ?? {})) {
-    await env.MIRROR_CONFIG.put(`cluster:${name}`, JSON.stringify({ origin }));
+    await env.MIRROR_CONFIG.put(clusterKey(name), JSON.stringify({ origin }));
   }
   for (const route of policies.routes ?? []) {
-    await env.MIRROR_CONFIG.put(`route:${(route as { id: string }).id}`, JSON.stringify(route));
+    await env.MIRROR_CONFIG.put(routeKey((route as { id: string }).id), JSON.stringify(route));
   }
 }
 

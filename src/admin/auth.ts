@@ -1,0 +1,65 @@
+/**
+ * @module admin/auth
+ * The admin surface's two gates. `requireEnabled`: closed (404, the same answer whatever the
+ * reason) unless ADMIN_TOKEN is set and long enough. `requireAdmin`: a bearer token opens
+ * everything; the dashboard's session cookie opens only reads (GET/HEAD), so a forged cross-site
+ * form can never change a policy.
+ */
+import type { Context, MiddlewareHandler } from "hono";
+import { isolateFor } from "../isolate/index.js";
+import { type AdminEnv, jsonError } from "./http.js";
+import { readCookie, SESSION_COOKIE, sessionValid } from "./session.js";
+import { MIN_ADMIN_TOKEN_LENGTH } from "./settings.js";
+
+/**
+ * Compares a presented token in constant time: both sides are hashed first so that neither the
+ * length nor a shared prefix of the secret leaks through timing.
+ */
+export async function tokenMatches(presented: string, secret: string): Promise<boolean> {
+  const encoder = new TextEncoder();
+  const [a, b] = await Promise.all([
+    crypto.subtle.digest("SHA-256", encoder.encode(presented)),
+    crypto.subtle.digest("SHA-256", encoder.encode(secret)),
+  ]);
+  return crypto.subtle.timingSafeEqual(a, b);
+}
+
+export const requireEnabled: MiddlewareHandler<AdminEnv> = async (c, next) => {
+  const token = isolateFor(c.env).settings.adminToken;
+  if (token === undefined) {
+    return jsonError(
+      404,
+      "admin_disabled",
+      `the admin API is disabled: set the ADMIN_TOKEN secret (at least ${MIN_ADMIN_TOKEN_LENGTH} characters) to enable it`,
+    );
+  }
+  c.set("adminToken", token);
+  await next();
+};
+
+/** True when the request carries a session cookie of the current epoch. */
+export async function hasSession(c: Context<AdminEnv>): Promise<boolean> {
+  const value = readCookie(c.req.header("cookie"), SESSION_COOKIE);
+  if (!value) return false;
+  const now = Date.now();
+  const epoch = await isolateFor(c.env).sessionEpoch.current(c.env.MIRROR_CONFIG, now);
+  return sessionValid(value, c.get("adminToken"), epoch, now);
+}
+
+export const requireAdmin: MiddlewareHandler<AdminEnv> = async (c, next) => {
+  const bearer = /^Bearer\s+(.+)$/i.exec(c.req.header("authorization") ?? "");
+  if (bearer) {
+    if (!(await tokenMatches((bearer[1] as string).trim(), c.get("adminToken")))) {
+      return jsonError(403, "forbidden", "the bearer token does not match ADMIN_TOKEN");
+    }
+    return next();
+  }
+  const reads = c.req.method === "GET" || c.req.method === "HEAD";
+  if (reads && (await hasSession(c))) return next();
+  if (reads && (c.req.header("accept") ?? "").includes("text/html")) {
+    return c.redirect(`${isolateFor(c.env).settings.adminPrefix}/login`, 303);
+  }
+  return jsonError(401, "unauthorized", "send Authorization: Bearer <ADMIN_TOKEN>", {
+    "www-authenticate": 'Bearer realm="edge-mirror"',
+  });
+};

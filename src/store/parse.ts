@@ -1,0 +1,63 @@
+/**
+ * @module store/parse
+ * Pure: what stored policy texts mean. Every reader — the worker's snapshot, the admin API, the
+ * CLI — parses through here, so that a value is valid or invalid for the same reason everywhere.
+ */
+import { PolicyValidationError } from "../errors/index.js";
+import { type Cluster, parseCluster, parseRoute, type Route } from "../policy/index.js";
+import { parsePolicyKey } from "./keys.js";
+
+export interface InvalidEntry {
+  key: string;
+  error: string;
+}
+
+export interface StoredPolicies {
+  /** By route id. */
+  routes: Map<string, Route>;
+  /** By cluster name. */
+  clusters: Map<string, Cluster>;
+  /** Values that broke a rule, each with its key and the rule; the rest still count. */
+  invalid: InvalidEntry[];
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new PolicyValidationError([{ path: "", message: `is not valid JSON (${(err as Error).message})` }]);
+  }
+}
+
+/** One stored route; its `id` must equal the key's suffix. */
+export function parseStoredRoute(id: string, text: string): Route {
+  const route = parseRoute(parseJson(text));
+  if (route.id !== id) {
+    throw new PolicyValidationError([{ path: "id", message: `must equal the key suffix "${id}"` }]);
+  }
+  return route;
+}
+
+export function parseStoredPolicies(texts: ReadonlyMap<string, string>): StoredPolicies {
+  const stored: StoredPolicies = { routes: new Map(), clusters: new Map(), invalid: [] };
+  for (const [key, text] of texts) {
+    const parsed = parsePolicyKey(key);
+    if (!parsed) continue;
+    try {
+      if (parsed.kind === "route") stored.routes.set(parsed.name, parseStoredRoute(parsed.name, text));
+      else stored.clusters.set(parsed.name, parseCluster(parseJson(text)));
+    } catch (err) {
+      stored.invalid.push({ key, error: (err as Error).message });
+    }
+  }
+  return stored;
+}
+
+/** The stored document as written, for showing; a value that is not JSON is shown as `{ invalid: text }`. */
+export function storedDocument(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return { invalid: text };
+  }
+}
