@@ -1,7 +1,8 @@
 /**
  * @module mirror/breaker
- * Per-target ejection, like Envoy's outlier detection: after `threshold` consecutive failures
- * (no answer at all: DNS, connect, reset, timeout) a mirror origin is skipped for a backoff that
+ * Per-target ejection, like Envoy's outlier detection (`consecutive_5xx`): after `threshold`
+ * consecutive failures (no answer — DNS, connect, reset, timeout — or a 5xx answer) a mirror
+ * origin is skipped for a backoff that
  * doubles on each new ejection, then one probe is let through (half-open). A dead mirror then
  * costs one failed copy every few minutes instead of a connection attempt per request. Pure state:
  * the clock is passed in.
