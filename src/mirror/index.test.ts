@@ -88,14 +88,13 @@ describe("planMirrors", () => {
     expect(url.skipped[0]?.reason).toBe("cluster_not_allowed");
   });
 
-  it("without allow, any defined cluster may be named, and an unknown one is skipped", () => {
-    const open = parseRoute({ id: "o", mirrorFromHeader: { header: "x-mirror-cluster" } });
-    expect(
-      planMirrors(open, new Headers({ "x-mirror-cluster": "other" }), clusters, Math.random).targets[0]?.origin,
-    ).toBe("http://other.test:9004");
-    const unknown = planMirrors(open, new Headers({ "x-mirror-cluster": "nope" }), clusters, Math.random);
-    expect(unknown.targets).toEqual([]);
-    expect(unknown.skipped).toEqual([expect.objectContaining({ mirror: "nope", reason: "unknown_cluster" })]);
+  it("never lets a client reach a defined cluster outside allow, and skips an allowed one that is not defined", () => {
+    const open = parseRoute({ id: "o", mirrorFromHeader: { header: "x-mirror-cluster", allow: ["gone"] } });
+    const internal = planMirrors(open, new Headers({ "x-mirror-cluster": "other" }), clusters, Math.random);
+    expect(internal.targets).toEqual([]);
+    expect(internal.skipped).toEqual([expect.objectContaining({ mirror: "other", reason: "cluster_not_allowed" })]);
+    const gone = planMirrors(open, new Headers({ "x-mirror-cluster": "gone" }), clusters, Math.random);
+    expect(gone.skipped).toEqual([expect.objectContaining({ mirror: "gone", reason: "unknown_cluster" })]);
     expect(planMirrors(open, new Headers(), clusters, Math.random)).toEqual({ targets: [], skipped: [] });
   });
 

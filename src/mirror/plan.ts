@@ -140,7 +140,7 @@ export function planMirrors(
   const dynamic = route.mirrorFromHeader;
   if (dynamic && dynamicName) {
     const origin = clusters.get(dynamicName);
-    if (dynamic.allow && !dynamic.allow.includes(dynamicName)) {
+    if (!dynamic.allow.includes(dynamicName)) {
       plan.skipped.push({
         mirror: clip(dynamicName),
         reason: "cluster_not_allowed",

@@ -30,7 +30,7 @@ export function clusterReferences(route: Route): Array<{ cluster: string; path: 
     const reference = typeof m.compare === "object" ? m.compare.reference?.cluster : undefined;
     if (reference !== undefined) refs.push({ cluster: reference, path: `mirrors[${i}].compare.reference.cluster` });
   });
-  route.mirrorFromHeader?.allow?.forEach((name, i) => {
+  route.mirrorFromHeader?.allow.forEach((name, i) => {
     refs.push({ cluster: name, path: `mirrorFromHeader.allow[${i}]` });
   });
   return refs;

@@ -96,9 +96,21 @@ describe("parseRoute", () => {
     [{ match: { hosts: ["exa mple.com"] } }, "match.hosts[0]: must be a host name"],
     [{ requestHeaders: { set: { "bad header": "x" } } }, 'requestHeaders.set["bad header"]: has an invalid key'],
     [{ requestHeaders: { set: { "x-a": "a\r\nb" } } }, 'requestHeaders.set["x-a"]: must not contain CR, LF or NUL'],
-    [{ maxMirrorBodyBytes: 1e12 }, "maxMirrorBodyBytes: must be ≤ 524288000"],
+    [
+      { maxMirrorBodyBytes: 1e12 },
+      "maxMirrorBodyBytes: must be ≤ 33554432 (copies are held in memory; an isolate has 128 MB)",
+    ],
+    [
+      { maxMirrorBodyBytes: 32 * 1024 * 1024 + 1 },
+      "maxMirrorBodyBytes: must be ≤ 33554432 (copies are held in memory; an isolate has 128 MB)",
+    ],
     [{ backends: [] }, "backends: must have at least 1 items"],
     [{ mirrorFromHeader: { allow: ["x"] } }, "mirrorFromHeader.header: is required"],
+    [
+      { mirrorFromHeader: { header: "x-mirror-cluster" } },
+      "mirrorFromHeader.allow: is required: list the clusters a client may choose",
+    ],
+    [{ mirrorFromHeader: { header: "x-m", allow: "canary" } }, "mirrorFromHeader.allow: must be an array, got string"],
     [{ mirrors: [{ cluster: "c", compare: "yes" }] }, "mirrors[0].compare: must be a boolean or an object"],
     [
       { mirrors: [{ cluster: "c", compare: { ignorePaths: ["meta.ts"] } }] },

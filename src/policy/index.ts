@@ -15,8 +15,12 @@ const HOST_PATTERN = /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-
 const HEADER_VALUE = /^[^\r\n\0]*$/;
 const NAME_RULE = "must start with a letter or digit and use only letters, digits, '.', '_' or '-'";
 
-/** The largest body a Worker can receive on any plan (enterprise: 500 MB). */
-export const MAX_BODY_CAP = 500 * 1024 * 1024;
+/**
+ * The largest `maxMirrorBodyBytes`: a copy's body is held in memory while the mirrors read it, and
+ * an isolate has 128 MB for every request it serves at once (a 60 MiB upload took workerd from 64
+ * to 274 MiB).
+ */
+export const MAX_MIRROR_BODY_BYTES = 32 * 1024 * 1024;
 /** `waitUntil` work is cancelled 30 s after the response; a mirror cannot usefully wait longer. */
 export const MAX_MIRROR_TIMEOUT_MS = 30_000;
 export const MAX_MIRRORS_PER_ROUTE = 16;
@@ -202,7 +206,11 @@ export const Backend = z
 
 export const MirrorFromHeader = z.strictObject({
   header: headerName,
-  allow: z.optional(z.array(ClusterName).check(z.maxLength(256))),
+  allow: z
+    .array(ClusterName, {
+      error: (issue) => (issue.input === undefined ? "is required: list the clusters a client may choose" : undefined),
+    })
+    .check(z.maxLength(256)),
   timeoutMs: mirrorTimeoutMs,
   hostSuffix,
   requestHeaders: z.optional(HeaderOps),
@@ -223,7 +231,15 @@ export const Route = z.strictObject({
   requestHeaders: z.optional(HeaderOps),
   mirrors: z._default(z.array(Mirror).check(z.maxLength(MAX_MIRRORS_PER_ROUTE)), []),
   mirrorFromHeader: z.optional(MirrorFromHeader),
-  maxMirrorBodyBytes: z._default(intBetween(0, MAX_BODY_CAP), 1024 * 1024),
+  maxMirrorBodyBytes: z._default(
+    z.int().check(
+      z.minimum(0),
+      z.maximum(MAX_MIRROR_BODY_BYTES, {
+        error: `must be ≤ ${MAX_MIRROR_BODY_BYTES} (copies are held in memory; an isolate has 128 MB)`,
+      }),
+    ),
+    1024 * 1024,
+  ),
 });
 
 export const Cluster = z.strictObject({ origin: Origin });
@@ -322,7 +338,13 @@ function unionIssues(issue: z.core.$ZodIssueInvalidUnion): PolicyIssue[] {
   return [{ path: formatPath(issue.path), message: describe(issue) }];
 }
 
+/** Our wording for a rule; a schema may add why (`must be ≤ 10 (reason)`), and then its message wins. */
 function describe(issue: z.core.$ZodIssue): string {
+  const generic = genericDescription(issue);
+  return issue.message.startsWith(generic) ? issue.message : generic;
+}
+
+function genericDescription(issue: z.core.$ZodIssue): string {
   switch (issue.code) {
     case "too_big":
       return bound(issue.origin, "at most", issue.inclusive ? "≤" : "<", issue.maximum);

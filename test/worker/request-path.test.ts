@@ -201,6 +201,39 @@ describe("header-chosen mirror (seed 002, /service/2)", () => {
   });
 });
 
+describe("safe defaults", () => {
+  it("refuses a header-chosen mirror without allow: a client cannot pick an internal cluster", async () => {
+    await putPolicies({
+      routes: [
+        {
+          id: "open",
+          match: { path: { type: "PathPrefix", value: "/open" } },
+          mirrorFromHeader: { header: "x-mirror-cluster" },
+        },
+      ],
+    });
+    await send(new Request("https://edge.example.com/open", { headers: { "x-mirror-cluster": "other" } }));
+    expect(fetches.to(PRIMARY)).toHaveLength(1);
+    expect(fetches.to(OTHER)).toHaveLength(0);
+  });
+
+  it("refuses a body cap an isolate cannot hold", async () => {
+    await putPolicies({
+      routes: [
+        {
+          id: "huge",
+          match: { path: { type: "PathPrefix", value: "/huge" } },
+          maxMirrorBodyBytes: 64 * 1024 * 1024,
+          mirrors: [{ cluster: "canary" }],
+        },
+      ],
+    });
+    await send(new Request("https://edge.example.com/huge", { method: "POST", body: "x" }));
+    expect(fetches.to(PRIMARY)).toHaveLength(1);
+    expect(fetches.to(CANARY)).toHaveLength(0);
+  });
+});
+
 describe("bodies and the mirror body cap", () => {
   it("skips the mirror without buffering when content-length is over the cap; the primary gets every byte", async () => {
     const payload = randomBytes(5000);
