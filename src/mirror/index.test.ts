@@ -98,6 +98,25 @@ describe("planMirrors", () => {
     expect(planMirrors(open, new Headers(), clusters, Math.random)).toEqual({ targets: [], skipped: [] });
   });
 
+  it("compares a header-chosen cluster as it compares a listed mirror, labelled by the cluster's name", () => {
+    const compared = parseRoute({
+      id: "c",
+      mirrors: [{ cluster: "canary", compare: { reference: { cluster: "other" } } }],
+      mirrorFromHeader: {
+        header: "x-mirror-cluster",
+        allow: ["service2-mirror"],
+        compare: { reference: { cluster: "other" } },
+      },
+    });
+    const plan = planMirrors(compared, new Headers({ "x-mirror-cluster": "service2-mirror" }), clusters, () => 0);
+    const [listed, chosen] = plan.targets;
+    expect(chosen).toMatchObject({ label: "service2-mirror", origin: "http://mirror.test:9003" });
+    expect(chosen?.compare).toEqual(listed?.compare);
+    expect(chosen?.compare?.reference).toEqual({ origin: "http://other.test:9004" });
+    const plain = planMirrors(route, new Headers({ "x-mirror-cluster": "service2-mirror" }), clusters, () => 0);
+    expect(plain.targets.map((t) => t.compare)).toEqual([undefined, undefined, undefined]);
+  });
+
   it("never mirrors a request that carries a verified loop marker", () => {
     const plan = planMirrors(route, new Headers({ "x-mirror-cluster": "service2-mirror" }), clusters, () => 0, {
       marked: true,

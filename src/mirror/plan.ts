@@ -3,7 +3,14 @@
  * Pure decisions about a request's mirrors: which targets are sampled (each independently),
  * which header-chosen cluster is allowed, and why the others are skipped. No I/O here.
  */
-import { type CompareSpec, compareSpec, type HeaderOps, type Mirror, type Route } from "../policy/index.js";
+import {
+  type CompareSpec,
+  compareSpec,
+  type HeaderOps,
+  type Mirror,
+  type MirrorFromHeader,
+  type Route,
+} from "../policy/index.js";
 import type { SkipReason } from "../record/index.js";
 
 export interface MirrorTarget {
@@ -97,6 +104,27 @@ export interface PlanContext {
   upgrade?: boolean;
 }
 
+type CopySettings = Pick<MirrorFromHeader, "timeoutMs" | "hostSuffix" | "requestHeaders" | "compare">;
+
+/** One copy's target, listed or header-chosen alike. */
+function copyTarget(
+  label: string,
+  origin: string,
+  settings: CopySettings,
+  clusters: ReadonlyMap<string, string>,
+): MirrorTarget {
+  const target: MirrorTarget = {
+    label,
+    origin,
+    timeoutMs: settings.timeoutMs,
+    hostSuffix: settings.hostSuffix,
+    requestHeaders: settings.requestHeaders,
+  };
+  const spec = compareSpec(settings);
+  if (spec) target.compare = compareTarget(spec, clusters);
+  return target;
+}
+
 export function planMirrors(
   route: Route,
   headers: Headers,
@@ -126,15 +154,7 @@ export function planMirrors(
       plan.skipped.push({ mirror: label, reason: "unknown_cluster", detail: `cluster "${label}" is not defined` });
       continue;
     }
-    const spec = compareSpec(mirror);
-    plan.targets.push({
-      label,
-      origin,
-      timeoutMs: mirror.timeoutMs,
-      hostSuffix: mirror.hostSuffix,
-      requestHeaders: mirror.requestHeaders,
-      ...(spec ? { compare: compareTarget(spec, clusters) } : {}),
-    });
+    plan.targets.push(copyTarget(label, origin, mirror, clusters));
   }
 
   const dynamic = route.mirrorFromHeader;
@@ -153,13 +173,7 @@ export function planMirrors(
         detail: `${dynamic.header} names no defined cluster`,
       });
     } else {
-      plan.targets.push({
-        label: dynamicName,
-        origin,
-        timeoutMs: dynamic.timeoutMs,
-        hostSuffix: dynamic.hostSuffix,
-        requestHeaders: dynamic.requestHeaders,
-      });
+      plan.targets.push(copyTarget(dynamicName, origin, dynamic, clusters));
     }
   }
   if (plan.targets.length > 0) {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { PolicyValidationError } from "../errors/index.js";
-import { compareSpec, type Mirror, parseCluster, parsePolicyFile, parseRoute } from "./index.js";
+import { compareSpec, type Mirror, type MirrorFromHeader, parseCluster, parsePolicyFile, parseRoute } from "./index.js";
 import { regexProblem } from "./safe-regex.js";
 
 const issueExample = {
@@ -111,6 +111,18 @@ describe("parseRoute", () => {
       "mirrorFromHeader.allow: is required: list the clusters a client may choose",
     ],
     [{ mirrorFromHeader: { header: "x-m", allow: "canary" } }, "mirrorFromHeader.allow: must be an array, got string"],
+    [
+      { mirrorFromHeader: { header: "x-m", allow: ["c"], compare: "yes" } },
+      "mirrorFromHeader.compare: must be a boolean or an object",
+    ],
+    [
+      { mirrorFromHeader: { header: "x-m", allow: ["c"], compare: { maxBodyBytes: 1e9 } } },
+      "mirrorFromHeader.compare.maxBodyBytes: must be ≤ 8388608",
+    ],
+    [
+      { mirrorFromHeader: { header: "x-m", allow: ["c"], compare: { reference: {} } } },
+      "mirrorFromHeader.compare.reference: must name exactly one of cluster or origin",
+    ],
     [{ mirrors: [{ cluster: "c", compare: "yes" }] }, "mirrors[0].compare: must be a boolean or an object"],
     [
       { mirrors: [{ cluster: "c", compare: { ignorePaths: ["meta.ts"] } }] },
@@ -150,6 +162,19 @@ describe("parseRoute", () => {
     });
     expect(compareSpec(route.mirrors[1] as Mirror)?.reference).toEqual({ origin: "https://ref.test" });
     expect(compareSpec(parseRoute({ id: "r", mirrors: [{ cluster: "a" }] }).mirrors[0] as Mirror)).toBeUndefined();
+  });
+
+  it("accepts compare on a header-chosen mirror", () => {
+    const route = parseRoute({
+      id: "r",
+      mirrorFromHeader: { header: "x-mirror-cluster", allow: ["my-branch"], compare: { ignorePaths: ["$.ts"] } },
+    });
+    expect(compareSpec(route.mirrorFromHeader as MirrorFromHeader)).toMatchObject({
+      ignorePaths: ["$.ts"],
+      maxBodyBytes: 1048576,
+    });
+    const always = parseRoute({ id: "r", mirrorFromHeader: { header: "x-m", allow: ["b"], compare: true } });
+    expect(compareSpec(always.mirrorFromHeader as MirrorFromHeader)?.headers).toEqual(["content-type"]);
   });
 
   it("refuses a missing id and a bad id", () => {

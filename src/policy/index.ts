@@ -175,16 +175,23 @@ export const CompareSpec = z.strictObject({
   maxBodyBytes: z._default(intBetween(0, MAX_COMPARE_BODY_BYTES), 1024 * 1024),
 });
 
+/** `true` compares with the defaults; an object tunes the comparison. */
+const compare = z.optional(z.union([z.boolean(), CompareSpec]));
+
+/** What every copy may set, whether its mirror is listed or chosen by a header. */
+const copySettings = {
+  timeoutMs: mirrorTimeoutMs,
+  hostSuffix,
+  requestHeaders: z.optional(HeaderOps),
+  compare,
+};
+
 export const Mirror = z
   .strictObject({
     ...Target,
     percent: z.optional(z.number().check(z.minimum(0), z.maximum(100))),
     fraction: z.optional(Fraction),
-    timeoutMs: mirrorTimeoutMs,
-    hostSuffix,
-    requestHeaders: z.optional(HeaderOps),
-    /** `true` compares with the defaults; an object tunes the comparison. */
-    compare: z.optional(z.union([z.boolean(), CompareSpec])),
+    ...copySettings,
   })
   .check(
     exactlyOneTarget,
@@ -211,9 +218,7 @@ export const MirrorFromHeader = z.strictObject({
       error: (issue) => (issue.input === undefined ? "is required: list the clusters a client may choose" : undefined),
     })
     .check(z.maxLength(256)),
-  timeoutMs: mirrorTimeoutMs,
-  hostSuffix,
-  requestHeaders: z.optional(HeaderOps),
+  ...copySettings,
 });
 
 export const Route = z.strictObject({
