@@ -117,6 +117,30 @@ describe("planMirrors", () => {
     expect(plain.targets.map((t) => t.compare)).toEqual([undefined, undefined, undefined]);
   });
 
+  it("resolves urlRewrite against the route's prefix, for listed and header-chosen mirrors alike", () => {
+    const rewritten = parseRoute({
+      id: "w",
+      match: { path: { type: "PathPrefix", value: "/api/v1" } },
+      mirrors: [
+        { cluster: "canary", urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "/v2" } } },
+        { cluster: "other", urlRewrite: { path: { type: "ReplaceFullPath", replaceFullPath: "/sink" } } },
+        { origin: "https://audit.example.net" },
+      ],
+      mirrorFromHeader: {
+        header: "x-mirror-cluster",
+        allow: ["service2-mirror"],
+        urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "" } },
+      },
+    });
+    const plan = planMirrors(rewritten, new Headers({ "x-mirror-cluster": "service2-mirror" }), clusters, () => 0);
+    expect(plan.targets.map((t) => t.rewrite)).toEqual([
+      { replacePrefixMatch: "/v2", prefix: "/api/v1" },
+      { replaceFullPath: "/sink" },
+      undefined,
+      { replacePrefixMatch: "", prefix: "/api/v1" },
+    ]);
+  });
+
   it("never mirrors a request that carries a verified loop marker", () => {
     const plan = planMirrors(route, new Headers({ "x-mirror-cluster": "service2-mirror" }), clusters, () => 0, {
       marked: true,

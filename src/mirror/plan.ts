@@ -12,6 +12,7 @@ import {
   type Route,
 } from "../policy/index.js";
 import type { SkipReason } from "../record/index.js";
+import type { PathRewrite } from "./rewrite.js";
 
 export interface MirrorTarget {
   /** Cluster name, or the origin for an `origin` mirror: the metrics label. */
@@ -21,6 +22,8 @@ export interface MirrorTarget {
   hostSuffix: string;
   requestHeaders: HeaderOps | undefined;
   compare?: CompareTarget;
+  /** Set when the mirror has `urlRewrite`: the copy's path (only) changes. */
+  rewrite?: PathRewrite;
 }
 
 /** A compared mirror's settings, with its reference resolved to an origin (or why it cannot be). */
@@ -104,13 +107,14 @@ export interface PlanContext {
   upgrade?: boolean;
 }
 
-type CopySettings = Pick<MirrorFromHeader, "timeoutMs" | "hostSuffix" | "requestHeaders" | "compare">;
+type CopySettings = Pick<MirrorFromHeader, "timeoutMs" | "hostSuffix" | "requestHeaders" | "compare" | "urlRewrite">;
 
 /** One copy's target, listed or header-chosen alike. */
 function copyTarget(
   label: string,
   origin: string,
   settings: CopySettings,
+  route: Route,
   clusters: ReadonlyMap<string, string>,
 ): MirrorTarget {
   const target: MirrorTarget = {
@@ -122,6 +126,12 @@ function copyTarget(
   };
   const spec = compareSpec(settings);
   if (spec) target.compare = compareTarget(spec, clusters);
+  const modifier = settings.urlRewrite?.path;
+  if (modifier?.type === "ReplaceFullPath") target.rewrite = { replaceFullPath: modifier.replaceFullPath };
+  else if (modifier) {
+    // The schema allows ReplacePrefixMatch on PathPrefix routes only.
+    target.rewrite = { replacePrefixMatch: modifier.replacePrefixMatch, prefix: route.match.path.value };
+  }
   return target;
 }
 
@@ -154,7 +164,7 @@ export function planMirrors(
       plan.skipped.push({ mirror: label, reason: "unknown_cluster", detail: `cluster "${label}" is not defined` });
       continue;
     }
-    plan.targets.push(copyTarget(label, origin, mirror, clusters));
+    plan.targets.push(copyTarget(label, origin, mirror, route, clusters));
   }
 
   const dynamic = route.mirrorFromHeader;
@@ -173,7 +183,7 @@ export function planMirrors(
         detail: `${dynamic.header} names no defined cluster`,
       });
     } else {
-      plan.targets.push(copyTarget(dynamicName, origin, dynamic, clusters));
+      plan.targets.push(copyTarget(dynamicName, origin, dynamic, route, clusters));
     }
   }
   if (plan.targets.length > 0) {

@@ -137,10 +137,86 @@ describe("parseRoute", () => {
       "mirrors[0].compare.maxBodyBytes: must be ≤ 8388608",
     ],
     [{ mirrors: [{ cluster: "c", compare: { ignore: [] } }] }, "mirrors[0].compare.ignore: unknown field"],
+    [
+      {
+        match: { path: { type: "Exact", value: "/api/v1" } },
+        mirrors: [{ cluster: "c", urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "/v2" } } }],
+      },
+      "mirrors[0].urlRewrite.path.type: ReplacePrefixMatch needs match.path.type PathPrefix, not Exact",
+    ],
+    [
+      {
+        match: { path: { type: "RegularExpression", value: "/api/.*" } },
+        mirrorFromHeader: {
+          header: "x-m",
+          allow: ["c"],
+          urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "/v2" } },
+        },
+      },
+      "mirrorFromHeader.urlRewrite.path.type: ReplacePrefixMatch needs match.path.type PathPrefix, not RegularExpression",
+    ],
+    [
+      { mirrors: [{ cluster: "c", urlRewrite: { path: { type: "Regex", replaceFullPath: "/x" } } }] },
+      'mirrors[0].urlRewrite.path.type: must be one of "ReplaceFullPath", "ReplacePrefixMatch"',
+    ],
+    [
+      { mirrors: [{ cluster: "c", urlRewrite: { path: { type: "ReplaceFullPath" } } }] },
+      "mirrors[0].urlRewrite.path.replaceFullPath: is required",
+    ],
+    [
+      { mirrors: [{ cluster: "c", urlRewrite: { path: { type: "ReplaceFullPath", replaceFullPath: "" } } }] },
+      "mirrors[0].urlRewrite.path.replaceFullPath: must start with '/'",
+    ],
+    [
+      { mirrors: [{ cluster: "c", urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "v2" } } }] },
+      "mirrors[0].urlRewrite.path.replacePrefixMatch: must be empty or start with '/'",
+    ],
+    [
+      {
+        mirrors: [
+          { cluster: "c", urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "/a/../b" } } },
+        ],
+      },
+      "mirrors[0].urlRewrite.path.replacePrefixMatch: must not contain '.' or '..' segments",
+    ],
+    [
+      {
+        mirrors: [
+          { cluster: "c", urlRewrite: { path: { type: "ReplaceFullPath", replaceFullPath: `/${"a".repeat(1024)}` } } },
+        ],
+      },
+      "mirrors[0].urlRewrite.path.replaceFullPath: must be at most 1024 characters",
+    ],
+    [
+      {
+        mirrors: [
+          {
+            cluster: "c",
+            urlRewrite: { hostname: "x.test", path: { type: "ReplaceFullPath", replaceFullPath: "/x" } },
+          },
+        ],
+      },
+      "mirrors[0].urlRewrite.hostname: unknown field",
+    ],
   ])("refuses %j with a path-precise error", (patch, expected) => {
     const messages = issuesOf(() => parseRoute({ id: "r", ...patch }));
     expect(messages.some((m) => m.startsWith(expected))).toBe(true);
   });
+
+  it.each(["/a?b=1", "/a#b", "/a b", "/a\tb", "/a\u0000", "/a\u007f", "/caf\u00e9", "/a%2", '/a"b', "/a{b}"])(
+    "refuses the replacement path %j: the mirror must receive what was written",
+    (bad) => {
+      const messages = issuesOf(() =>
+        parseRoute({
+          id: "r",
+          mirrors: [{ cluster: "c", urlRewrite: { path: { type: "ReplaceFullPath", replaceFullPath: bad } } }],
+        }),
+      );
+      expect(messages).toEqual([
+        "mirrors[0].urlRewrite.path.replaceFullPath: may use only URL path characters: letters, digits, -._~!$&'()*+,;=:@/ and %XX (no '?', '#', spaces or control characters; the query is kept as sent)",
+      ]);
+    },
+  );
 
   it("accepts compare: true with the defaults, or settings in full", () => {
     const route = parseRoute({
@@ -175,6 +251,37 @@ describe("parseRoute", () => {
     });
     const always = parseRoute({ id: "r", mirrorFromHeader: { header: "x-m", allow: ["b"], compare: true } });
     expect(compareSpec(always.mirrorFromHeader as MirrorFromHeader)?.headers).toEqual(["content-type"]);
+  });
+
+  it("accepts URL rewrites on listed and header-chosen mirrors", () => {
+    const route = parseRoute({
+      id: "r",
+      match: { path: { type: "PathPrefix", value: "/api/v1" } },
+      mirrors: [
+        { cluster: "c", urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "/v2/%7Euser;v=1" } } },
+        { cluster: "d", urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "" } } },
+      ],
+      mirrorFromHeader: {
+        header: "x-mirror-cluster",
+        allow: ["my-branch"],
+        urlRewrite: { path: { type: "ReplaceFullPath", replaceFullPath: "/shadow/sink" } },
+      },
+    });
+    expect(route.mirrors.map((m) => m.urlRewrite?.path)).toEqual([
+      { type: "ReplacePrefixMatch", replacePrefixMatch: "/v2/%7Euser;v=1" },
+      { type: "ReplacePrefixMatch", replacePrefixMatch: "" },
+    ]);
+    expect(route.mirrorFromHeader?.urlRewrite).toEqual({
+      path: { type: "ReplaceFullPath", replaceFullPath: "/shadow/sink" },
+    });
+    // Exact and RegularExpression routes may still replace the full path.
+    expect(() =>
+      parseRoute({
+        id: "e",
+        match: { path: { type: "Exact", value: "/x" } },
+        mirrors: [{ cluster: "a", urlRewrite: { path: { type: "ReplaceFullPath", replaceFullPath: "/y" } } }],
+      }),
+    ).not.toThrow();
   });
 
   it("refuses a missing id and a bad id", () => {

@@ -178,12 +178,53 @@ export const CompareSpec = z.strictObject({
 /** `true` compares with the defaults; an object tunes the comparison. */
 const compare = z.optional(z.union([z.boolean(), CompareSpec]));
 
+/**
+ * A replacement path for copies: RFC 3986 path characters only, so that the mirror receives
+ * exactly what was written (the URL parser would encode or resolve anything else).
+ */
+const PATH_CHARS = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*$/;
+const DOT_SEGMENT = /(?:^|\/)\.\.?(?:\/|$)/;
+const replacementPath = (allowEmpty: boolean) =>
+  z
+    .string()
+    .check(
+      z.maxLength(1024),
+      z.superRefine((value, ctx) => {
+        const problem = replacementProblem(value, allowEmpty);
+        if (problem) ctx.issues.push({ code: "custom", message: problem, input: value });
+      }),
+    )
+    // For editors; the messages come from replacementProblem.
+    .register(z.globalRegistry, {
+      pattern: `^${allowEmpty ? "(?:" : ""}/${PATH_CHARS.source.slice(1, -1)}${allowEmpty ? ")?" : ""}$`,
+    });
+
+function replacementProblem(value: string, allowEmpty: boolean): string | undefined {
+  if (value === "" && allowEmpty) return undefined;
+  if (!value.startsWith("/")) return allowEmpty ? "must be empty or start with '/'" : "must start with '/'";
+  if (!PATH_CHARS.test(value)) {
+    return "may use only URL path characters: letters, digits, -._~!$&'()*+,;=:@/ and %XX (no '?', '#', spaces or control characters; the query is kept as sent)";
+  }
+  if (DOT_SEGMENT.test(value)) return "must not contain '.' or '..' segments";
+  return undefined;
+}
+
+/** Gateway API `HTTPURLRewriteFilter`, path only: a Worker cannot set `Host` (see `hostSuffix`). */
+const UrlRewrite = z.strictObject({
+  path: z.discriminatedUnion("type", [
+    z.strictObject({ type: z.literal("ReplaceFullPath"), replaceFullPath: replacementPath(false) }),
+    z.strictObject({ type: z.literal("ReplacePrefixMatch"), replacePrefixMatch: replacementPath(true) }),
+  ]),
+});
+
 /** What every copy may set, whether its mirror is listed or chosen by a header. */
 const copySettings = {
   timeoutMs: mirrorTimeoutMs,
   hostSuffix,
   requestHeaders: z.optional(HeaderOps),
   compare,
+  /** Rewrites the copy's path (never the primary's, never a compare reference's). */
+  urlRewrite: z.optional(UrlRewrite),
 };
 
 export const Mirror = z
@@ -221,31 +262,52 @@ export const MirrorFromHeader = z.strictObject({
   ...copySettings,
 });
 
-export const Route = z.strictObject({
-  id: z.string().check(z.minLength(1), z.maxLength(128), z.regex(NAME, { error: NAME_RULE })),
-  priority: z._default(intBetween(-1_000_000, 1_000_000), 0),
-  match: z._default(Match, {
-    hosts: [],
-    path: { type: "PathPrefix", value: "/" },
-    methods: [],
-    headers: [],
-    query: [],
-  }),
-  backends: z.optional(z.array(Backend).check(z.minLength(1), z.maxLength(64))),
-  timeoutMs: z._default(intBetween(1, 300_000), 15_000),
-  requestHeaders: z.optional(HeaderOps),
-  mirrors: z._default(z.array(Mirror).check(z.maxLength(MAX_MIRRORS_PER_ROUTE)), []),
-  mirrorFromHeader: z.optional(MirrorFromHeader),
-  maxMirrorBodyBytes: z._default(
-    z.int().check(
-      z.minimum(0),
-      z.maximum(MAX_MIRROR_BODY_BYTES, {
-        error: `must be ≤ ${MAX_MIRROR_BODY_BYTES} (copies are held in memory; an isolate has 128 MB)`,
-      }),
+export const Route = z
+  .strictObject({
+    id: z.string().check(z.minLength(1), z.maxLength(128), z.regex(NAME, { error: NAME_RULE })),
+    priority: z._default(intBetween(-1_000_000, 1_000_000), 0),
+    match: z._default(Match, {
+      hosts: [],
+      path: { type: "PathPrefix", value: "/" },
+      methods: [],
+      headers: [],
+      query: [],
+    }),
+    backends: z.optional(z.array(Backend).check(z.minLength(1), z.maxLength(64))),
+    timeoutMs: z._default(intBetween(1, 300_000), 15_000),
+    requestHeaders: z.optional(HeaderOps),
+    mirrors: z._default(z.array(Mirror).check(z.maxLength(MAX_MIRRORS_PER_ROUTE)), []),
+    mirrorFromHeader: z.optional(MirrorFromHeader),
+    maxMirrorBodyBytes: z._default(
+      z.int().check(
+        z.minimum(0),
+        z.maximum(MAX_MIRROR_BODY_BYTES, {
+          error: `must be ≤ ${MAX_MIRROR_BODY_BYTES} (copies are held in memory; an isolate has 128 MB)`,
+        }),
+      ),
+      1024 * 1024,
     ),
-    1024 * 1024,
-  ),
-});
+  })
+  .check(
+    z.superRefine((route, ctx) => {
+      // Gateway API: ReplacePrefixMatch replaces what a PathPrefix matched; no other match has a prefix.
+      const matchType = route.match.path.type;
+      if (matchType === "PathPrefix") return;
+      const check = (at: PropertyKey[], copy: { urlRewrite?: UrlRewrite | undefined }) => {
+        if (copy.urlRewrite?.path.type !== "ReplacePrefixMatch") return;
+        ctx.issues.push({
+          code: "custom",
+          message: `ReplacePrefixMatch needs match.path.type PathPrefix, not ${matchType}`,
+          path: [...at, "urlRewrite", "path", "type"],
+          input: copy.urlRewrite,
+        });
+      };
+      route.mirrors.forEach((mirror, i) => {
+        check(["mirrors", i], mirror);
+      });
+      if (route.mirrorFromHeader) check(["mirrorFromHeader"], route.mirrorFromHeader);
+    }),
+  );
 
 export const Cluster = z.strictObject({ origin: Origin });
 
@@ -263,6 +325,7 @@ export type Backend = z.output<typeof Backend>;
 export type Cluster = z.output<typeof Cluster>;
 export type HeaderOps = z.output<typeof HeaderOps>;
 export type MirrorFromHeader = z.output<typeof MirrorFromHeader>;
+export type UrlRewrite = z.output<typeof UrlRewrite>;
 export type PolicyFile = z.output<typeof PolicyFile>;
 
 const DEFAULT_COMPARE: CompareSpec = {

@@ -68,6 +68,20 @@ beforeAll(async () => {
           backends: [{ cluster: "slow" }],
           timeoutMs: 300,
         },
+        {
+          id: "v1",
+          match: { path: { type: "PathPrefix", value: "/api/v1" } },
+          mirrors: [
+            {
+              cluster: "service1-mirror",
+              urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "/v2" } },
+            },
+            {
+              cluster: "service2-mirror",
+              urlRewrite: { path: { type: "ReplaceFullPath", replaceFullPath: "/shadow/sink" } },
+            },
+          ],
+        },
       ],
     }),
   });
@@ -179,6 +193,20 @@ describe("edge-mirror in workerd with real origins", () => {
       return status === 502;
     });
     expect(status).toBe(502);
+  });
+
+  it("rewrites the mirrors' paths, keeping escapes and the query byte for byte, and never the primary's", async () => {
+    const res = await fetch(`${worker.url}/api/v1/users/a%2Fb/%E2%9C%93?b=2&a=1&enc=%2F&sp=a+b`, {
+      method: "PUT",
+      body: "v1 body",
+    });
+    expect(((await res.json()) as { servedBy: string }).servedBy).toBe("primary");
+    await Promise.all([mirror1.waitForCount(1), mirror2.waitForCount(1)]);
+    expect(primary.requests.map((r) => r.url)).toEqual(["/api/v1/users/a%2Fb/%E2%9C%93?b=2&a=1&enc=%2F&sp=a+b"]);
+    expect(mirror1.requests.map((r) => [r.method, r.url, r.body.toString()])).toEqual([
+      ["PUT", "/v2/users/a%2Fb/%E2%9C%93?b=2&a=1&enc=%2F&sp=a+b", "v1 body"],
+    ]);
+    expect(mirror2.requests.map((r) => r.url)).toEqual(["/shadow/sink?b=2&a=1&enc=%2F&sp=a+b"]);
   });
 
   it("picks up a policy edited in KV without a restart", async () => {

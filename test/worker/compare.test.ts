@@ -113,6 +113,28 @@ describe("compare mode", () => {
     expect(JSON.stringify(outcomes)).not.toMatch(/p-token|c-token|session=abc/);
   });
 
+  it("sends the reference the client's path when the mirror's path is rewritten", async () => {
+    await putPolicies({
+      routes: [
+        {
+          id: "v1-to-v2",
+          match: { path: { type: "PathPrefix", value: "/v1" } },
+          mirrors: [
+            {
+              cluster: "canary",
+              urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "/v2" } },
+              compare: { reference: { cluster: "replica" } },
+            },
+          ],
+        },
+      ],
+    });
+    await send("/v1/users/7?x=1");
+    expect(fetches.to(CANARY).map((s) => s.url)).toEqual([`${CANARY}/v2/users/7?x=1`]);
+    expect(fetches.to(REPLICA).map((s) => s.url)).toEqual([`${REPLICA}/v1/users/7?x=1`]);
+    expect(outcomes[0]).toMatchObject({ compare: { verdict: "differ", noise: ["$.ts"] } });
+  });
+
   it("counts an error, not a difference, when the primary cannot be read", async () => {
     fetches.restore();
     fetches = interceptFetch({ [CANARY]: () => json(canaryBody), [REPLICA]: () => json({}) });

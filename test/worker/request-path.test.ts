@@ -64,6 +64,14 @@ beforeEach(async () => {
         mirrors: [{ cluster: "canary" }],
       },
       {
+        id: "rewritten",
+        match: { path: { type: "PathPrefix", value: "/api/v1" } },
+        mirrors: [
+          { cluster: "canary", urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "/v2" } } },
+          { cluster: "other", urlRewrite: { path: { type: "ReplaceFullPath", replaceFullPath: "/shadow/sink" } } },
+        ],
+      },
+      {
         id: "split",
         match: { path: { type: "PathPrefix", value: "/split" } },
         backends: [
@@ -198,6 +206,31 @@ describe("header-chosen mirror (seed 002, /service/2)", () => {
     expect(fetches.to(SVC2_MIRROR)).toHaveLength(mirrored);
     expect(fetches.seen).toHaveLength(1 + mirrored);
     if (reason) expect(outcomes).toEqual([expect.objectContaining({ kind: "skipped", reason })]);
+  });
+});
+
+describe("URL rewrite for copies", () => {
+  it("rewrites each mirror's path only; escapes and the query arrive byte for byte, the primary is untouched", async () => {
+    const pathAndQuery = "/api/v1/users/a%2Fb/%E2%9C%93/?b=2&a=1&enc=%2F&sp=a+b&empty";
+    const { response } = await send(
+      new Request(`https://edge.example.com${pathAndQuery}`, { method: "POST", body: "x" }),
+    );
+    expect(response.status).toBe(201);
+    const query = pathAndQuery.slice(pathAndQuery.indexOf("?"));
+    expect(fetches.to(PRIMARY).map((s) => s.url)).toEqual([`${PRIMARY}${pathAndQuery}`]);
+    expect(fetches.to(CANARY).map((s) => s.url)).toEqual([`${CANARY}/v2/users/a%2Fb/%E2%9C%93/${query}`]);
+    expect(fetches.to(OTHER).map((s) => s.url)).toEqual([`${OTHER}/shadow/sink${query}`]);
+    expect(fetches.to(CANARY)[0]?.body).toEqual(new TextEncoder().encode("x"));
+    expect(outcomes.map((o) => [o.mirror, o.kind])).toEqual([
+      ["canary", "sent"],
+      ["other", "sent"],
+    ]);
+  });
+
+  it("replaces the prefix segment by segment: /api/v1 itself, and not /api/v10", async () => {
+    await send(new Request("https://edge.example.com/api/v1"));
+    await send(new Request("https://edge.example.com/api/v10"));
+    expect(fetches.to(CANARY).map((s) => s.url)).toEqual([`${CANARY}/v2`]);
   });
 });
 
