@@ -34,6 +34,7 @@ export { compareBodyCap, isSampled, type MirrorPlan, type MirrorTarget, planMirr
 export async function planCopies(
   route: Route,
   request: Request,
+  url: URL,
   clusters: ReadonlyMap<string, string>,
   isolate: Isolate,
   random: () => number,
@@ -44,6 +45,7 @@ export async function planCopies(
     return planMirrors(route, request.headers, clusters, random, {
       marked,
       upgrade: isWebSocketUpgrade(request.headers),
+      query: url.searchParams,
     });
   } catch (err) {
     console.error(JSON.stringify({ msg: "edge-mirror.plan_failed", route: route.id, error: String(err) }));

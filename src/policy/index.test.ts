@@ -138,6 +138,36 @@ describe("parseRoute", () => {
     ],
     [{ mirrors: [{ cluster: "c", compare: { ignore: [] } }] }, "mirrors[0].compare.ignore: unknown field"],
     [
+      { mirrors: [{ cluster: "c", sampleBy: {} }] },
+      "mirrors[0].sampleBy: must name exactly one of header, cookie or query",
+    ],
+    [
+      { mirrors: [{ cluster: "c", sampleBy: { header: "x-user-id", cookie: "session" } }] },
+      "mirrors[0].sampleBy: must name exactly one of header, cookie or query",
+    ],
+    [
+      { mirrors: [{ cluster: "c", sampleBy: { header: "x user" } }] },
+      "mirrors[0].sampleBy.header: must be a valid HTTP header name",
+    ],
+    [
+      { mirrors: [{ cluster: "c", sampleBy: { cookie: "a;b" } }] },
+      "mirrors[0].sampleBy.cookie: must be a valid cookie name",
+    ],
+    [
+      { mirrors: [{ cluster: "c", sampleBy: { cookie: "s".repeat(257) } }] },
+      "mirrors[0].sampleBy.cookie: must be at most 256",
+    ],
+    [
+      { mirrors: [{ cluster: "c", sampleBy: { query: "" } }] },
+      "mirrors[0].sampleBy.query: must be at least 1 characters",
+    ],
+    [
+      { mirrors: [{ cluster: "c", sampleBy: { query: "q".repeat(257) } }] },
+      "mirrors[0].sampleBy.query: must be at most 256",
+    ],
+    [{ mirrors: [{ cluster: "c", sampleBy: { user: "u" } }] }, "mirrors[0].sampleBy.user: unknown field"],
+    [{ mirrors: [{ cluster: "c", sampleBy: "x-user-id" }] }, "mirrors[0].sampleBy: must be an object, got string"],
+    [
       {
         match: { path: { type: "Exact", value: "/api/v1" } },
         mirrors: [{ cluster: "c", urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "/v2" } } }],
@@ -251,6 +281,24 @@ describe("parseRoute", () => {
     });
     const always = parseRoute({ id: "r", mirrorFromHeader: { header: "x-m", allow: ["b"], compare: true } });
     expect(compareSpec(always.mirrorFromHeader as MirrorFromHeader)?.headers).toEqual(["content-type"]);
+  });
+
+  it("accepts sticky sampling by a header, a cookie or a query parameter", () => {
+    const route = parseRoute({
+      id: "r",
+      mirrors: [
+        { cluster: "a", percent: 10, sampleBy: { header: "x-user-id" } },
+        { cluster: "b", fraction: { numerator: 1, denominator: 50 }, sampleBy: { cookie: "__Host-session" } },
+        { cluster: "c", sampleBy: { query: "user id" } },
+        { cluster: "d" },
+      ],
+    });
+    expect(route.mirrors.map((m) => m.sampleBy)).toEqual([
+      { header: "x-user-id" },
+      { cookie: "__Host-session" },
+      { query: "user id" },
+      undefined,
+    ]);
   });
 
   it("accepts URL rewrites on listed and header-chosen mirrors", () => {

@@ -227,11 +227,33 @@ const copySettings = {
   urlRewrite: z.optional(UrlRewrite),
 };
 
+/**
+ * Sticky sampling: the value of one header, cookie or query parameter decides, the same way on
+ * every isolate, whether this mirror gets the request (see `mirror/plan`).
+ */
+const SampleBy = z
+  .strictObject({
+    header: z.optional(headerName),
+    cookie: z.optional(
+      z.string().check(z.maxLength(256), z.regex(TOKEN, { error: "must be a valid cookie name (RFC 6265 token)" })),
+    ),
+    query: z.optional(z.string().check(z.minLength(1), z.maxLength(256))),
+  })
+  .check(
+    z.superRefine((value, ctx) => {
+      if ([value.header, value.cookie, value.query].filter((name) => name !== undefined).length !== 1) {
+        ctx.issues.push({ code: "custom", message: "must name exactly one of header, cookie or query", input: value });
+      }
+    }),
+  )
+  .register(z.globalRegistry, { minProperties: 1, maxProperties: 1 });
+
 export const Mirror = z
   .strictObject({
     ...Target,
     percent: z.optional(z.number().check(z.minimum(0), z.maximum(100))),
     fraction: z.optional(Fraction),
+    sampleBy: z.optional(SampleBy),
     ...copySettings,
   })
   .check(
@@ -325,6 +347,7 @@ export type Backend = z.output<typeof Backend>;
 export type Cluster = z.output<typeof Cluster>;
 export type HeaderOps = z.output<typeof HeaderOps>;
 export type MirrorFromHeader = z.output<typeof MirrorFromHeader>;
+export type SampleBy = z.output<typeof SampleBy>;
 export type UrlRewrite = z.output<typeof UrlRewrite>;
 export type PolicyFile = z.output<typeof PolicyFile>;
 

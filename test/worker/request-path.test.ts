@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { handleRequest } from "../../src/app.js";
 import app from "../../src/index.js";
 import { MirrorBreaker } from "../../src/mirror/breaker.js";
+import { stickyPoint } from "../../src/mirror/plan.js";
 import type { MirrorOutcome } from "../../src/record/index.js";
 import { PolicyCache } from "../../src/store/index.js";
 import { interceptFetch, putPolicies, randomBytes, sendThrough } from "./helpers.js";
@@ -69,6 +70,14 @@ beforeEach(async () => {
         mirrors: [
           { cluster: "canary", urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "/v2" } } },
           { cluster: "other", urlRewrite: { path: { type: "ReplaceFullPath", replaceFullPath: "/shadow/sink" } } },
+        ],
+      },
+      {
+        id: "sticky",
+        match: { path: { type: "PathPrefix", value: "/sticky" } },
+        mirrors: [
+          { cluster: "canary", percent: 50, sampleBy: { cookie: "session" } },
+          { cluster: "other", percent: 50, sampleBy: { query: "user" } },
         ],
       },
       {
@@ -231,6 +240,36 @@ describe("URL rewrite for copies", () => {
     await send(new Request("https://edge.example.com/api/v1"));
     await send(new Request("https://edge.example.com/api/v10"));
     expect(fetches.to(CANARY).map((s) => s.url)).toEqual([`${CANARY}/v2`]);
+  });
+});
+
+describe("sticky sampling", () => {
+  const users = Array.from({ length: 40 }, (_, i) => `user-${i}`);
+
+  it("decides by the cookie or query value, never by the random draw", async () => {
+    for (const random of [() => 0, () => 0.999]) {
+      for (const user of users) {
+        await send(
+          new Request(`https://edge.example.com/sticky?user=${user}`, { headers: { cookie: `a=1; session=${user}` } }),
+          {
+            random,
+          },
+        );
+      }
+    }
+    const chosen = (origin: string) => fetches.to(origin).map((s) => new URL(s.url).searchParams.get("user") as string);
+    const expected = (label: string) => users.filter((user) => stickyPoint(user, label) < 0.5);
+    expect(expected("canary").length).toBeGreaterThan(0);
+    expect(expected("canary").length).toBeLessThan(users.length);
+    expect(chosen(CANARY)).toEqual([...expected("canary"), ...expected("canary")]);
+    expect(chosen(OTHER)).toEqual([...expected("other"), ...expected("other")]);
+  });
+
+  it("samples a request without the value at random", async () => {
+    await send(new Request("https://edge.example.com/sticky"), { random: () => 0 });
+    await send(new Request("https://edge.example.com/sticky"), { random: () => 0.999 });
+    expect(fetches.to(CANARY)).toHaveLength(1);
+    expect(fetches.to(OTHER)).toHaveLength(1);
   });
 });
 
