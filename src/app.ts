@@ -51,7 +51,7 @@ export async function handleRequest(
   } catch (err) {
     return errorResponse(err);
   }
-  const plan = await planCopies(route, request, snapshot.clusters, isolate, random);
+  const plan = await planCopies(route, request, url, snapshot.clusters, isolate, random);
   const upload = splitUpload(request, plan.targets.length > 0 ? route.maxMirrorBodyBytes : undefined);
   const primary = primaryRequest(request, url, origin, hops, route, upload.primary);
   const answer = forwardToPrimary(primary);

@@ -88,15 +88,57 @@ describe("planMirrors", () => {
     expect(url.skipped[0]?.reason).toBe("cluster_not_allowed");
   });
 
-  it("without allow, any defined cluster may be named, and an unknown one is skipped", () => {
-    const open = parseRoute({ id: "o", mirrorFromHeader: { header: "x-mirror-cluster" } });
-    expect(
-      planMirrors(open, new Headers({ "x-mirror-cluster": "other" }), clusters, Math.random).targets[0]?.origin,
-    ).toBe("http://other.test:9004");
-    const unknown = planMirrors(open, new Headers({ "x-mirror-cluster": "nope" }), clusters, Math.random);
-    expect(unknown.targets).toEqual([]);
-    expect(unknown.skipped).toEqual([expect.objectContaining({ mirror: "nope", reason: "unknown_cluster" })]);
+  it("never lets a client reach a defined cluster outside allow, and skips an allowed one that is not defined", () => {
+    const open = parseRoute({ id: "o", mirrorFromHeader: { header: "x-mirror-cluster", allow: ["gone"] } });
+    const internal = planMirrors(open, new Headers({ "x-mirror-cluster": "other" }), clusters, Math.random);
+    expect(internal.targets).toEqual([]);
+    expect(internal.skipped).toEqual([expect.objectContaining({ mirror: "other", reason: "cluster_not_allowed" })]);
+    const gone = planMirrors(open, new Headers({ "x-mirror-cluster": "gone" }), clusters, Math.random);
+    expect(gone.skipped).toEqual([expect.objectContaining({ mirror: "gone", reason: "unknown_cluster" })]);
     expect(planMirrors(open, new Headers(), clusters, Math.random)).toEqual({ targets: [], skipped: [] });
+  });
+
+  it("compares a header-chosen cluster as it compares a listed mirror, labelled by the cluster's name", () => {
+    const compared = parseRoute({
+      id: "c",
+      mirrors: [{ cluster: "canary", compare: { reference: { cluster: "other" } } }],
+      mirrorFromHeader: {
+        header: "x-mirror-cluster",
+        allow: ["service2-mirror"],
+        compare: { reference: { cluster: "other" } },
+      },
+    });
+    const plan = planMirrors(compared, new Headers({ "x-mirror-cluster": "service2-mirror" }), clusters, () => 0);
+    const [listed, chosen] = plan.targets;
+    expect(chosen).toMatchObject({ label: "service2-mirror", origin: "http://mirror.test:9003" });
+    expect(chosen?.compare).toEqual(listed?.compare);
+    expect(chosen?.compare?.reference).toEqual({ origin: "http://other.test:9004" });
+    const plain = planMirrors(route, new Headers({ "x-mirror-cluster": "service2-mirror" }), clusters, () => 0);
+    expect(plain.targets.map((t) => t.compare)).toEqual([undefined, undefined, undefined]);
+  });
+
+  it("resolves urlRewrite against the route's prefix, for listed and header-chosen mirrors alike", () => {
+    const rewritten = parseRoute({
+      id: "w",
+      match: { path: { type: "PathPrefix", value: "/api/v1" } },
+      mirrors: [
+        { cluster: "canary", urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "/v2" } } },
+        { cluster: "other", urlRewrite: { path: { type: "ReplaceFullPath", replaceFullPath: "/sink" } } },
+        { origin: "https://audit.example.net" },
+      ],
+      mirrorFromHeader: {
+        header: "x-mirror-cluster",
+        allow: ["service2-mirror"],
+        urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "" } },
+      },
+    });
+    const plan = planMirrors(rewritten, new Headers({ "x-mirror-cluster": "service2-mirror" }), clusters, () => 0);
+    expect(plan.targets.map((t) => t.rewrite)).toEqual([
+      { replacePrefixMatch: "/v2", prefix: "/api/v1" },
+      { replaceFullPath: "/sink" },
+      undefined,
+      { replacePrefixMatch: "", prefix: "/api/v1" },
+    ]);
   });
 
   it("never mirrors a request that carries a verified loop marker", () => {

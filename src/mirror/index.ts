@@ -22,6 +22,7 @@ import { rawPathAndQuery } from "../proxy/index.js";
 import type { MirrorErrorKind, OutcomeSink } from "../record/index.js";
 import type { MirrorBreaker } from "./breaker.js";
 import { type CompareTarget, compareBodyCap, type MirrorPlan, type MirrorTarget, planMirrors } from "./plan.js";
+import { rewritePathAndQuery } from "./rewrite.js";
 
 export { compareBodyCap, isSampled, type MirrorPlan, type MirrorTarget, planMirrors } from "./plan.js";
 
@@ -33,6 +34,7 @@ export { compareBodyCap, isSampled, type MirrorPlan, type MirrorTarget, planMirr
 export async function planCopies(
   route: Route,
   request: Request,
+  url: URL,
   clusters: ReadonlyMap<string, string>,
   isolate: Isolate,
   random: () => number,
@@ -43,6 +45,7 @@ export async function planCopies(
     return planMirrors(route, request.headers, clusters, random, {
       marked,
       upgrade: isWebSocketUpgrade(request.headers),
+      query: url.searchParams,
     });
   } catch (err) {
     console.error(JSON.stringify({ msg: "edge-mirror.plan_failed", route: route.id, error: String(err) }));
@@ -251,10 +254,10 @@ function copyHeadersOnce(job: MirrorJob, marker: string): (target: MirrorTarget)
   };
 }
 
-/** The copy for one mirror (or its compare reference, at `origin`): the mirror's header changes applied. */
-function copyRequest(copy: CopyOf, origin: string): Request {
+/** The copy for one mirror (or its compare reference): `origin` + `pathAndQuery`, the mirror's header changes applied. */
+function copyRequest(copy: CopyOf, origin: string, pathAndQuery: string): Request {
   const { job, bytes } = copy;
-  return new Request(origin + job.pathAndQuery, {
+  return new Request(origin + pathAndQuery, {
     method: job.method,
     headers: copy.headers,
     body: bytes,
@@ -277,7 +280,8 @@ async function sendOne(parts: CopyOf): Promise<void> {
   const base = { route: job.routeId, mirror: target.label, requestId: job.requestId };
   let copy: Request;
   try {
-    copy = copyRequest(parts, target.origin);
+    const pathAndQuery = target.rewrite ? rewritePathAndQuery(job.pathAndQuery, target.rewrite) : job.pathAndQuery;
+    copy = copyRequest(parts, target.origin, pathAndQuery);
   } catch (err) {
     // A copy the worker cannot build says nothing about the mirror's health: no breaker here.
     job.sink({ ...base, kind: "skipped", reason: "invalid_copy", detail: errorMessage(err) });
@@ -353,8 +357,10 @@ async function fetchReference(copy: CopyOf, compare: CompareTarget): Promise<Cap
   if (!reference) return undefined;
   if ("problem" in reference) return { ok: false, error: reference.problem };
   try {
-    // The reference gets the very copy the mirror gets, so that only the versions differ.
-    const response = await fetch(copyRequest(copy, reference.origin));
+    // The reference gets the mirror's copy, so that only the versions differ, but at the client's
+    // path: it runs the primary's version, which serves that path, not the one a rewrite made
+    // for the mirror's version.
+    const response = await fetch(copyRequest(copy, reference.origin, copy.job.pathAndQuery));
     return await captureResponse(response, compare.spec.maxBodyBytes);
   } catch (err) {
     return { ok: false, error: `reference: ${errorMessage(err)}` };

@@ -1,10 +1,20 @@
 /**
  * @module mirror/plan
- * Pure decisions about a request's mirrors: which targets are sampled (each independently),
- * which header-chosen cluster is allowed, and why the others are skipped. No I/O here.
+ * Pure decisions about a request's mirrors: which targets are sampled (each independently, at
+ * random or sticky by a request value), which header-chosen cluster is allowed, and why the
+ * others are skipped. No I/O here.
  */
-import { type CompareSpec, compareSpec, type HeaderOps, type Mirror, type Route } from "../policy/index.js";
+import {
+  type CompareSpec,
+  compareSpec,
+  type HeaderOps,
+  type Mirror,
+  type MirrorFromHeader,
+  type Route,
+  type SampleBy,
+} from "../policy/index.js";
 import type { SkipReason } from "../record/index.js";
+import type { PathRewrite } from "./rewrite.js";
 
 export interface MirrorTarget {
   /** Cluster name, or the origin for an `origin` mirror: the metrics label. */
@@ -14,6 +24,8 @@ export interface MirrorTarget {
   hostSuffix: string;
   requestHeaders: HeaderOps | undefined;
   compare?: CompareTarget;
+  /** Set when the mirror has `urlRewrite`: the copy's path (only) changes. */
+  rewrite?: PathRewrite;
 }
 
 /** A compared mirror's settings, with its reference resolved to an origin (or why it cannot be). */
@@ -62,6 +74,94 @@ export function isSampled(mirror: Pick<Mirror, "percent" | "fraction">, random: 
   return random() * 100 < percent;
 }
 
+/**
+ * Longer sticky values are not hashed (the request is sampled at random): a browser sends a
+ * cookie of at most 4096 bytes, so real values are hashed whole and a client cannot make a
+ * request cost more than this per mirror.
+ */
+export const MAX_STICKY_VALUE_LENGTH = 4096;
+
+const FNV_OFFSET_BASIS = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
+const utf8 = new TextEncoder();
+// Labels (origins) are at most 2048 characters; UTF-8 takes at most 3 bytes per UTF-16 unit.
+const utf8Scratch = new Uint8Array(3 * MAX_STICKY_VALUE_LENGTH);
+
+/** FNV-1a (32-bit) over the UTF-8 bytes of `text`, continuing from `state`. */
+function fnv1a(text: string, state: number): number {
+  const { written } = utf8.encodeInto(text, utf8Scratch);
+  let hash = state;
+  for (let i = 0; i < written; i++) hash = Math.imul(hash ^ (utf8Scratch[i] as number), FNV_PRIME);
+  return hash;
+}
+
+/** murmur3's finaliser: FNV-1a alone leaves similar inputs (`user-1`, `user-2`) close together. */
+function fmix32(hash: number): number {
+  let h = hash;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/**
+ * Where `value` falls in [0, 1) for the mirror labelled `label`: FNV-1a 32-bit over the UTF-8
+ * bytes of value, a NUL byte and label, then fmix32, over 2^32. No seed: the same on every isolate
+ * and after every deploy. The label salts it, so that mirrors decide independently while one
+ * mirror decides alike on every route; a mirror samples the points below its percentage, so
+ * raising it only adds values.
+ */
+export function stickyPoint(value: string, label: string): number {
+  return fmix32(fnv1a(label, Math.imul(fnv1a(value, FNV_OFFSET_BASIS), FNV_PRIME))) / 2 ** 32;
+}
+
+/** The value `sampleBy` names in this request; absent, empty or too long → undefined. */
+function stickyValue(by: SampleBy, headers: Headers, query: URLSearchParams | undefined): string | undefined {
+  let value: string | null | undefined;
+  if (by.header !== undefined) value = headers.get(by.header);
+  else if (by.cookie !== undefined) value = cookieValue(headers.get("cookie"), by.cookie);
+  else if (by.query !== undefined) value = query?.get(by.query);
+  return value && value.length <= MAX_STICKY_VALUE_LENGTH ? value : undefined;
+}
+
+/**
+ * The value of the first `name=value` pair in a Cookie header (RFC 6265 §5.4: pairs separated by
+ * `;`; several Cookie fields arrive joined by `,`, which no cookie value may hold).
+ */
+export function cookieValue(header: string | null, name: string): string | undefined {
+  if (header === null) return undefined;
+  const pair = `${name}=`;
+  for (let at = header.indexOf(pair); at !== -1; at = header.indexOf(pair, at + 1)) {
+    if (!startsPair(header, at)) continue;
+    const start = at + pair.length;
+    let end = start;
+    while (end < header.length && header[end] !== ";" && header[end] !== ",") end++;
+    return header.slice(start, end).trim();
+  }
+  return undefined;
+}
+
+function startsPair(header: string, at: number): boolean {
+  let i = at - 1;
+  while (i >= 0 && (header[i] === " " || header[i] === "\t")) i--;
+  return i < 0 || header[i] === ";" || header[i] === ",";
+}
+
+/** Sampled at the request's sticky point for `sampleBy`, or at random when it carries no value. */
+function isMirrorSampled(
+  mirror: Mirror,
+  label: string,
+  headers: Headers,
+  context: PlanContext,
+  random: () => number,
+): boolean {
+  const by = mirror.sampleBy;
+  if (!by) return isSampled(mirror, random);
+  return isSampled(mirror, () => {
+    const value = stickyValue(by, headers, context.query);
+    return value === undefined ? random() : stickyPoint(value, label);
+  });
+}
+
 export function mirrorLabel(mirror: { cluster?: string | undefined; origin?: string | undefined }): string {
   return mirror.cluster ?? mirror.origin ?? "";
 }
@@ -95,6 +195,36 @@ export interface PlanContext {
   marked?: boolean;
   /** A WebSocket upgrade: its socket belongs to the client and the primary, never to a copy. */
   upgrade?: boolean;
+  /** The request's query parameters, for mirrors with `sampleBy: { query }`. */
+  query?: URLSearchParams;
+}
+
+type CopySettings = Pick<MirrorFromHeader, "timeoutMs" | "hostSuffix" | "requestHeaders" | "compare" | "urlRewrite">;
+
+/** One copy's target, listed or header-chosen alike. */
+function copyTarget(
+  label: string,
+  origin: string,
+  settings: CopySettings,
+  route: Route,
+  clusters: ReadonlyMap<string, string>,
+): MirrorTarget {
+  const target: MirrorTarget = {
+    label,
+    origin,
+    timeoutMs: settings.timeoutMs,
+    hostSuffix: settings.hostSuffix,
+    requestHeaders: settings.requestHeaders,
+  };
+  const spec = compareSpec(settings);
+  if (spec) target.compare = compareTarget(spec, clusters);
+  const modifier = settings.urlRewrite?.path;
+  if (modifier?.type === "ReplaceFullPath") target.rewrite = { replaceFullPath: modifier.replaceFullPath };
+  else if (modifier) {
+    // The schema allows ReplacePrefixMatch on PathPrefix routes only.
+    target.rewrite = { replacePrefixMatch: modifier.replacePrefixMatch, prefix: route.match.path.value };
+  }
+  return target;
 }
 
 export function planMirrors(
@@ -116,7 +246,7 @@ export function planMirrors(
 
   for (const mirror of route.mirrors) {
     const label = mirrorLabel(mirror);
-    if (!isSampled(mirror, random)) {
+    if (!isMirrorSampled(mirror, label, headers, context, random)) {
       plan.skipped.push({ mirror: label, reason: "not_sampled" });
       continue;
     }
@@ -126,21 +256,13 @@ export function planMirrors(
       plan.skipped.push({ mirror: label, reason: "unknown_cluster", detail: `cluster "${label}" is not defined` });
       continue;
     }
-    const spec = compareSpec(mirror);
-    plan.targets.push({
-      label,
-      origin,
-      timeoutMs: mirror.timeoutMs,
-      hostSuffix: mirror.hostSuffix,
-      requestHeaders: mirror.requestHeaders,
-      ...(spec ? { compare: compareTarget(spec, clusters) } : {}),
-    });
+    plan.targets.push(copyTarget(label, origin, mirror, route, clusters));
   }
 
   const dynamic = route.mirrorFromHeader;
   if (dynamic && dynamicName) {
     const origin = clusters.get(dynamicName);
-    if (dynamic.allow && !dynamic.allow.includes(dynamicName)) {
+    if (!dynamic.allow.includes(dynamicName)) {
       plan.skipped.push({
         mirror: clip(dynamicName),
         reason: "cluster_not_allowed",
@@ -153,13 +275,7 @@ export function planMirrors(
         detail: `${dynamic.header} names no defined cluster`,
       });
     } else {
-      plan.targets.push({
-        label: dynamicName,
-        origin,
-        timeoutMs: dynamic.timeoutMs,
-        hostSuffix: dynamic.hostSuffix,
-        requestHeaders: dynamic.requestHeaders,
-      });
+      plan.targets.push(copyTarget(dynamicName, origin, dynamic, route, clusters));
     }
   }
   if (plan.targets.length > 0) {

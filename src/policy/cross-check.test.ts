@@ -35,7 +35,11 @@ describe("crossCheck", () => {
               { cluster: "gone" },
               { origin: "https://y.test", compare: { reference: { cluster: "ref-gone" } } },
             ],
-            mirrorFromHeader: { header: "x-m", allow: ["m", "nope"] },
+            mirrorFromHeader: {
+              header: "x-m",
+              allow: ["m", "nope"],
+              compare: { reference: { cluster: "header-ref-gone" } },
+            },
           },
           "routes[3]",
         ),
@@ -46,6 +50,10 @@ describe("crossCheck", () => {
       { path: "routes[3].mirrors[1].cluster", message: 'names undefined cluster "gone"' },
       { path: "routes[3].mirrors[2].compare.reference.cluster", message: 'names undefined cluster "ref-gone"' },
       { path: "routes[3].mirrorFromHeader.allow[1]", message: 'names undefined cluster "nope"' },
+      {
+        path: "routes[3].mirrorFromHeader.compare.reference.cluster",
+        message: 'names undefined cluster "header-ref-gone"',
+      },
     ]);
   });
 

@@ -6,7 +6,7 @@
  */
 import type { PolicyIssue } from "../errors/index.js";
 import { comparePrecedence } from "../match/index.js";
-import type { Route } from "./index.js";
+import type { Mirror, Route } from "./index.js";
 
 export interface CrossCheckResult {
   errors: PolicyIssue[];
@@ -25,14 +25,21 @@ export function clusterReferences(route: Route): Array<{ cluster: string; path: 
   route.backends?.forEach((b, i) => {
     if (b.cluster !== undefined) refs.push({ cluster: b.cluster, path: `backends[${i}].cluster` });
   });
+  const referenceOf = (copy: Pick<Mirror, "compare">, at: string) => {
+    const reference = typeof copy.compare === "object" ? copy.compare.reference?.cluster : undefined;
+    if (reference !== undefined) refs.push({ cluster: reference, path: `${at}.compare.reference.cluster` });
+  };
   route.mirrors.forEach((m, i) => {
     if (m.cluster !== undefined) refs.push({ cluster: m.cluster, path: `mirrors[${i}].cluster` });
-    const reference = typeof m.compare === "object" ? m.compare.reference?.cluster : undefined;
-    if (reference !== undefined) refs.push({ cluster: reference, path: `mirrors[${i}].compare.reference.cluster` });
+    referenceOf(m, `mirrors[${i}]`);
   });
-  route.mirrorFromHeader?.allow?.forEach((name, i) => {
-    refs.push({ cluster: name, path: `mirrorFromHeader.allow[${i}]` });
-  });
+  const dynamic = route.mirrorFromHeader;
+  if (dynamic) {
+    dynamic.allow.forEach((name, i) => {
+      refs.push({ cluster: name, path: `mirrorFromHeader.allow[${i}]` });
+    });
+    referenceOf(dynamic, "mirrorFromHeader");
+  }
   return refs;
 }
 

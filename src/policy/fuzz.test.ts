@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { PolicyValidationError } from "../errors/index.js";
 import { compileRoutes } from "../match/index.js";
+import { rewritePathAndQuery } from "../mirror/rewrite.js";
 import { regexProblem } from "../regex/index.js";
 import { REDOS_ACCEPTED, REDOS_REFUSED } from "../regex/redos-corpus.js";
 import { compareSpec, parseRoute } from "./index.js";
@@ -47,59 +48,108 @@ const valueConditions = (conditionName: fc.Arbitrary<string>) =>
 const specs = <Spec>(conditions: readonly Witnessed<Spec>[] | undefined) => conditions?.map((c) => c.spec);
 const accepted = <Spec extends { name: string }>(conditions: readonly Witnessed<Spec>[] | undefined) =>
   (conditions ?? []).map((c): [string, string] => [c.spec.name, c.accepts]);
-const validMirror = fc.record(
-  {
-    cluster: name,
-    percent: fc.double({ min: 0, max: 100, noNaN: true }),
-    timeoutMs: fc.integer({ min: 1, max: 30_000 }),
-    hostSuffix: fc.stringMatching(/^[a-z0-9-]{0,10}$/),
-    compare: fc.oneof(
-      fc.boolean(),
-      fc.record(
-        {
-          ignorePaths: fc.array(
-            fc
-              .array(
-                fc.oneof(
-                  name.map((k) => `.${k.replace(/[^a-z0-9_-]/g, "_").replace(/^[0-9-]/, "k")}`),
-                  fc.constant("[*]"),
-                  fc.nat(99).map((i) => `[${i}]`),
-                ),
-                { maxLength: 4 },
-              )
-              .map((steps) => `$${steps.join("")}`),
-            { maxLength: 3 },
-          ),
-          maxBodyBytes: fc.integer({ min: 0, max: 8 * 1024 * 1024 }),
-          reference: name.map((cluster) => ({ cluster })),
-        },
-        { requiredKeys: [] },
+const compare = fc.oneof(
+  fc.boolean(),
+  fc.record(
+    {
+      ignorePaths: fc.array(
+        fc
+          .array(
+            fc.oneof(
+              name.map((k) => `.${k.replace(/[^a-z0-9_-]/g, "_").replace(/^[0-9-]/, "k")}`),
+              fc.constant("[*]"),
+              fc.nat(99).map((i) => `[${i}]`),
+            ),
+            { maxLength: 4 },
+          )
+          .map((steps) => `$${steps.join("")}`),
+        { maxLength: 3 },
       ),
-    ),
-  },
-  { requiredKeys: ["cluster"] },
+      maxBodyBytes: fc.integer({ min: 0, max: 8 * 1024 * 1024 }),
+      reference: name.map((cluster) => ({ cluster })),
+    },
+    { requiredKeys: [] },
+  ),
 );
+const token = fc.stringMatching(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,40}$/);
+const sampleBy = fc.oneof(
+  token.map((header) => ({ header })),
+  token.map((cookie) => ({ cookie })),
+  fc.string({ minLength: 1, maxLength: 256 }).map((query) => ({ query })),
+);
+/** Replacement paths: URL path characters and escapes, never a '.' or '..' segment. */
+const replacement = fc
+  .array(fc.stringMatching(/^(?:[A-Za-z0-9_~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2}){1,8}$/), { maxLength: 4 })
+  .chain((segments) => fc.constantFrom(`/${segments.join("/")}`, `/${segments.join("/")}/`));
+/** ReplacePrefixMatch is valid on PathPrefix routes only. */
+const urlRewrite = (prefixMatch: boolean) =>
+  fc.oneof(
+    replacement.map((value) => ({ path: { type: "ReplaceFullPath", replaceFullPath: value } })),
+    ...(prefixMatch
+      ? [
+          fc
+            .oneof(fc.constant(""), replacement)
+            .map((value) => ({ path: { type: "ReplacePrefixMatch", replacePrefixMatch: value } })),
+        ]
+      : []),
+  );
+const hostSuffix = fc.stringMatching(/^[a-z0-9-]{0,10}$/);
+const copySettings = (prefixMatch: boolean) => ({
+  timeoutMs: fc.integer({ min: 1, max: 30_000 }),
+  hostSuffix,
+  compare,
+  urlRewrite: urlRewrite(prefixMatch),
+});
+const validMirror = (prefixMatch: boolean) =>
+  fc.record(
+    {
+      cluster: name,
+      percent: fc.double({ min: 0, max: 100, noNaN: true }),
+      sampleBy,
+      ...copySettings(prefixMatch),
+    },
+    { requiredKeys: ["cluster"] },
+  );
+const validMirrorFromHeader = (prefixMatch: boolean) =>
+  fc.record(
+    { header: token, allow: fc.array(name, { maxLength: 4 }), ...copySettings(prefixMatch) },
+    { requiredKeys: ["header", "allow"] },
+  );
+const copies = (prefixMatch: boolean) => ({
+  mirrors: fc.array(validMirror(prefixMatch), { maxLength: 4 }),
+  mirrorFromHeader: validMirrorFromHeader(prefixMatch),
+});
+/** Built once per kind of match: building arbitraries inside `chain` would cost more than running them. */
+const copiesFor = { prefix: copies(true), other: copies(false) };
+const headerConditions = valueConditions(fc.stringMatching(/^x-[a-z0-9-]{1,10}$/));
+const queryConditions = valueConditions(fc.stringMatching(/^[a-z0-9_]{1,8}$/));
 /** A valid route input, and the path, headers and query of a request it matches. */
 const validRoute = fc
-  .record(
-    {
-      id: name,
-      priority: fc.integer({ min: -1000, max: 1000 }),
-      match: fc.record(
-        {
-          path: pathMatch,
-          methods: fc.uniqueArray(fc.constantFrom("GET", "POST", "PUT", "DELETE", "PATCH"), { maxLength: 3 }),
-          headers: valueConditions(fc.stringMatching(/^x-[a-z0-9-]{1,10}$/)),
-          query: valueConditions(fc.stringMatching(/^[a-z0-9_]{1,8}$/)),
-        },
-        { requiredKeys: [] },
-      ),
-      timeoutMs: fc.integer({ min: 1, max: 300_000 }),
-      mirrors: fc.array(validMirror, { maxLength: 4 }),
-      maxMirrorBodyBytes: fc.integer({ min: 0, max: 10_000_000 }),
-    },
-    { requiredKeys: ["id"] },
-  )
+  .option(pathMatch, { nil: undefined })
+  .chain((matchPath) => {
+    const { mirrors, mirrorFromHeader } =
+      matchPath === undefined || matchPath.spec.type === "PathPrefix" ? copiesFor.prefix : copiesFor.other;
+    return fc.record(
+      {
+        id: name,
+        priority: fc.integer({ min: -1000, max: 1000 }),
+        match: fc.record(
+          {
+            ...(matchPath ? { path: fc.constant(matchPath) } : {}),
+            methods: fc.uniqueArray(fc.constantFrom("GET", "POST", "PUT", "DELETE", "PATCH"), { maxLength: 3 }),
+            headers: headerConditions,
+            query: queryConditions,
+          },
+          { requiredKeys: [] },
+        ),
+        timeoutMs: fc.integer({ min: 1, max: 300_000 }),
+        mirrors,
+        mirrorFromHeader,
+        maxMirrorBodyBytes: fc.integer({ min: 0, max: 32 * 1024 * 1024 }),
+      },
+      { requiredKeys: ["id"] },
+    );
+  })
   .map(({ match, ...rest }) => ({
     input: {
       ...rest,
@@ -119,12 +169,15 @@ const validRoute = fc
     },
   }));
 
-/** One way to break a valid route, and the path the error must name. */
-const breakage = fc.constantFrom(
+/** One way to break a valid route (with `also` changed alongside), and the path the error must name. */
+const exactMatch = { path: { type: "Exact", value: "/x" } };
+const prefixRewrite = { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "/v2" } };
+const breakage = fc.constantFrom<{ path: string; value: unknown; also?: object }>(
   { path: "timeoutMs", value: 0 },
   { path: "timeoutMs", value: "fast" },
   { path: "priority", value: 1.5 },
   { path: "maxMirrorBodyBytes", value: -1 },
+  { path: "maxMirrorBodyBytes", value: 32 * 1024 * 1024 + 1 },
   { path: "id", value: "" },
   { path: "id", value: "has space" },
   { path: "match", value: { path: { type: "Glob", value: "/x" } } },
@@ -138,63 +191,102 @@ const breakage = fc.constantFrom(
   { path: "mirrors", value: [{ cluster: "c", compare: { ignorePaths: ["no-dollar"] } }] },
   { path: "mirrors", value: [{ cluster: "c", compare: { reference: { cluster: "r", origin: "https://r.test" } } }] },
   { path: "mirrors", value: [{ cluster: "c", compare: 1 }] },
+  { path: "mirrors", value: [{ cluster: "c", percent: 5, sampleBy: {} }] },
+  { path: "mirrors", value: [{ cluster: "c", percent: 5, sampleBy: { header: "x-user", query: "user" } }] },
+  { path: "mirrors", value: [{ cluster: "c", percent: 5, sampleBy: { cookie: "bad cookie" } }] },
+  { path: "mirrors", value: [{ cluster: "c", percent: 5, sampleBy: { session: "s" } }] },
+  {
+    path: "mirrors",
+    value: [{ cluster: "c", urlRewrite: { path: { type: "ReplaceFullPath", replaceFullPath: "/a?b" } } }],
+  },
+  {
+    path: "mirrors",
+    value: [{ cluster: "c", urlRewrite: { path: { type: "ReplaceFullPath", replaceFullPath: "/a/.." } } }],
+  },
+  {
+    path: "mirrors",
+    value: [{ cluster: "c", urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "v2" } } }],
+  },
+  { path: "mirrors", value: [{ cluster: "c", urlRewrite: { path: { type: "Rewrite" } } }] },
+  { path: "mirrors", value: [{ cluster: "c", urlRewrite: prefixRewrite }], also: { match: exactMatch } },
+  { path: "mirrorFromHeader", value: { header: "x-m" } },
+  { path: "mirrorFromHeader", value: { header: "x-m", allow: ["c"], compare: 7 } },
+  { path: "mirrorFromHeader", value: { header: "x-m", allow: ["c"], compare: { ignorePaths: ["no-dollar"] } } },
+  {
+    path: "mirrorFromHeader",
+    value: { header: "x-m", allow: ["c"], urlRewrite: prefixRewrite },
+    also: { match: exactMatch },
+  },
   { path: "requestHeaders", value: { set: { "x-a": "line\nbreak" } } },
   { path: "surprise", value: true },
 );
 
-/** Each valid route compiles its patterns twice (validation, then the table): more than the default 5 s on a busy machine. */
-const PROPERTY_TIMEOUT_MS = 30_000;
+/** Thousands of generated policies, each compiling its patterns twice: CPU-bound work a shared machine may stretch. */
+const PROPERTY_TIMEOUT_MS = 120_000;
 
-describe("generated policies", () => {
-  it(
-    "valid ones are accepted and keep their fields; the table compiles and matches their own requests",
-    () => {
-      fc.assert(
-        fc.property(validRoute, ({ input, request }) => {
-          const route = parseRoute(input);
-          expect(route.id).toBe(input.id);
-          expect(route.mirrors.map((m) => m.percent)).toEqual((input.mirrors ?? []).map((m) => m.percent));
-          expect(route.mirrors.map((m) => compareSpec(m) !== undefined)).toEqual(
-            (input.mirrors ?? []).map((m) => m.compare !== undefined && m.compare !== false),
-          );
-          expect(route.timeoutMs).toBe(input.timeoutMs ?? 15_000);
-          const table = compileRoutes([route]);
-          const method = route.match.methods[0] ?? "GET";
-          const headers = new Headers(request.headers);
-          const query = new URLSearchParams(request.query);
-          expect(table.find({ method, host: "h", path: request.path, headers, query })?.id).toBe(route.id);
-        }),
-        { numRuns: 5000 },
-      );
-    },
-    PROPERTY_TIMEOUT_MS,
-  );
+describe("generated policies", { timeout: PROPERTY_TIMEOUT_MS }, () => {
+  it("valid ones are accepted and keep their fields; the table compiles and matches their own requests", () => {
+    fc.assert(
+      fc.property(validRoute, ({ input, request }) => {
+        const route = parseRoute(input);
+        const compared = (copy: { compare?: unknown } | undefined) =>
+          copy !== undefined && copy.compare !== undefined && copy.compare !== false;
+        // One comparison per run: the property runs thousands of times.
+        expect({
+          id: route.id,
+          timeoutMs: route.timeoutMs,
+          mirrors: route.mirrors.map((m) => [m.percent, compareSpec(m) !== undefined, m.sampleBy, m.urlRewrite]),
+          dynamic: [
+            route.mirrorFromHeader && compareSpec(route.mirrorFromHeader) !== undefined,
+            route.mirrorFromHeader?.urlRewrite,
+          ],
+        }).toEqual({
+          id: input.id,
+          timeoutMs: input.timeoutMs ?? 15_000,
+          mirrors: (input.mirrors ?? []).map((m) => [m.percent, compared(m), m.sampleBy, m.urlRewrite]),
+          dynamic: [input.mirrorFromHeader && compared(input.mirrorFromHeader), input.mirrorFromHeader?.urlRewrite],
+        });
+        const dynamic = route.mirrorFromHeader;
+        // Whatever the rewrite, the rest of the path and the query arrive unchanged.
+        const prefix = route.match.path.value.replace(/\/$/, "");
+        for (const copy of [...route.mirrors, ...(dynamic ? [dynamic] : [])]) {
+          const modifier = copy.urlRewrite?.path;
+          if (modifier?.type !== "ReplacePrefixMatch") continue;
+          const rewritten = rewritePathAndQuery(`${prefix}/r%2Fest?q=%20&q`, {
+            replacePrefixMatch: modifier.replacePrefixMatch,
+            prefix: route.match.path.value,
+          });
+          expect(rewritten).toBe(`${modifier.replacePrefixMatch.replace(/\/+$/, "")}/r%2Fest?q=%20&q`);
+        }
+        const table = compileRoutes([route]);
+        const method = route.match.methods[0] ?? "GET";
+        const headers = new Headers(request.headers);
+        const query = new URLSearchParams(request.query);
+        expect(table.find({ method, host: "h", path: request.path, headers, query })?.id).toBe(route.id);
+      }),
+      { numRuns: 5000 },
+    );
+  });
 
-  it(
-    "broken ones are refused with an error at the broken field, and never with anything else",
-    () => {
-      fc.assert(
-        fc.property(validRoute, breakage, ({ input }, broken) => {
-          const mutated = { ...input, [broken.path]: broken.value };
-          try {
-            parseRoute(mutated);
-          } catch (err) {
-            expect(err).toBeInstanceOf(PolicyValidationError);
-            const paths = (err as PolicyValidationError).issues.map((i) => i.path);
-            expect(
-              paths.some(
-                (p) => p === broken.path || p.startsWith(`${broken.path}.`) || p.startsWith(`${broken.path}[`),
-              ),
-            ).toBe(true);
-            return;
-          }
-          throw new Error(`accepted a route broken at ${broken.path}`);
-        }),
-        { numRuns: 5000 },
-      );
-    },
-    PROPERTY_TIMEOUT_MS,
-  );
+  it("broken ones are refused with an error at the broken field, and never with anything else", () => {
+    fc.assert(
+      fc.property(validRoute, breakage, ({ input }, broken) => {
+        const mutated = { ...input, ...broken.also, [broken.path]: broken.value };
+        try {
+          parseRoute(mutated);
+        } catch (err) {
+          expect(err).toBeInstanceOf(PolicyValidationError);
+          const paths = (err as PolicyValidationError).issues.map((i) => i.path);
+          expect(
+            paths.some((p) => p === broken.path || p.startsWith(`${broken.path}.`) || p.startsWith(`${broken.path}[`)),
+          ).toBe(true);
+          return;
+        }
+        throw new Error(`accepted a route broken at ${broken.path}`);
+      }),
+      { numRuns: 5000 },
+    );
+  });
 
   it("arbitrary JSON never crashes the parser", () => {
     fc.assert(

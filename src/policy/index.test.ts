@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { PolicyValidationError } from "../errors/index.js";
-import { compareSpec, type Mirror, parseCluster, parsePolicyFile, parseRoute } from "./index.js";
+import { compareSpec, type Mirror, type MirrorFromHeader, parseCluster, parsePolicyFile, parseRoute } from "./index.js";
 
 const issueExample = {
   id: "service-2",
@@ -110,9 +110,33 @@ describe("parseRoute", () => {
     [{ match: { hosts: ["exa mple.com"] } }, "match.hosts[0]: must be a host name"],
     [{ requestHeaders: { set: { "bad header": "x" } } }, 'requestHeaders.set["bad header"]: has an invalid key'],
     [{ requestHeaders: { set: { "x-a": "a\r\nb" } } }, 'requestHeaders.set["x-a"]: must not contain CR, LF or NUL'],
-    [{ maxMirrorBodyBytes: 1e12 }, "maxMirrorBodyBytes: must be ≤ 524288000"],
+    [
+      { maxMirrorBodyBytes: 1e12 },
+      "maxMirrorBodyBytes: must be ≤ 33554432 (copies are held in memory; an isolate has 128 MB)",
+    ],
+    [
+      { maxMirrorBodyBytes: 32 * 1024 * 1024 + 1 },
+      "maxMirrorBodyBytes: must be ≤ 33554432 (copies are held in memory; an isolate has 128 MB)",
+    ],
     [{ backends: [] }, "backends: must have at least 1 items"],
     [{ mirrorFromHeader: { allow: ["x"] } }, "mirrorFromHeader.header: is required"],
+    [
+      { mirrorFromHeader: { header: "x-mirror-cluster" } },
+      "mirrorFromHeader.allow: is required: list the clusters a client may choose",
+    ],
+    [{ mirrorFromHeader: { header: "x-m", allow: "canary" } }, "mirrorFromHeader.allow: must be an array, got string"],
+    [
+      { mirrorFromHeader: { header: "x-m", allow: ["c"], compare: "yes" } },
+      "mirrorFromHeader.compare: must be a boolean or an object",
+    ],
+    [
+      { mirrorFromHeader: { header: "x-m", allow: ["c"], compare: { maxBodyBytes: 1e9 } } },
+      "mirrorFromHeader.compare.maxBodyBytes: must be ≤ 8388608",
+    ],
+    [
+      { mirrorFromHeader: { header: "x-m", allow: ["c"], compare: { reference: {} } } },
+      "mirrorFromHeader.compare.reference: must name exactly one of cluster or origin",
+    ],
     [{ mirrors: [{ cluster: "c", compare: "yes" }] }, "mirrors[0].compare: must be a boolean or an object"],
     [
       { mirrors: [{ cluster: "c", compare: { ignorePaths: ["meta.ts"] } }] },
@@ -127,10 +151,116 @@ describe("parseRoute", () => {
       "mirrors[0].compare.maxBodyBytes: must be ≤ 8388608",
     ],
     [{ mirrors: [{ cluster: "c", compare: { ignore: [] } }] }, "mirrors[0].compare.ignore: unknown field"],
+    [
+      { mirrors: [{ cluster: "c", sampleBy: {} }] },
+      "mirrors[0].sampleBy: must name exactly one of header, cookie or query",
+    ],
+    [
+      { mirrors: [{ cluster: "c", sampleBy: { header: "x-user-id", cookie: "session" } }] },
+      "mirrors[0].sampleBy: must name exactly one of header, cookie or query",
+    ],
+    [
+      { mirrors: [{ cluster: "c", sampleBy: { header: "x user" } }] },
+      "mirrors[0].sampleBy.header: must be a valid HTTP header name",
+    ],
+    [
+      { mirrors: [{ cluster: "c", sampleBy: { cookie: "a;b" } }] },
+      "mirrors[0].sampleBy.cookie: must be a valid cookie name",
+    ],
+    [
+      { mirrors: [{ cluster: "c", sampleBy: { cookie: "s".repeat(257) } }] },
+      "mirrors[0].sampleBy.cookie: must be at most 256",
+    ],
+    [
+      { mirrors: [{ cluster: "c", sampleBy: { query: "" } }] },
+      "mirrors[0].sampleBy.query: must be at least 1 characters",
+    ],
+    [
+      { mirrors: [{ cluster: "c", sampleBy: { query: "q".repeat(257) } }] },
+      "mirrors[0].sampleBy.query: must be at most 256",
+    ],
+    [{ mirrors: [{ cluster: "c", sampleBy: { user: "u" } }] }, "mirrors[0].sampleBy.user: unknown field"],
+    [{ mirrors: [{ cluster: "c", sampleBy: "x-user-id" }] }, "mirrors[0].sampleBy: must be an object, got string"],
+    [
+      {
+        match: { path: { type: "Exact", value: "/api/v1" } },
+        mirrors: [{ cluster: "c", urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "/v2" } } }],
+      },
+      "mirrors[0].urlRewrite.path.type: ReplacePrefixMatch needs match.path.type PathPrefix, not Exact",
+    ],
+    [
+      {
+        match: { path: { type: "RegularExpression", value: "/api/.*" } },
+        mirrorFromHeader: {
+          header: "x-m",
+          allow: ["c"],
+          urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "/v2" } },
+        },
+      },
+      "mirrorFromHeader.urlRewrite.path.type: ReplacePrefixMatch needs match.path.type PathPrefix, not RegularExpression",
+    ],
+    [
+      { mirrors: [{ cluster: "c", urlRewrite: { path: { type: "Regex", replaceFullPath: "/x" } } }] },
+      'mirrors[0].urlRewrite.path.type: must be one of "ReplaceFullPath", "ReplacePrefixMatch"',
+    ],
+    [
+      { mirrors: [{ cluster: "c", urlRewrite: { path: { type: "ReplaceFullPath" } } }] },
+      "mirrors[0].urlRewrite.path.replaceFullPath: is required",
+    ],
+    [
+      { mirrors: [{ cluster: "c", urlRewrite: { path: { type: "ReplaceFullPath", replaceFullPath: "" } } }] },
+      "mirrors[0].urlRewrite.path.replaceFullPath: must start with '/'",
+    ],
+    [
+      { mirrors: [{ cluster: "c", urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "v2" } } }] },
+      "mirrors[0].urlRewrite.path.replacePrefixMatch: must be empty or start with '/'",
+    ],
+    [
+      {
+        mirrors: [
+          { cluster: "c", urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "/a/../b" } } },
+        ],
+      },
+      "mirrors[0].urlRewrite.path.replacePrefixMatch: must not contain '.' or '..' segments",
+    ],
+    [
+      {
+        mirrors: [
+          { cluster: "c", urlRewrite: { path: { type: "ReplaceFullPath", replaceFullPath: `/${"a".repeat(1024)}` } } },
+        ],
+      },
+      "mirrors[0].urlRewrite.path.replaceFullPath: must be at most 1024 characters",
+    ],
+    [
+      {
+        mirrors: [
+          {
+            cluster: "c",
+            urlRewrite: { hostname: "x.test", path: { type: "ReplaceFullPath", replaceFullPath: "/x" } },
+          },
+        ],
+      },
+      "mirrors[0].urlRewrite.hostname: unknown field",
+    ],
   ])("refuses %j with a path-precise error", (patch, expected) => {
     const messages = issuesOf(() => parseRoute({ id: "r", ...patch }));
     expect(messages.some((m) => m.startsWith(expected))).toBe(true);
   });
+
+  it.each(["/a?b=1", "/a#b", "/a b", "/a\tb", "/a\u0000", "/a\u007f", "/caf\u00e9", "/a%2", '/a"b', "/a{b}"])(
+    "refuses the replacement path %j: the mirror must receive what was written",
+    (bad) => {
+      const messages = issuesOf(() =>
+        parseRoute({
+          id: "r",
+          mirrors: [{ cluster: "c", urlRewrite: { path: { type: "ReplaceFullPath", replaceFullPath: bad } } }],
+        }),
+      );
+      expect(messages).toEqual([
+        "mirrors[0].urlRewrite.path.replaceFullPath: may use only URL path characters: letters, digits, -._~!$&'()*+,;=:@/ and %XX (no '?', '#', spaces or control characters; the query is kept as sent)",
+      ]);
+    },
+  );
 
   it("accepts compare: true with the defaults, or settings in full", () => {
     const route = parseRoute({
@@ -172,6 +302,68 @@ describe("parseRoute", () => {
     });
     expect(exact.match.headers[0]?.value).toBe("(");
     expect(exact.match.query[0]?.value).toBe("(");
+  });
+
+  it("accepts compare on a header-chosen mirror", () => {
+    const route = parseRoute({
+      id: "r",
+      mirrorFromHeader: { header: "x-mirror-cluster", allow: ["my-branch"], compare: { ignorePaths: ["$.ts"] } },
+    });
+    expect(compareSpec(route.mirrorFromHeader as MirrorFromHeader)).toMatchObject({
+      ignorePaths: ["$.ts"],
+      maxBodyBytes: 1048576,
+    });
+    const always = parseRoute({ id: "r", mirrorFromHeader: { header: "x-m", allow: ["b"], compare: true } });
+    expect(compareSpec(always.mirrorFromHeader as MirrorFromHeader)?.headers).toEqual(["content-type"]);
+  });
+
+  it("accepts sticky sampling by a header, a cookie or a query parameter", () => {
+    const route = parseRoute({
+      id: "r",
+      mirrors: [
+        { cluster: "a", percent: 10, sampleBy: { header: "x-user-id" } },
+        { cluster: "b", fraction: { numerator: 1, denominator: 50 }, sampleBy: { cookie: "__Host-session" } },
+        { cluster: "c", sampleBy: { query: "user id" } },
+        { cluster: "d" },
+      ],
+    });
+    expect(route.mirrors.map((m) => m.sampleBy)).toEqual([
+      { header: "x-user-id" },
+      { cookie: "__Host-session" },
+      { query: "user id" },
+      undefined,
+    ]);
+  });
+
+  it("accepts URL rewrites on listed and header-chosen mirrors", () => {
+    const route = parseRoute({
+      id: "r",
+      match: { path: { type: "PathPrefix", value: "/api/v1" } },
+      mirrors: [
+        { cluster: "c", urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "/v2/%7Euser;v=1" } } },
+        { cluster: "d", urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "" } } },
+      ],
+      mirrorFromHeader: {
+        header: "x-mirror-cluster",
+        allow: ["my-branch"],
+        urlRewrite: { path: { type: "ReplaceFullPath", replaceFullPath: "/shadow/sink" } },
+      },
+    });
+    expect(route.mirrors.map((m) => m.urlRewrite?.path)).toEqual([
+      { type: "ReplacePrefixMatch", replacePrefixMatch: "/v2/%7Euser;v=1" },
+      { type: "ReplacePrefixMatch", replacePrefixMatch: "" },
+    ]);
+    expect(route.mirrorFromHeader?.urlRewrite).toEqual({
+      path: { type: "ReplaceFullPath", replaceFullPath: "/shadow/sink" },
+    });
+    // Exact and RegularExpression routes may still replace the full path.
+    expect(() =>
+      parseRoute({
+        id: "e",
+        match: { path: { type: "Exact", value: "/x" } },
+        mirrors: [{ cluster: "a", urlRewrite: { path: { type: "ReplaceFullPath", replaceFullPath: "/y" } } }],
+      }),
+    ).not.toThrow();
   });
 
   it("refuses a missing id and a bad id", () => {

@@ -15,8 +15,12 @@ const HOST_PATTERN = /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-
 const HEADER_VALUE = /^[^\r\n\0]*$/;
 const NAME_RULE = "must start with a letter or digit and use only letters, digits, '.', '_' or '-'";
 
-/** The largest body a Worker can receive on any plan (enterprise: 500 MB). */
-export const MAX_BODY_CAP = 500 * 1024 * 1024;
+/**
+ * The largest `maxMirrorBodyBytes`: a copy's body is held in memory while the mirrors read it, and
+ * an isolate has 128 MB for every request it serves at once (a 60 MiB upload took workerd from 64
+ * to 274 MiB).
+ */
+export const MAX_MIRROR_BODY_BYTES = 32 * 1024 * 1024;
 /** `waitUntil` work is cancelled 30 s after the response; a mirror cannot usefully wait longer. */
 export const MAX_MIRROR_TIMEOUT_MS = 30_000;
 export const MAX_MIRRORS_PER_ROUTE = 16;
@@ -182,16 +186,86 @@ export const CompareSpec = z.strictObject({
   maxBodyBytes: z._default(intBetween(0, MAX_COMPARE_BODY_BYTES), 1024 * 1024),
 });
 
+/** `true` compares with the defaults; an object tunes the comparison. */
+const compare = z.optional(z.union([z.boolean(), CompareSpec]));
+
+/**
+ * A replacement path for copies: RFC 3986 path characters only, so that the mirror receives
+ * exactly what was written (the URL parser would encode or resolve anything else).
+ */
+const PATH_CHARS = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*$/;
+const DOT_SEGMENT = /(?:^|\/)\.\.?(?:\/|$)/;
+const replacementPath = (allowEmpty: boolean) =>
+  z
+    .string()
+    .check(
+      z.maxLength(1024),
+      z.superRefine((value, ctx) => {
+        const problem = replacementProblem(value, allowEmpty);
+        if (problem) ctx.issues.push({ code: "custom", message: problem, input: value });
+      }),
+    )
+    // For editors; the messages come from replacementProblem.
+    .register(z.globalRegistry, {
+      pattern: `^${allowEmpty ? "(?:" : ""}/${PATH_CHARS.source.slice(1, -1)}${allowEmpty ? ")?" : ""}$`,
+    });
+
+function replacementProblem(value: string, allowEmpty: boolean): string | undefined {
+  if (value === "" && allowEmpty) return undefined;
+  if (!value.startsWith("/")) return allowEmpty ? "must be empty or start with '/'" : "must start with '/'";
+  if (!PATH_CHARS.test(value)) {
+    return "may use only URL path characters: letters, digits, -._~!$&'()*+,;=:@/ and %XX (no '?', '#', spaces or control characters; the query is kept as sent)";
+  }
+  if (DOT_SEGMENT.test(value)) return "must not contain '.' or '..' segments";
+  return undefined;
+}
+
+/** Gateway API `HTTPURLRewriteFilter`, path only: a Worker cannot set `Host` (see `hostSuffix`). */
+const UrlRewrite = z.strictObject({
+  path: z.discriminatedUnion("type", [
+    z.strictObject({ type: z.literal("ReplaceFullPath"), replaceFullPath: replacementPath(false) }),
+    z.strictObject({ type: z.literal("ReplacePrefixMatch"), replacePrefixMatch: replacementPath(true) }),
+  ]),
+});
+
+/** What every copy may set, whether its mirror is listed or chosen by a header. */
+const copySettings = {
+  timeoutMs: mirrorTimeoutMs,
+  hostSuffix,
+  requestHeaders: z.optional(HeaderOps),
+  compare,
+  /** Rewrites the copy's path (never the primary's, never a compare reference's). */
+  urlRewrite: z.optional(UrlRewrite),
+};
+
+/**
+ * Sticky sampling: the value of one header, cookie or query parameter decides, the same way on
+ * every isolate, whether this mirror gets the request (see `mirror/plan`).
+ */
+const SampleBy = z
+  .strictObject({
+    header: z.optional(headerName),
+    cookie: z.optional(
+      z.string().check(z.maxLength(256), z.regex(TOKEN, { error: "must be a valid cookie name (RFC 6265 token)" })),
+    ),
+    query: z.optional(z.string().check(z.minLength(1), z.maxLength(256))),
+  })
+  .check(
+    z.superRefine((value, ctx) => {
+      if ([value.header, value.cookie, value.query].filter((name) => name !== undefined).length !== 1) {
+        ctx.issues.push({ code: "custom", message: "must name exactly one of header, cookie or query", input: value });
+      }
+    }),
+  )
+  .register(z.globalRegistry, { minProperties: 1, maxProperties: 1 });
+
 export const Mirror = z
   .strictObject({
     ...Target,
     percent: z.optional(z.number().check(z.minimum(0), z.maximum(100))),
     fraction: z.optional(Fraction),
-    timeoutMs: mirrorTimeoutMs,
-    hostSuffix,
-    requestHeaders: z.optional(HeaderOps),
-    /** `true` compares with the defaults; an object tunes the comparison. */
-    compare: z.optional(z.union([z.boolean(), CompareSpec])),
+    sampleBy: z.optional(SampleBy),
+    ...copySettings,
   })
   .check(
     exactlyOneTarget,
@@ -213,29 +287,60 @@ export const Backend = z
 
 export const MirrorFromHeader = z.strictObject({
   header: headerName,
-  allow: z.optional(z.array(ClusterName).check(z.maxLength(256))),
-  timeoutMs: mirrorTimeoutMs,
-  hostSuffix,
-  requestHeaders: z.optional(HeaderOps),
+  allow: z
+    .array(ClusterName, {
+      error: (issue) => (issue.input === undefined ? "is required: list the clusters a client may choose" : undefined),
+    })
+    .check(z.maxLength(256)),
+  ...copySettings,
 });
 
-export const Route = z.strictObject({
-  id: z.string().check(z.minLength(1), z.maxLength(128), z.regex(NAME, { error: NAME_RULE })),
-  priority: z._default(intBetween(-1_000_000, 1_000_000), 0),
-  match: z._default(Match, {
-    hosts: [],
-    path: { type: "PathPrefix", value: "/" },
-    methods: [],
-    headers: [],
-    query: [],
-  }),
-  backends: z.optional(z.array(Backend).check(z.minLength(1), z.maxLength(64))),
-  timeoutMs: z._default(intBetween(1, 300_000), 15_000),
-  requestHeaders: z.optional(HeaderOps),
-  mirrors: z._default(z.array(Mirror).check(z.maxLength(MAX_MIRRORS_PER_ROUTE)), []),
-  mirrorFromHeader: z.optional(MirrorFromHeader),
-  maxMirrorBodyBytes: z._default(intBetween(0, MAX_BODY_CAP), 1024 * 1024),
-});
+export const Route = z
+  .strictObject({
+    id: z.string().check(z.minLength(1), z.maxLength(128), z.regex(NAME, { error: NAME_RULE })),
+    priority: z._default(intBetween(-1_000_000, 1_000_000), 0),
+    match: z._default(Match, {
+      hosts: [],
+      path: { type: "PathPrefix", value: "/" },
+      methods: [],
+      headers: [],
+      query: [],
+    }),
+    backends: z.optional(z.array(Backend).check(z.minLength(1), z.maxLength(64))),
+    timeoutMs: z._default(intBetween(1, 300_000), 15_000),
+    requestHeaders: z.optional(HeaderOps),
+    mirrors: z._default(z.array(Mirror).check(z.maxLength(MAX_MIRRORS_PER_ROUTE)), []),
+    mirrorFromHeader: z.optional(MirrorFromHeader),
+    maxMirrorBodyBytes: z._default(
+      z.int().check(
+        z.minimum(0),
+        z.maximum(MAX_MIRROR_BODY_BYTES, {
+          error: `must be ≤ ${MAX_MIRROR_BODY_BYTES} (copies are held in memory; an isolate has 128 MB)`,
+        }),
+      ),
+      1024 * 1024,
+    ),
+  })
+  .check(
+    z.superRefine((route, ctx) => {
+      // Gateway API: ReplacePrefixMatch replaces what a PathPrefix matched; no other match has a prefix.
+      const matchType = route.match.path.type;
+      if (matchType === "PathPrefix") return;
+      const check = (at: PropertyKey[], copy: { urlRewrite?: UrlRewrite | undefined }) => {
+        if (copy.urlRewrite?.path.type !== "ReplacePrefixMatch") return;
+        ctx.issues.push({
+          code: "custom",
+          message: `ReplacePrefixMatch needs match.path.type PathPrefix, not ${matchType}`,
+          path: [...at, "urlRewrite", "path", "type"],
+          input: copy.urlRewrite,
+        });
+      };
+      route.mirrors.forEach((mirror, i) => {
+        check(["mirrors", i], mirror);
+      });
+      if (route.mirrorFromHeader) check(["mirrorFromHeader"], route.mirrorFromHeader);
+    }),
+  );
 
 export const Cluster = z.strictObject({ origin: Origin });
 
@@ -253,6 +358,8 @@ export type Backend = z.output<typeof Backend>;
 export type Cluster = z.output<typeof Cluster>;
 export type HeaderOps = z.output<typeof HeaderOps>;
 export type MirrorFromHeader = z.output<typeof MirrorFromHeader>;
+export type SampleBy = z.output<typeof SampleBy>;
+export type UrlRewrite = z.output<typeof UrlRewrite>;
 export type PolicyFile = z.output<typeof PolicyFile>;
 
 const DEFAULT_COMPARE: CompareSpec = {
@@ -333,7 +440,13 @@ function unionIssues(issue: z.core.$ZodIssueInvalidUnion): PolicyIssue[] {
   return [{ path: formatPath(issue.path), message: describe(issue) }];
 }
 
+/** Our wording for a rule; a schema may add why (`must be ≤ 10 (reason)`), and then its message wins. */
 function describe(issue: z.core.$ZodIssue): string {
+  const generic = genericDescription(issue);
+  return issue.message.startsWith(generic) ? issue.message : generic;
+}
+
+function genericDescription(issue: z.core.$ZodIssue): string {
   switch (issue.code) {
     case "too_big":
       return bound(issue.origin, "at most", issue.inclusive ? "≤" : "<", issue.maximum);

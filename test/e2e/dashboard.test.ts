@@ -95,7 +95,7 @@ beforeAll(async () => {
         {
           id: "dynamic",
           match: { path: { type: "PathPrefix", value: "/api/dynamic" } },
-          mirrorFromHeader: { header: "x-mirror-cluster" },
+          mirrorFromHeader: { header: "x-mirror-cluster", allow: ["canary"] },
         },
       ],
     }),
@@ -197,7 +197,7 @@ describe("dashboard in Chromium", () => {
   });
 
   it("renders a client-chosen mirror name as text, never as markup", async () => {
-    expect(await cell("dynamic", "skipped", XSS_MIRROR).textContent()).toBe("unknown_cluster 1");
+    expect(await cell("dynamic", "skipped", XSS_MIRROR).textContent()).toBe("cluster_not_allowed 1");
     expect(await page.evaluate("window.__pwned")).toBeUndefined();
     expect(await page.locator("img").count()).toBe(0);
   });

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { startOrigin } from "../../scripts/lib/origins.mjs";
 import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
+import { stickyPoint } from "../../src/mirror/plan.js";
 import { clusterKey, routeKey } from "../../src/store/keys.js";
 
 type Origin = Awaited<ReturnType<typeof startOrigin>>;
@@ -30,48 +31,76 @@ function sha256(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
 
+/** Policies for the worker under test, and for the second worker of the sticky-sampling test. */
+function policies() {
+  return policyEntries({
+    clusters: {
+      "service1-mirror": { origin: mirror1.url },
+      "service2-mirror": { origin: mirror2.url },
+      "cortex-secondary": { origin: mirror2.url },
+      slow: { origin: slow.url },
+    },
+    routes: [
+      {
+        id: "service-1",
+        match: { path: { type: "PathPrefix", value: "/service/1" } },
+        mirrors: [{ cluster: "service1-mirror" }],
+      },
+      {
+        id: "service-2",
+        match: { path: { type: "PathPrefix", value: "/service/2" } },
+        mirrorFromHeader: { header: "x-mirror-cluster", allow: ["service2-mirror"] },
+      },
+      {
+        id: "remote-write",
+        match: { path: { type: "Exact", value: "/api/v1/push" } },
+        mirrors: [{ cluster: "cortex-secondary" }],
+      },
+      { id: "slow", match: { path: { type: "PathPrefix", value: "/slow" } }, mirrors: [{ cluster: "slow" }] },
+      {
+        id: "strict-primary",
+        match: { path: { type: "PathPrefix", value: "/strict" } },
+        backends: [{ cluster: "slow" }],
+        timeoutMs: 300,
+      },
+      {
+        id: "v1",
+        match: { path: { type: "PathPrefix", value: "/api/v1" } },
+        mirrors: [
+          {
+            cluster: "service1-mirror",
+            urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "/v2" } },
+          },
+          {
+            cluster: "service2-mirror",
+            urlRewrite: { path: { type: "ReplaceFullPath", replaceFullPath: "/shadow/sink" } },
+          },
+        ],
+      },
+      {
+        id: "sticky",
+        match: { path: { type: "PathPrefix", value: "/sticky" } },
+        mirrors: [{ cluster: "service1-mirror", percent: 30, sampleBy: { header: "x-user-id" } }],
+      },
+    ],
+  });
+}
+
+function startTestWorker(onLog: (line: string) => void = () => {}): Promise<Worker> {
+  return startWorker({
+    scriptPath: inject("workerScript"),
+    vars: { PRIMARY_ORIGIN: primary.url, POLICY_CACHE_TTL_MS: "200" },
+    onLog,
+    policies: policies(),
+  });
+}
+
 beforeAll(async () => {
   primary = await startOrigin({ name: "primary" });
   mirror1 = await startOrigin({ name: "service1-mirror" });
   mirror2 = await startOrigin({ name: "service2-mirror" });
   slow = await startOrigin({ name: "slow-mirror" });
-  worker = await startWorker({
-    scriptPath: inject("workerScript"),
-    vars: { PRIMARY_ORIGIN: primary.url, POLICY_CACHE_TTL_MS: "200" },
-    onLog: (line) => logs.push(line),
-    policies: policyEntries({
-      clusters: {
-        "service1-mirror": { origin: mirror1.url },
-        "service2-mirror": { origin: mirror2.url },
-        "cortex-secondary": { origin: mirror2.url },
-        slow: { origin: slow.url },
-      },
-      routes: [
-        {
-          id: "service-1",
-          match: { path: { type: "PathPrefix", value: "/service/1" } },
-          mirrors: [{ cluster: "service1-mirror" }],
-        },
-        {
-          id: "service-2",
-          match: { path: { type: "PathPrefix", value: "/service/2" } },
-          mirrorFromHeader: { header: "x-mirror-cluster", allow: ["service2-mirror"] },
-        },
-        {
-          id: "remote-write",
-          match: { path: { type: "Exact", value: "/api/v1/push" } },
-          mirrors: [{ cluster: "cortex-secondary" }],
-        },
-        { id: "slow", match: { path: { type: "PathPrefix", value: "/slow" } }, mirrors: [{ cluster: "slow" }] },
-        {
-          id: "strict-primary",
-          match: { path: { type: "PathPrefix", value: "/strict" } },
-          backends: [{ cluster: "slow" }],
-          timeoutMs: 300,
-        },
-      ],
-    }),
-  });
+  worker = await startTestWorker((line) => logs.push(line));
 });
 
 afterAll(async () => {
@@ -180,6 +209,49 @@ describe("edge-mirror in workerd with real origins", () => {
       return status === 502;
     });
     expect(status).toBe(502);
+  });
+
+  it("rewrites the mirrors' paths, keeping escapes and the query byte for byte, and never the primary's", async () => {
+    const res = await fetch(`${worker.url}/api/v1/users/a%2Fb/%E2%9C%93?b=2&a=1&enc=%2F&sp=a+b`, {
+      method: "PUT",
+      body: "v1 body",
+    });
+    expect(((await res.json()) as { servedBy: string }).servedBy).toBe("primary");
+    await Promise.all([mirror1.waitForCount(1), mirror2.waitForCount(1)]);
+    expect(primary.requests.map((r) => r.url)).toEqual(["/api/v1/users/a%2Fb/%E2%9C%93?b=2&a=1&enc=%2F&sp=a+b"]);
+    expect(mirror1.requests.map((r) => [r.method, r.url, r.body.toString()])).toEqual([
+      ["PUT", "/v2/users/a%2Fb/%E2%9C%93?b=2&a=1&enc=%2F&sp=a+b", "v1 body"],
+    ]);
+    expect(mirror2.requests.map((r) => r.url)).toEqual(["/shadow/sink?b=2&a=1&enc=%2F&sp=a+b"]);
+  });
+
+  it("samples by a user id the same way in two workers, and as the documented hash predicts", async () => {
+    const users = Array.from({ length: 60 }, (_, i) => `user-${i}`);
+    const expected = users.filter((user) => stickyPoint(user, "service1-mirror") < 0.3);
+    expect(expected.length).toBeGreaterThan(5);
+    expect(expected.length).toBeLessThan(30);
+    const mirroredBy = async (target: Worker): Promise<string[]> => {
+      mirror1.reset();
+      for (const user of users) {
+        await (await fetch(`${target.url}/sticky/${user}`, { headers: { "x-user-id": user } })).arrayBuffer();
+      }
+      await mirror1.waitForCount(expected.length);
+      // A copy that is always sent, last: copies of the earlier requests have arrived by then.
+      await (await fetch(`${target.url}/service/1/end`)).arrayBuffer();
+      await mirror1.waitForCount(expected.length + 1);
+      return mirror1.requests
+        .filter((r) => r.url.startsWith("/sticky/"))
+        .map((r) => r.url.slice("/sticky/".length))
+        .sort();
+    };
+
+    expect(await mirroredBy(worker)).toEqual([...expected].sort());
+    const second = await startTestWorker();
+    try {
+      expect(await mirroredBy(second)).toEqual([...expected].sort());
+    } finally {
+      await second.dispose();
+    }
   });
 
   it("picks up a policy edited in KV without a restart", async () => {

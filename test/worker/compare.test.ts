@@ -55,6 +55,17 @@ beforeEach(async () => {
 
 afterEach(() => fetches.restore());
 
+/** A developer's own requests, routed to their branch's cluster by a header, compared with the primary. */
+const myBranch = {
+  id: "my-branch",
+  match: { path: { type: "PathPrefix", value: "/branch" } },
+  mirrorFromHeader: {
+    header: "x-mirror-cluster",
+    allow: ["canary"],
+    compare: { reference: { cluster: "replica" }, redactPaths: ["$.user.token"] },
+  },
+};
+
 describe("compare mode", () => {
   it("reports the fields that differ, cancels reference noise, and leaves the client's answer alone", async () => {
     const { response, body } = await send("/users/7?session=abc");
@@ -83,6 +94,45 @@ describe("compare mode", () => {
       expect.objectContaining({ kind: "sent", compare: { verdict: "match", fields: [], noise: ["$.ts"] } }),
     ]);
     expect(outcomes[0]).not.toHaveProperty("sample");
+  });
+
+  it("compares a cluster chosen by the request header, labelled with its name", async () => {
+    await putPolicies({ routes: [myBranch] });
+    const { body } = await send("/branch/users/7?session=abc", { headers: { "x-mirror-cluster": "canary" } });
+    expect(JSON.parse(new TextDecoder().decode(body))).toMatchObject({ version: "v1" });
+    expect(fetches.to(REPLICA)).toHaveLength(1);
+    expect(outcomes).toEqual([
+      expect.objectContaining({
+        kind: "sent",
+        route: "my-branch",
+        mirror: "canary",
+        compare: { verdict: "differ", fields: ["$.user.token", "$.version"], noise: ["$.ts"] },
+        sample: expect.objectContaining({ route: "my-branch", mirror: "canary", path: "/branch/users/7" }),
+      }),
+    ]);
+    expect(JSON.stringify(outcomes)).not.toMatch(/p-token|c-token|session=abc/);
+  });
+
+  it("sends the reference the client's path when the mirror's path is rewritten", async () => {
+    await putPolicies({
+      routes: [
+        {
+          id: "v1-to-v2",
+          match: { path: { type: "PathPrefix", value: "/v1" } },
+          mirrors: [
+            {
+              cluster: "canary",
+              urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "/v2" } },
+              compare: { reference: { cluster: "replica" } },
+            },
+          ],
+        },
+      ],
+    });
+    await send("/v1/users/7?x=1");
+    expect(fetches.to(CANARY).map((s) => s.url)).toEqual([`${CANARY}/v2/users/7?x=1`]);
+    expect(fetches.to(REPLICA).map((s) => s.url)).toEqual([`${REPLICA}/v1/users/7?x=1`]);
+    expect(outcomes[0]).toMatchObject({ compare: { verdict: "differ", noise: ["$.ts"] } });
   });
 
   it("counts an error, not a difference, when the primary cannot be read", async () => {
@@ -163,6 +213,33 @@ describe("live counters through the exported worker", () => {
     );
     expect(cleared.status).toBe(204);
     expect((await stats()).routes[0]).toMatchObject({ requests: 0, mirrors: [] });
+  });
+
+  it("counts a header-chosen comparison as a listed one, on the same dashboard", async () => {
+    await putPolicies({ routes: [myBranch] });
+    for (let i = 0; i < 3; i++) {
+      await viaWorker(
+        new Request(`https://edge.example.com/branch/users/${i}`, {
+          headers: { "x-mirror-cluster": "canary", "cf-ray": `branch-${i}` },
+        }),
+      );
+    }
+    const data = await stats();
+    expect(data.routes.find((r) => r.route === "my-branch")).toEqual(
+      expect.objectContaining({
+        route: "my-branch",
+        requests: 3,
+        mirrored: 3,
+        mirrors: [
+          expect.objectContaining({
+            mirror: "canary",
+            sent: 3,
+            compare: { match: 0, differ: 3, error: 0, diffRate: 1 },
+          }),
+        ],
+      }),
+    );
+    expect(data.samples.map((s) => s.requestId)).toEqual(["branch-2", "branch-1", "branch-0"]);
   });
 
   it("writes one Analytics Engine data point per outcome when the binding exists", async () => {

@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { handleRequest } from "../../src/app.js";
 import app from "../../src/index.js";
 import { MirrorBreaker } from "../../src/mirror/breaker.js";
+import { stickyPoint } from "../../src/mirror/plan.js";
 import type { MirrorOutcome } from "../../src/record/index.js";
 import { PolicyCache } from "../../src/store/index.js";
 import { interceptFetch, putPolicies, randomBytes, sendThrough } from "./helpers.js";
@@ -62,6 +63,22 @@ beforeEach(async () => {
         match: { path: { type: "PathPrefix", value: "/capped" } },
         maxMirrorBodyBytes: 1000,
         mirrors: [{ cluster: "canary" }],
+      },
+      {
+        id: "rewritten",
+        match: { path: { type: "PathPrefix", value: "/api/v1" } },
+        mirrors: [
+          { cluster: "canary", urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "/v2" } } },
+          { cluster: "other", urlRewrite: { path: { type: "ReplaceFullPath", replaceFullPath: "/shadow/sink" } } },
+        ],
+      },
+      {
+        id: "sticky",
+        match: { path: { type: "PathPrefix", value: "/sticky" } },
+        mirrors: [
+          { cluster: "canary", percent: 50, sampleBy: { cookie: "session" } },
+          { cluster: "other", percent: 50, sampleBy: { query: "user" } },
+        ],
       },
       {
         id: "split",
@@ -198,6 +215,94 @@ describe("header-chosen mirror (seed 002, /service/2)", () => {
     expect(fetches.to(SVC2_MIRROR)).toHaveLength(mirrored);
     expect(fetches.seen).toHaveLength(1 + mirrored);
     if (reason) expect(outcomes).toEqual([expect.objectContaining({ kind: "skipped", reason })]);
+  });
+});
+
+describe("URL rewrite for copies", () => {
+  it("rewrites each mirror's path only; escapes and the query arrive byte for byte, the primary is untouched", async () => {
+    const pathAndQuery = "/api/v1/users/a%2Fb/%E2%9C%93/?b=2&a=1&enc=%2F&sp=a+b&empty";
+    const { response } = await send(
+      new Request(`https://edge.example.com${pathAndQuery}`, { method: "POST", body: "x" }),
+    );
+    expect(response.status).toBe(201);
+    const query = pathAndQuery.slice(pathAndQuery.indexOf("?"));
+    expect(fetches.to(PRIMARY).map((s) => s.url)).toEqual([`${PRIMARY}${pathAndQuery}`]);
+    expect(fetches.to(CANARY).map((s) => s.url)).toEqual([`${CANARY}/v2/users/a%2Fb/%E2%9C%93/${query}`]);
+    expect(fetches.to(OTHER).map((s) => s.url)).toEqual([`${OTHER}/shadow/sink${query}`]);
+    expect(fetches.to(CANARY)[0]?.body).toEqual(new TextEncoder().encode("x"));
+    expect(outcomes.map((o) => [o.mirror, o.kind])).toEqual([
+      ["canary", "sent"],
+      ["other", "sent"],
+    ]);
+  });
+
+  it("replaces the prefix segment by segment: /api/v1 itself, and not /api/v10", async () => {
+    await send(new Request("https://edge.example.com/api/v1"));
+    await send(new Request("https://edge.example.com/api/v10"));
+    expect(fetches.to(CANARY).map((s) => s.url)).toEqual([`${CANARY}/v2`]);
+  });
+});
+
+describe("sticky sampling", () => {
+  const users = Array.from({ length: 40 }, (_, i) => `user-${i}`);
+
+  it("decides by the cookie or query value, never by the random draw", async () => {
+    for (const random of [() => 0, () => 0.999]) {
+      for (const user of users) {
+        await send(
+          new Request(`https://edge.example.com/sticky?user=${user}`, { headers: { cookie: `a=1; session=${user}` } }),
+          {
+            random,
+          },
+        );
+      }
+    }
+    const chosen = (origin: string) => fetches.to(origin).map((s) => new URL(s.url).searchParams.get("user") as string);
+    const expected = (label: string) => users.filter((user) => stickyPoint(user, label) < 0.5);
+    expect(expected("canary").length).toBeGreaterThan(0);
+    expect(expected("canary").length).toBeLessThan(users.length);
+    expect(chosen(CANARY)).toEqual([...expected("canary"), ...expected("canary")]);
+    expect(chosen(OTHER)).toEqual([...expected("other"), ...expected("other")]);
+  });
+
+  it("samples a request without the value at random", async () => {
+    await send(new Request("https://edge.example.com/sticky"), { random: () => 0 });
+    await send(new Request("https://edge.example.com/sticky"), { random: () => 0.999 });
+    expect(fetches.to(CANARY)).toHaveLength(1);
+    expect(fetches.to(OTHER)).toHaveLength(1);
+  });
+});
+
+describe("safe defaults", () => {
+  it("refuses a header-chosen mirror without allow: a client cannot pick an internal cluster", async () => {
+    await putPolicies({
+      routes: [
+        {
+          id: "open",
+          match: { path: { type: "PathPrefix", value: "/open" } },
+          mirrorFromHeader: { header: "x-mirror-cluster" },
+        },
+      ],
+    });
+    await send(new Request("https://edge.example.com/open", { headers: { "x-mirror-cluster": "other" } }));
+    expect(fetches.to(PRIMARY)).toHaveLength(1);
+    expect(fetches.to(OTHER)).toHaveLength(0);
+  });
+
+  it("refuses a body cap an isolate cannot hold", async () => {
+    await putPolicies({
+      routes: [
+        {
+          id: "huge",
+          match: { path: { type: "PathPrefix", value: "/huge" } },
+          maxMirrorBodyBytes: 64 * 1024 * 1024,
+          mirrors: [{ cluster: "canary" }],
+        },
+      ],
+    });
+    await send(new Request("https://edge.example.com/huge", { method: "POST", body: "x" }));
+    expect(fetches.to(PRIMARY)).toHaveLength(1);
+    expect(fetches.to(CANARY)).toHaveLength(0);
   });
 });
 
