@@ -61,7 +61,7 @@ const CONNECTION_OPTIONS = new Set(["keep-alive", "close", "upgrade"]);
 
 /** The fields a `Connection` header names beyond its usual options, or undefined when none. */
 function namedByConnection(connection: string | null): Set<string> | undefined {
-  if (connection === null) return undefined;
+  if (connection === null || CONNECTION_OPTIONS.has(connection.toLowerCase())) return undefined;
   let named: Set<string> | undefined;
   for (const raw of connection.split(",")) {
     const token = raw.trim().toLowerCase();

@@ -77,16 +77,19 @@ export function primaryRequest(
   setForwarded(headers, forwardedFrom(request, url));
   applyHeaderOps(headers, route?.requestHeaders);
   headers.set(HOP_HEADER, String(hops + 1));
-  const bodyless = isBodyless(request.method);
-  return {
+  const method = request.method;
+  const primary: PrimaryRequest = {
     url: origin + rawPathAndQuery(request.url),
-    method: request.method,
+    method,
     headers,
-    body: body && !bodyless ? relayBody(body, request.headers.get("content-length")) : null,
-    ...(body && bodyless ? { bodyOf: request } : {}),
+    body: null,
     // Traffic no route claims keeps the zone's own timeouts: edge-mirror adds none of its own.
     timeoutMs: route?.timeoutMs,
   };
+  if (!body) return primary;
+  if (isBodyless(method)) primary.bodyOf = request;
+  else primary.body = relayBody(body, request.headers.get("content-length"));
+  return primary;
 }
 
 /** After the primary fails, how long the rest of the client's upload may take to read and drop. */
