@@ -11,6 +11,7 @@ import {
   type DiffSample,
   diffSample,
   NoiseMemory,
+  summarizeComparison,
 } from "../compare/index.js";
 import { applyHeaderOps, HOP_HEADER, MIRROR_MARKER, shadowHost } from "../headers/index.js";
 import type { MirrorErrorKind, OutcomeSink } from "../record/index.js";
@@ -279,11 +280,7 @@ async function compareWithPrimary(
     knownNoise: compare.reference ? isolateNoise.known(noiseKey) : [],
   });
   isolateNoise.learn(noiseKey, comparison.referenceNoise);
-  const summary: CompareSummary = {
-    verdict: comparison.verdict,
-    fields: comparison.fields.slice(0, 20),
-    noise: comparison.noise.slice(0, 20),
-  };
+  const summary = summarizeComparison(comparison);
   if (comparison.verdict !== "differ") return { compare: summary };
   const sample = await diffSample(comparison, compare.spec, {
     at: Date.now(),
