@@ -29,8 +29,8 @@ import type { Route } from "./policy/index.js";
 import { forwardToPrimary, primaryOrigin, rawPathAndQuery, relayBody } from "./proxy/index.js";
 import { analyticsSink } from "./record/analytics.js";
 import { fanOut, logSink, type OutcomeSink, parseLogLevel } from "./record/index.js";
-import { StatsBuffer } from "./stats/buffer.js";
-import { statsObject } from "./stats/durable-object.js";
+import type { StatsBuffer } from "./stats/buffer.js";
+import { createStatsBuffer } from "./stats/index.js";
 import { PolicyCache, type PolicySnapshot } from "./store/index.js";
 
 /** Primary timeout for unmatched requests: the seeds' Envoy route timeout. */
@@ -49,17 +49,9 @@ export function policyCache(env: Env): PolicyCache {
 
 let stats: StatsBuffer | undefined;
 
-/** One counter buffer per isolate, flushing to the `MirrorStats` object. */
+/** One counter buffer per isolate, flushing to its stats shard. */
 function statsBuffer(env: Env): StatsBuffer | undefined {
-  if (!env.MIRROR_STATS) return undefined;
-  if (!stats) {
-    const flushMs = Number(env.STATS_FLUSH_MS);
-    stats = new StatsBuffer(
-      // A stub belongs to the request that made it, so each flush makes its own.
-      async (batch) => statsObject(env)?.record(batch),
-      Number.isFinite(flushMs) && flushMs >= 0 ? flushMs : 1000,
-    );
-  }
+  stats ??= createStatsBuffer(env);
   return stats;
 }
 

@@ -25,6 +25,6 @@ app.all("*", (c) => {
   return handleRequest(c.req.raw, c.env, c.executionCtx);
 });
 
-export { MirrorStats } from "./stats/durable-object.js";
+export { MirrorStatsShard } from "./stats/durable-object.js";
 
 export default app satisfies ExportedHandler<Env>;

@@ -6,7 +6,7 @@
 import { policyCache } from "../../src/app.js";
 import app from "../../src/index.js";
 
-export { MirrorStats } from "../../src/index.js";
+export { MirrorStatsShard } from "../../src/index.js";
 
 let reads = 0;
 let counted: KVNamespace | undefined;

@@ -48,7 +48,7 @@ function compatibilityDate() {
  * @param {Record<string, unknown>} [options.policies]  KV entries to seed: key → JSON value
  * @param {(line: string) => void} [options.onLog]     receives the worker's console output
  * @param {boolean} [options.withoutKv]  no MIRROR_CONFIG binding at all: the policy store is unavailable
- * @param {boolean} [options.withoutStats]  no MIRROR_STATS Durable Object (a script that does not export MirrorStats)
+ * @param {boolean} [options.withoutStats]  no MIRROR_STATS Durable Object (a script that does not export MirrorStatsShard)
  * @param {string} [options.persistTo]  read KV from this wrangler --persist-to directory (what `wrangler dev` and `policy --local` use)
  * @param {number} [options.inspectorPort]  expose workerd's V8 inspector (CPU profiles)
  */
@@ -66,7 +66,7 @@ export async function startWorker(options) {
         : { kvNamespaces: ["MIRROR_CONFIG"] }),
     ...(options.withoutStats
       ? {}
-      : { durableObjects: { MIRROR_STATS: { className: "MirrorStats", useSQLite: true } } }),
+      : { durableObjects: { MIRROR_STATS: { className: "MirrorStatsShard", useSQLite: true } } }),
     bindings: {
       PRIMARY_ORIGIN: "",
       POLICY_CACHE_TTL_MS: "5000",
