@@ -51,7 +51,10 @@ const ADD_FIELD =
 
 /** What a flush cost the shard, in SQLite's own billing units. */
 export interface FlushResult {
+  /** Everything: counters, samples and the once-a-minute expiry. */
   rowsWritten: number;
+  /** Of those, the counter upserts: one per route, (route, mirror) and (route, mirror, field) in the batch. */
+  counterRows: number;
 }
 
 /** Raw rows of one shard for a window; `StatsReader` merges them across shards. */
@@ -151,10 +154,11 @@ export class StatsStore {
   record(batch: StatsBatch, now: number): FlushResult {
     const minute = Math.floor(now / MINUTE_MS);
     return this.storage.transactionSync(() => {
-      let rowsWritten = this.prune(minute, now);
+      let counterRows = 0;
       const run = (query: string, ...bindings: unknown[]) => {
-        rowsWritten += this.write(query, ...bindings);
+        counterRows += this.write(query, ...bindings);
       };
+      let rowsWritten = this.prune(minute, now);
       if (this.names?.minute !== minute) this.names = new MinuteNames(minute, this.sql);
       const names = this.names;
       for (const [routeId, route] of batch.tally) {
@@ -170,7 +174,7 @@ export class StatsStore {
         }
       }
       if (batch.samples.length > 0) rowsWritten += this.addSamples(batch.samples, names);
-      return { rowsWritten };
+      return { rowsWritten: rowsWritten + counterRows, counterRows };
     });
   }
 
