@@ -51,29 +51,51 @@ function compatibilityDate() {
  * @param {boolean} [options.withoutStats]  no MIRROR_STATS Durable Object (a script that does not export MirrorStatsShard)
  * @param {string} [options.persistTo]  read KV from this wrangler --persist-to directory (what `wrangler dev` and `policy --local` use)
  * @param {number} [options.inspectorPort]  expose workerd's V8 inspector (CPU profiles)
+ * @param {number} [options.isolates]  run the script as this many workers (one isolate each, each
+ *   on its own port, all sharing KV and the MIRROR_STATS objects), as a zone's traffic lands on
+ *   many isolates; `urls` lists them
  */
 export async function startWorker(options) {
-  const mf = new Miniflare({
+  const isolates = options.isolates ?? 1;
+  const kv = options.persistTo
+    ? { kvNamespaces: { MIRROR_CONFIG: localNamespaceId() } }
+    : options.withoutKv
+      ? {}
+      : { kvNamespaces: ["MIRROR_CONFIG"] };
+  const bindings = {
+    PRIMARY_ORIGIN: "",
+    POLICY_CACHE_TTL_MS: "5000",
+    LOG_LEVEL: "info",
+    STATS_FLUSH_MS: "0",
+    ...options.vars,
+  };
+  /** @param {number} i */
+  const worker = (i) => ({
+    name: `edge-mirror-${i}`,
     modules: true,
     scriptPath: options.scriptPath,
     // Module names are relative to this root; a bundle outside the project must still load.
     modulesRoot: dirname(options.scriptPath),
     compatibilityDate: compatibilityDate(),
-    ...(options.persistTo
-      ? { kvNamespaces: { MIRROR_CONFIG: localNamespaceId() }, kvPersist: join(options.persistTo, "v3", "kv") }
-      : options.withoutKv
-        ? {}
-        : { kvNamespaces: ["MIRROR_CONFIG"] }),
+    ...kv,
     ...(options.withoutStats
       ? {}
-      : { durableObjects: { MIRROR_STATS: { className: "MirrorStatsShard", useSQLite: true } } }),
-    bindings: {
-      PRIMARY_ORIGIN: "",
-      POLICY_CACHE_TTL_MS: "5000",
-      LOG_LEVEL: "info",
-      STATS_FLUSH_MS: "0",
-      ...options.vars,
-    },
+      : {
+          durableObjects: {
+            MIRROR_STATS: {
+              className: "MirrorStatsShard",
+              useSQLite: true,
+              // Every isolate writes to the same objects, as in production.
+              ...(i > 0 ? { scriptName: "edge-mirror-0" } : {}),
+            },
+          },
+        }),
+    bindings,
+    ...(i > 0 ? { unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }] } : {}),
+  });
+  const mf = new Miniflare({
+    workers: Array.from({ length: isolates }, (_, i) => worker(i)),
+    ...(options.persistTo ? { kvPersist: join(options.persistTo, "v3", "kv") } : {}),
     host: "127.0.0.1",
     port: 0,
     ...(options.inspectorPort ? { inspectorPort: options.inspectorPort } : {}),
@@ -88,13 +110,15 @@ export async function startWorker(options) {
   });
   const url = await mf.ready;
   // Without a binding there is no namespace to hand out; callers that asked for none never use it.
-  const kv = options.withoutKv
+  const namespace = options.withoutKv
     ? /** @type {Awaited<ReturnType<Miniflare["getKVNamespace"]>>} */ (/** @type {unknown} */ (null))
     : await mf.getKVNamespace("MIRROR_CONFIG");
   for (const [key, value] of Object.entries(options.policies ?? {})) {
-    await kv.put(key, typeof value === "string" ? value : JSON.stringify(value));
+    await namespace.put(key, typeof value === "string" ? value : JSON.stringify(value));
   }
-  return { mf, url: url.origin, kv, dispose: () => mf.dispose() };
+  const urls = [url.origin];
+  for (let i = 1; i < isolates; i++) urls.push((await mf.unsafeGetDirectURL(`edge-mirror-${i}`)).origin);
+  return { mf, url: url.origin, urls, kv: namespace, dispose: () => mf.dispose() };
 }
 
 /**

@@ -23,7 +23,9 @@ export class StatsUnavailableError extends Error {
 export interface ShardStatus {
   shard: number;
   answered: boolean;
-  /** Writes per second since the shard's instance started; compare with ~1,000/s per object. */
+  /** Flushes received since the shard's instance started (an instance restarts when evicted). */
+  flushes?: number;
+  /** The same per second; compare with the ~1,000 requests/s one object takes. */
   flushesPerSecond?: number;
   rowsWrittenPerFlush?: number;
 }
@@ -82,6 +84,7 @@ export async function readStats(
     return {
       shard,
       answered: true,
+      flushes,
       flushesPerSecond: Math.round((flushes / seconds) * 100) / 100,
       rowsWrittenPerFlush: flushes === 0 ? 0 : Math.round((rowsWritten / flushes) * 10) / 10,
     };
