@@ -269,9 +269,12 @@ export const DASHBOARD_JS = `"use strict";
         renderCharts(data.routes);
         renderFields(data.routes);
         showSamples(samplesBox, data.samples, data.samples.length);
-        var down = data.sources.shards.filter(function (s) { return !s.answered; }).length;
+        var shards = data.sources.shards;
+        var down = shards.filter(function (s) { return !s.answered; }).length;
+        var busiest = shards.reduce(function (n, s) { return Math.max(n, s.flushesPerSecond || 0); }, 0);
         statusLine.textContent = "updated " + new Date().toLocaleTimeString() +
-          (down ? " · " + down + " of " + data.sources.shards.length + " stats shards did not answer" : "") +
+          " · busiest of " + shards.length + " stats shards: " + busiest + " writes/s" +
+          (down ? " · " + down + " did not answer" : "") +
           (data.sources.analyticsEngine ? " · Analytics Engine on" : "");
         statusLine.setAttribute("data-loaded", "true");
       })
