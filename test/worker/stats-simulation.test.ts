@@ -19,22 +19,11 @@ import { shardName } from "../../src/stats/shards.js";
 import type { FlushResult } from "../../src/stats/store.js";
 import type { RouteSummary } from "../../src/stats/summary.js";
 import type { StatsBatch } from "../../src/stats/tally.js";
+import { seeded } from "./seeded.js";
 
 const ISOLATES = 2000;
 const ROUNDS = 2;
 const TOKEN = "sim-token";
-
-/** mulberry32: small, fast and seeded, so a failure can be replayed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface SimRoute {
   id: string;
