@@ -57,7 +57,7 @@ export interface FlushResult {
   counterRows: number;
 }
 
-/** Raw rows of one shard for a window; `StatsReader` merges them across shards. */
+/** Raw rows of one shard for a window; stats/merge adds them across shards. */
 export interface ShardRows {
   /** [minute, route, requests, mirrored] */
   routes: Array<[number, string, number, number]>;
