@@ -20,6 +20,6 @@ const worker = {
   },
 } satisfies ExportedHandler<Env>;
 
-export { MirrorStats } from "./stats/durable-object.js";
+export { MirrorStatsShard } from "./stats/durable-object.js";
 
 export default worker;

@@ -7,7 +7,7 @@
 import app from "../../src/index.js";
 import { isolateFor } from "../../src/isolate/index.js";
 
-export { MirrorStats } from "../../src/index.js";
+export { MirrorStatsShard } from "../../src/index.js";
 
 let reads = 0;
 let counted: KVNamespace | undefined;

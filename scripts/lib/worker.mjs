@@ -86,36 +86,58 @@ export async function openLocalKv(options = {}) {
  * @param {Record<string, unknown>} [options.policies]  KV entries to seed: key → JSON value
  * @param {(line: string) => void} [options.onLog]     receives the worker's console output
  * @param {boolean} [options.withoutKv]  no MIRROR_CONFIG binding at all: the policy store is unavailable
- * @param {boolean} [options.withoutStats]  no MIRROR_STATS Durable Object (a script that does not export MirrorStats)
+ * @param {boolean} [options.withoutStats]  no MIRROR_STATS Durable Object (a script that does not export MirrorStatsShard)
  * @param {string} [options.persistTo]  read KV from this wrangler --persist-to directory (what `wrangler dev` and `policy --local` use)
  * @param {number} [options.inspectorPort]  expose workerd's V8 inspector (CPU profiles)
+ * @param {number} [options.isolates]  run the script as this many workers (one isolate each, each
+ *   on its own port, all sharing KV and the MIRROR_STATS objects), as a zone's traffic lands on
+ *   many isolates; `urls` lists them
  */
 export async function startWorker(options) {
   const local = await localConfig();
-  const mf = new Miniflare({
+  const isolates = options.isolates ?? 1;
+  const kv = options.persistTo
+    ? { kvNamespaces: { [KV_BINDING]: local.namespaceId } }
+    : options.withoutKv
+      ? {}
+      : { kvNamespaces: [KV_BINDING] };
+  const bindings = {
+    PRIMARY_ORIGIN: "",
+    POLICY_CACHE_TTL_MS: "5000",
+    LOG_LEVEL: "info",
+    // Tests read outcomes from the log: every line, unless a test asks for the deployed sampling.
+    LOG_SAMPLE_RATE: "1",
+    STATS_FLUSH_MS: "0",
+    ...options.vars,
+  };
+  /** @param {number} i */
+  const worker = (i) => ({
+    name: `edge-mirror-${i}`,
     modules: true,
     scriptPath: options.scriptPath,
     // Module names are relative to this root; a bundle outside the project must still load.
     modulesRoot: dirname(options.scriptPath),
     compatibilityDate: local.compatibilityDate,
-    ...(options.persistTo
-      ? { kvNamespaces: { [KV_BINDING]: local.namespaceId }, kvPersist: join(options.persistTo, "v3", "kv") }
-      : options.withoutKv
-        ? {}
-        : { kvNamespaces: [KV_BINDING] }),
+    ...kv,
     ratelimits: local.ratelimits,
     ...(options.withoutStats
       ? {}
-      : { durableObjects: { MIRROR_STATS: { className: "MirrorStats", useSQLite: true } } }),
-    bindings: {
-      PRIMARY_ORIGIN: "",
-      POLICY_CACHE_TTL_MS: "5000",
-      LOG_LEVEL: "info",
-      // Tests read outcomes from the log: every line, unless a test asks for the deployed sampling.
-      LOG_SAMPLE_RATE: "1",
-      STATS_FLUSH_MS: "0",
-      ...options.vars,
-    },
+      : {
+          durableObjects: {
+            MIRROR_STATS: {
+              className: "MirrorStatsShard",
+              useSQLite: true,
+              // Every isolate writes to the same objects, as in production.
+              ...(i > 0 ? { scriptName: "edge-mirror-0" } : {}),
+            },
+          },
+        }),
+    bindings,
+    ...(i > 0 ? { unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }] } : {}),
+  });
+  const mf = new Miniflare({
+    workers: Array.from({ length: isolates }, (_, i) => worker(i)),
+    ...(options.persistTo ? { kvPersist: join(options.persistTo, "v3", "kv") } : {}),
     host: "127.0.0.1",
     port: 0,
     ...(options.inspectorPort ? { inspectorPort: options.inspectorPort } : {}),
@@ -130,13 +152,15 @@ export async function startWorker(options) {
   });
   const url = await mf.ready;
   // Without a binding there is no namespace to hand out; callers that asked for none never use it.
-  const kv = options.withoutKv
+  const namespace = options.withoutKv
     ? /** @type {Awaited<ReturnType<Miniflare["getKVNamespace"]>>} */ (/** @type {unknown} */ (null))
     : await mf.getKVNamespace(KV_BINDING);
   for (const [key, value] of Object.entries(options.policies ?? {})) {
-    await kv.put(key, typeof value === "string" ? value : JSON.stringify(value));
+    await namespace.put(key, typeof value === "string" ? value : JSON.stringify(value));
   }
-  return { mf, url: url.origin, kv, dispose: () => mf.dispose() };
+  const urls = [url.origin];
+  for (let i = 1; i < isolates; i++) urls.push((await mf.unsafeGetDirectURL(`edge-mirror-${i}`)).origin);
+  return { mf, url: url.origin, urls, kv: namespace, dispose: () => mf.dispose() };
 }
 
 /**

@@ -1,49 +1,93 @@
 /**
  * @module admin/stats
- * `<ADMIN_PREFIX>/api/stats`: the live counters and newest diff samples from `MirrorStats`,
- * summed over the last `minutes` (1–60, default 60), one row per configured or seen route.
- * `DELETE` clears them (for example after changing a route's mirrors).
+ * `<ADMIN_PREFIX>/api/stats`: the live counters of every stats shard, merged, over the last
+ * `minutes` (1–60, default 60): per route and mirror the totals, a per-minute series and the
+ * fields that differ; the newest diff samples; and each shard's write load.
+ * `GET /samples?route=&mirror=&field=` gives the newest samples of one differing field.
+ * `DELETE` clears every shard (for example after changing a route's mirrors).
  */
 import { Hono } from "hono";
-import { statsObject } from "../stats/durable-object.js";
-import { summarize } from "../stats/index.js";
+import { statsSettings } from "../stats/index.js";
+import { readFieldSamples, readStats, resetStats, StatsUnavailableError } from "../stats/shards.js";
+import { summarize } from "../stats/summary.js";
 import { kvPolicyStore } from "../store/policy-store.js";
 import { type AdminEnv, jsonError } from "./index.js";
 
 export const statsApi = new Hono<AdminEnv>();
 
-const unavailable = () =>
+const NO_STORE = { "cache-control": "no-store" };
+
+const unbound = () =>
   jsonError(503, "stats_unavailable", "no MIRROR_STATS Durable Object binding: add it as in wrangler.toml");
 
+function unavailable(err: unknown): Response {
+  if (err instanceof StatsUnavailableError) return jsonError(503, "stats_unavailable", err.message);
+  throw err;
+}
+
+/** The `minutes` query parameter, or undefined when it is not an integer from 1 to 60. */
+function windowParam(value: string | undefined): number | undefined {
+  const minutes = Number(value ?? "60");
+  return Number.isInteger(minutes) && minutes >= 1 && minutes <= 60 ? minutes : undefined;
+}
+
+const invalidWindow = () => jsonError(400, "invalid_query", "minutes must be an integer from 1 to 60");
+
 statsApi.get("/", async (c) => {
-  const stub = statsObject(c.env);
-  if (!stub) return unavailable();
-  const minutesParam = c.req.query("minutes") ?? "60";
-  const minutes = Number(minutesParam);
-  if (!Number.isInteger(minutes) || minutes < 1 || minutes > 60) {
-    return jsonError(400, "invalid_query", "minutes must be an integer from 1 to 60");
-  }
-  const [snapshot, configured] = await Promise.all([
-    stub.read(minutes),
+  const namespace = c.env.MIRROR_STATS;
+  if (!namespace) return unbound();
+  const minutes = windowParam(c.req.query("minutes"));
+  if (minutes === undefined) return invalidWindow();
+  const [read, configured] = await Promise.all([
+    readStats(namespace, statsSettings(c.env).shards, minutes).catch(unavailable),
     kvPolicyStore(c.env.MIRROR_CONFIG)
       .list("route")
       .catch(() => [] as string[]),
   ]);
+  if (read instanceof Response) return read;
+  const first = read.minutes[0] as number;
   return c.json(
     {
-      window: { minutes, from: new Date(snapshot.from).toISOString(), to: new Date(snapshot.to).toISOString() },
-      routes: summarize(snapshot.tally, configured),
-      samples: snapshot.samples,
-      sources: { counters: true, analyticsEngine: Boolean(c.env.MIRROR_ANALYTICS) },
+      window: {
+        minutes,
+        from: new Date(first * 60_000).toISOString(),
+        to: new Date().toISOString(),
+      },
+      routes: summarize(read.merged, read.minutes, configured),
+      samples: read.merged.samples,
+      sources: {
+        counters: true,
+        analyticsEngine: Boolean(c.env.MIRROR_ANALYTICS),
+        shards: read.shards,
+      },
     },
     200,
-    { "cache-control": "no-store" },
+    NO_STORE,
   );
 });
 
+statsApi.get("/samples", async (c) => {
+  const namespace = c.env.MIRROR_STATS;
+  if (!namespace) return unbound();
+  const minutes = windowParam(c.req.query("minutes"));
+  if (minutes === undefined) return invalidWindow();
+  const { route, mirror, field } = c.req.query();
+  if (!route || !mirror || !field) {
+    return jsonError(400, "invalid_query", "route, mirror and field are required");
+  }
+  const samples = await readFieldSamples(
+    namespace,
+    statsSettings(c.env).shards,
+    { route, mirror, field },
+    minutes,
+  ).catch(unavailable);
+  if (samples instanceof Response) return samples;
+  return c.json({ route, mirror, field, samples }, 200, NO_STORE);
+});
+
 statsApi.delete("/", async (c) => {
-  const stub = statsObject(c.env);
-  if (!stub) return unavailable();
-  await stub.reset();
+  const namespace = c.env.MIRROR_STATS;
+  if (!namespace) return unbound();
+  await resetStats(namespace, statsSettings(c.env).shards);
   return c.body(null, 204);
 });

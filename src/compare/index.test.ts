@@ -1,6 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { compareSpec, parseRoute } from "../policy/index.js";
-import { type CapturedResponse, compareResponses, diffSample, NoiseMemory, parseBody } from "./index.js";
+import {
+  type CapturedResponse,
+  compareResponses,
+  diffSample,
+  MAX_REPORTED_FIELDS,
+  NoiseMemory,
+  parseBody,
+  summarizeComparison,
+} from "./index.js";
 
 const encoder = new TextEncoder();
 
@@ -126,7 +134,7 @@ describe("diffSample", () => {
     const text = JSON.stringify(sample);
     for (const secret of ["p-secret", "c-secret", "sid=1", "sid=2", "t1", "t2", "k123"])
       expect(text).not.toContain(secret);
-    expect(sample.differences).toContainEqual({ field: "$.user.n", primary: "1", candidate: "2" });
+    expect(sample.differences).toContainEqual({ field: "$.user.n", path: "$.user.n", primary: "1", candidate: "2" });
     expect(sample.primary.excerpt).toContain('"[redacted]"');
     expect(sample.primary.sha256).toMatch(/^[0-9a-f]{64}$/);
   });
@@ -142,8 +150,123 @@ describe("diffSample", () => {
       method: "POST",
       pathAndQuery: "/p",
     });
-    expect(sample.differences).toEqual([{ field: "body", primary: "1 bytes", candidate: "2 bytes" }]);
+    expect(sample.differences).toEqual([{ field: "body", path: "body", primary: "1 bytes", candidate: "2 bytes" }]);
     expect(sample.primary.excerpt).toBe("");
     expect(sample.candidate.sha256).not.toBe(sample.primary.sha256);
+  });
+});
+
+const context = { at: 1, route: "r", mirror: "m", requestId: "id", method: "GET", pathAndQuery: "/p" };
+
+describe("summarizeComparison", () => {
+  it("reports every differing field once, array indexes folded", () => {
+    const comparison = compareResponses({
+      primary: answer({
+        items: [
+          { price: 1, id: 1 },
+          { price: 2, id: 2 },
+          { price: 3, id: 3 },
+        ],
+        v: 1,
+      }),
+      candidate: answer({
+        items: [
+          { price: 9, id: 1 },
+          { price: 8, id: 2 },
+          { price: 3, id: 4 },
+        ],
+        v: 2,
+      }),
+      spec: spec(),
+    });
+    expect(comparison.fields).toEqual(["$.items[0].price", "$.items[1].price", "$.items[2].id", "$.v"]);
+    expect(summarizeComparison(comparison)).toEqual({
+      verdict: "differ",
+      fields: ["$.items[*].price", "$.items[*].id", "$.v"],
+      noise: [],
+    });
+  });
+
+  it("bounds the fields and says how many more there were", () => {
+    const wide = (n: number) => Object.fromEntries(Array.from({ length: 80 }, (_, i) => [`k${i}`, n]));
+    const summary = summarizeComparison(
+      compareResponses({ primary: answer(wide(1)), candidate: answer(wide(2)), spec: spec() }),
+    );
+    expect(summary.fields).toHaveLength(MAX_REPORTED_FIELDS);
+    expect(summary.overflow).toEqual({ fields: 80 - MAX_REPORTED_FIELDS, noise: 0 });
+  });
+
+  it("learns noise per field: a timestamp noisy in one element is noise in every element", () => {
+    const first = compareResponses({
+      primary: answer({ items: [{ ts: 1 }, { ts: 1 }] }),
+      reference: answer({ items: [{ ts: 2 }, { ts: 1 }] }),
+      candidate: answer({ items: [{ ts: 1 }, { ts: 1 }] }),
+      spec: spec(),
+    });
+    expect(first.referenceNoise).toEqual(["$.items[*].ts"]);
+    const memory = new NoiseMemory();
+    memory.learn("k", first.referenceNoise);
+    const later = compareResponses({
+      primary: answer({ items: [{ ts: 1 }, { ts: 1 }] }),
+      reference: answer({ items: [{ ts: 1 }, { ts: 1 }] }),
+      candidate: answer({ items: [{ ts: 1 }, { ts: 5 }] }),
+      spec: spec(),
+      knownNoise: memory.known("k"),
+    });
+    expect(summarizeComparison(later)).toEqual({ verdict: "match", fields: [], noise: ["$.items[*].ts"] });
+  });
+});
+
+describe("diff samples", () => {
+  it("fold fields as the counts do, with the first concrete path and its values", async () => {
+    const s = spec();
+    const comparison = compareResponses({
+      primary: answer({ items: [{ price: 1 }, { price: 2 }] }),
+      candidate: answer({ items: [{ price: 1 }, { price: 5 }, { price: 6 }] }),
+      spec: s,
+    });
+    const sample = await diffSample(comparison, s, context);
+    // The added third element is a difference of its own, at the element.
+    expect(sample.fields).toEqual(["$.items[*].price", "$.items[*]"]);
+    expect(sample.differences).toEqual([
+      { field: "$.items[*].price", path: "$.items[1].price", primary: "2", candidate: "5" },
+      { field: "$.items[*]", path: "$.items[2]", primary: "(absent)", candidate: '{"price":6}' },
+    ]);
+  });
+
+  it("redact keys that look like secrets by default, in values and excerpts", async () => {
+    const s = spec({ headers: ["content-type", "x-auth-token"] });
+    const headers = (token: string) => ({ "content-type": "application/json", "x-auth-token": token });
+    const comparison = compareResponses({
+      primary: answer({ user: { token: "tok-primary", n: 1 }, Password: "pw-1" }, { headers: headers("h-1") }),
+      candidate: answer({ user: { token: "tok-candidate", n: 2 }, Password: "pw-2" }, { headers: headers("h-2") }),
+      spec: s,
+    });
+    const sample = await diffSample(comparison, s, context);
+    expect(sample.fields).toEqual(["headers.x-auth-token", "$.Password", "$.user.n", "$.user.token"]);
+    const text = JSON.stringify(sample);
+    for (const secret of ["tok-primary", "tok-candidate", "pw-1", "pw-2", "h-1", "h-2"])
+      expect(text).not.toContain(secret);
+    expect(sample.differences).toContainEqual({
+      field: "$.user.token",
+      path: "$.user.token",
+      primary: '"[redacted]"',
+      candidate: '"[redacted]"',
+    });
+    expect(sample.differences).toContainEqual({ field: "$.user.n", path: "$.user.n", primary: "1", candidate: "2" });
+  });
+
+  it("show them when the route opts out with redactSecrets: false", async () => {
+    const s = spec({ redactSecrets: false });
+    const comparison = compareResponses({
+      primary: answer({ token: "tok-primary" }),
+      candidate: answer({ token: "tok-candidate" }),
+      spec: s,
+    });
+    const sample = await diffSample(comparison, s, context);
+    expect(sample.differences).toEqual([
+      { field: "$.token", path: "$.token", primary: '"tok-primary"', candidate: '"tok-candidate"' },
+    ]);
+    expect(sample.candidate.excerpt).toContain("tok-candidate");
   });
 });

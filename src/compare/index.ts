@@ -2,11 +2,21 @@
  * @module compare
  * Shadow testing: the mirror's (candidate's) answer against the primary's — status, selected
  * headers, and the body, structurally for JSON and byte for byte otherwise. Differences that a
- * reference replica also shows are noise. Produces a verdict for the counters and, when the
- * answers differ, a bounded and redacted sample for the dashboard. Pure apart from hashing.
+ * reference replica also shows are noise. Produces a verdict and the differing fields (array
+ * indexes folded) for the counters and, when the answers differ, a bounded and redacted sample
+ * for the dashboard. Pure apart from hashing.
  */
 import type { CompareSpec } from "../policy/index.js";
-import { differingPaths, isCovered, REDACTED, redactHeaders, redactJson, valueAt } from "./json.js";
+import {
+  differingPaths,
+  foldIndexes,
+  isCovered,
+  REDACTED,
+  type Redaction,
+  redactHeaders,
+  redactJson,
+  valueAt,
+} from "./json.js";
 
 /** A response read within the comparison's body cap. */
 export interface CapturedResponse {
@@ -22,10 +32,15 @@ export type Verdict = "match" | "differ" | "error";
 
 export interface CompareSummary {
   verdict: Verdict;
-  /** `status`, `headers.<name>`, `body`, or JSON paths such as `$.items[0].id`. */
+  /**
+   * Every differing field once, at most `MAX_REPORTED_FIELDS`: `status`, `headers.<name>`,
+   * `body`, or JSON paths with array indexes folded, such as `$.items[*].id`.
+   */
   fields: string[];
-  /** Fields that differ but also differ between primary and reference. */
+  /** Fields that differ but also differ between primary and reference; folded and bounded alike. */
   noise: string[];
+  /** How many distinct fields did not fit in `fields` and `noise`; counted as `(other)`. */
+  overflow?: { fields: number; noise: number };
   error?: string;
 }
 
@@ -38,6 +53,15 @@ export interface SampleSide {
   excerpt: string;
 }
 
+export interface SampleDifference {
+  /** The counted (folded) field, as in `CompareSummary.fields`. */
+  field: string;
+  /** Where it first differs in this answer, such as `$.items[3].price`. */
+  path: string;
+  primary: string;
+  candidate: string;
+}
+
 export interface DiffSample {
   at: number;
   route: string;
@@ -48,12 +72,14 @@ export interface DiffSample {
   path: string;
   fields: string[];
   noise: string[];
-  differences: Array<{ field: string; primary: string; candidate: string }>;
+  /** One per field of `fields`, with both (redacted) values. */
+  differences: SampleDifference[];
   primary: SampleSide;
   candidate: SampleSide;
 }
 
-export const MAX_SAMPLE_DIFFERENCES = 20;
+/** Distinct (folded) fields one comparison reports; an answer that differs everywhere is still bounded. */
+export const MAX_REPORTED_FIELDS = 50;
 const MAX_EXCERPT_CHARS = 4000;
 const MAX_VALUE_CHARS = 200;
 
@@ -111,10 +137,17 @@ export interface CompareInput {
   knownNoise?: readonly string[];
 }
 
-export interface Comparison extends CompareSummary {
+export interface Comparison {
+  verdict: "match" | "differ";
+  /** Every differing field, array indexes as they are in the answers. */
+  fields: string[];
+  noise: string[];
   primary: Side;
   candidate: Side;
-  /** Every field where the reference differed from the primary on this request. */
+  /**
+   * Every field where the reference differed from the primary on this request, indexes folded:
+   * a timestamp noisy in one element of a list is noisy in all of them.
+   */
   referenceNoise: string[];
 }
 
@@ -133,7 +166,27 @@ export function compareResponses(input: CompareInput): Comparison {
     noise: raw.filter(isNoise),
     primary,
     candidate,
-    referenceNoise,
+    referenceNoise: [...new Set(referenceNoise.map(foldIndexes))],
+  };
+}
+
+/** Folded, each once, in first-seen order, at most `MAX_REPORTED_FIELDS`, and how many more. */
+function distinctFolded(fields: readonly string[]): { names: string[]; more: number } {
+  const seen = new Set<string>();
+  for (const field of fields) seen.add(foldIndexes(field));
+  const names = [...seen];
+  return { names: names.slice(0, MAX_REPORTED_FIELDS), more: Math.max(0, names.length - MAX_REPORTED_FIELDS) };
+}
+
+/** What the outcome carries: the verdict and every counted field, so that counts are exact. */
+export function summarizeComparison(comparison: Comparison): CompareSummary {
+  const fields = distinctFolded(comparison.fields);
+  const noise = distinctFolded(comparison.noise);
+  return {
+    verdict: comparison.verdict,
+    fields: fields.names,
+    noise: noise.names,
+    ...(fields.more > 0 || noise.more > 0 ? { overflow: { fields: fields.more, noise: noise.more } } : {}),
   };
 }
 
@@ -186,7 +239,7 @@ function shownValue(s: Side, field: string, spec: CompareSpec, redactedDoc: unkn
     const name = field.slice("headers.".length);
     const value = response.headers.get(name);
     if (value === null) return "(absent)";
-    return redactHeaders([[name, value]], spec.redactHeaders)[name] ?? REDACTED;
+    return redactHeaders([[name, value]], spec.redactHeaders, spec.redactSecrets)[name] ?? REDACTED;
   }
   if (field === "body") return `${response.body.byteLength} bytes`;
   const value = valueAt(redactedDoc, field);
@@ -201,7 +254,7 @@ async function sampleSide(s: Side, spec: CompareSpec, redactedDoc: unknown): Pro
   }
   return {
     status: s.response.status,
-    headers: redactHeaders(selected, spec.redactHeaders),
+    headers: redactHeaders(selected, spec.redactHeaders, spec.redactSecrets),
     bodyBytes: s.response.body.byteLength,
     sha256: await sha256(s.response.body),
     excerpt: s.parsed.json ? clip(JSON.stringify(redactedDoc, null, 2), MAX_EXCERPT_CHARS) : "",
@@ -217,16 +270,31 @@ export interface SampleContext {
   pathAndQuery: string;
 }
 
-/** A diff sample safe to keep: values under `redactPaths` and secret headers never leave here. */
+/** Each counted field once, with the first path where it differs. */
+function firstPaths(fields: readonly string[]): Map<string, string> {
+  const first = new Map<string, string>();
+  for (const path of fields) {
+    const field = foldIndexes(path);
+    if (!first.has(field) && first.size < MAX_REPORTED_FIELDS) first.set(field, path);
+  }
+  return first;
+}
+
+/**
+ * A diff sample safe to keep: values under `redactPaths`, under secret-looking keys (unless
+ * `redactSecrets` is off) and in secret headers never leave here.
+ */
 export async function diffSample(
   comparison: Comparison,
   spec: CompareSpec,
   context: SampleContext,
 ): Promise<DiffSample> {
-  const redact = (s: Side) => (s.parsed.json ? redactJson(s.parsed.value, spec.redactPaths) : undefined);
+  const redaction: Redaction = { paths: spec.redactPaths, secrets: spec.redactSecrets };
+  const redact = (s: Side) => (s.parsed.json ? redactJson(s.parsed.value, redaction) : undefined);
   const primaryDoc = redact(comparison.primary);
   const candidateDoc = redact(comparison.candidate);
   const queryAt = context.pathAndQuery.indexOf("?");
+  const summary = summarizeComparison(comparison);
   return {
     at: context.at,
     route: context.route,
@@ -234,12 +302,13 @@ export async function diffSample(
     requestId: context.requestId,
     method: context.method,
     path: clip(queryAt === -1 ? context.pathAndQuery : context.pathAndQuery.slice(0, queryAt), 512),
-    fields: comparison.fields.slice(0, 100),
-    noise: comparison.noise.slice(0, 100),
-    differences: comparison.fields.slice(0, MAX_SAMPLE_DIFFERENCES).map((field) => ({
+    fields: summary.fields,
+    noise: summary.noise,
+    differences: [...firstPaths(comparison.fields)].map(([field, path]) => ({
       field,
-      primary: shownValue(comparison.primary, field, spec, primaryDoc),
-      candidate: shownValue(comparison.candidate, field, spec, candidateDoc),
+      path,
+      primary: shownValue(comparison.primary, path, spec, primaryDoc),
+      candidate: shownValue(comparison.candidate, path, spec, candidateDoc),
     })),
     primary: await sampleSide(comparison.primary, spec, primaryDoc),
     candidate: await sampleSide(comparison.candidate, spec, candidateDoc),

@@ -1,5 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { differingPaths, isCovered, pathSegments, REDACTED, redactHeaders, redactJson, valueAt } from "./json.js";
+import {
+  differingPaths,
+  foldIndexes,
+  isCovered,
+  isSecretKey,
+  pathSegments,
+  REDACTED,
+  redactHeaders,
+  redactJson,
+  valueAt,
+} from "./json.js";
 
 describe("differingPaths", () => {
   it("finds nothing in equal documents", () => {
@@ -62,7 +72,7 @@ describe("valueAt and redactJson", () => {
   });
 
   it("replaces every value under the redacted paths and leaves the input alone", () => {
-    const redacted = redactJson(doc, ["$.user.email", "$.items[*].token"]);
+    const redacted = redactJson(doc, { paths: ["$.user.email", "$.items[*].token"], secrets: false });
     expect(redacted).toEqual({
       user: { email: REDACTED, name: "A" },
       items: [{ token: REDACTED }, { token: REDACTED }],
@@ -85,5 +95,84 @@ describe("redactHeaders", () => {
       "x-api-key": REDACTED,
       "content-type": "application/json",
     });
+  });
+});
+
+describe("foldIndexes", () => {
+  it("folds every array index, and nothing inside a quoted key", () => {
+    expect(foldIndexes("$.items[3].price")).toBe("$.items[*].price");
+    expect(foldIndexes("$[0][12].a")).toBe("$[*][*].a");
+    expect(foldIndexes('$["a[3]"][4]')).toBe('$["a[3]"][*]');
+    expect(foldIndexes('$["x\\"]"][1]')).toBe('$["x\\"]"][*]');
+    expect(foldIndexes("headers.content-type")).toBe("headers.content-type");
+    expect(foldIndexes("status")).toBe("status");
+  });
+
+  it("gives a path that still parses and covers every index it stands for", () => {
+    const folded = foldIndexes("$.items[7].tags[2]");
+    expect(pathSegments(folded)).toEqual(["items", "*", "tags", "*"]);
+    expect(isCovered("$.items[0].tags[9]", [folded])).toBe(true);
+  });
+});
+
+describe("secret keys", () => {
+  it("match key names that look like secrets, whatever their case or separators", () => {
+    for (const key of [
+      "password",
+      "Passwd",
+      "token",
+      "access_token",
+      "refreshToken",
+      "client_secret",
+      "api_key",
+      "apiKey",
+      "API-KEY",
+      "x-api-key",
+      "Authorization",
+      "private_key",
+      "cookie",
+      "session",
+      "sessionId",
+      "credentials",
+      "pwd",
+    ]) {
+      expect(isSecretKey(key), key).toBe(true);
+    }
+    for (const key of ["price", "id", "name", "keyboard", "author", "passage", "content-type", "count"]) {
+      expect(isSecretKey(key), key).toBe(false);
+    }
+  });
+
+  it("are redacted whole, with everything under them, and valueAt sees only the redaction", () => {
+    const doc = { user: { name: "A", token: "t-1", session: { id: "s-1" } }, list: [{ password: "p" }] };
+    const redacted = redactJson(doc, { paths: [], secrets: true });
+    expect(redacted).toEqual({
+      user: { name: "A", token: REDACTED, session: REDACTED },
+      list: [{ password: REDACTED }],
+    });
+    expect(valueAt(redacted, "$.user.session.id")).toBe(REDACTED);
+    expect(redactJson(doc, { paths: [], secrets: false })).toBe(doc);
+  });
+
+  it("keep __proto__ an ordinary key of the copy", () => {
+    const doc = JSON.parse('{"__proto__": {"polluted": true}, "a": 1}') as Record<string, unknown>;
+    const redacted = redactJson(doc, { paths: ["$.a"], secrets: true }) as Record<string, unknown>;
+    expect(Object.keys(redacted)).toEqual(["__proto__", "a"]);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(JSON.stringify(redacted)).toBe('{"__proto__":{"polluted":true},"a":"[redacted]"}');
+  });
+
+  it("apply to header names too when asked", () => {
+    const headers: [string, string][] = [
+      ["x-api-key", "k"],
+      ["x-session-id", "s"],
+      ["etag", "1"],
+    ];
+    expect({ ...redactHeaders(headers, [], true) }).toEqual({
+      "x-api-key": REDACTED,
+      "x-session-id": REDACTED,
+      etag: "1",
+    });
+    expect({ ...redactHeaders(headers) }).toEqual({ "x-api-key": "k", "x-session-id": "s", etag: "1" });
   });
 });

@@ -3,6 +3,8 @@
  * Pure structural comparison of JSON documents, Diffy-style: documents are compared leaf by
  * leaf, paths that differ between the primary and a reference replica are noise rather than
  * differences, and ignore or redaction lists name paths with `*` for any one key or index.
+ * Counted fields fold array indexes (`$.items[3].price` → `$.items[*].price`), and values under
+ * keys that look like secrets are redacted by default.
  */
 
 /** A JSON path such as `$.items[2].id` or `$["odd.key"]`. */
@@ -69,10 +71,36 @@ export function isCovered(path: JsonPath, patterns: readonly JsonPath[]): boolea
   });
 }
 
+// A quoted key is matched first so that a `[3]` inside a key's own text is never folded.
+const INDEX_STEP = /\["(?:[^"\\]|\\.)*"\]|\[\d+\]/g;
+
+/**
+ * `$.items[3].price` → `$.items[*].price`. Counted and sampled fields name a field of every
+ * element, so that one changed list is one row rather than one per index, and a field keeps its
+ * name in answers of different lengths.
+ */
+export function foldIndexes(path: string): string {
+  if (!path.includes("[")) return path;
+  return path.replace(INDEX_STEP, (step) => (step.startsWith('["') ? step : "[*]"));
+}
+
+/**
+ * Key names whose values are secrets (matched case-insensitively on the name alone, `-` and `_`
+ * ignored): passwords, tokens, API keys, credentials, cookies, sessions and private keys.
+ */
+const SECRET_KEY =
+  /pass(word|wd)|secret|token|apikey|authori[sz]ation|cookie|session|privatekey|credential|^(pwd|auth)$/;
+
+export function isSecretKey(name: string): boolean {
+  return SECRET_KEY.test(name.toLowerCase().replace(/[-_]/g, ""));
+}
+
 /** The value at `path`, or undefined when the document has nothing there. */
 export function valueAt(document: unknown, path: JsonPath): unknown {
   let node = document;
   for (const segment of pathSegments(path) ?? []) {
+    // Below a redacted value there is only the redaction.
+    if (node === REDACTED) return REDACTED;
     if (Array.isArray(node)) node = node[Number(segment)];
     else if (isPlainObject(node)) node = Object.hasOwn(node, segment) ? node[segment] : undefined;
     else return undefined;
@@ -82,15 +110,26 @@ export function valueAt(document: unknown, path: JsonPath): unknown {
 
 export const REDACTED = "[redacted]";
 
-/** A copy of `document` with every value under `paths` replaced by `[redacted]`. */
-export function redactJson(document: unknown, paths: readonly JsonPath[], path: JsonPath = "$"): unknown {
-  if (paths.length === 0) return document;
-  if (isCovered(path, paths)) return REDACTED;
-  if (Array.isArray(document)) return document.map((item, i) => redactJson(item, paths, `${path}[${i}]`));
+export interface Redaction {
+  paths: readonly JsonPath[];
+  /** Also every value under a key for which `isSecretKey` holds. */
+  secrets: boolean;
+}
+
+/** A copy of `document` with every value under `paths` (and secret keys) replaced by `[redacted]`. */
+export function redactJson(document: unknown, redaction: Redaction, path: JsonPath = "$"): unknown {
+  if (redaction.paths.length === 0 && !redaction.secrets) return document;
+  if (isCovered(path, redaction.paths)) return REDACTED;
+  if (Array.isArray(document)) return document.map((item, i) => redactJson(item, redaction, `${path}[${i}]`));
   if (isPlainObject(document)) {
-    const out: Record<string, unknown> = {};
-    for (const [key, value] of Object.entries(document)) out[key] = redactJson(value, paths, step(path, key));
-    return out;
+    // Keys come from the answers: fromEntries defines them, so "__proto__" stays an ordinary
+    // key, and the copy stays a plain object that RPC can clone.
+    return Object.fromEntries(
+      Object.entries(document).map(([key, value]) => [
+        key,
+        redaction.secrets && isSecretKey(key) ? REDACTED : redactJson(value, redaction, step(path, key)),
+      ]),
+    );
   }
   return document;
 }
@@ -98,16 +137,20 @@ export function redactJson(document: unknown, paths: readonly JsonPath[], path: 
 /** Headers never stored in a diff sample, whatever the policy says. */
 const ALWAYS_REDACTED = ["authorization", "cookie", "set-cookie", "proxy-authorization"];
 
-/** Copies headers for a diff sample, replacing secret and configured values with `[redacted]`. */
+/**
+ * Copies headers for a diff sample, replacing secret and configured values with `[redacted]`;
+ * with `secrets`, also headers whose names look like secrets (`x-api-key`, `x-session-id`).
+ */
 export function redactHeaders(
   headers: Iterable<[string, string]>,
   extra: readonly string[] = [],
+  secrets = false,
 ): Record<string, string> {
   const hidden = new Set([...ALWAYS_REDACTED, ...extra.map((h) => h.toLowerCase())]);
-  const out: Record<string, string> = {};
+  const out = new Map<string, string>();
   for (const [name, value] of headers) {
     const key = name.toLowerCase();
-    out[key] = hidden.has(key) ? REDACTED : value;
+    out.set(key, hidden.has(key) || (secrets && isSecretKey(key)) ? REDACTED : value);
   }
-  return out;
+  return Object.fromEntries(out);
 }

@@ -1,9 +1,11 @@
 /**
  * @module dashboard/page
- * The dashboard's static parts: the page, its stylesheet and its script. No framework and no
- * build step: the script polls `api/stats` and renders with `textContent` only, because diff
- * samples carry values chosen by clients and mirrors and must never become markup.
+ * The dashboard's static parts: the page, its stylesheet and (from dashboard/script) its
+ * script. No framework and no build step: the script polls `api/stats` and renders with
+ * `textContent` only, because diff samples carry values chosen by clients and mirrors and must
+ * never become markup. Pure strings.
  */
+export { DASHBOARD_JS } from "./script.js";
 
 export const DASHBOARD_CSS = `
 :root { color-scheme: light; --fg: #1d232b; --muted: #5b6673; --line: #d8dee4; --bg: #f6f8fa; --bad: #b42318; --ok: #067647; --warn: #b54708; }
@@ -30,6 +32,31 @@ details.sample .body { padding: 0 12px 12px; }
 .side { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }
 .side pre { margin: 0; padding: 8px; background: var(--bg); border-radius: 4px; overflow: auto; max-height: 320px; font-size: 12px; }
 code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; }
+.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: 16px; }
+section.chart { border: 1px solid var(--line); border-radius: 6px; padding: 8px 12px; }
+section.chart h3, section.fields h3 { font-size: 14px; margin: 0 0 6px; }
+section.chart svg { display: block; width: 100%; height: 120px; background: var(--bg); border-radius: 4px; }
+.axis { stroke: #8c959f; stroke-width: 1; }
+.bar-requests { fill: #c9d3dd; }
+.bar-mirrored { fill: #3b6ea8; }
+.line-failed { fill: none; stroke: var(--bad); stroke-width: 2; vector-effect: non-scaling-stroke; }
+.line-diff { fill: none; stroke: var(--warn); stroke-width: 2; stroke-dasharray: 4 3; vector-effect: non-scaling-stroke; }
+.hit { fill: #1d232b; fill-opacity: 0; cursor: crosshair; outline: none; }
+.hit:hover, .hit:focus { fill-opacity: .12; }
+.hit:focus { stroke: #1d232b; stroke-width: 1; vector-effect: non-scaling-stroke; }
+.legend { display: flex; flex-wrap: wrap; gap: 4px 12px; margin: 6px 0 0; color: var(--muted); font-size: 12px; }
+.legend .key::before { content: ""; display: inline-block; width: 10px; height: 10px; margin-right: 4px; vertical-align: -1px; border-radius: 2px; }
+.key-requests::before { background: #c9d3dd; } .key-mirrored::before { background: #3b6ea8; }
+.key-failed::before { background: var(--bad); } .key-diff::before { background: var(--warn); }
+.legend .range { margin-left: auto; }
+.tip { margin: 6px 0 0; min-height: 1.45em; font-size: 13px; font-variant-numeric: tabular-nums; }
+section.fields { margin: 12px 0 20px; }
+table.field-table td:first-child { width: 28%; }
+button.field { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; padding: 2px 6px; background: none; border: 1px solid var(--line); border-radius: 4px; cursor: pointer; text-align: left; }
+button.field[aria-expanded="true"] { background: var(--bg); }
+code.example { display: block; margin-bottom: 2px; max-width: 360px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.path { color: var(--muted); font-size: 12px; }
+.noise-only { color: var(--muted); }
 form.login { max-width: 360px; margin: 80px auto; display: grid; gap: 12px; }
 form.login input, form.login button, select, button { font: inherit; padding: 6px 10px; }
 `;
@@ -61,6 +88,10 @@ export function dashboardHtml(prefix: string): string {
     </tr></thead>
     <tbody></tbody>
   </table>
+  <h2>Per minute</h2>
+  <div id="charts" class="charts"></div>
+  <h2>Differing fields</h2>
+  <div id="fields"><p class="empty">No field has differed in this window.</p></div>
   <h2>Latest diffs</h2>
   <div id="samples"><p class="empty">No differences seen in this window.</p></div>
 </main>
@@ -88,121 +119,3 @@ export function loginHtml(prefix: string, failed: boolean): string {
 </body>
 </html>`;
 }
-
-export const DASHBOARD_JS = `"use strict";
-(function () {
-  var REFRESH_MS = 2000;
-  var SHOWN_SAMPLES = 10;
-  var windowSelect = document.getElementById("window");
-  var statusLine = document.getElementById("status");
-  var tbody = document.querySelector("#routes tbody");
-  var samplesBox = document.getElementById("samples");
-
-  function el(tag, attrs, children) {
-    var node = document.createElement(tag);
-    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
-    (children || []).forEach(function (c) {
-      node.appendChild(typeof c === "string" || typeof c === "number" ? document.createTextNode(String(c)) : c);
-    });
-    return node;
-  }
-  function pct(x) { return x === null ? "–" : (Math.round(x * 10) / 10) + " %"; }
-  function tags(counts, cls) {
-    var keys = Object.keys(counts || {}).sort();
-    if (keys.length === 0) return ["–"];
-    return keys.map(function (k) { return el("span", { class: "tag " + (cls || ""), "data-key": k }, [k + " " + counts[k]]); });
-  }
-  function cell(field, content, cls) {
-    return el("td", { "data-field": field, class: cls || "" }, Array.isArray(content) ? content : [String(content)]);
-  }
-  function sum(counts) { return Object.keys(counts).reduce(function (n, k) { return n + counts[k]; }, 0); }
-
-  function renderRoutes(routes) {
-    tbody.replaceChildren();
-    if (routes.length === 0) {
-      tbody.appendChild(el("tr", {}, [el("td", { colspan: "10", class: "empty" }, ["No routes configured and no traffic yet."])]));
-      return;
-    }
-    routes.forEach(function (r) {
-      tbody.appendChild(el("tr", { class: "route", "data-route": r.route }, [
-        cell("route", r.route), cell("requests", r.requests, "num"), cell("mirrored", pct(r.mirroredPercent), "num"),
-        el("td", { colspan: "7" }, [])
-      ]));
-      r.mirrors.forEach(function (m) {
-        var lat = m.latency ? m.latency.avgMs + " · " + m.latency.p95Ms + " · " + m.latency.maxMs + " ms" : "–";
-        var diff = m.compare.diffRate === null ? "–" : pct(m.compare.diffRate * 100);
-        var compared = m.compare.match + m.compare.differ + m.compare.error;
-        tbody.appendChild(el("tr", { class: "mirror", "data-route": r.route, "data-mirror": m.mirror }, [
-          cell("mirror", m.mirror), cell("requests", ""), cell("mirrored", ""),
-          cell("sent", m.sent, "num"), cell("status", tags(m.status)),
-          cell("failed", m.failed === 0 ? ["0"] : [String(m.failed), " "].concat(tags(m.errors, "bad")), m.failed ? "bad" : ""),
-          cell("skipped", sum(m.skipped) === 0 ? ["0"] : tags(m.skipped, "warn")),
-          cell("latency", lat, "num"),
-          cell("compare", compared === 0 ? "–" : m.compare.match + " · " + m.compare.differ + " · " + m.compare.error, "num"),
-          cell("diffRate", diff, m.compare.differ ? "num bad" : "num")
-        ]));
-      });
-    });
-  }
-
-  function pre(text) { return el("pre", {}, [text]); }
-  function headerText(h) { return Object.keys(h).map(function (k) { return k + ": " + h[k]; }).join("\\n"); }
-  function sideText(s) {
-    return "HTTP " + s.status + "\\n" + headerText(s.headers) + "\\n\\n" +
-      (s.excerpt || "(" + s.bodyBytes + " bytes, compared by SHA-256 " + s.sha256.slice(0, 16) + "…)");
-  }
-
-  function renderSamples(samples) {
-    samplesBox.replaceChildren();
-    if (samples.length === 0) {
-      samplesBox.appendChild(el("p", { class: "empty" }, ["No differences seen in this window."]));
-      return;
-    }
-    if (samples.length > SHOWN_SAMPLES) {
-      samplesBox.appendChild(el("p", { class: "empty" }, ["Newest " + SHOWN_SAMPLES + " of " + samples.length + " kept samples."]));
-    }
-    samples.slice(0, SHOWN_SAMPLES).forEach(function (s, i) {
-      var rows = s.differences.map(function (d) {
-        return el("tr", {}, [el("td", {}, [el("code", {}, [d.field])]), el("td", {}, [el("code", {}, [d.primary])]), el("td", {}, [el("code", {}, [d.candidate])])]);
-      });
-      var details = el("details", { class: "sample", "data-request-id": s.requestId }, [
-        el("summary", {}, [
-          new Date(s.at).toLocaleTimeString() + "  ", el("strong", {}, [s.route]), " → " + s.mirror + "  ",
-          el("code", {}, [s.method + " " + s.path]), "  ", el("span", { class: "bad" }, [s.fields.length + " field(s): " + s.fields.slice(0, 4).join(", ")])
-        ]),
-        el("div", { class: "body" }, [
-          el("p", {}, ["request id ", el("code", {}, [s.requestId]), s.noise.length ? "  · noise ignored: " + s.noise.join(", ") : ""]),
-          el("table", { class: "differences" }, [
-            el("thead", {}, [el("tr", {}, [el("th", {}, ["Field"]), el("th", {}, ["Primary"]), el("th", {}, ["Mirror (" + s.mirror + ")"])])]),
-            el("tbody", {}, rows)
-          ]),
-          el("div", { class: "side" }, [pre(sideText(s.primary)), pre(sideText(s.candidate))])
-        ])
-      ]);
-      if (i === 0) details.open = true;
-      samplesBox.appendChild(details);
-    });
-  }
-
-  var timer;
-  function refresh() {
-    clearTimeout(timer);
-    fetch("api/stats?minutes=" + encodeURIComponent(windowSelect.value), { credentials: "same-origin", headers: { accept: "application/json" } })
-      .then(function (res) {
-        if (res.status === 401 || res.status === 403) { location.href = "login"; throw new Error("signed out"); }
-        if (!res.ok) throw new Error("HTTP " + res.status);
-        return res.json();
-      })
-      .then(function (data) {
-        renderRoutes(data.routes);
-        renderSamples(data.samples);
-        statusLine.textContent = "updated " + new Date().toLocaleTimeString() + (data.sources.analyticsEngine ? " · Analytics Engine on" : "");
-        statusLine.setAttribute("data-loaded", "true");
-      })
-      .catch(function (err) { statusLine.textContent = "refresh failed: " + err.message; })
-      .finally(function () { timer = setTimeout(refresh, REFRESH_MS); });
-  }
-  windowSelect.addEventListener("change", refresh);
-  refresh();
-})();
-`;

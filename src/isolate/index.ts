@@ -11,8 +11,8 @@ import { type MarkerSigner, markerSigner } from "../headers/marker.js";
 import { MirrorBreaker } from "../mirror/breaker.js";
 import { analyticsSink } from "../record/analytics.js";
 import { fanOut, type LogLevel, logSink, type OutcomeSink, parseLogLevel, parseSampleRate } from "../record/index.js";
-import { StatsBuffer } from "../stats/buffer.js";
-import { statsObject } from "../stats/durable-object.js";
+import type { StatsBuffer } from "../stats/buffer.js";
+import { createStatsBuffer, type StatsSettings, statsSettings } from "../stats/index.js";
 import { PolicyCache } from "../store/index.js";
 
 export interface Settings {
@@ -24,7 +24,8 @@ export interface Settings {
   adminPrefix: string;
   /** The token that opens the admin surface; undefined while it stays closed. */
   adminToken: string | undefined;
-  statsFlushMs: number;
+  /** Shards, flush interval, and the shard this isolate writes to (drawn once). */
+  stats: StatsSettings;
 }
 
 /** Reads a non-negative number of milliseconds, or the default. */
@@ -54,7 +55,7 @@ export function parseSettings(env: Env): Settings {
     logSampleRate: parseSampleRate(env.LOG_SAMPLE_RATE),
     adminPrefix: adminPrefix(env),
     adminToken: adminToken(env),
-    statsFlushMs: millis(env.STATS_FLUSH_MS, 1000),
+    stats: statsSettings(env),
   };
 }
 
@@ -70,6 +71,8 @@ function fingerprint(env: Env): string {
     env.LOG_SAMPLE_RATE,
     env.ADMIN_PREFIX,
     env.STATS_FLUSH_MS,
+    env.STATS_SHARDS,
+    env.MIRROR_STATS ? "counted" : "",
     env.MIRROR_MARKER_KEY,
     env.ADMIN_TOKEN,
     loginLimiter(env) ? "login-limited" : "",
@@ -94,13 +97,7 @@ function buildIsolate(env: Env, settings: Settings, previous: Isolate | undefine
   return {
     settings,
     policies: new PolicyCache({ ttlMs: settings.policyTtlMs }),
-    stats: env.MIRROR_STATS
-      ? new StatsBuffer(
-          // A stub belongs to the request that made it, so each flush makes its own.
-          async (batch) => statsObject(env)?.record(batch),
-          settings.statsFlushMs,
-        )
-      : undefined,
+    stats: createStatsBuffer(env, settings.stats),
     // Ejections and learned noise describe the mirrors, not the settings: they survive.
     breaker: previous?.breaker ?? new MirrorBreaker(),
     noise: previous?.noise ?? new NoiseMemory(),

@@ -1,18 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { seeded } from "../../test/worker/seeded.js";
 import { parseRoute } from "../policy/index.js";
 import { classifyMirrorError, isSampled, planMirrors } from "./index.js";
-
-/** Deterministic PRNG (mulberry32) so that statistical checks are reproducible. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const clusters = new Map([
   ["canary", "http://canary.test:9002"],

@@ -12,6 +12,7 @@ import {
   type DiffSample,
   diffSample,
   type NoiseMemory,
+  summarizeComparison,
 } from "../compare/index.js";
 import { UpstreamError } from "../errors/index.js";
 import { applyHeaderOps, HOP_HEADER, isWebSocketUpgrade, MIRROR_MARKER, shadowHost } from "../headers/index.js";
@@ -393,11 +394,7 @@ async function compareWithPrimary(
     knownNoise: compare.reference ? job.noise.known(noiseKey) : [],
   });
   job.noise.learn(noiseKey, comparison.referenceNoise);
-  const summary: CompareSummary = {
-    verdict: comparison.verdict,
-    fields: comparison.fields.slice(0, 20),
-    noise: comparison.noise.slice(0, 20),
-  };
+  const summary = summarizeComparison(comparison);
   if (comparison.verdict !== "differ") return { compare: summary };
   const sample = await diffSample(comparison, compare.spec, {
     at: Date.now(),

@@ -278,9 +278,15 @@ describe("parseRoute", () => {
       ignorePaths: [],
       redactHeaders: [],
       redactPaths: [],
+      redactSecrets: true,
       maxBodyBytes: 1048576,
     });
     expect(compareSpec(route.mirrors[1] as Mirror)?.reference).toEqual({ origin: "https://ref.test" });
+    const optOut = parseRoute({ id: "r", mirrors: [{ cluster: "a", compare: { redactSecrets: false } }] });
+    expect(compareSpec(optOut.mirrors[0] as Mirror)?.redactSecrets).toBe(false);
+    expect(
+      issuesOf(() => parseRoute({ id: "r", mirrors: [{ cluster: "a", compare: { redactSecrets: "no" } }] })),
+    ).toEqual(["mirrors[0].compare.redactSecrets: must be a boolean, got string"]);
     expect(compareSpec(parseRoute({ id: "r", mirrors: [{ cluster: "a" }] }).mirrors[0] as Mirror)).toBeUndefined();
   });
 

@@ -182,6 +182,8 @@ export const CompareSpec = z.strictObject({
   /** Never shown in diff samples (authorization and cookies are always hidden). */
   redactHeaders: z._default(z.array(headerName).check(z.maxLength(64)), []),
   redactPaths: z._default(z.array(jsonPath).check(z.maxLength(64)), []),
+  /** Values under keys that look like secrets (`password`, `token`, `api_key`, …) are never shown. */
+  redactSecrets: z._default(z.boolean(), true),
   reference: z.optional(z.strictObject({ ...Target }).check(exactlyOneTarget)),
   maxBodyBytes: z._default(intBetween(0, MAX_COMPARE_BODY_BYTES), 1024 * 1024),
 });
@@ -367,6 +369,7 @@ const DEFAULT_COMPARE: CompareSpec = {
   ignorePaths: [],
   redactHeaders: [],
   redactPaths: [],
+  redactSecrets: true,
   maxBodyBytes: 1024 * 1024,
 };
 

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { MirrorOutcome } from "../record/index.js";
 import { StatsBuffer } from "./buffer.js";
-import type { StatsBatch } from "./index.js";
+import { skippedByReason } from "./counters.js";
+import type { StatsBatch } from "./tally.js";
 
 const outcome: MirrorOutcome = { route: "r", mirror: "m", requestId: "1", kind: "skipped", reason: "not_sampled" };
 
@@ -21,8 +22,10 @@ describe("StatsBuffer", () => {
     buffer.countRequest("r", true, waitUntil);
     await Promise.all(pending);
     expect(pending).toHaveLength(2);
-    expect(sent.map((b) => b.tally.r?.requests)).toEqual([1, 1]);
-    expect(sent[0]?.tally.r?.mirrors.m?.skipped).toEqual({ not_sampled: 2 });
+    expect(sent.map((b) => b.tally.get("r")?.requests)).toEqual([1, 1]);
+    expect({ ...skippedByReason(sent[0]?.tally.get("r")?.mirrors.get("m")?.counts ?? []) }).toEqual({ not_sampled: 2 });
+    // What goes over RPC is the tally and the samples, not the batch's bookkeeping.
+    expect(Object.keys(sent[0] ?? {}).sort()).toEqual(["samples", "tally"]);
   });
 
   it("swallows a failing store: counting never throws into the request", async () => {

@@ -1,115 +1,59 @@
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { MirrorOutcome } from "../record/index.js";
-import {
-  countOutcome,
-  countRequest,
-  emptyBatch,
-  LATENCY_BOUNDS_MS,
-  latencyQuantile,
-  MAX_MIRRORS_PER_ROUTE,
-  MAX_SAMPLES,
-  mergeTally,
-  OTHER_MIRRORS,
-  summarize,
-} from "./index.js";
+import { SLOT } from "./counters.js";
+import type { ShardSnapshot } from "./durable-object.js";
+import { createStatsBuffer, DEFAULT_FLUSH_MS, DEFAULT_SHARDS, MAX_SHARDS, statsSettings } from "./index.js";
+import { shardName } from "./shards.js";
 
-const base = { route: "r", mirror: "m", requestId: "id" };
-
-function sent(
-  status: number,
-  latencyMs: number,
-  compare?: "match" | "differ" | "error",
-): Extract<MirrorOutcome, { kind: "sent" }> {
-  return {
-    ...base,
-    kind: "sent",
-    status,
-    latencyMs,
-    bodyBytes: 10,
-    ...(compare ? { compare: { verdict: compare, fields: [], noise: [] } } : {}),
-  };
-}
-
-describe("counting", () => {
-  it("counts requests, sends by status class, failures by kind, skips by reason and verdicts", () => {
-    const batch = emptyBatch();
-    countRequest(batch.tally, "r", true);
-    countRequest(batch.tally, "r", false);
-    countOutcome(batch, sent(200, 4, "match"));
-    countOutcome(batch, sent(503, 40, "differ"));
-    countOutcome(batch, { ...base, kind: "failed", error: "timeout", message: "", latencyMs: 5000 });
-    countOutcome(batch, { ...base, kind: "failed", error: "circuit_open", message: "", latencyMs: 0 });
-    countOutcome(batch, { ...base, kind: "skipped", reason: "not_sampled" });
-    const [route] = summarize(batch.tally);
-    expect(route).toMatchObject({ route: "r", requests: 2, mirrored: 1, mirroredPercent: 50 });
-    expect(route?.mirrors[0]).toMatchObject({
-      mirror: "m",
-      sent: 2,
-      failed: 2,
-      status: { "2xx": 1, "5xx": 1 },
-      errors: { timeout: 1, circuit_open: 1 },
-      skipped: { not_sampled: 1 },
-      compare: { match: 1, differ: 1, error: 0, diffRate: 0.5 },
-      // A circuit_open failure never went out, so it has no latency to count.
-      latency: { avgMs: Math.round((4 + 40 + 5000) / 3), maxMs: 5000 },
+describe("statsSettings", () => {
+  it("reads STATS_SHARDS and STATS_FLUSH_MS, falling back to the defaults on anything else", () => {
+    expect(statsSettings({ STATS_SHARDS: "4", STATS_FLUSH_MS: "250" }, () => 0)).toEqual({
+      shards: 4,
+      flushMs: 250,
+      shard: 0,
     });
-  });
-
-  it("folds header-chosen mirror names past the limit into one bucket", () => {
-    const batch = emptyBatch();
-    for (let i = 0; i < MAX_MIRRORS_PER_ROUTE * 3; i++) {
-      countOutcome(batch, { ...base, mirror: `attacker-${i}`, kind: "skipped", reason: "unknown_cluster" });
+    for (const bad of [undefined, "", " ", "0", "-3", "2.5", "abc", String(MAX_SHARDS + 1)]) {
+      expect(statsSettings({ STATS_SHARDS: bad }, () => 0).shards, String(bad)).toBe(DEFAULT_SHARDS);
     }
-    const mirrors = Object.keys(batch.tally.r?.mirrors ?? {});
-    expect(mirrors).toHaveLength(MAX_MIRRORS_PER_ROUTE);
-    expect(batch.tally.r?.mirrors[OTHER_MIRRORS]?.skipped.unknown_cluster).toBe(MAX_MIRRORS_PER_ROUTE * 2 + 1);
-  });
-
-  it("keeps only the newest samples", () => {
-    const batch = emptyBatch();
-    for (let i = 0; i < MAX_SAMPLES + 5; i++) {
-      const sample = { at: i } as never;
-      countOutcome(batch, { ...sent(200, 1, "differ"), sample });
+    for (const bad of [undefined, "", "-1", "2.5", "abc", "60001"]) {
+      expect(statsSettings({ STATS_FLUSH_MS: bad }, () => 0).flushMs, String(bad)).toBe(DEFAULT_FLUSH_MS);
     }
-    expect(batch.samples).toHaveLength(MAX_SAMPLES);
-    expect(batch.samples[0]?.at).toBe(5);
+    expect(statsSettings({ STATS_FLUSH_MS: "0" }).flushMs).toBe(0);
+  });
+
+  it("draws every shard, and only shards that exist", () => {
+    expect(statsSettings({ STATS_SHARDS: "16" }, () => 0.999_999_9).shard).toBe(15);
+    const seen = new Set<number>();
+    for (let i = 0; i < 16; i++) seen.add(statsSettings({ STATS_SHARDS: "16" }, () => i / 16).shard);
+    expect([...seen].sort((a, b) => a - b)).toEqual(Array.from({ length: 16 }, (_, i) => i));
   });
 });
 
-describe("mergeTally", () => {
-  it("adds every counter, so that batches from many isolates sum exactly", () => {
-    const a = emptyBatch();
-    const b = emptyBatch();
-    countRequest(a.tally, "r", true);
-    countOutcome(a, sent(200, 3, "differ"));
-    countRequest(b.tally, "r", true);
-    countOutcome(b, sent(200, 700, "match"));
-    countOutcome(b, { ...base, mirror: "n", kind: "skipped", reason: "body_too_large" });
-    const merged = mergeTally(mergeTally({}, a.tally), b.tally);
-    expect(merged.r?.requests).toBe(2);
-    expect(merged.r?.mirrors.m?.latency).toMatchObject({ count: 2, sumMs: 703, maxMs: 700 });
-    expect(merged.r?.mirrors.m?.compare).toEqual({ match: 1, differ: 1, error: 0 });
-    expect(merged.r?.mirrors.n?.skipped).toEqual({ body_too_large: 1 });
+describe("createStatsBuffer", () => {
+  it("is undefined without the MIRROR_STATS binding", () => {
+    expect(createStatsBuffer({ ...env, MIRROR_STATS: undefined } as unknown as Env)).toBeUndefined();
   });
-});
 
-describe("latencyQuantile", () => {
-  it("answers with the bucket's upper bound, never more than the maximum seen", () => {
-    const batch = emptyBatch();
-    for (const ms of [1, 2, 3, 4, 30, 30, 30, 30, 30, 900]) countOutcome(batch, sent(200, ms));
-    const latency = batch.tally.r?.mirrors.m?.latency ?? expect.fail("no latency");
-    expect(latencyQuantile(latency, 0.4)).toBe(5);
-    expect(latencyQuantile(latency, 0.5)).toBe(50);
-    expect(latencyQuantile(latency, 1)).toBe(900);
-    expect(latency.buckets).toHaveLength(LATENCY_BOUNDS_MS.length + 1);
-  });
-});
-
-describe("summarize", () => {
-  it("lists configured routes without traffic, and has no rates without data", () => {
-    expect(summarize({}, ["b", "a"])).toEqual([
-      { route: "a", requests: 0, mirrored: 0, mirroredPercent: null, mirrors: [] },
-      { route: "b", requests: 0, mirrored: 0, mirroredPercent: null, mirrors: [] },
-    ]);
+  // The file's first Durable Object call starts the object's worker: allow for a slow machine.
+  it("flushes to the shard it was given", { timeout: 30_000 }, async () => {
+    const buffer = createStatsBuffer(env, { shards: 8, flushMs: 0, shard: 5 });
+    const pending: Promise<unknown>[] = [];
+    buffer?.countRequest("r", true, (p) => pending.push(p));
+    buffer?.sink((p) => pending.push(p))({
+      route: "r",
+      mirror: "m",
+      requestId: "",
+      kind: "sent",
+      status: 200,
+      latencyMs: 3,
+      bodyBytes: 0,
+    });
+    await Promise.all(pending);
+    const read = async (shard: number) =>
+      (await env.MIRROR_STATS.get(env.MIRROR_STATS.idFromName(shardName(shard))).read(0)) as unknown as ShardSnapshot;
+    const five = await read(5);
+    expect(five.routes.map(([, route, requests]) => [route, requests])).toEqual([["r", 1]]);
+    expect(five.mirrors[0]?.[3][SLOT.sent]).toBe(1);
+    expect((await read(4)).routes).toEqual([]);
   });
 });

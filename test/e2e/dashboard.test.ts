@@ -1,7 +1,8 @@
 /**
  * The dashboard in a real browser: Debian's Chromium, driven by playwright-core, signs in to the
  * worker running in workerd and must show exactly the traffic this test sent — counted at the
- * origins, not assumed — including a compare-mode diff. It also takes the README's screenshot.
+ * origins, not assumed — including a compare-mode diff, a chart per route whose every minute
+ * shows the API's numbers, and per-field difference counts. It also takes the README's screenshot.
  */
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -21,13 +22,18 @@ const SCREENSHOTS = [
   ...(process.env.UPDATE_SCREENSHOT ? [join(ROOT, "docs/dashboard.png")] : []),
 ];
 const XSS_MIRROR = "<img src=x onerror=window.__pwned=1>";
+const XSS_FIELD = "<img src=x onerror=window.__pwned=2>";
 
+const CATALOG = 30;
 const USERS = 20;
 const HEALTH = 10;
 const SAMPLED = 40;
 
 let primary: Origin;
 let canary: Origin;
+let catalogCanary: Origin;
+/** Requests the catalog canary answered, in order: its price differs on every 3rd. */
+let catalogCalls = 0;
 let worker: Worker;
 let browser: Browser;
 let page: Page;
@@ -48,12 +54,24 @@ beforeAll(async () => {
   primary = await startOrigin({
     name: "primary",
     respond: (req, res) =>
-      json(res, {
-        user: { path: req.url.split("?")[0], email: "alice@example.com" },
-        version: "v1",
-        servedAt: Date.now(),
-        requestId: Math.random().toString(36).slice(2),
-      }),
+      req.url.startsWith("/api/catalog")
+        ? json(res, { price: 10, token: "primary-secret-token" })
+        : json(res, {
+            user: { path: req.url.split("?")[0], email: "alice@example.com" },
+            version: "v1",
+            // Never equal on two calls, so that the reference always shows it as noise.
+            servedAt: Date.now() + Math.random(),
+            requestId: Math.random().toString(36).slice(2),
+          }),
+  });
+  // A new catalog version: the price changes on exactly every 3rd request, the token on all,
+  // and one field name is markup, which must stay text.
+  catalogCanary = await startOrigin({
+    name: "catalog-canary",
+    respond: (_req, res) => {
+      catalogCalls++;
+      json(res, { price: catalogCalls % 3 === 0 ? 11 : 10, token: `canary-secret-${catalogCalls}`, [XSS_FIELD]: 1 });
+    },
   });
   // The canary changed `version` on /api/users and agrees on /api/health.
   canary = await startOrigin({
@@ -70,8 +88,17 @@ beforeAll(async () => {
     scriptPath: inject("workerScript"),
     vars: { PRIMARY_ORIGIN: primary.url, ADMIN_TOKEN: TOKEN, LOG_LEVEL: "off" },
     policies: policyEntries({
-      clusters: { canary: { origin: canary.url }, "primary-replica": { origin: primary.url } },
+      clusters: {
+        canary: { origin: canary.url },
+        "primary-replica": { origin: primary.url },
+        "catalog-canary": { origin: catalogCanary.url },
+      },
       routes: [
+        {
+          id: "catalog",
+          match: { path: { type: "PathPrefix", value: "/api/catalog" } },
+          mirrors: [{ cluster: "catalog-canary", compare: true }],
+        },
         {
           id: "users",
           match: { path: { type: "PathPrefix", value: "/api/users" } },
@@ -101,13 +128,15 @@ beforeAll(async () => {
     }),
   });
 
+  // The catalog goes first so that the newest samples overall are the users route's.
+  for (let i = 0; i < CATALOG; i++) await fetch(`${worker.url}/api/catalog/${i}`).then((r) => r.text());
   for (let i = 0; i < USERS; i++) await fetch(`${worker.url}/api/users/${i}?session=secret-${i}`).then((r) => r.text());
   for (let i = 0; i < HEALTH; i++) await fetch(`${worker.url}/api/health`).then((r) => r.text());
   for (let i = 0; i < SAMPLED; i++) await fetch(`${worker.url}/api/sampled/${i}`).then((r) => r.text());
   await fetch(`${worker.url}/api/dynamic`, { headers: { "x-mirror-cluster": XSS_MIRROR } }).then((r) => r.text());
 
   // Counters reach the Durable Object in the background; wait (bounded) until all are in.
-  const expected = USERS + HEALTH + SAMPLED + 1;
+  const expected = CATALOG + USERS + HEALTH + SAMPLED + 1;
   const deadline = Date.now() + 30_000;
   for (;;) {
     const res = await fetch(`${worker.url}/__mirror/api/stats`, { headers: { authorization: `Bearer ${TOKEN}` } });
@@ -135,8 +164,33 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await worker?.dispose();
-  await Promise.all([primary?.close(), canary?.close()]);
+  await Promise.all([primary?.close(), canary?.close(), catalogCanary?.close()]);
 });
+
+interface Point {
+  minute: string;
+  requests: number;
+  mirrored: number;
+  failed: number;
+  diffRate: number;
+}
+interface Stats {
+  routes: Array<{
+    route: string;
+    series: Point[];
+    mirrors: Array<{
+      mirror: string;
+      compare: { match: number; differ: number; error: number; fields: Array<{ field: string; differ: number }> };
+    }>;
+  }>;
+}
+
+async function stats(minutes: number): Promise<Stats> {
+  const res = await fetch(`${worker.url}/__mirror/api/stats?minutes=${minutes}`, {
+    headers: { authorization: `Bearer ${TOKEN}` },
+  });
+  return (await res.json()) as Stats;
+}
 
 const cell = (route: string, field: string, mirror?: string) =>
   page
@@ -182,7 +236,7 @@ describe("dashboard in Chromium", () => {
   });
 
   it("shows the latest diff side by side, with noise cancelled and secrets redacted", async () => {
-    const latest = page.locator("details.sample").first();
+    const latest = page.locator("#samples details.sample").first();
     expect(await latest.getAttribute("open")).not.toBeNull();
     const differences = await latest.locator("table.differences tbody tr").allTextContents();
     expect(differences).toEqual(['$.version"v1""v2"']);
@@ -192,12 +246,104 @@ describe("dashboard in Chromium", () => {
     expect(text).toContain("[redacted]");
     expect(text).not.toContain("alice@example.com");
     expect(text).not.toContain("secret-19");
-    expect(await page.locator("details.sample").count()).toBe(10);
+    expect(await page.locator("#samples details.sample").count()).toBe(10);
     expect(text).toContain(`Newest 10 of ${USERS} kept samples.`);
   });
 
-  it("renders a client-chosen mirror name as text, never as markup", async () => {
+  it("draws a chart per route whose every minute shows the API's numbers, an empty minute as zero", async () => {
+    await page.selectOption("#window", "5");
+    await expect.poll(() => page.locator('section.chart[data-route="users"] .hit').count()).toBe(5);
+    const api = await stats(5);
+    const charts = await page
+      .locator("section.chart")
+      .evaluateAll((els) => els.map((e) => e.getAttribute("data-route")));
+    expect(charts).toEqual(api.routes.map((r) => r.route));
+    let checked = 0;
+    let empty = 0;
+    for (const route of api.routes) {
+      const chart = page.locator(`section.chart[data-route="${route.route}"]`);
+      const withDiff = route.mirrors.some((m) => m.compare.match + m.compare.differ + m.compare.error > 0);
+      expect(await chart.locator("polyline.line-diff").count(), route.route).toBe(withDiff ? 1 : 0);
+      const hits = chart.locator(".hit");
+      const minutes = await hits.evaluateAll((els) => els.map((e) => e.getAttribute("data-minute")));
+      expect(minutes).toHaveLength(route.series.length);
+      // Every minute is a point of the line, empty ones included: no gaps.
+      const failedLine = (await chart.locator("polyline.line-failed").getAttribute("points")) ?? "";
+      expect(failedLine.trim().split(" ")).toHaveLength(minutes.length);
+      for (const [i, minute] of minutes.entries()) {
+        // The window may move on between the two reads; compare the minutes both have.
+        const point = route.series.find((p) => p.minute === minute);
+        if (!point) continue;
+        await hits.nth(i).focus();
+        const tip = chart.locator(".tip");
+        await expect.poll(() => tip.getAttribute("data-minute")).toBe(minute);
+        const shown = async (field: string) => tip.locator(`[data-field="${field}"]`).textContent();
+        expect(
+          [await shown("requests"), await shown("mirrored"), await shown("failed")],
+          `${route.route} ${minute}`,
+        ).toEqual([String(point.requests), String(point.mirrored), String(point.failed)]);
+        if (withDiff) expect(await shown("diffRate")).toBe(`${Math.round(point.diffRate * 1000) / 10} %`);
+        if (point.requests === 0) {
+          empty++;
+          expect(await chart.locator("rect.bar-requests").nth(i).getAttribute("height")).toBe("0.0");
+        }
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThanOrEqual(api.routes.length * 4);
+    expect(empty).toBeGreaterThan(0);
+  });
+
+  it("lists each compared mirror's differing fields with the counts the origins imply", async () => {
+    const table = page.locator('section.fields[data-route="catalog"][data-mirror="catalog-canary"]');
+    await table.waitFor();
+    const priceDiffers = Math.floor(catalogCalls / 3);
+    expect(catalogCalls).toBe(CATALOG);
+    const row = (field: string) =>
+      table.locator("tr.field-row").filter({ has: page.getByRole("button", { name: field, exact: true }) });
+    const figures = async (field: string) =>
+      Promise.all(["differ", "rate", "noise"].map((f) => row(field).locator(`td[data-field="${f}"]`).textContent()));
+    expect(await figures("$.token")).toEqual([String(CATALOG), "100 %", "0"]);
+    expect(await figures("$.price")).toEqual([
+      String(priceDiffers),
+      `${Math.round((1000 * priceDiffers) / CATALOG) / 10} %`,
+      "0",
+    ]);
+    expect(await row("$.price").locator('td[data-field="primary"] code').first().textContent()).toBe("10");
+    expect(await row("$.price").locator('td[data-field="candidate"] code').first().textContent()).toBe("11");
+    expect(await row("$.token").locator('td[data-field="candidate"] code').allTextContents()).toEqual([
+      '"[redacted]"',
+      '"[redacted]"',
+    ]);
+    // The table is the API's, most frequent first.
+    const api = await stats(5);
+    const fields = api.routes.find((r) => r.route === "catalog")?.mirrors[0]?.compare.fields ?? [];
+    const names = await table.locator("button.field").allTextContents();
+    expect(names).toEqual(fields.map((f) => f.field));
+    expect(names.slice(0, 2).sort()).toEqual([`$["${XSS_FIELD}"]`, "$.token"].sort());
+
+    // Noise that the reference showed is listed apart for the users route.
+    const users = page.locator('section.fields[data-route="users"][data-mirror="canary"]');
+    expect(await users.locator("button.field").allTextContents()).toEqual(["$.version"]);
+    expect(await users.locator(".noise-only").textContent()).toMatch(/\$\.requestId 20.*\$\.servedAt 20/);
+    expect(await page.locator("body").textContent()).not.toMatch(/canary-secret|primary-secret/);
+  });
+
+  it("opens a field to show its own samples", async () => {
+    const table = page.locator('section.fields[data-route="catalog"][data-mirror="catalog-canary"]');
+    await table.getByRole("button", { name: "$.price", exact: true }).click();
+    const samples = table.locator("tr.field-samples details.sample");
+    await expect.poll(() => samples.count()).toBe(3);
+    const rows = await samples.first().locator("table.differences tbody tr").allTextContents();
+    expect(rows).toContain("$.price1011");
+    expect(await table.getByRole("button", { name: "$.price", exact: true }).getAttribute("aria-expanded")).toBe(
+      "true",
+    );
+  });
+
+  it("renders client- and mirror-chosen names as text, never as markup", async () => {
     expect(await cell("dynamic", "skipped", XSS_MIRROR).textContent()).toBe("cluster_not_allowed 1");
+    expect(await page.getByRole("button", { name: `$["${XSS_FIELD}"]`, exact: true }).count()).toBe(1);
     expect(await page.evaluate("window.__pwned")).toBeUndefined();
     expect(await page.locator("img").count()).toBe(0);
   });

@@ -1,0 +1,174 @@
+/**
+ * @module stats/counters
+ * The fixed layout of one mirror's counters. Every number an outcome can change has a slot in
+ * one flat array, and the same slots, in the same order, are the columns of the shard's
+ * `mirror_minute` table. Adding two batches is adding arrays slot by slot (the maximum latency
+ * excepted), so isolates, minutes and shards merge exactly. Pure.
+ */
+import type { MirrorErrorKind, SkipReason } from "../record/index.js";
+
+/** Upper bounds of the latency histogram's buckets, in ms; one more bucket holds the rest. */
+export const LATENCY_BOUNDS_MS = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000] as const;
+
+// `satisfies Record<…>` makes the compiler list every skip reason and error kind here, so a new
+// one cannot be counted nowhere.
+const SKIP_REASONS = Object.keys({
+  not_sampled: 1,
+  body_too_large: 1,
+  body_read_failed: 1,
+  loop_marker: 1,
+  unknown_cluster: 1,
+  cluster_not_allowed: 1,
+  headers_too_large: 1,
+  upgrade: 1,
+  invalid_copy: 1,
+  policy_store_unavailable: 1,
+} satisfies Record<SkipReason, 1>) as SkipReason[];
+
+const ERROR_KINDS = Object.keys({
+  timeout: 1,
+  dns: 1,
+  connect: 1,
+  network: 1,
+  circuit_open: 1,
+} satisfies Record<MirrorErrorKind, 1>) as MirrorErrorKind[];
+
+const STATUS_CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx"] as const;
+export const VERDICTS = ["match", "differ", "error"] as const;
+export type Verdict = (typeof VERDICTS)[number];
+
+const SKIPPED_AT = 2;
+const ERRORS_AT = SKIPPED_AT + SKIP_REASONS.length;
+const STATUS_AT = ERRORS_AT + ERROR_KINDS.length;
+const LATENCY_AT = STATUS_AT + STATUS_CLASSES.length;
+const BUCKETS_AT = LATENCY_AT + 3;
+const COMPARE_AT = BUCKETS_AT + LATENCY_BOUNDS_MS.length + 1;
+
+/** Named slots of a counter array. */
+export const SLOT = {
+  sent: 0,
+  failed: 1,
+  latencyCount: LATENCY_AT,
+  latencySumMs: LATENCY_AT + 1,
+  latencyMaxMs: LATENCY_AT + 2,
+} as const;
+
+export const SLOT_COUNT = COMPARE_AT + VERDICTS.length;
+
+/** SQL column names, slot by slot: plain identifiers, safe to build statements from. */
+export const COLUMNS: readonly string[] = [
+  "sent",
+  "failed",
+  ...SKIP_REASONS.map((r) => `skip_${r}`),
+  ...ERROR_KINDS.map((k) => `err_${k}`),
+  ...STATUS_CLASSES.map((s) => `status_${s}`),
+  "lat_count",
+  "lat_sum_ms",
+  "lat_max_ms",
+  ...[...LATENCY_BOUNDS_MS, "inf"].map((b) => `lat_le_${b}`),
+  ...VERDICTS.map((v) => `cmp_${v}`),
+];
+
+const SKIP_SLOT = new Map(SKIP_REASONS.map((r, i) => [r, SKIPPED_AT + i]));
+const ERROR_SLOT = new Map(ERROR_KINDS.map((k, i) => [k, ERRORS_AT + i]));
+
+/** One mirror's counters: `SLOT_COUNT` numbers. */
+export type Counts = number[];
+
+export function newCounts(): Counts {
+  return new Array<number>(SLOT_COUNT).fill(0);
+}
+
+export function latencyBucket(ms: number): number {
+  const at = LATENCY_BOUNDS_MS.findIndex((bound) => ms <= bound);
+  return at === -1 ? LATENCY_BOUNDS_MS.length : at;
+}
+
+export function countSkip(c: Counts, reason: SkipReason): void {
+  const slot = SKIP_SLOT.get(reason);
+  if (slot !== undefined) c[slot] = (c[slot] as number) + 1;
+}
+
+export function countSent(c: Counts, status: number): void {
+  c[SLOT.sent] = (c[SLOT.sent] as number) + 1;
+  // fetch() answers 101 or 200–599; anything else would be a runtime bug, kept in range here.
+  const slot = STATUS_AT + Math.min(Math.max(Math.floor(status / 100) - 1, 0), STATUS_CLASSES.length - 1);
+  c[slot] = (c[slot] as number) + 1;
+}
+
+export function countFailed(c: Counts, error: MirrorErrorKind): void {
+  c[SLOT.failed] = (c[SLOT.failed] as number) + 1;
+  const slot = ERROR_SLOT.get(error);
+  if (slot !== undefined) c[slot] = (c[slot] as number) + 1;
+}
+
+export function countLatency(c: Counts, ms: number): void {
+  c[SLOT.latencyCount] = (c[SLOT.latencyCount] as number) + 1;
+  c[SLOT.latencySumMs] = (c[SLOT.latencySumMs] as number) + ms;
+  c[SLOT.latencyMaxMs] = Math.max(c[SLOT.latencyMaxMs] as number, ms);
+  const slot = BUCKETS_AT + latencyBucket(ms);
+  c[slot] = (c[slot] as number) + 1;
+}
+
+export function countVerdict(c: Counts, verdict: Verdict): void {
+  const slot = COMPARE_AT + VERDICTS.indexOf(verdict);
+  c[slot] = (c[slot] as number) + 1;
+}
+
+export function addCounts(into: Counts, from: readonly number[]): Counts {
+  for (let i = 0; i < SLOT_COUNT; i++) {
+    into[i] =
+      i === SLOT.latencyMaxMs ? Math.max(into[i] as number, from[i] ?? 0) : (into[i] as number) + (from[i] ?? 0);
+  }
+  return into;
+}
+
+/** Everything the mirror did: sends, failures and skips together. */
+export function outcomes(c: readonly number[]): number {
+  let n = (c[SLOT.sent] as number) + (c[SLOT.failed] as number);
+  for (let i = SKIPPED_AT; i < ERRORS_AT; i++) n += c[i] as number;
+  return n;
+}
+
+export function skippedTotal(c: readonly number[]): number {
+  return outcomes(c) - (c[SLOT.sent] as number) - (c[SLOT.failed] as number);
+}
+
+export function verdicts(c: readonly number[]): Record<Verdict, number> {
+  return {
+    match: c[COMPARE_AT] as number,
+    differ: c[COMPARE_AT + 1] as number,
+    error: c[COMPARE_AT + 2] as number,
+  };
+}
+
+/** Only the non-zero counts, keyed by name; the keys are ours, never a client's. */
+function named(c: readonly number[], at: number, names: readonly string[]): Record<string, number> {
+  const out: Record<string, number> = Object.create(null);
+  names.forEach((name, i) => {
+    const n = c[at + i] as number;
+    if (n > 0) out[name] = n;
+  });
+  return out;
+}
+
+export const skippedByReason = (c: readonly number[]) => named(c, SKIPPED_AT, SKIP_REASONS);
+export const failedByKind = (c: readonly number[]) => named(c, ERRORS_AT, ERROR_KINDS);
+export const sentByStatus = (c: readonly number[]) => named(c, STATUS_AT, STATUS_CLASSES);
+
+/**
+ * The histogram's estimate of quantile `q` (0–1): the upper bound of the bucket holding it, or
+ * the largest latency seen when it falls in the open-ended last bucket.
+ */
+export function latencyQuantile(c: readonly number[], q: number): number | undefined {
+  const count = c[SLOT.latencyCount] as number;
+  if (count === 0) return undefined;
+  const max = c[SLOT.latencyMaxMs] as number;
+  const rank = Math.ceil(q * count);
+  let seen = 0;
+  for (let i = 0; i <= LATENCY_BOUNDS_MS.length; i++) {
+    seen += c[BUCKETS_AT + i] as number;
+    if (seen >= rank) return Math.min(LATENCY_BOUNDS_MS[i] ?? max, max);
+  }
+  return max;
+}

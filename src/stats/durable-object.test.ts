@@ -1,0 +1,198 @@
+import { abortAllDurableObjects, reset, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { beforeEach, describe, expect, it } from "vitest";
+import type { DiffSample } from "../compare/index.js";
+import type { MirrorOutcome } from "../record/index.js";
+import { outcomes, SLOT } from "./counters.js";
+import type { MirrorStatsShard, ShardSnapshot } from "./durable-object.js";
+import { mergeShards } from "./merge.js";
+import { shardName } from "./shards.js";
+import {
+  LATEST_SAMPLES,
+  MAX_STORED_SAMPLES,
+  MINUTE_MS,
+  RETAINED_MINUTES,
+  type ShardRows,
+  StatsStore,
+} from "./store.js";
+import {
+  countOutcome,
+  countRequest,
+  emptyBatch,
+  MAX_MIRRORS_PER_ROUTE,
+  OTHER,
+  SAMPLES_PER_FIELD,
+  type StatsBatch,
+} from "./tally.js";
+
+const stub = () => env.MIRROR_STATS.get(env.MIRROR_STATS.idFromName(shardName(0)));
+/** RPC typing widens the row tuples to arrays; the values are the tuples the shard built. */
+const readShard = async (since: number) => (await stub().read(since)) as unknown as ShardSnapshot;
+
+function batchOf(...outcomes: MirrorOutcome[]): StatsBatch {
+  const batch = emptyBatch();
+  for (const o of outcomes) {
+    countRequest(batch.tally, o.route, o.kind !== "skipped");
+    countOutcome(batch, o);
+  }
+  return { tally: batch.tally, samples: batch.samples };
+}
+
+const sentTo = (route: string, mirror: string, extra: Partial<MirrorOutcome> = {}): MirrorOutcome =>
+  ({
+    route,
+    mirror,
+    requestId: "id",
+    kind: "sent",
+    status: 200,
+    latencyMs: 12,
+    bodyBytes: 0,
+    ...extra,
+  }) as MirrorOutcome;
+
+function sample(at: number, fields: string[], route = "r"): DiffSample {
+  return {
+    at,
+    route,
+    mirror: "m",
+    requestId: `req-${at}`,
+    method: "GET",
+    path: "/",
+    fields,
+    noise: [],
+    differences: fields.map((field) => ({ field, path: field, primary: "1", candidate: "2" })),
+    primary: { status: 200, headers: {}, bodyBytes: 1, sha256: "", excerpt: "" },
+    candidate: { status: 200, headers: {}, bodyBytes: 1, sha256: "", excerpt: "" },
+  };
+}
+
+const differing = (at: number, fields: string[], route = "r"): MirrorOutcome =>
+  sentTo(route, "m", {
+    compare: { verdict: "differ", fields, noise: [] },
+    sample: sample(at, fields, route),
+  } as Partial<MirrorOutcome>);
+
+/** Requests per route over all minutes read. */
+function requests(rows: ShardRows): Record<string, number> {
+  const out: Record<string, number> = Object.create(null);
+  for (const [, route, n] of rows.routes) out[route] = (out[route] ?? 0) + n;
+  return { ...out };
+}
+
+const NOW = Date.UTC(2026, 10, 25, 12, 0, 30);
+const minuteOf = (t: number) => Math.floor(t / MINUTE_MS);
+
+beforeEach(() => reset());
+
+describe("MirrorStatsShard", () => {
+  it("adds flushes into one row per minute, route and mirror, and reads them back", async () => {
+    const shard = stub();
+    const first = await shard.record(batchOf(sentTo("r", "m"), sentTo("r", "m"), sentTo("r", "n")));
+    await shard.record(batchOf(sentTo("r", "m")));
+    // One route row and two mirror rows: the flush wrote what its batch changed, nothing else.
+    expect(first.rowsWritten).toBe(3);
+    // From the previous minute on, in case the flushes straddle a minute boundary.
+    const rows = await readShard(minuteOf(Date.now()) - 1);
+    expect(requests(rows)).toEqual({ r: 4 });
+    const sent = mergeShards([rows]).routes.get("r")?.mirrors;
+    const total = (mirror: string) =>
+      [...(sent?.get(mirror)?.minutes.values() ?? [])].reduce((n, c) => n + (c[SLOT.sent] as number), 0);
+    expect([total("m"), total("n")]).toEqual([3, 1]);
+    expect(rows.load.flushes).toBe(2);
+  });
+
+  it("keeps its counts when the instance is evicted: a new one reads them from SQLite", async () => {
+    await stub().record(batchOf(sentTo("r", "m"), sentTo("constructor", "__proto__")));
+    const before = await readShard(minuteOf(Date.now()) - 1);
+    await abortAllDurableObjects();
+    const after = await readShard(minuteOf(Date.now()) - 1);
+    expect(after.load.flushes).toBe(0);
+    expect({ ...after, load: undefined }).toEqual({ ...before, load: undefined });
+    expect(requests(after)).toEqual({ constructor: 1, r: 1 });
+    expect(mergeShards([after]).routes.get("constructor")?.mirrors.has("__proto__")).toBe(true);
+  });
+
+  it("drops minutes older than the retained hour", async () => {
+    await runInDurableObject(stub(), (_instance: MirrorStatsShard, state) => {
+      const store = new StatsStore(state.storage);
+      store.record(batchOf(sentTo("old", "m")), NOW - (RETAINED_MINUTES + 1) * MINUTE_MS);
+      store.record(batchOf(sentTo("edge", "m")), NOW - (RETAINED_MINUTES - 1) * MINUTE_MS);
+      expect(requests(store.read(0))).toEqual({ edge: 1, old: 1 });
+      store.record(batchOf(sentTo("new", "m")), NOW);
+      const left = store.read(0);
+      expect(requests(left)).toEqual({ edge: 1, new: 1 });
+      expect(new Set(left.mirrors.map(([, route]) => route))).toEqual(new Set(["edge", "new"]));
+      const minutes = state.storage.sql.exec("SELECT DISTINCT minute FROM route_minute ORDER BY minute").toArray();
+      expect(minutes.map((m) => m.minute)).toEqual([minuteOf(NOW) - RETAINED_MINUTES + 1, minuteOf(NOW)]);
+    });
+  });
+
+  it("bounds mirror names per route and minute across flushes from many isolates", async () => {
+    await runInDurableObject(stub(), (_instance: MirrorStatsShard, state) => {
+      const store = new StatsStore(state.storage);
+      for (let i = 0; i < MAX_MIRRORS_PER_ROUTE * 2; i++) {
+        const skipped: MirrorOutcome = {
+          route: "r",
+          mirror: `x-${i}`,
+          requestId: "",
+          kind: "skipped",
+          reason: "unknown_cluster",
+        };
+        store.record(batchOf(skipped), NOW);
+      }
+      const rows = store.read(0);
+      const names = new Set(rows.mirrors.map(([, , mirror]) => mirror));
+      expect(names.size).toBe(MAX_MIRRORS_PER_ROUTE);
+      expect(names.has(OTHER)).toBe(true);
+      const other = rows.mirrors.find(([, , mirror]) => mirror === OTHER)?.[3] ?? [];
+      expect(outcomes(other)).toBe(MAX_MIRRORS_PER_ROUTE + 1);
+    });
+  });
+
+  it("keeps a few samples per field, the newest overall, and never more than the cap", async () => {
+    await runInDurableObject(stub(), (_instance: MirrorStatsShard, state) => {
+      const store = new StatsStore(state.storage);
+      let at = NOW - 30 * MINUTE_MS;
+      // A frequent difference and a rare one: the rare one keeps its samples.
+      store.record(batchOf(differing(at++, ["$.rare"])), at);
+      for (let i = 0; i < 40; i++) store.record(batchOf(differing(at++, ["$.common"])), at);
+      const rareSamples = store.fieldSamples("r", "m", "$.rare", 0);
+      expect(rareSamples).toHaveLength(1);
+      const common = store.fieldSamples("r", "m", "$.common", 0).map(([time]) => time);
+      expect(common).toEqual([at - 1, at - 2, at - 3].slice(0, SAMPLES_PER_FIELD));
+      const count = () => Number(state.storage.sql.exec("SELECT count(*) AS n FROM sample").one().n);
+      // The rare field's sample, the newest per field, and the newest LATEST_SAMPLES overall.
+      expect(count()).toBe(1 + LATEST_SAMPLES);
+      const rows = store.read(0);
+      expect(rows.samples).toHaveLength(LATEST_SAMPLES);
+      expect(rows.samples[0]?.[0]).toBe(at - 1);
+
+      // Distinct fields (of distinct routes, so that no field folds into "(other)") each keep a
+      // sample, up to the hard cap.
+      for (let i = 0; i < MAX_STORED_SAMPLES + 50; i++) store.record(batchOf(differing(at++, ["$.f"], `r${i}`)), at);
+      expect(count()).toBe(MAX_STORED_SAMPLES);
+      const orphans = state.storage.sql
+        .exec("SELECT count(*) AS n FROM sample_field WHERE sample_id NOT IN (SELECT id FROM sample)")
+        .one().n;
+      expect(orphans).toBe(0);
+
+      // An hour later every sample has aged out.
+      store.record(batchOf(sentTo("r", "m")), at + (RETAINED_MINUTES + 1) * MINUTE_MS);
+      expect(count()).toBe(0);
+      expect(state.storage.sql.exec("SELECT count(*) AS n FROM sample_field").one().n).toBe(0);
+    });
+  });
+
+  it("rebuilds its tables when it finds another layout, and clears them on reset", async () => {
+    await runInDurableObject(stub(), (_instance: MirrorStatsShard, state) => {
+      new StatsStore(state.storage).record(batchOf(sentTo("r", "m")), NOW);
+      state.storage.sql.exec("UPDATE meta SET value = 'an older layout' WHERE key = 'schema'");
+      const store = new StatsStore(state.storage);
+      expect(store.read(0).routes).toEqual([]);
+      store.record(batchOf(sentTo("r", "m")), NOW);
+      expect(requests(store.read(0))).toEqual({ r: 1 });
+      store.reset();
+      expect(store.read(0)).toMatchObject({ routes: [], mirrors: [], fields: [], samples: [] });
+    });
+  });
+});

@@ -1,0 +1,201 @@
+import { describe, expect, it } from "vitest";
+import type { CompareSummary, DiffSample } from "../compare/index.js";
+import type { MirrorOutcome } from "../record/index.js";
+import {
+  addCounts,
+  COLUMNS,
+  failedByKind,
+  LATENCY_BOUNDS_MS,
+  latencyQuantile,
+  newCounts,
+  outcomes,
+  SLOT,
+  SLOT_COUNT,
+  sentByStatus,
+  skippedByReason,
+  verdicts,
+} from "./counters.js";
+import {
+  bounded,
+  countOutcome,
+  countRequest,
+  emptyBatch,
+  MAX_BATCH_SAMPLES,
+  MAX_FIELDS,
+  MAX_MIRRORS_PER_ROUTE,
+  MAX_ROUTES,
+  OTHER,
+  SAMPLES_PER_FIELD,
+} from "./tally.js";
+
+const base = { route: "r", mirror: "m", requestId: "id" };
+
+function sent(status: number, latencyMs: number, compare?: CompareSummary, sample?: DiffSample): MirrorOutcome {
+  return {
+    ...base,
+    kind: "sent",
+    status,
+    latencyMs,
+    bodyBytes: 10,
+    ...(compare ? { compare } : {}),
+    ...(sample ? { sample } : {}),
+  };
+}
+
+const plain = (record: Record<string, number>) => ({ ...record });
+
+describe("counting into a batch", () => {
+  it("counts requests, sends by status class, failures by kind, skips by reason and verdicts", () => {
+    const batch = emptyBatch();
+    countRequest(batch.tally, "r", true);
+    countRequest(batch.tally, "r", false);
+    countOutcome(batch, sent(200, 4, { verdict: "match", fields: [], noise: [] }));
+    countOutcome(batch, sent(503, 40, { verdict: "differ", fields: ["$.a"], noise: [] }));
+    countOutcome(batch, { ...base, kind: "failed", error: "timeout", message: "", latencyMs: 5000 });
+    countOutcome(batch, { ...base, kind: "failed", error: "circuit_open", message: "", latencyMs: 0 });
+    countOutcome(batch, { ...base, kind: "skipped", reason: "not_sampled" });
+    const route = batch.tally.get("r");
+    expect(route).toMatchObject({ requests: 2, mirrored: 1 });
+    const c = route?.mirrors.get("m")?.counts ?? [];
+    expect([c[SLOT.sent], c[SLOT.failed], outcomes(c)]).toEqual([2, 2, 5]);
+    expect(plain(sentByStatus(c))).toEqual({ "2xx": 1, "5xx": 1 });
+    expect(plain(failedByKind(c))).toEqual({ timeout: 1, circuit_open: 1 });
+    expect(plain(skippedByReason(c))).toEqual({ not_sampled: 1 });
+    expect(verdicts(c)).toEqual({ match: 1, differ: 1, error: 0 });
+    // A circuit_open failure never went out, so it has no latency to count.
+    expect([c[SLOT.latencyCount], c[SLOT.latencySumMs], c[SLOT.latencyMaxMs]]).toEqual([3, 5044, 5000]);
+  });
+
+  it("folds header-chosen mirror names past the limit into one bucket", () => {
+    const batch = emptyBatch();
+    for (let i = 0; i < MAX_MIRRORS_PER_ROUTE * 3; i++) {
+      countOutcome(batch, { ...base, mirror: `attacker-${i}`, kind: "skipped", reason: "unknown_cluster" });
+    }
+    const mirrors = batch.tally.get("r")?.mirrors ?? new Map();
+    expect(mirrors.size).toBe(MAX_MIRRORS_PER_ROUTE);
+    expect(skippedByReason(mirrors.get(OTHER)?.counts ?? []).unknown_cluster).toBe(MAX_MIRRORS_PER_ROUTE * 2 + 1);
+  });
+
+  it("stops taking new routes at the limit", () => {
+    const batch = emptyBatch();
+    for (let i = 0; i < MAX_ROUTES + 10; i++) countRequest(batch.tally, `route-${i}`, false);
+    expect(batch.tally.size).toBe(MAX_ROUTES);
+  });
+
+  it("counts names that are also Object.prototype's like any other", () => {
+    const batch = emptyBatch();
+    for (const name of ["constructor", "__proto__", "toString", "hasOwnProperty"]) {
+      countRequest(batch.tally, name, true);
+      countOutcome(batch, { ...base, route: name, mirror: name, kind: "skipped", reason: "unknown_cluster" });
+      countOutcome(batch, sent(200, 1, { verdict: "differ", fields: [name], noise: ["__proto__"] }));
+    }
+    expect([...batch.tally.keys()].sort()).toEqual(["__proto__", "constructor", "hasOwnProperty", "r", "toString"]);
+    expect(batch.tally.get("constructor")?.requests).toBe(1);
+    expect(skippedByReason(batch.tally.get("__proto__")?.mirrors.get("__proto__")?.counts ?? []).unknown_cluster).toBe(
+      1,
+    );
+    const fields = batch.tally.get("r")?.mirrors.get("m")?.fields;
+    expect(fields?.get("constructor")).toEqual({ differ: 1, noise: 0 });
+    expect(fields?.get("__proto__")).toEqual({ differ: 1, noise: 4 });
+  });
+});
+
+describe("field counts", () => {
+  it("counts every reported field and noise once per outcome, the overflow as (other)", () => {
+    const batch = emptyBatch();
+    countOutcome(batch, sent(200, 1, { verdict: "differ", fields: ["$.price", "status"], noise: ["$.ts"] }));
+    countOutcome(batch, sent(200, 1, { verdict: "match", fields: [], noise: ["$.ts"] }));
+    countOutcome(
+      batch,
+      sent(200, 1, { verdict: "differ", fields: ["$.price"], noise: [], overflow: { fields: 7, noise: 2 } }),
+    );
+    const fields = batch.tally.get("r")?.mirrors.get("m")?.fields;
+    expect(Object.fromEntries(fields ?? [])).toEqual({
+      "$.price": { differ: 2, noise: 0 },
+      status: { differ: 1, noise: 0 },
+      "$.ts": { differ: 0, noise: 2 },
+      [OTHER]: { differ: 7, noise: 2 },
+    });
+  });
+
+  it("keeps at most MAX_FIELDS fields per route and mirror, summing the rest under (other)", () => {
+    const batch = emptyBatch();
+    const many = Array.from({ length: MAX_FIELDS * 2 }, (_, i) => `$.f${i}`);
+    countOutcome(batch, sent(200, 1, { verdict: "differ", fields: many, noise: [] }));
+    const fields = batch.tally.get("r")?.mirrors.get("m")?.fields ?? new Map();
+    expect(fields.size).toBe(MAX_FIELDS);
+    expect(fields.get(OTHER)?.differ).toBe(MAX_FIELDS + 1);
+    let total = 0;
+    for (const c of fields.values()) total += c.differ;
+    expect(total).toBe(many.length);
+  });
+
+  it("does nothing for uncompared outcomes: no field map is made", () => {
+    const batch = emptyBatch();
+    countOutcome(batch, sent(200, 1));
+    expect(batch.tally.get("r")?.mirrors.get("m")?.fields).toBeUndefined();
+  });
+});
+
+describe("samples in a batch", () => {
+  const sample = (at: number, fields: string[]) => ({ ...base, at, fields }) as unknown as DiffSample;
+  const differ = (fields: string[]): CompareSummary => ({ verdict: "differ", fields, noise: [] });
+
+  it("keeps a sample while one of its fields has fewer than SAMPLES_PER_FIELD", () => {
+    const batch = emptyBatch();
+    for (let i = 0; i < 10; i++) countOutcome(batch, sent(200, 1, differ(["$.common"]), sample(i, ["$.common"])));
+    countOutcome(batch, sent(200, 1, differ(["$.common", "$.rare"]), sample(100, ["$.common", "$.rare"])));
+    expect(batch.samples.map((s) => s.at)).toEqual([...Array.from({ length: SAMPLES_PER_FIELD }, (_, i) => i), 100]);
+  });
+
+  it("keeps at most MAX_BATCH_SAMPLES", () => {
+    const batch = emptyBatch();
+    for (let i = 0; i < MAX_BATCH_SAMPLES * 2; i++) {
+      countOutcome(batch, sent(200, 1, differ([`$.f${i}`]), sample(i, [`$.f${i}`])));
+    }
+    expect(batch.samples).toHaveLength(MAX_BATCH_SAMPLES);
+  });
+});
+
+describe("counter arrays", () => {
+  it("have one SQL column per slot", () => {
+    expect(COLUMNS).toHaveLength(SLOT_COUNT);
+    expect(new Set(COLUMNS).size).toBe(SLOT_COUNT);
+    for (const column of COLUMNS) expect(column).toMatch(/^[a-z][a-z0-9_]*$/);
+  });
+
+  it("add slot by slot, keeping the larger maximum latency", () => {
+    const a = emptyBatch();
+    const b = emptyBatch();
+    countOutcome(a, sent(200, 3));
+    countOutcome(b, sent(200, 700));
+    countOutcome(b, { ...base, kind: "skipped", reason: "body_too_large" });
+    const sum = addCounts(
+      addCounts(newCounts(), a.tally.get("r")?.mirrors.get("m")?.counts ?? []),
+      b.tally.get("r")?.mirrors.get("m")?.counts ?? [],
+    );
+    expect([sum[SLOT.sent], sum[SLOT.latencyCount], sum[SLOT.latencySumMs], sum[SLOT.latencyMaxMs]]).toEqual([
+      2, 2, 703, 700,
+    ]);
+    expect(plain(skippedByReason(sum))).toEqual({ body_too_large: 1 });
+  });
+
+  it("read quantiles as the bucket's upper bound, never more than the maximum seen", () => {
+    const batch = emptyBatch();
+    for (const ms of [1, 2, 3, 4, 30, 30, 30, 30, 30, 900]) countOutcome(batch, sent(200, ms));
+    const c = batch.tally.get("r")?.mirrors.get("m")?.counts ?? [];
+    expect(latencyQuantile(c, 0.4)).toBe(5);
+    expect(latencyQuantile(c, 0.5)).toBe(50);
+    expect(latencyQuantile(c, 1)).toBe(900);
+    expect(latencyQuantile(newCounts(), 0.5)).toBeUndefined();
+    expect(LATENCY_BOUNDS_MS.length + 1).toBe(COLUMNS.filter((c) => c.startsWith("lat_le_")).length);
+  });
+});
+
+describe("bounded", () => {
+  it("counts a literal (other) with the overflow, never twice", () => {
+    const map = new Map<string, number[]>();
+    for (const key of ["a", OTHER, "b", "c"]) bounded(map, key, 3, () => []).push(1);
+    expect(Object.fromEntries([...map].map(([k, v]) => [k, v.length]))).toEqual({ a: 1, [OTHER]: 2, b: 1 });
+  });
+});
