@@ -251,7 +251,9 @@ await Promise.all(
       vars: {
         PRIMARY_ORIGIN: primary.url,
         MIRROR_ORIGIN: slowMirror.url,
-        LOG_LEVEL: "off",
+        // The deployed defaults: failures always logged, successful copies 1 in 100.
+        LOG_LEVEL: "info",
+        LOG_SAMPLE_RATE: "0.01",
         POLICY_CACHE_TTL_MS: String(policyTtlMs),
         // Counters are batched as in production: one write per isolate per second.
         STATS_FLUSH_MS: "1000",

@@ -75,7 +75,9 @@ const worker = await startWorker({
     PRIMARY_ORIGIN: `http://127.0.0.1:${ports.primary}`,
     MIRROR_ORIGIN: `http://127.0.0.1:${ports.slow}`,
     MIRROR_COUNT: args.scenario === "A3" ? "3" : "0",
+    // The deployed defaults: failures always, successful copies 1 in 100.
     LOG_LEVEL: "info",
+    LOG_SAMPLE_RATE: "0.01",
     POLICY_CACHE_TTL_MS: "5000",
     STATS_FLUSH_MS: "1000",
   },

@@ -255,16 +255,19 @@ function copyHeadersOnce(job: MirrorJob, marker: string): (target: MirrorTarget)
   };
 }
 
-/** The copy for one mirror (or its compare reference): `origin` + `pathAndQuery`, the mirror's header changes applied. */
-function copyRequest(copy: CopyOf, origin: string, pathAndQuery: string): Request {
-  const { job, bytes } = copy;
-  return new Request(origin + pathAndQuery, {
-    method: job.method,
+/**
+ * The copy for one mirror (or its compare reference): `origin` + `pathAndQuery`, the mirror's
+ * header changes applied. Everything in it was valid on the way in (a GET or HEAD goes without
+ * a body), so it is handed to `fetch` as is rather than built into a `Request` first.
+ */
+function copyInit(copy: CopyOf): RequestInit {
+  return {
+    method: copy.job.method,
     headers: copy.headers,
-    body: bytes,
+    body: copy.bytes,
     redirect: "manual",
     signal: copy.signal,
-  });
+  };
 }
 
 /** One copy's parts: the job, its mirror, the body bytes, the headers and the deadline. */
@@ -279,15 +282,7 @@ interface CopyOf {
 async function sendOne(parts: CopyOf): Promise<void> {
   const { job, target } = parts;
   const base = { route: job.routeId, mirror: target.label, requestId: job.requestId };
-  let copy: Request;
-  try {
-    const pathAndQuery = target.rewrite ? rewritePathAndQuery(job.pathAndQuery, target.rewrite) : job.pathAndQuery;
-    copy = copyRequest(parts, target.origin, pathAndQuery);
-  } catch (err) {
-    // A copy the worker cannot build says nothing about the mirror's health: no breaker here.
-    job.sink({ ...base, kind: "skipped", reason: "invalid_copy", detail: errorMessage(err) });
-    return;
-  }
+  const pathAndQuery = target.rewrite ? rewritePathAndQuery(job.pathAndQuery, target.rewrite) : job.pathAndQuery;
   const { breaker } = job;
   const started = Date.now();
   const admission = breaker.admit(target.origin, started);
@@ -306,7 +301,7 @@ async function sendOne(parts: CopyOf): Promise<void> {
   // The reference answers in parallel with the mirror so that both see the same moment.
   const reference = target.compare ? fetchReference(parts, target.compare) : undefined;
   try {
-    const response = await fetch(copy);
+    const response = await fetch(target.origin + pathAndQuery, copyInit(parts));
     // A mirror that answers 5xx is as unhealthy as one that does not answer.
     breaker.record(target.origin, response.status < 500, Date.now());
     const latencyMs = Date.now() - started;
@@ -361,7 +356,7 @@ async function fetchReference(copy: CopyOf, compare: CompareTarget): Promise<Cap
     // The reference gets the mirror's copy, so that only the versions differ, but at the client's
     // path: it runs the primary's version, which serves that path, not the one a rewrite made
     // for the mirror's version.
-    const response = await fetch(copyRequest(copy, reference.origin, copy.job.pathAndQuery));
+    const response = await fetch(reference.origin + copy.job.pathAndQuery, copyInit(copy));
     return await captureResponse(response, compare.spec.maxBodyBytes);
   } catch (err) {
     return { ok: false, error: `reference: ${errorMessage(err)}` };

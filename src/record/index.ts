@@ -15,7 +15,6 @@ export type SkipReason =
   | "cluster_not_allowed"
   | "headers_too_large"
   | "upgrade"
-  | "invalid_copy"
   | "policy_store_unavailable";
 
 export type MirrorErrorKind = "timeout" | "dns" | "connect" | "network" | "circuit_open";

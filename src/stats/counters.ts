@@ -21,7 +21,6 @@ const SKIP_REASONS = Object.keys({
   cluster_not_allowed: 1,
   headers_too_large: 1,
   upgrade: 1,
-  invalid_copy: 1,
   policy_store_unavailable: 1,
 } satisfies Record<SkipReason, 1>) as SkipReason[];
 
