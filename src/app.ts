@@ -8,11 +8,11 @@
 import { splitUpload } from "./body/index.js";
 import { UpstreamError } from "./errors/index.js";
 import { hopsSoFar, MAX_HOPS } from "./headers/index.js";
-import { isolateFor, recorderFor } from "./isolate/index.js";
+import { isolateFor, type Recorder, recorderFor } from "./isolate/index.js";
 import { matchRoute } from "./match/index.js";
 import type { MirrorBreaker } from "./mirror/breaker.js";
 import { planCopies, sendCopies } from "./mirror/index.js";
-import { errorResponse, forwardToPrimary, primaryOrigin, primaryRequest } from "./proxy/index.js";
+import { errorResponse, forwardToPrimary, type PrimaryRequest, primaryOrigin, primaryRequest } from "./proxy/index.js";
 import type { OutcomeSink } from "./record/index.js";
 import type { PolicyCache } from "./store/index.js";
 
@@ -38,30 +38,33 @@ export async function handleRequest(
   const policies = options.cache ?? isolate.policies;
   const snapshot = policies.fresh(Date.now()) ?? (await policies.get(env.MIRROR_CONFIG, waitUntil));
 
+  // match: most of a zone's requests match no route and go straight to the primary.
   const route = matchRoute(snapshot.routes, request, url);
-  if (!route) {
-    const origin = isolate.settings.primaryOrigin ?? url.origin;
-    return forwardToPrimary(primaryRequest(request, url, origin, hops, undefined, request.body)).catch(errorResponse);
-  }
+  const primaryAt = isolate.settings.primaryOrigin;
+  if (!route) return proxy(primaryRequest(request, url, primaryAt ?? url.origin, hops, undefined, request.body));
 
+  // mirror: which copies, decided before the body is touched (it is split only for them).
   const random = options.random ?? Math.random;
   let origin: string;
   try {
-    origin = primaryOrigin(route, snapshot.clusters, isolate.settings.primaryOrigin, url, random);
+    origin = primaryOrigin(route, snapshot.clusters, primaryAt, url, random);
   } catch (err) {
     return errorResponse(err);
   }
   const plan = await planCopies(route, request, url, snapshot.clusters, isolate, random);
   const upload = splitUpload(request, plan.targets.length > 0 ? route.maxMirrorBodyBytes : undefined);
+
+  // proxy
   const primary = primaryRequest(request, url, origin, hops, route, upload.primary);
   const answer = forwardToPrimary(primary);
 
-  const recorder = options.sink ? { outcome: options.sink, request: () => {} } : recorderFor(isolate, env, waitUntil);
+  // mirror and record: the copies leave inside waitUntil; the answer is tee'd only when one compares.
+  const recorder = options.sink ? sinkOnly(options.sink) : recorderFor(isolate, env, waitUntil);
   const copies = sendCopies({
     route,
     plan,
     request,
-    headers: primary.headers,
+    primary,
     host: url.host,
     hops,
     body: upload.mirrors,
@@ -70,10 +73,17 @@ export async function handleRequest(
     waitUntil,
     breaker: options.breaker,
   });
-  return answer.then(copies.answered, (err: unknown) => {
-    copies.primaryFailed(err);
-    return errorResponse(err);
-  });
+  return answer.then(copies.answered, copies.failed);
+}
+
+/** The primary's answer, or the client-facing error for why there is none. */
+function proxy(primary: PrimaryRequest): Promise<Response> {
+  return forwardToPrimary(primary).catch(errorResponse);
+}
+
+/** Tests' own sink: every outcome, no counters. */
+function sinkOnly(outcome: OutcomeSink): Recorder {
+  return { outcome, request: () => {} };
 }
 
 function loopDetected(hops: number): Response {

@@ -19,7 +19,7 @@ import { applyHeaderOps, HOP_HEADER, isWebSocketUpgrade, MIRROR_MARKER, shadowHo
 import type { MarkerSigner } from "../headers/marker.js";
 import type { Isolate, Recorder } from "../isolate/index.js";
 import type { Route } from "../policy/index.js";
-import { rawPathAndQuery } from "../proxy/index.js";
+import { errorResponse, type PrimaryRequest, rawPathAndQuery } from "../proxy/index.js";
 import type { MirrorErrorKind, OutcomeSink } from "../record/index.js";
 import type { MirrorBreaker } from "./breaker.js";
 import { type CompareTarget, compareBodyCap, type MirrorPlan, type MirrorTarget, planMirrors } from "./plan.js";
@@ -58,8 +58,8 @@ export interface Copies {
   route: Route;
   plan: MirrorPlan;
   request: Request;
-  /** The primary's headers (route changes applied); each copy starts from them. */
-  headers: Headers;
+  /** What the primary is sent: each copy starts from its headers (route changes applied). */
+  primary: PrimaryRequest;
   /** The client-facing host, for `X-Forwarded-Host: <host><suffix>`. */
   host: string;
   hops: number;
@@ -75,10 +75,11 @@ export interface Copies {
 export interface PrimaryHooks {
   /** The response for the client: the primary's, with its body tee'd when a copy compares. */
   answered: (response: Response) => Response;
-  primaryFailed: (err: unknown) => void;
+  /** The client's error response when the primary failed (a comparison then has nothing to read). */
+  failed: (err: unknown) => Response;
 }
 
-const PASS_THROUGH: PrimaryHooks = { answered: (response) => response, primaryFailed: () => {} };
+const PASS_THROUGH: PrimaryHooks = { answered: (response) => response, failed: errorResponse };
 
 /**
  * Records the matched request and its skipped mirrors, and sends the planned copies inside
@@ -108,7 +109,7 @@ export function sendCopies(c: Copies): PrimaryHooks {
       requestId,
       method: c.request.method,
       pathAndQuery: rawPathAndQuery(c.request.url),
-      headers: c.headers,
+      headers: c.primary.headers,
       host: c.host,
       hops: c.hops,
       signer: c.isolate.marker,
@@ -131,8 +132,9 @@ export function sendCopies(c: Copies): PrimaryHooks {
       c.waitUntil(split.capture);
       return split.response;
     },
-    primaryFailed(err) {
+    failed(err) {
       capturePrimary({ ok: false, error: err instanceof UpstreamError ? err.code : "primary failed" });
+      return errorResponse(err);
     },
   };
 }
