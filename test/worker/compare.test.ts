@@ -135,6 +135,31 @@ describe("compare mode", () => {
     expect(outcomes[0]).toMatchObject({ compare: { verdict: "differ", noise: ["$.ts"] } });
   });
 
+  it("sends the reference the mirror's own header changes, so that only the versions differ", async () => {
+    await putPolicies({
+      routes: [
+        {
+          id: "with-headers",
+          match: { path: { type: "PathPrefix", value: "/h" } },
+          mirrors: [
+            {
+              cluster: "canary",
+              requestHeaders: { set: { "x-shadow": "1" }, remove: ["authorization"] },
+              compare: { reference: { cluster: "replica" } },
+            },
+          ],
+        },
+      ],
+    });
+    await send("/h/users/7", { headers: { authorization: "Bearer client-secret", "x-client": "c" } });
+    for (const seen of [...fetches.to(CANARY), ...fetches.to(REPLICA)]) {
+      expect(seen.headers).toMatchObject({ "x-shadow": "1", "x-client": "c" });
+      expect(seen.headers).not.toHaveProperty("authorization");
+    }
+    expect(fetches.to(REPLICA)).toHaveLength(1);
+    expect(fetches.to(PRIMARY)[0]?.headers).toMatchObject({ authorization: "Bearer client-secret" });
+  });
+
   it("counts an error, not a difference, when the primary cannot be read", async () => {
     fetches.restore();
     fetches = interceptFetch({ [CANARY]: () => json(canaryBody), [REPLICA]: () => json({}) });
