@@ -11,7 +11,13 @@ export default defineConfig({
             wrangler: { configPath: "./wrangler.toml" },
             // TTL 0: every request reads KV, so tests see their own writes at once.
             miniflare: {
-              bindings: { POLICY_CACHE_TTL_MS: "0", LOG_LEVEL: "off", PRIMARY_ORIGIN: "", STATS_FLUSH_MS: "0", LOG_SAMPLE_RATE: "1" },
+              bindings: {
+                POLICY_CACHE_TTL_MS: "0",
+                LOG_LEVEL: "off",
+                PRIMARY_ORIGIN: "",
+                STATS_FLUSH_MS: "0",
+                LOG_SAMPLE_RATE: "1",
+              },
             },
           }),
         ],
