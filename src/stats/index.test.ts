@@ -31,6 +31,28 @@ function sent(
 }
 
 describe("counting", () => {
+  it("counts routes and mirrors whose names an object already has: constructor, __proto__, toString", () => {
+    const batch = emptyBatch();
+    for (const route of ["constructor", "toString"]) {
+      countRequest(batch.tally, route, true);
+      countOutcome(batch, { ...sent(200, 4), route, mirror: "constructor" });
+      countOutcome(batch, { ...base, route, mirror: "__proto__", kind: "skipped", reason: "unknown_cluster" });
+    }
+    const merged = mergeTally({}, JSON.parse(JSON.stringify(batch.tally)));
+    const rows = summarize(merged, ["constructor", "hasOwnProperty"]);
+    const mirrors = [
+      ["__proto__", 0, { unknown_cluster: 1 }],
+      ["constructor", 1, {}],
+    ];
+    expect(rows.map((r) => [r.route, r.requests, r.mirrors.map((m) => [m.mirror, m.sent, m.skipped])])).toEqual([
+      ["constructor", 1, mirrors],
+      ["hasOwnProperty", 0, []],
+      ["toString", 1, mirrors],
+    ]);
+    expect(Object.getPrototypeOf(batch.tally)).toBe(Object.prototype);
+    expect(({} as Record<string, unknown>).sent).toBeUndefined();
+  });
+
   it("counts requests, sends by status class, failures by kind, skips by reason and verdicts", () => {
     const batch = emptyBatch();
     countRequest(batch.tally, "r", true);

@@ -62,21 +62,32 @@ function emptyMirror(): MirrorTally {
   };
 }
 
+/**
+ * Route ids and mirror labels are data: `constructor` is a valid route id and a cluster name,
+ * and a client may name `__proto__` in `mirrorFromHeader`. Only own properties are read, and
+ * new entries are defined as own properties, so that none of them reaches Object.prototype.
+ */
+function own<T>(record: Record<string, T>, key: string): T | undefined {
+  return Object.hasOwn(record, key) ? record[key] : undefined;
+}
+
+function defineOwn<T>(record: Record<string, T>, key: string, value: T): T {
+  Object.defineProperty(record, key, { value, enumerable: true, writable: true, configurable: true });
+  return value;
+}
+
 function routeTally(tally: Tally, route: string): RouteTally | undefined {
-  let entry = tally[route];
-  if (!entry) {
-    if (Object.keys(tally).length >= MAX_ROUTES) return undefined;
-    entry = tally[route] = { requests: 0, mirrored: 0, mirrors: {} };
-  }
-  return entry;
+  const entry = own(tally, route);
+  if (entry) return entry;
+  if (Object.keys(tally).length >= MAX_ROUTES) return undefined;
+  return defineOwn(tally, route, { requests: 0, mirrored: 0, mirrors: {} });
 }
 
 function mirrorTally(route: RouteTally, label: string): MirrorTally {
-  const known = route.mirrors[label];
+  const known = own(route.mirrors, label);
   if (known) return known;
   const key = Object.keys(route.mirrors).length >= MAX_MIRRORS_PER_ROUTE - 1 ? OTHER_MIRRORS : label;
-  route.mirrors[key] ??= emptyMirror();
-  return route.mirrors[key];
+  return own(route.mirrors, key) ?? defineOwn(route.mirrors, key, emptyMirror());
 }
 
 export function latencyBucket(ms: number): number {
@@ -219,7 +230,7 @@ function summarizeMirror(mirror: string, m: MirrorTally): MirrorSummary {
 export function summarize(tally: Tally, configured: readonly string[] = []): RouteSummary[] {
   const ids = [...new Set([...configured, ...Object.keys(tally)])].sort();
   return ids.map((route) => {
-    const t = tally[route] ?? { requests: 0, mirrored: 0, mirrors: {} };
+    const t = own(tally, route) ?? { requests: 0, mirrored: 0, mirrors: {} };
     return {
       route,
       requests: t.requests,
