@@ -6,6 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import { createServer } from "node:http";
+import { createServer as createNetServer } from "node:net";
 
 /**
  * @typedef {object} SeenRequest
@@ -162,6 +163,94 @@ export async function startOrigin(options = {}) {
     },
     close() {
       server.closeAllConnections();
+      return new Promise((resolve) => server.close(() => resolve(undefined)));
+    },
+  };
+}
+
+/**
+ * An origin that answers every request with `status` at once, before reading its body, as a
+ * server does when an auth check or a size limit fails, and then treats the unread body as its
+ * `style` does:
+ * - "node": Node's http server keeps the connection and reads the rest itself, dropping it;
+ * - "linger": nginx's lingering close: `Connection: close`, a half-close, then it reads and drops
+ *   what keeps coming until the client closes (at most 30 s);
+ * - "go": Go's net/http reads at most 256 KiB, answers with `Connection: close`, half-closes,
+ *   stops reading and closes 500 ms later: a reset if the upload is still arriving.
+ * @param {{ name?: string, status: number, style: "node" | "linger" | "go" }} options
+ */
+export async function startEarlyAnswerOrigin(options) {
+  const name = options.name ?? `early-${options.style}`;
+  const body = JSON.stringify({ error: "refused before reading the body", servedBy: name });
+  let count = 0;
+  /** @type {Set<import("node:net").Socket>} */
+  const sockets = new Set();
+  /** @type {import("node:net").Server} */
+  let server;
+  if (options.style === "node") {
+    server = createServer((_req, res) => {
+      count++;
+      res.writeHead(options.status, { "content-type": "application/json", "x-served-by": name }).end(body);
+    });
+  } else {
+    const style = options.style;
+    const head = (/** @type {string} */ extra) =>
+      `HTTP/1.1 ${options.status} Refused\r\ncontent-type: application/json\r\nx-served-by: ${name}\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n${extra}\r\n${body}`;
+    server = createNetServer({ allowHalfOpen: true }, (socket) => {
+      socket.on("error", () => {});
+      let received = Buffer.alloc(0);
+      const onHead = (/** @type {Buffer} */ chunk) => {
+        received = Buffer.concat([received, chunk]);
+        const end = received.indexOf("\r\n\r\n");
+        if (end === -1) return;
+        socket.off("data", onHead);
+        count++;
+        if (style === "linger") {
+          socket.end(head(""));
+          socket.resume();
+          socket.on("end", () => socket.destroy());
+          setTimeout(() => socket.destroy(), 30_000).unref();
+          return;
+        }
+        let unread = 256 * 1024 - (received.length - end - 4);
+        const answer = () => {
+          socket.off("data", discard);
+          socket.pause();
+          socket.end(head(""));
+          setTimeout(() => socket.destroy(), 500).unref();
+        };
+        const discard = (/** @type {Buffer} */ more) => {
+          unread -= more.length;
+          if (unread <= 0) answer();
+        };
+        // A request without a body (no length, no chunking) is answered at once.
+        const hasBody = /\r\n(content-length: *[1-9]|transfer-encoding:)/i.test(
+          received.subarray(0, end).toString("latin1"),
+        );
+        if (!hasBody || unread <= 0) answer();
+        else socket.on("data", discard);
+      };
+      socket.on("data", onHead);
+    });
+  }
+  server.on("connection", (socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(undefined)));
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : 0;
+  return {
+    name,
+    url: `http://127.0.0.1:${port}`,
+    /** The answer's body, byte for byte. */
+    body,
+    get count() {
+      return count;
+    },
+    close() {
+      for (const socket of sockets) socket.destroy();
       return new Promise((resolve) => server.close(() => resolve(undefined)));
     },
   };

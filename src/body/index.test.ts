@@ -98,6 +98,49 @@ describe("relayBody", () => {
     expect(Date.now() - started).toBeLessThan(1000);
   });
 
+  it("hands on an answer given after the upload as it is", async () => {
+    const source = countingSource(4, 64 * 1024);
+    const relayed = relayBody(source.stream, null);
+    await new Response(relayed.stream).arrayBuffer();
+    await relayed.done;
+    const answer = new Response("ok");
+    expect(relayed.answered(answer, 1000)).toBe(answer);
+  });
+
+  it("holds an early answer until the primary has read the rest of the upload", async () => {
+    const source = countingSource(200);
+    const relayed = relayBody(source.stream, String(200 * 1024));
+    const early = relayed.answered(new Response("denied", { status: 401, headers: { "content-length": "6" } }), 1000);
+    // The primary goes on reading after answering, as Node's server does.
+    const received = new Response(relayed.stream).arrayBuffer();
+    const answer = await early;
+    expect(source.sent()).toBe(200);
+    expect((await received).byteLength).toBe(200 * 1024);
+    expect(answer.status).toBe(401);
+    expect(await answer.text()).toBe("denied");
+  });
+
+  it("drops the rest of the upload for a primary that answered and stopped reading", async () => {
+    const source = countingSource(300);
+    const relayed = relayBody(source.stream, null);
+    // Nobody reads relayed.stream: the relay's writes wait until the limit, then it drops.
+    const answer = await relayed.answered(new Response("too large", { status: 413 }), 50);
+    expect(source.sent()).toBe(300);
+    expect(answer.status).toBe(413);
+  });
+
+  it("turns an early answer lost with the connection into primary_unreachable", async () => {
+    const source = countingSource(100);
+    const relayed = relayBody(source.stream, null);
+    const lost = new ReadableStream<Uint8Array>({ pull: (c) => c.error(new Error("Network connection lost.")) });
+    const consumed = new Response(relayed.stream).arrayBuffer();
+    await expect(
+      relayed.answered(new Response(lost, { status: 401, headers: { "content-length": "12" } }), 1000),
+    ).rejects.toMatchObject({ code: "primary_unreachable" });
+    await consumed;
+    expect(source.sent()).toBe(100);
+  });
+
   it("forwardToPrimary drains the client's body before answering a refused connection", async () => {
     const source = countingSource(300);
     const spy = vi.spyOn(globalThis, "fetch").mockRejectedValue(new TypeError("Network connection lost."));

@@ -6,6 +6,7 @@
  * on the client's path; what is buffered for mirrors and comparisons is capped before it is read.
  */
 import type { Capture } from "../compare/index.js";
+import { UpstreamError } from "../errors/index.js";
 
 /** `Content-Length` as a byte count, or undefined when absent or not a plain non-negative integer. */
 export function declaredLength(value: string | null): number | undefined {
@@ -133,7 +134,8 @@ export function teeForComparison(response: Response, cap: number): { response: R
  * keep-alive connection, gets a reset instead of the answer. (`pipeTo` does not help: the
  * runtime's native pipe tears the source down with the failed fetch.) With the relay,
  * `discardRest` reads the rest of the upload and drops it — nginx's lingering close — and the
- * connection survives.
+ * connection survives. A primary that answers before reading the upload (an auth check's 401,
+ * a 413) is handled by `answered`.
  */
 export interface RelayedBody {
   /** What `fetch` sends: Content-Length when the client declared one, chunked otherwise. */
@@ -142,6 +144,11 @@ export interface RelayedBody {
   readonly done: Promise<void>;
   /** Stops forwarding and reads the rest of the upload, dropping it; gives up after `limitMs`. */
   discardRest(limitMs: number): Promise<void>;
+  /**
+   * The primary's answer as the client gets it. Untouched when the upload had been read to its
+   * end (the usual case); an early answer waits for the rest of the upload (see `relayBody`).
+   */
+  answered(response: Response, limitMs: number): Response | Promise<Response>;
 }
 
 /**
@@ -172,8 +179,41 @@ function chunkReader(source: ReadableStream) {
   }
 }
 
-const NOTHING_TO_DRAIN: Omit<RelayedBody, "stream"> = { done: Promise.resolve(), discardRest: async () => {} };
+const NOTHING_TO_DRAIN: Omit<RelayedBody, "stream"> = {
+  done: Promise.resolve(),
+  discardRest: async () => {},
+  answered: (response) => response,
+};
 
+/** An early answer's body up to this size is read before it goes out (a 401's or 413's is a few bytes). */
+export const EARLY_ANSWER_BYTES = 64 * 1024;
+
+const LATE = Symbol("late");
+
+/** `promise`, or LATE once `ms` have passed. */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | typeof LATE> {
+  let timer = 0;
+  const late = new Promise<typeof LATE>((resolve) => {
+    timer = setTimeout(() => resolve(LATE), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * A primary may answer before it has read the upload: an auth check's 401, a 413. workerd hands
+ * such an answer's body to the worker only once the upload has been sent on, and the client's
+ * connection survives only if its upload is read to the end. So the answer waits: while the
+ * primary goes on reading (Node's server and nginx's lingering close read and drop the rest) the
+ * relay forwards; once it has closed the connection (Go's server does, 500 ms after answering)
+ * the relay drops; a primary that neither reads nor closes gets the rest dropped for it after
+ * `limitMs` without progress. Then a small answer is read in full, because a primary that reset
+ * the connection meanwhile has taken its answer with it: that is a clean 502 for the client,
+ * where streaming the lost answer would have reset the client's connection halfway.
+ */
 export function relayBody(source: ReadableStream, contentLength: string | null): RelayedBody {
   const length = declaredLength(contentLength);
   if (length !== undefined && length <= RUNTIME_DRAINS_BYTES) return { stream: source, ...NOTHING_TO_DRAIN };
@@ -181,6 +221,10 @@ export function relayBody(source: ReadableStream, contentLength: string | null):
   const writer = writable.getWriter();
   const { reader, read } = chunkReader(source);
   let forwarding = true;
+  /** The client's body was read to its end. */
+  let finished = false;
+  /** When the write now waiting for the primary started; 0 while none waits. */
+  let writingSince = 0;
   const stopForwarding = (reason?: unknown) => {
     if (!forwarding) return;
     forwarding = false;
@@ -191,10 +235,17 @@ export function relayBody(source: ReadableStream, contentLength: string | null):
       let spare: ArrayBufferLike | undefined;
       for (;;) {
         const { done: end, value } = await read(spare);
-        if (end) break;
+        if (end) {
+          finished = true;
+          break;
+        }
         // A write fails once the primary stops reading (it failed or answered early): keep
         // reading the client's body and drop it from then on.
-        if (forwarding) await writer.write(value).catch(stopForwarding);
+        if (forwarding) {
+          writingSince = Date.now();
+          await writer.write(value).catch(stopForwarding);
+          writingSince = 0;
+        }
         spare = value.buffer;
       }
       if (forwarding) await writer.close().catch(() => {});
@@ -203,18 +254,36 @@ export function relayBody(source: ReadableStream, contentLength: string | null):
       stopForwarding(err);
     }
   })();
+  const discardRest = async (limitMs: number) => {
+    stopForwarding(new Error("primary failed"));
+    // Too slow an upload is abandoned: the runtime then closes the connection, as before.
+    if ((await within(done, limitMs)) === LATE) await reader.cancel().catch(() => {});
+  };
+  const earlyAnswer = async (response: Response, limitMs: number): Promise<Response> => {
+    while ((await within(done, limitMs)) === LATE) {
+      if (writingSince !== 0 && Date.now() - writingSince >= limitMs) {
+        await discardRest(limitMs);
+        break;
+      }
+    }
+    const length = declaredLength(response.headers.get("content-length"));
+    // A larger, streamed or encoded answer goes on as it is (reading it here would mean
+    // buffering it, or decoding it only for the runtime to encode it again).
+    if (!response.body || length === undefined || length > EARLY_ANSWER_BYTES) return response;
+    if (response.headers.has("content-encoding")) return response;
+    const read = await within(readCapped(response.body, length), limitMs);
+    if (read === LATE || !read.ok) {
+      throw new UpstreamError(
+        "primary_unreachable",
+        "primary answered before reading the upload, then closed the connection: its answer was lost",
+      );
+    }
+    return new Response(read.bytes, response);
+  };
   return {
     stream: readable,
     done,
-    async discardRest(limitMs) {
-      stopForwarding(new Error("primary failed"));
-      let timer = 0;
-      const late = new Promise<"late">((resolve) => {
-        timer = setTimeout(() => resolve("late"), limitMs);
-      });
-      // Too slow an upload is abandoned: the runtime then closes the connection, as before.
-      if ((await Promise.race([done, late])) === "late") await reader.cancel().catch(() => {});
-      clearTimeout(timer);
-    },
+    discardRest,
+    answered: (response, limitMs) => (finished ? response : earlyAnswer(response, limitMs)),
   };
 }

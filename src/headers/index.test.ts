@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { applyHeaderOps, forwardableHeaders, forwardedFrom, setForwarded, shadowHost } from "./index.js";
+import {
+  applyHeaderOps,
+  forwardableHeaders,
+  forwardedFrom,
+  isWebSocketUpgrade,
+  setForwarded,
+  shadowHost,
+} from "./index.js";
 
 describe("forwardableHeaders", () => {
   it("drops hop-by-hop, Connection-named and cf-* fields and keeps the rest", () => {
@@ -20,6 +27,31 @@ describe("forwardableHeaders", () => {
       }),
     );
     expect([...out.keys()].sort()).toEqual(["authorization", "content-encoding", "content-type"]);
+  });
+
+  // Browsers differ: Firefox sends `Connection: keep-alive, Upgrade`, Chrome `Connection: Upgrade`.
+  it.each([
+    ["Upgrade, x-private", "websocket"],
+    ["keep-alive, Upgrade, x-private", "WebSocket"],
+    ["x-private ,upgrade", " websocket "],
+  ])("keeps a WebSocket upgrade (Connection: %s, Upgrade: %s) and only that", (connection, upgrade) => {
+    const incoming = new Headers({ connection, upgrade, "x-private": "secret", "sec-websocket-key": "k" });
+    expect(isWebSocketUpgrade(incoming)).toBe(true);
+    expect(Object.fromEntries(forwardableHeaders(incoming))).toEqual({
+      connection: "upgrade",
+      upgrade: "websocket",
+      "sec-websocket-key": "k",
+    });
+  });
+
+  it.each([
+    ["Upgrade", "h2c"],
+    ["keep-alive", "websocket"],
+    ["upgraded", "websocket"],
+  ])("drops any other upgrade (Connection: %s, Upgrade: %s): served as plain HTTP", (connection, upgrade) => {
+    const incoming = new Headers({ connection, upgrade });
+    expect(isWebSocketUpgrade(incoming)).toBe(false);
+    expect([...forwardableHeaders(incoming).keys()]).toEqual([]);
   });
 });
 

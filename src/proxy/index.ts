@@ -92,7 +92,10 @@ export function primaryRequest(
   return primary;
 }
 
-/** After the primary fails, how long the rest of the client's upload may take to read and drop. */
+/**
+ * After the primary fails, how long the rest of the client's upload may take to read and drop;
+ * after an early answer, how long the relay may wait for a primary that stopped reading.
+ */
 export const DRAIN_AFTER_FAILURE_MS = 5_000;
 
 export interface PrimaryRequest {
@@ -113,10 +116,15 @@ export interface PrimaryRequest {
  * Resolves with the primary's response as soon as its headers arrive; the body then streams
  * to the client untouched. The timeout covers the wait for those headers. Failures reject with
  * an `UpstreamError`, after the rest of the client's upload has been read and dropped so that
- * its connection survives.
+ * its connection survives; so does an answer given before the upload was read and then lost
+ * (see `RelayedBody.answered`).
  */
 export function forwardToPrimary(req: PrimaryRequest): Promise<Response> {
-  if (req.timeoutMs === undefined) return fetch(req.url, requestInit(req)).catch((err) => failed(req, err, false));
+  if (req.timeoutMs === undefined) {
+    const sent = fetch(req.url, requestInit(req)).catch((err) => failed(req, err, false));
+    const body = req.body;
+    return body ? sent.then((response) => body.answered(response, DRAIN_AFTER_FAILURE_MS)) : sent;
+  }
   const controller = new AbortController();
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -126,7 +134,7 @@ export function forwardToPrimary(req: PrimaryRequest): Promise<Response> {
   return fetch(req.url, requestInit(req, controller.signal)).then(
     (response) => {
       clearTimeout(timer);
-      return response;
+      return req.body ? req.body.answered(response, DRAIN_AFTER_FAILURE_MS) : response;
     },
     (err) => {
       clearTimeout(timer);

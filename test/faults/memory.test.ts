@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startOrigin } from "../../scripts/lib/origins.mjs";
 import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
+import { mirrorOutcomes, until } from "../e2e/helpers.ts";
 
 /**
  * Large bodies through a mirrored route in workerd: the primary gets every byte; the mirror gets
@@ -71,12 +72,9 @@ afterAll(async () => {
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
 async function outcome(route: string) {
-  for (let i = 0; i < 100; i++) {
-    const line = logs.find((l) => l.includes('"msg":"edge-mirror.mirror"') && l.includes(`"route":"${route}"`));
-    if (line) return JSON.parse(line.slice(line.indexOf("{")));
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`no outcome for ${route}`);
+  const of = () => mirrorOutcomes(logs).find((o) => o.route === route);
+  await until(() => of() !== undefined, 10_000);
+  return of();
 }
 
 describe("large bodies", () => {

@@ -114,6 +114,8 @@ async function bodiesHandedToFetch(percent: number, size = 10_000) {
   const bodies: unknown[] = [];
   const fetchSpy = vi.spyOn(globalThis, "fetch").mockImplementation(async (_input, init) => {
     bodies.push(init?.body);
+    // A primary that answers before reading the upload is held until it is read (body/relayBody).
+    if (init?.body instanceof ReadableStream) await new Response(init.body).arrayBuffer();
     return new Response("ok");
   });
   try {
