@@ -3,6 +3,8 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
+    // vitest's default is one worker fewer than the cores: on CI's 2 cores, every file in turn.
+    maxWorkers: 2,
     projects: [
       {
         plugins: [
@@ -32,7 +34,10 @@ export default defineConfig({
           globalSetup: ["test/e2e/global-setup.ts"],
           testTimeout: 300_000,
           hookTimeout: 180_000,
+          // The load runs alone, after everything else: its numbers are reported, and a busy
+          // machine should not be what they measure.
           fileParallelism: false,
+          sequence: { groupOrder: 1 },
         },
       },
       {
@@ -43,7 +48,6 @@ export default defineConfig({
           globalSetup: ["test/e2e/global-setup.ts"],
           testTimeout: 120_000,
           hookTimeout: 180_000,
-          fileParallelism: false,
         },
       },
     ],
