@@ -142,8 +142,11 @@ export interface RelayedBody {
   readonly stream: ReadableStream;
   /** Settles once the client's body has been read to its end (forwarded or dropped) or abandoned. */
   readonly done: Promise<void>;
-  /** Stops forwarding and reads the rest of the upload, dropping it; gives up after `limitMs`. */
-  discardRest(limitMs: number): Promise<void>;
+  /**
+   * Stops forwarding and reads the rest of the upload, dropping it; gives up when it pauses for
+   * `idleMs`, or after `LINGER_TOTAL_MS` in all.
+   */
+  discardRest(idleMs: number): Promise<void>;
   /**
    * The primary's answer as the client gets it. Untouched when the upload had been read to its
    * end (the usual case); an early answer waits for the rest of the upload (see `relayBody`).
@@ -190,6 +193,9 @@ export const EARLY_ANSWER_BYTES = 64 * 1024;
 
 const LATE = Symbol("late");
 
+/** nginx's `lingering_time`: dropping an upload the primary will not read never takes longer. */
+export const LINGER_TOTAL_MS = 30_000;
+
 /** `promise`, or LATE once `ms` have passed. */
 async function within<T>(promise: Promise<T>, ms: number): Promise<T | typeof LATE> {
   let timer = 0;
@@ -225,6 +231,10 @@ export function relayBody(source: ReadableStream, contentLength: string | null):
   let finished = false;
   /** When the write now waiting for the primary started; 0 while none waits. */
   let writingSince = 0;
+  /** When the client's upload last gave a chunk. */
+  let lastReadAt = Date.now();
+  /** The primary stopped reading the upload: whatever it answered, it answered early. */
+  let primaryStopped = false;
   const stopForwarding = (reason?: unknown) => {
     if (!forwarding) return;
     forwarding = false;
@@ -235,6 +245,7 @@ export function relayBody(source: ReadableStream, contentLength: string | null):
       let spare: ArrayBufferLike | undefined;
       for (;;) {
         const { done: end, value } = await read(spare);
+        lastReadAt = Date.now();
         if (end) {
           finished = true;
           break;
@@ -243,7 +254,10 @@ export function relayBody(source: ReadableStream, contentLength: string | null):
         // reading the client's body and drop it from then on.
         if (forwarding) {
           writingSince = Date.now();
-          await writer.write(value).catch(stopForwarding);
+          await writer.write(value).catch((err: unknown) => {
+            primaryStopped = true;
+            stopForwarding(err);
+          });
           writingSince = 0;
         }
         spare = value.buffer;
@@ -254,10 +268,18 @@ export function relayBody(source: ReadableStream, contentLength: string | null):
       stopForwarding(err);
     }
   })();
-  const discardRest = async (limitMs: number) => {
+  const discardRest = async (idleMs: number) => {
     stopForwarding(new Error("primary failed"));
-    // Too slow an upload is abandoned: the runtime then closes the connection, as before.
-    if ((await within(done, limitMs)) === LATE) await reader.cancel().catch(() => {});
+    // nginx's lingering close: an upload still arriving is read on; one that pauses for idleMs,
+    // or is not done within LINGER_TOTAL_MS, is abandoned, and the runtime closes the connection.
+    const started = Date.now();
+    while ((await within(done, idleMs)) === LATE) {
+      const now = Date.now();
+      if (now - lastReadAt >= idleMs || now - started >= LINGER_TOTAL_MS) {
+        await reader.cancel().catch(() => {});
+        return;
+      }
+    }
   };
   const earlyAnswer = async (response: Response, limitMs: number): Promise<Response> => {
     while ((await within(done, limitMs)) === LATE) {
@@ -284,6 +306,9 @@ export function relayBody(source: ReadableStream, contentLength: string | null):
     stream: readable,
     done,
     discardRest,
-    answered: (response, limitMs) => (finished ? response : earlyAnswer(response, limitMs)),
+    // An answer given after the whole upload was read goes on untouched (the usual case). One
+    // from a primary that stopped reading may be lost with its connection even so, once the
+    // upload is done: read in full first, it becomes a clean 502 rather than a broken answer.
+    answered: (response, limitMs) => (finished && !primaryStopped ? response : earlyAnswer(response, limitMs)),
   };
 }

@@ -93,8 +93,9 @@ export function primaryRequest(
 }
 
 /**
- * After the primary fails, how long the rest of the client's upload may take to read and drop;
- * after an early answer, how long the relay may wait for a primary that stopped reading.
+ * After the primary fails, how long the rest of the client's upload may pause while it is read
+ * and dropped (nginx's `lingering_timeout`); after an early answer, how long the relay may wait
+ * for a primary that stopped reading.
  */
 export const DRAIN_AFTER_FAILURE_MS = 5_000;
 
