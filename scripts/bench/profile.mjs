@@ -61,6 +61,13 @@ const policies = {
     clusters,
     routes: [route("bench", "/bench", { mirrors: [{ cluster: "slow" }, { cluster: "slow" }, { cluster: "slow" }] })],
   }),
+  // 1,000 routes; the request goes to the last one's path (see `target` below).
+  F: policyEntries({
+    clusters,
+    routes: Array.from({ length: 1000 }, (_, i) =>
+      route(`tenant-${i}`, `/tenant/${i}`, { mirrors: [{ cluster: "fast" }] }),
+    ),
+  }),
 };
 const floor = args.scenario === "A" || args.scenario === "A3";
 const chosen = floor ? {} : policies[args.scenario];
@@ -85,7 +92,7 @@ const worker = await startWorker({
   inspectorPort,
 });
 
-const target = `${worker.url}/bench/item?x=1`;
+const target = `${worker.url}${args.scenario === "F" ? "/tenant/999" : ""}/bench/item?x=1`;
 await autocannon({ url: target, connections: 2, duration: 1 });
 
 const list = /** @type {Array<{ id: string, webSocketDebuggerUrl: string }>} */ (
