@@ -233,8 +233,6 @@ export function relayBody(source: ReadableStream, contentLength: string | null):
   let writingSince = 0;
   /** When the client's upload last gave a chunk. */
   let lastReadAt = Date.now();
-  /** The primary stopped reading the upload: whatever it answered, it answered early. */
-  let primaryStopped = false;
   const stopForwarding = (reason?: unknown) => {
     if (!forwarding) return;
     forwarding = false;
@@ -254,10 +252,7 @@ export function relayBody(source: ReadableStream, contentLength: string | null):
         // reading the client's body and drop it from then on.
         if (forwarding) {
           writingSince = Date.now();
-          await writer.write(value).catch((err: unknown) => {
-            primaryStopped = true;
-            stopForwarding(err);
-          });
+          await writer.write(value).catch(stopForwarding);
           writingSince = 0;
         }
         spare = value.buffer;
@@ -306,9 +301,6 @@ export function relayBody(source: ReadableStream, contentLength: string | null):
     stream: readable,
     done,
     discardRest,
-    // An answer given after the whole upload was read goes on untouched (the usual case). One
-    // from a primary that stopped reading may be lost with its connection even so, once the
-    // upload is done: read in full first, it becomes a clean 502 rather than a broken answer.
-    answered: (response, limitMs) => (finished && !primaryStopped ? response : earlyAnswer(response, limitMs)),
+    answered: (response, limitMs) => (finished ? response : earlyAnswer(response, limitMs)),
   };
 }
