@@ -18,7 +18,8 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
 import autocannon from "autocannon";
-import { buildWorker, cpuMs, listeningPid, policyEntries, ROOT, startWorker } from "./lib/worker.mjs";
+import { BENCH_PATH, benchPolicies, LAST_ROUTE_PATH } from "./bench/policies.mjs";
+import { buildWorker, cpuMs, listeningPid, ROOT, startWorker } from "./lib/worker.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -95,19 +96,8 @@ const size = bundleSize();
 const edgeScript = buildCountingWorker();
 const floorScript = join(ROOT, "scripts/bench/floor.mjs");
 
-/** @param {string} id @param {string} path @param {Record<string, unknown>} [extra] */
-const route = (id, path, extra = {}) => ({ id, match: { path: { type: "PathPrefix", value: path } }, ...extra });
-const clusters = { fast: { origin: fastMirror.url }, slow: { origin: slowMirror.url } };
+const { noMatch, oneFast, threeSlow, thousandRoutes } = benchPolicies({ fast: fastMirror.url, slow: slowMirror.url });
 const body256k = Buffer.alloc(256 * 1024, 7);
-
-const noMatch = policyEntries({
-  clusters,
-  routes: [route("elsewhere", "/elsewhere", { mirrors: [{ cluster: "fast" }] })],
-});
-const threeSlow = policyEntries({
-  clusters,
-  routes: [route("bench", "/bench", { mirrors: [{ cluster: "slow" }, { cluster: "slow" }, { cluster: "slow" }] })],
-});
 
 /** @type {Array<{ id: string, what: string, worker?: "floor" | "edge", vars?: Record<string,string>, policies?: Record<string, unknown>, path?: string, body?: Buffer, connections?: number, nginx?: "plain" | "mirror" }>} */
 const scenarios = [
@@ -122,7 +112,7 @@ const scenarios = [
     id: "C",
     what: "edge-mirror, one route, one fast mirror at 100 %",
     worker: "edge",
-    policies: policyEntries({ clusters, routes: [route("bench", "/bench", { mirrors: [{ cluster: "fast" }] })] }),
+    policies: oneFast,
   },
   {
     id: "A3",
@@ -141,19 +131,14 @@ const scenarios = [
     what: "edge-mirror, POST 256 KiB bodies, one fast mirror",
     worker: "edge",
     body: body256k,
-    policies: policyEntries({ clusters, routes: [route("bench", "/bench", { mirrors: [{ cluster: "fast" }] })] }),
+    policies: oneFast,
   },
   {
     id: "F",
     what: "edge-mirror, 1,000 routes, request matches the last",
     worker: "edge",
-    path: "/tenant/999/bench",
-    policies: policyEntries({
-      clusters,
-      routes: Array.from({ length: 1000 }, (_, i) =>
-        route(`tenant-${i}`, `/tenant/${i}`, { mirrors: [{ cluster: "fast" }] }),
-      ),
-    }),
+    path: LAST_ROUTE_PATH,
+    policies: thousandRoutes,
   },
   { id: "A3/1", what: "A3 with one connection", worker: "floor", vars: { MIRROR_COUNT: "3" }, connections: 1 },
   { id: "D/1", what: "D with one connection", worker: "edge", connections: 1, policies: threeSlow },
@@ -280,7 +265,7 @@ let mirrorsSoFar = await mirrorCount();
 for (let round = 0; round < rounds; round++) {
   for (const s of selected) {
     const { target, pid } = /** @type {{ target: string, pid: number | undefined }} */ (running.get(s.id));
-    const path = s.path ?? "/bench/item?x=1";
+    const path = s.path ?? BENCH_PATH;
     const method = s.body ? "POST" : "GET";
     const headers = s.body ? { "content-type": "application/octet-stream" } : {};
     // Warm up the isolate, the policy snapshot and keep-alive connections.

@@ -13,7 +13,8 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import WebSocket from "ws";
-import { policyEntries, ROOT, startWorker } from "../lib/worker.mjs";
+import { ROOT, startWorker } from "../lib/worker.mjs";
+import { BENCH_PATH, benchPolicies, LAST_ROUTE_PATH } from "./policies.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -47,28 +48,9 @@ execFileSync(
 const origins = fork(join(ROOT, "scripts/bench/origins-process.mjs"), [args["slow-ms"]], { stdio: "inherit" });
 /** @type {{ primary: number, fast: number, slow: number }} */
 const ports = await new Promise((resolve) => origins.once("message", (/** @type {any} */ m) => resolve(m.ports)));
-const clusters = {
-  fast: { origin: `http://127.0.0.1:${ports.fast}` },
-  slow: { origin: `http://127.0.0.1:${ports.slow}` },
-};
-/** @param {string} id @param {string} path @param {Record<string, unknown>} extra */
-const route = (id, path, extra) => ({ id, match: { path: { type: "PathPrefix", value: path } }, ...extra });
+const bench = benchPolicies({ fast: `http://127.0.0.1:${ports.fast}`, slow: `http://127.0.0.1:${ports.slow}` });
 /** @type {Record<string, Record<string, unknown>>} */
-const policies = {
-  B: policyEntries({ clusters, routes: [route("elsewhere", "/elsewhere", { mirrors: [{ cluster: "fast" }] })] }),
-  C: policyEntries({ clusters, routes: [route("bench", "/bench", { mirrors: [{ cluster: "fast" }] })] }),
-  D: policyEntries({
-    clusters,
-    routes: [route("bench", "/bench", { mirrors: [{ cluster: "slow" }, { cluster: "slow" }, { cluster: "slow" }] })],
-  }),
-  // 1,000 routes; the request goes to the last one's path (see `target` below).
-  F: policyEntries({
-    clusters,
-    routes: Array.from({ length: 1000 }, (_, i) =>
-      route(`tenant-${i}`, `/tenant/${i}`, { mirrors: [{ cluster: "fast" }] }),
-    ),
-  }),
-};
+const policies = { B: bench.noMatch, C: bench.oneFast, D: bench.threeSlow, F: bench.thousandRoutes };
 const floor = args.scenario === "A" || args.scenario === "A3";
 const chosen = floor ? {} : policies[args.scenario];
 if (!chosen) throw new Error(`--scenario must be one of A, A3, ${Object.keys(policies).join(", ")}`);
@@ -92,7 +74,7 @@ const worker = await startWorker({
   inspectorPort,
 });
 
-const target = `${worker.url}${args.scenario === "F" ? "/tenant/999" : ""}/bench/item?x=1`;
+const target = `${worker.url}${args.scenario === "F" ? LAST_ROUTE_PATH : BENCH_PATH}`;
 await autocannon({ url: target, connections: 2, duration: 1 });
 
 const list = /** @type {Array<{ id: string, webSocketDebuggerUrl: string }>} */ (

@@ -1,0 +1,36 @@
+/**
+ * @module scripts/bench/policies
+ * The KV policies of the bench's edge-mirror scenarios, shared by `npm run bench` and
+ * `npm run bench:profile`, so that a profile is taken on the very scenario the bench measures.
+ */
+import { policyEntries } from "../lib/worker.mjs";
+
+/** What every scenario requests, except F. */
+export const BENCH_PATH = "/bench/item?x=1";
+/** F's request: under the last of its 1,000 routes. */
+export const LAST_ROUTE_PATH = "/tenant/999/bench";
+
+/** @param {string} id @param {string} path @param {Record<string, unknown>} [extra] */
+const route = (id, path, extra = {}) => ({ id, match: { path: { type: "PathPrefix", value: path } }, ...extra });
+
+/** @param {{ fast: string, slow: string }} mirrors the fast and the slow mirror's origins */
+export function benchPolicies(mirrors) {
+  const clusters = { fast: { origin: mirrors.fast }, slow: { origin: mirrors.slow } };
+  const fast = { mirrors: [{ cluster: "fast" }] };
+  return {
+    /** B: one route, elsewhere; the request matches nothing. */
+    noMatch: policyEntries({ clusters, routes: [route("elsewhere", "/elsewhere", fast)] }),
+    /** C and E: the request's route has one fast mirror. */
+    oneFast: policyEntries({ clusters, routes: [route("bench", "/bench", fast)] }),
+    /** D: three mirrors, each the slow one. */
+    threeSlow: policyEntries({
+      clusters,
+      routes: [route("bench", "/bench", { mirrors: [{ cluster: "slow" }, { cluster: "slow" }, { cluster: "slow" }] })],
+    }),
+    /** F: 1,000 routes, each with one fast mirror. */
+    thousandRoutes: policyEntries({
+      clusters,
+      routes: Array.from({ length: 1000 }, (_, i) => route(`tenant-${i}`, `/tenant/${i}`, fast)),
+    }),
+  };
+}
