@@ -123,8 +123,7 @@ export interface PrimaryRequest {
 export function forwardToPrimary(req: PrimaryRequest): Promise<Response> {
   if (req.timeoutMs === undefined) {
     const sent = fetch(req.url, requestInit(req)).catch((err) => failed(req, err, false));
-    const body = req.body;
-    return body ? sent.then((response) => body.answered(response, DRAIN_AFTER_FAILURE_MS)) : sent;
+    return req.body ? sent.then((response) => handedOn(req, response)) : sent;
   }
   const controller = new AbortController();
   let timedOut = false;
@@ -135,13 +134,18 @@ export function forwardToPrimary(req: PrimaryRequest): Promise<Response> {
   return fetch(req.url, requestInit(req, controller.signal)).then(
     (response) => {
       clearTimeout(timer);
-      return req.body ? req.body.answered(response, DRAIN_AFTER_FAILURE_MS) : response;
+      return handedOn(req, response);
     },
     (err) => {
       clearTimeout(timer);
       return failed(req, err, timedOut);
     },
   );
+}
+
+/** The primary's answer as the client gets it: held while a relayed upload is finished (see `RelayedBody.answered`). */
+function handedOn(req: PrimaryRequest, response: Response): Response | Promise<Response> {
+  return req.body ? req.body.answered(response, DRAIN_AFTER_FAILURE_MS) : response;
 }
 
 function requestInit(req: PrimaryRequest, signal?: AbortSignal): RequestInit {
