@@ -6,6 +6,7 @@ import { request as httpRequest } from "node:http";
 import { afterAll, beforeAll, expect, inject, it } from "vitest";
 import { startOrigin } from "../../scripts/lib/origins.mjs";
 import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
+import { mirrorOutcomes, until } from "./helpers.ts";
 
 type Origin = Awaited<ReturnType<typeof startOrigin>>;
 
@@ -13,7 +14,7 @@ let primary: Origin;
 let failing: Origin;
 let healthy: Origin;
 let worker: Awaited<ReturnType<typeof startWorker>>;
-const outcomes: Array<{ route: string; kind: string; error?: string; status?: number }> = [];
+const logs: string[] = [];
 
 beforeAll(async () => {
   primary = await startOrigin({ name: "primary" });
@@ -22,10 +23,7 @@ beforeAll(async () => {
   worker = await startWorker({
     scriptPath: inject("workerScript"),
     vars: { PRIMARY_ORIGIN: primary.url },
-    onLog: (line) => {
-      const at = line.indexOf('{"msg":"edge-mirror.mirror"');
-      if (at !== -1) outcomes.push(JSON.parse(line.slice(at)));
-    },
+    onLog: (line) => logs.push(line),
     policies: policyEntries({
       clusters: { failing: { origin: failing.url }, healthy: { origin: healthy.url } },
       routes: [
@@ -46,11 +44,11 @@ afterAll(async () => {
 });
 
 function outcomesOf(route: string) {
-  return outcomes.filter((o) => o.route === route);
+  return mirrorOutcomes(logs).filter((o) => o.route === route);
 }
 
 async function settle(route: string, n: number) {
-  for (let i = 0; i < 100 && outcomesOf(route).length < n; i++) await new Promise((r) => setTimeout(r, 100));
+  await until(() => outcomesOf(route).length >= n, 10_000);
 }
 
 it("ejects a mirror that keeps answering 5xx, as one that does not answer", async () => {
