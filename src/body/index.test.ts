@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
 import { forwardToPrimary } from "../proxy/index.js";
-import { declaredLength, RUNTIME_DRAINS_BYTES, readCapped, relayBody } from "./index.js";
+import { declaredLength, RUNTIME_DRAINS_BYTES, readCapped, readDeclared, relayBody } from "./index.js";
 
 function streamOf(...chunks: number[]): ReadableStream<Uint8Array> {
   return new ReadableStream({
@@ -10,6 +10,28 @@ function streamOf(...chunks: number[]): ReadableStream<Uint8Array> {
     },
   });
 }
+
+describe("readDeclared", () => {
+  it("stops once the declared bytes are in, without waiting for the end of the stream", async () => {
+    let cancelled = false;
+    const open = new ReadableStream<Uint8Array>({
+      start: (c) => {
+        c.enqueue(new Uint8Array([1, 2]));
+        c.enqueue(new Uint8Array([3]));
+      },
+      cancel: () => {
+        cancelled = true;
+      },
+    });
+    expect(await readDeclared(open, 3)).toEqual({ ok: true, bytes: new Uint8Array([1, 2, 3]) });
+    expect(cancelled).toBe(true);
+  });
+
+  it("refuses a body shorter or longer than declared", async () => {
+    expect(await readDeclared(streamOf(2), 3)).toMatchObject({ ok: false, detail: "body ended after 2 of 3 bytes" });
+    expect(await readDeclared(streamOf(4), 3)).toMatchObject({ ok: false, detail: "body longer than its 3 bytes" });
+  });
+});
 
 describe("readCapped", () => {
   it("joins chunks up to the cap", async () => {
@@ -124,6 +146,24 @@ describe("relayBody", () => {
     await relayed.done;
     const answer = new Response("ok");
     expect(relayed.answered(answer, 1000)).toBe(answer);
+  });
+
+  it("ends a small answer at its declared length, not with a primary connection that may be reset", async () => {
+    const source = countingSource(4, 64 * 1024);
+    const relayed = relayBody(source.stream, null);
+    await new Response(relayed.stream).arrayBuffer();
+    await relayed.done;
+    // The bytes are all in, but the stream ends only when the connection does (here: never).
+    const open = new ReadableStream<Uint8Array>({
+      start: (c) => c.enqueue(new TextEncoder().encode("denied")),
+    });
+    const answer = await relayed.answered(
+      new Response(open, { status: 401, headers: { "content-length": "6", "x-from": "primary" } }),
+      1000,
+    );
+    expect(answer.status).toBe(401);
+    expect(answer.headers.get("x-from")).toBe("primary");
+    expect(await answer.text()).toBe("denied");
   });
 
   it("holds an early answer until the primary has read the rest of the upload", async () => {

@@ -148,8 +148,10 @@ export interface RelayedBody {
    */
   discardRest(idleMs: number): Promise<void>;
   /**
-   * The primary's answer as the client gets it. Untouched when the upload had been read to its
-   * end (the usual case); an early answer waits for the rest of the upload (see `relayBody`).
+   * The primary's answer as the client gets it, when the upload had been read to its end (the
+   * usual case): untouched, except that a small one with a declared length is ended by the
+   * worker once those bytes are in. An early answer waits for the rest of the upload (see
+   * `relayBody`).
    */
   answered(response: Response, limitMs: number): Response | Promise<Response>;
 }
@@ -192,6 +194,65 @@ const NOTHING_TO_DRAIN: Omit<RelayedBody, "stream"> = {
 export const EARLY_ANSWER_BYTES = 64 * 1024;
 
 const LATE = Symbol("late");
+
+/**
+ * The declared length of an answer small enough to be read before it goes out, or undefined
+ * for a larger, streamed or encoded one, which goes on as it is (reading it would mean
+ * buffering it, or decoding it only for the runtime to encode it again).
+ */
+function smallAnswerLength(response: Response): number | undefined {
+  const length = declaredLength(response.headers.get("content-length"));
+  if (!response.body || length === undefined || length > EARLY_ANSWER_BYTES) return undefined;
+  return response.headers.has("content-encoding") ? undefined : length;
+}
+
+/**
+ * Reads a body declared `length` bytes long and stops once those bytes are in: the runtime
+ * ends a primary's body only with its connection when the upload was not read to its end, and
+ * that connection may then be reset under bytes that had all arrived.
+ */
+export async function readDeclared(body: ReadableStream<Uint8Array>, length: number): Promise<BodyRead> {
+  const reader = body.getReader();
+  const bytes = new Uint8Array(length);
+  let at = 0;
+  try {
+    while (at < length) {
+      const { done, value } = await reader.read();
+      if (done) return { ok: false, reason: "body_read_failed", detail: `body ended after ${at} of ${length} bytes` };
+      if (at + value.byteLength > length) {
+        return { ok: false, reason: "body_read_failed", detail: `body longer than its ${length} bytes` };
+      }
+      bytes.set(value, at);
+      at += value.byteLength;
+    }
+  } catch (err) {
+    return { ok: false, reason: "body_read_failed", detail: String(err) };
+  }
+  reader.cancel().catch(() => {});
+  return { ok: true, bytes };
+}
+
+/** The answer streamed on as it arrives, ended by the worker as soon as its declared bytes are in. */
+function endAtDeclaredLength(response: Response, length: number): Response {
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+  const { readable, writable } = new FixedLengthStream(length);
+  const writer = writable.getWriter();
+  void (async () => {
+    try {
+      for (let left = length; left > 0; ) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        left -= value.byteLength;
+        await writer.write(value);
+      }
+      await writer.close();
+    } catch (err) {
+      await writer.abort(err).catch(() => {});
+    }
+    reader.cancel().catch(() => {});
+  })();
+  return new Response(readable, response);
+}
 
 /** nginx's `lingering_time`: dropping an upload the primary will not read never takes longer. */
 export const LINGER_TOTAL_MS = 30_000;
@@ -283,12 +344,9 @@ export function relayBody(source: ReadableStream, contentLength: string | null):
         break;
       }
     }
-    const length = declaredLength(response.headers.get("content-length"));
-    // A larger, streamed or encoded answer goes on as it is (reading it here would mean
-    // buffering it, or decoding it only for the runtime to encode it again).
-    if (!response.body || length === undefined || length > EARLY_ANSWER_BYTES) return response;
-    if (response.headers.has("content-encoding")) return response;
-    const read = await within(readCapped(response.body, length), limitMs);
+    const length = smallAnswerLength(response);
+    if (length === undefined) return response;
+    const read = await within(readDeclared(response.body as ReadableStream<Uint8Array>, length), limitMs);
     if (read === LATE || !read.ok) {
       throw new UpstreamError(
         "primary_unreachable",
@@ -301,6 +359,13 @@ export function relayBody(source: ReadableStream, contentLength: string | null):
     stream: readable,
     done,
     discardRest,
-    answered: (response, limitMs) => (finished ? response : earlyAnswer(response, limitMs)),
+    answered: (response, limitMs) => {
+      if (!finished || !forwarding) return earlyAnswer(response, limitMs);
+      // Every byte was written, yet a primary that did not read them all will close the
+      // connection under the answer (Go's server does, 500 ms later): its small answer ends at
+      // its declared length rather than with that connection.
+      const length = smallAnswerLength(response);
+      return length === undefined ? response : endAtDeclaredLength(response, length);
+    },
   };
 }

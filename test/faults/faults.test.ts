@@ -457,9 +457,9 @@ describe("early answers: a primary that answers before reading the upload", () =
           const size = 2 * MiB + Math.floor(48 * MiB * Math.random() ** 3);
           const started = performance.now();
           const upload = await exchange(agent, url, "POST", pool.subarray(0, size), i % 2 === 1);
-          if (upload.error) return seen.lost(upload.error);
+          if (upload.error) return seen.lost(`upload of ${size} B: ${upload.error}`);
           const next = await exchange(agent, url, "GET");
-          if (next.error) return seen.lost(`the request after: ${next.error}`);
+          if (next.error) return seen.lost(`the request after a ${upload.status} to ${size} B: ${next.error}`);
           const intact = expected(upload) && expected(next) && next.socket === upload.socket;
           seen.answered(upload.status ?? 0, intact, started);
         },
