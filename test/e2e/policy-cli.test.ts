@@ -1,10 +1,10 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startOrigin } from "../../scripts/lib/origins.mjs";
-import { ROOT, startWorker } from "../../scripts/lib/worker.mjs";
+import { localConfig, ROOT, startWorker } from "../../scripts/lib/worker.mjs";
 import { clusterKey, routeKey, SESSION_EPOCH_KEY } from "../../src/store/keys.js";
 
 /** The CLI as users run it: a process, real local KV state, read back through the worker in workerd. */
@@ -327,5 +327,38 @@ if (args[1] === "bulk" && args[2] === "put") console.log("Success!");`,
     expect(run.code).toBe(1);
     expect(run.out).toContain(`+ ${routeKey("api")}`);
     expect(run.out).toContain("1 difference\n1 stored object not in these files; --prune to list and delete them");
+  });
+});
+
+describe("the wrangler configuration local commands read", () => {
+  it("is read through wrangler once, and again whenever the configuration changes", async () => {
+    const project = join(dir, "project");
+    mkdirSync(project);
+    const config = join(project, "wrangler.toml");
+    const toml = (id: string, limit: number) =>
+      `name = "x"\ncompatibility_date = "2026-01-02"\n[[kv_namespaces]]\nbinding = "MIRROR_CONFIG"\nid = "${id}"\n` +
+      `[[ratelimits]]\nname = "ADMIN_LOGIN_LIMIT"\nnamespace_id = "1"\nsimple = { limit = ${limit}, period = 60 }\n` +
+      `[env.staging]\n[[env.staging.kv_namespaces]]\nbinding = "MIRROR_CONFIG"\nid = "staging-${id}"\n` +
+      `[[env.staging.ratelimits]]\nname = "ADMIN_LOGIN_LIMIT"\nnamespace_id = "2"\nsimple = { limit = 5, period = 10 }\n`;
+    writeFileSync(config, toml("first", 10));
+    const first = await localConfig({ config });
+    expect(first).toEqual({
+      namespaceId: "first",
+      ratelimits: { ADMIN_LOGIN_LIMIT: { simple: { limit: 10, period: 60 } } },
+      compatibilityDate: "2026-01-02",
+      defaultPersistTo: join(project, ".wrangler/state"),
+    });
+    const kept = join(project, ".wrangler/edge-mirror/config.json");
+    expect(JSON.parse(readFileSync(kept, "utf8")).config).toEqual(first);
+    // The kept answer is the one wrangler gave, and it serves only the same text and environment.
+    // Every read through wrangler replaces the file (a new inode): the same inode means none ran.
+    const inode = statSync(kept).ino;
+    expect(await localConfig({ config })).toEqual(first);
+    expect(statSync(kept).ino).toBe(inode);
+    expect((await localConfig({ config, env: "staging" })).namespaceId).toBe("staging-first");
+    writeFileSync(config, toml("second", 20));
+    const second = await localConfig({ config });
+    expect(second.namespaceId).toBe("second");
+    expect(second.ratelimits.ADMIN_LOGIN_LIMIT?.simple.limit).toBe(20);
   });
 });
