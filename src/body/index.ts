@@ -196,9 +196,10 @@ export const EARLY_ANSWER_BYTES = 64 * 1024;
 const LATE = Symbol("late");
 
 /**
- * The declared length of an answer small enough to be read before it goes out, or undefined
- * for a larger, streamed or encoded one, which goes on as it is (reading it would mean
- * buffering it, or decoding it only for the runtime to encode it again).
+ * The declared length of an answer small enough for the worker to read (an early answer) or
+ * to end itself (see `endAtDeclaredLength`), or undefined for a larger, streamed or encoded
+ * one, which goes on as it is (reading it would mean buffering it, or decoding it only for the
+ * runtime to encode it again).
  */
 function smallAnswerLength(response: Response): number | undefined {
   const length = declaredLength(response.headers.get("content-length"));
