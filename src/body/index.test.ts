@@ -148,7 +148,7 @@ describe("relayBody", () => {
     expect(relayed.answered(answer, 1000)).toBe(answer);
   });
 
-  it("ends a small answer at its declared length, not with a primary connection that may be reset", async () => {
+  it("reads a small answer at its declared length, not until a primary connection that may be reset ends", async () => {
     const source = countingSource(4, 64 * 1024);
     const relayed = relayBody(source.stream, null);
     await new Response(relayed.stream).arrayBuffer();
@@ -164,6 +164,19 @@ describe("relayBody", () => {
     expect(answer.status).toBe(401);
     expect(answer.headers.get("x-from")).toBe("primary");
     expect(await answer.text()).toBe("denied");
+  });
+
+  it("turns an answer to a whole upload whose body is lost with the connection into primary_unreachable", async () => {
+    const source = countingSource(4, 64 * 1024);
+    const relayed = relayBody(source.stream, null);
+    await new Response(relayed.stream).arrayBuffer();
+    await relayed.done;
+    // The runtime's last write still waited for a primary that had stopped reading; it reset the
+    // connection before handing on the answer's body. The client gets a 502, not headers and a reset.
+    const lost = new ReadableStream<Uint8Array>({ pull: (c) => c.error(new Error("Network connection lost.")) });
+    await expect(
+      Promise.resolve(relayed.answered(new Response(lost, { status: 401, headers: { "content-length": "12" } }), 1000)),
+    ).rejects.toMatchObject({ code: "primary_unreachable" });
   });
 
   it("holds an early answer until the primary has read the rest of the upload", async () => {

@@ -149,9 +149,9 @@ export interface RelayedBody {
   discardRest(idleMs: number): Promise<void>;
   /**
    * The primary's answer as the client gets it, when the upload had been read to its end (the
-   * usual case): untouched, except that a small one with a declared length is ended by the
-   * worker once those bytes are in. An early answer waits for the rest of the upload (see
-   * `relayBody`).
+   * usual case): untouched, except that a small one with a declared length is read in full
+   * first, so that it reaches the client whole or as a clean 502. An early answer waits for the
+   * rest of the upload (see `relayBody`).
    */
   answered(response: Response, limitMs: number): Response | Promise<Response>;
 }
@@ -196,10 +196,10 @@ export const EARLY_ANSWER_BYTES = 64 * 1024;
 const LATE = Symbol("late");
 
 /**
- * The declared length of an answer small enough for the worker to read (an early answer) or
- * to end itself (see `endAtDeclaredLength`), or undefined for a larger, streamed or encoded
- * one, which goes on as it is (reading it would mean buffering it, or decoding it only for the
- * runtime to encode it again).
+ * The declared length of an answer small enough for the worker to read before it goes out (see
+ * `readSmallAnswer`), or undefined for a larger, streamed or encoded one, which goes on as it
+ * is (reading it would mean buffering it, or decoding it only for the runtime to encode it
+ * again).
  */
 function smallAnswerLength(response: Response): number | undefined {
   const length = declaredLength(response.headers.get("content-length"));
@@ -233,26 +233,24 @@ export async function readDeclared(body: ReadableStream<Uint8Array>, length: num
   return { ok: true, bytes };
 }
 
-/** The answer streamed on as it arrives, ended by the worker as soon as its declared bytes are in. */
-function endAtDeclaredLength(response: Response, length: number): Response {
-  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-  const { readable, writable } = new FixedLengthStream(length);
-  const writer = writable.getWriter();
-  void (async () => {
-    try {
-      for (let left = length; left > 0; ) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        left -= value.byteLength;
-        await writer.write(value);
-      }
-      await writer.close();
-    } catch (err) {
-      await writer.abort(err).catch(() => {});
-    }
-    reader.cancel().catch(() => {});
-  })();
-  return new Response(readable, response);
+/**
+ * A small answer read in full before it goes out, so that the client gets all of it or a clean
+ * 502, never headers followed by a reset: the runtime hands the worker an answer's body only
+ * once the upload has been sent on, so a primary that stopped reading and then reset its
+ * connection (Go's server does, 500 ms after answering) takes that body with it, even after the
+ * relay had handed the runtime every byte of the upload: the runtime's own last write may still
+ * be waiting for that primary.
+ */
+async function readSmallAnswer(response: Response, length: number, limitMs?: number): Promise<Response> {
+  const reading = readDeclared(response.body as ReadableStream<Uint8Array>, length);
+  const read = limitMs === undefined ? await reading : await within(reading, limitMs);
+  if (read === LATE || !read.ok) {
+    throw new UpstreamError(
+      "primary_unreachable",
+      "primary closed the connection before its answer's body arrived: the answer was lost",
+    );
+  }
+  return new Response(read.bytes, response);
 }
 
 /** nginx's `lingering_time`: dropping an upload the primary will not read never takes longer. */
@@ -346,15 +344,7 @@ export function relayBody(source: ReadableStream, contentLength: string | null):
       }
     }
     const length = smallAnswerLength(response);
-    if (length === undefined) return response;
-    const read = await within(readDeclared(response.body as ReadableStream<Uint8Array>, length), limitMs);
-    if (read === LATE || !read.ok) {
-      throw new UpstreamError(
-        "primary_unreachable",
-        "primary answered before reading the upload, then closed the connection: its answer was lost",
-      );
-    }
-    return new Response(read.bytes, response);
+    return length === undefined ? response : readSmallAnswer(response, length, limitMs);
   };
   return {
     stream: readable,
@@ -362,11 +352,11 @@ export function relayBody(source: ReadableStream, contentLength: string | null):
     discardRest,
     answered: (response, limitMs) => {
       if (!finished || !forwarding) return earlyAnswer(response, limitMs);
-      // Every byte was written, yet a primary that did not read them all will close the
-      // connection under the answer (Go's server does, 500 ms later): its small answer ends at
-      // its declared length rather than with that connection.
+      // Every byte was handed to the runtime, yet the last of them may still wait for a primary
+      // that stopped reading: its small answer is read before it goes out. No limit here: an
+      // answer to a whole upload may take its time, as it could when streamed.
       const length = smallAnswerLength(response);
-      return length === undefined ? response : endAtDeclaredLength(response, length);
+      return length === undefined ? response : readSmallAnswer(response, length);
     },
   };
 }
