@@ -11,7 +11,7 @@ import { type Exchange, exchange, logged, mirrorOutcomes, until } from "../e2e/h
 /**
  * The fault suite: real origins that misbehave, the bundled worker in workerd, and for each
  * scenario FAULT_REQUESTS requests with random binary bodies of 0 B – 2 MB, or a quarter as many
- * uploads of 2–50 MiB (28 times the bytes on average) for the early-answer scenarios. Every
+ * uploads of 2–50 MiB (23 times the bytes on average) for the early-answer scenarios. Every
  * client response must be the expected one, byte for byte; every mirror outcome must be logged
  * with the right reason. Latencies are reported (docs/reliability.md), never asserted. `npm test`
  * runs 200 requests per scenario; the soak (EDGE_MIRROR_SOAK=1: CI and `npm run test:faults`)
@@ -435,6 +435,14 @@ describe("early answers: a primary that answers before reading the upload", () =
   let uploads: Buffer | undefined;
 
   /**
+   * A quarter of the uploads (both framings) are 3.5–5 MiB, about what loopback socket buffers
+   * hold: the relay's writes then all succeed although the primary read only a part, which is
+   * where soaks found their last resets. The rest are 2–50 MiB, skewed small.
+   */
+  const uploadSize = (i: number) =>
+    i % 8 < 2 ? Math.floor(3.5 * MiB + 1.5 * MiB * Math.random()) : 2 * MiB + Math.floor(48 * MiB * Math.random() ** 3);
+
+  /**
    * Uploads through keep-alive connections, one per lane: each upload (with Content-Length or,
    * every other one, chunked) is followed by a GET that must go over the same connection. A
    * client error (a reset) is a lost request; an unexpected answer, or a follow-up that needed a
@@ -454,7 +462,7 @@ describe("early answers: a primary that answers before reading the upload", () =
           return agent;
         },
         async (i, agent) => {
-          const size = 2 * MiB + Math.floor(48 * MiB * Math.random() ** 3);
+          const size = uploadSize(i);
           const started = performance.now();
           const upload = await exchange(agent, url, "POST", pool.subarray(0, size), i % 2 === 1);
           if (upload.error) return seen.lost(`upload of ${size} B: ${upload.error}`);
