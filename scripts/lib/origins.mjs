@@ -109,6 +109,8 @@ export async function startOrigin(options = {}) {
     });
   });
   server.keepAliveTimeout = 30_000;
+  let connections = 0;
+  server.on("connection", () => connections++);
   await new Promise((resolve) => server.listen(options.port ?? 0, "127.0.0.1", () => resolve(undefined)));
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : 0;
@@ -120,6 +122,10 @@ export async function startOrigin(options = {}) {
     requests,
     get count() {
       return count;
+    },
+    /** TCP connections accepted so far: fewer than requests when callers reuse them. */
+    get connections() {
+      return connections;
     },
     /** Requests whose answer has been fully written. */
     get answered() {

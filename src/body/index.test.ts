@@ -1,6 +1,14 @@
 import { describe, expect, it, vi } from "vitest";
 import { forwardToPrimary } from "../proxy/index.js";
-import { declaredLength, RUNTIME_DRAINS_BYTES, readCapped, readDeclared, relayBody } from "./index.js";
+import {
+  declaredLength,
+  discardAnswer,
+  REUSABLE_ANSWER_BYTES,
+  RUNTIME_DRAINS_BYTES,
+  readCapped,
+  readDeclared,
+  relayBody,
+} from "./index.js";
 
 function streamOf(...chunks: number[]): ReadableStream<Uint8Array> {
   return new ReadableStream({
@@ -231,6 +239,53 @@ describe("relayBody", () => {
     } finally {
       spy.mockRestore();
     }
+  });
+});
+
+describe("discardAnswer", () => {
+  /** A body of `chunks` chunks of `size` bytes that counts what was read and whether it was cancelled. */
+  function watched(chunks: number, size: number) {
+    const seen = { read: 0, cancelled: false };
+    let left = chunks;
+    const stream = new ReadableStream<Uint8Array>(
+      {
+        pull(controller) {
+          if (left-- === 0) return controller.close();
+          seen.read += size;
+          controller.enqueue(new Uint8Array(size));
+        },
+        cancel() {
+          seen.cancelled = true;
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    return { stream, seen };
+  }
+
+  it("reads a small answer to its end, so that its connection is handed back", async () => {
+    const { stream, seen } = watched(4, 1024);
+    await discardAnswer(new Response(stream));
+    expect(seen).toEqual({ read: 4096, cancelled: false });
+  });
+
+  it("cancels an answer declared longer than the limit without reading it", async () => {
+    const { stream, seen } = watched(4, 1024);
+    const headers = { "content-length": String(REUSABLE_ANSWER_BYTES + 1) };
+    await discardAnswer(new Response(stream, { headers }));
+    expect(seen).toEqual({ read: 0, cancelled: true });
+  });
+
+  it("cancels an unframed answer once it is found longer than the limit", async () => {
+    const { stream, seen } = watched(100, 16 * 1024);
+    await discardAnswer(new Response(stream));
+    expect(seen.cancelled).toBe(true);
+    expect(seen.read).toBeLessThanOrEqual(REUSABLE_ANSWER_BYTES + 2 * 16 * 1024);
+  });
+
+  it("never throws for an answer lost with its connection", async () => {
+    const lost = new ReadableStream<Uint8Array>({ pull: (c) => c.error(new Error("Network connection lost.")) });
+    await expect(discardAnswer(new Response(lost))).resolves.toBeUndefined();
   });
 });
 

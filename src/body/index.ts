@@ -100,6 +100,35 @@ export async function mirrorBodyBytes(body: MirrorBody): Promise<BodyRead> {
   }
 }
 
+/** A mirror's answer up to this long is read to its end and dropped (see `discardAnswer`). */
+export const REUSABLE_ANSWER_BYTES = 64 * 1024;
+
+/**
+ * Drops a mirror's answer unbuffered. Cancelling a body closes its connection, so every copy
+ * would open a new one to the mirror: in workerd one TCP connection per copy, and for the
+ * mirror a handshake per copy. So a small answer (a remote-write 204 or 200, a short JSON) is
+ * read to its end, which hands the connection back for the next copy; one declared longer than
+ * `REUSABLE_ANSWER_BYTES`, or found longer while read, is cancelled. Never throws: a lost
+ * connection has nothing left to give back.
+ */
+export async function discardAnswer(response: Response): Promise<void> {
+  const body = response.body;
+  if (!body) return;
+  const length = declaredLength(response.headers.get("content-length"));
+  if (length !== undefined && length > REUSABLE_ANSWER_BYTES) return body.cancel().catch(() => {});
+  const reader = body.getReader();
+  try {
+    for (let left = REUSABLE_ANSWER_BYTES; ; ) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      left -= value.byteLength;
+      if (left < 0) return void (await reader.cancel().catch(() => {}));
+    }
+  } catch {
+    // Aborted by the copy's deadline, or reset: there is no connection to give back.
+  }
+}
+
 /** Reads a response body up to `cap` for comparison; past the cap there is nothing to compare. */
 export async function captureResponse(response: Response, cap: number): Promise<Capture> {
   const read: BodyRead = response.body ? await readCapped(response.body, cap) : { ok: true, bytes: null };

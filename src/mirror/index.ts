@@ -2,9 +2,9 @@
  * @module mirror
  * Sends the planned copies. Runs only inside `ctx.waitUntil`: the body copy is read from its
  * tee branch once, up to the route's cap, and shared by every mirror; each mirror has its own
- * timeout (never the client's signal) and its response body is cancelled unread.
+ * timeout (never the client's signal) and its answer is dropped (see `discardAnswer`).
  */
-import { captureResponse, type MirrorBody, mirrorBodyBytes, teeForComparison } from "../body/index.js";
+import { captureResponse, discardAnswer, type MirrorBody, mirrorBodyBytes, teeForComparison } from "../body/index.js";
 import {
   type Capture,
   type CompareSummary,
@@ -308,11 +308,12 @@ async function sendOne(parts: CopyOf): Promise<void> {
     breaker.record(target.origin, response.status < 500, Date.now());
     const latencyMs = Date.now() - started;
     let compared = {};
+    let dropped: Promise<void> | undefined;
     if (target.compare && reference) {
       compared = await compareWithPrimary(job, target, target.compare, response, reference);
     } else {
-      // Mirror answers are ignored (as in Envoy and Gateway API); never buffer them.
-      await response.body?.cancel().catch(() => {});
+      // Mirror answers are ignored (as in Envoy and Gateway API), never buffered.
+      dropped = discardAnswer(response);
     }
     job.sink({
       ...base,
@@ -322,6 +323,7 @@ async function sendOne(parts: CopyOf): Promise<void> {
       bodyBytes: parts.bytes?.byteLength ?? 0,
       ...compared,
     });
+    await dropped;
   } catch (err) {
     const now = Date.now();
     const ejectedUntil = breaker.record(target.origin, false, now);

@@ -173,6 +173,19 @@ describe("edge-mirror in workerd with real origins", () => {
     expect(mirror2.requests[0]?.headers["content-encoding"]).toBe("snappy");
   });
 
+  it("reuses its connections to a mirror: small answers are read to their end, not cancelled", async () => {
+    const copies = 20;
+    const before = mirror2.connections;
+    for (let i = 1; i <= copies; i++) {
+      const res = await fetch(`${worker.url}/api/v1/push`, { method: "POST", body: randomBytes(1024) });
+      await res.arrayBuffer();
+      await mirror2.waitForAnswered(i);
+    }
+    // Cancelling each answer closed its connection: one per copy. Read to the end, the pool keeps them.
+    const opened = mirror2.connections - before;
+    expect(opened, `${opened} connections for ${copies} copies`).toBeLessThanOrEqual(copies / 4);
+  });
+
   it("answers the client while a slow mirror still holds its copy", async () => {
     const release = slow.hold();
     try {
