@@ -84,10 +84,13 @@ const ports = await new Promise((resolve) =>
 const primary = { url: `http://127.0.0.1:${ports.primary}`, port: ports.primary };
 const fastMirror = { url: `http://127.0.0.1:${ports.fast}` };
 const slowMirror = { url: `http://127.0.0.1:${ports.slow}`, port: ports.slow };
-/** Mirror requests received by the fast and the slow mirror so far. @returns {Promise<number>} */
+/**
+ * Requests and connections received by the fast and the slow mirror so far.
+ * @returns {Promise<{ count: number, connections: number }>}
+ */
 function mirrorCount() {
   return new Promise((resolve) => {
-    originsProcess.once("message", (/** @type {any} */ m) => resolve(m.count));
+    originsProcess.once("message", (/** @type {any} */ m) => resolve({ count: m.count, connections: m.connections }));
     originsProcess.send("count");
   });
 }
@@ -127,6 +130,12 @@ const scenarios = [
     what: "A3 again, in a workerd of its own (the run's noise)",
     worker: "floor",
     vars: { MIRROR_COUNT: "3" },
+  },
+  {
+    id: "A3r",
+    what: "A3, reading the mirrors' answers to the end (their connections reused, as in D)",
+    worker: "floor",
+    vars: { MIRROR_COUNT: "3", MIRROR_READ: "1" },
   },
   {
     id: "D",
@@ -215,7 +224,7 @@ async function settleMirrors() {
   while (Date.now() < deadline && Date.now() - quietSince <= slowMs + 200) {
     await new Promise((r) => setTimeout(r, 100));
     const now = await mirrorCount();
-    if (now !== last) {
+    if (now.count !== last.count) {
       last = now;
       quietSince = Date.now();
     }
@@ -266,7 +275,7 @@ await Promise.all(
   }),
 );
 
-/** @type {Map<string, Array<{ rps: number, p50: number, p99: number, requests: number, errors: number, mirrors: number, kvReads: number, extraLoads: number, cpuUs: number | undefined }>>} */
+/** @type {Map<string, Array<{ rps: number, p50: number, p99: number, requests: number, errors: number, mirrors: number, mirrorConnections: number, kvReads: number, extraLoads: number, cpuUs: number | undefined }>>} */
 const samples = new Map(selected.map((s) => [s.id, []]));
 // Copies still in flight from one run are waited for before the next starts (settleMirrors).
 let mirrorsSoFar = await mirrorCount();
@@ -293,7 +302,8 @@ for (let round = 0; round < rounds; round++) {
     // The copies' CPU (waitUntil) is part of what a request costs: read it once they are done.
     mirrorsSoFar = await settleMirrors();
     const cpuUs = pid ? ((cpuMs(pid) - cpuBefore) * 1000) / Math.max(1, result.requests.total) : undefined;
-    const mirrors = mirrorsSoFar - mirrorsBefore;
+    const mirrors = mirrorsSoFar.count - mirrorsBefore.count;
+    const mirrorConnections = mirrorsSoFar.connections - mirrorsBefore.connections;
     samples.get(s.id)?.push({
       rps: result.requests.average,
       p50: result.latency.p50,
@@ -301,13 +311,14 @@ for (let round = 0; round < rounds; round++) {
       requests: result.requests.total,
       errors: result.errors + result.non2xx + result.timeouts,
       mirrors,
+      mirrorConnections,
       kvReads: kvAfter.reads - kvBefore.reads,
       // Loads beyond the one background refresh per TTL would mean requests waited on KV.
       extraLoads: Math.max(0, kvAfter.loads - kvBefore.loads - Math.ceil(runMs / policyTtlMs)),
       cpuUs,
     });
     console.error(
-      `round ${round + 1} ${s.id.padEnd(5)} ${String(Math.round(result.requests.average)).padStart(6)} rps  p50 ${result.latency.p50} ms  p99 ${result.latency.p99} ms  cpu ${cpuUs === undefined ? "—" : `${Math.round(cpuUs)} µs`}/req  mirrors ${mirrors}`,
+      `round ${round + 1} ${s.id.padEnd(5)} ${String(Math.round(result.requests.average)).padStart(6)} rps  p50 ${result.latency.p50} ms  p99 ${result.latency.p99} ms  cpu ${cpuUs === undefined ? "—" : `${Math.round(cpuUs)} µs`}/req  mirrors ${mirrors} (${mirrorConnections} connections)`,
     );
   }
 }
@@ -334,6 +345,7 @@ const results = selected.map((s) => {
     requests,
     errors: sum(runs.map((r) => r.errors)),
     mirrorRequests: sum(runs.map((r) => r.mirrors)),
+    mirrorConnections: sum(runs.map((r) => r.mirrorConnections)),
     kvReadsPerRequest: s.worker === "edge" ? sum(runs.map((r) => r.kvReads)) / Math.max(1, requests) : undefined,
     cpuUs: runs.every((r) => r.cpuUs !== undefined)
       ? median(runs.map((r) => /** @type {number} */ (r.cpuUs)))
@@ -480,6 +492,10 @@ const targets = [
 ];
 const reported = [
   { name: "CPU/request A3-2 ÷ A3  (identical code: the run's noise)", value: ratio(cpu("A3-2"), cpu("A3")) },
+  {
+    name: "CPU/request D ÷ A3r  (like for like: both reuse their mirror connections)",
+    value: ratio(cpu("D"), cpu("A3r")),
+  },
   { name: "p99(D/1) ÷ p99(B/1)  (edge-mirror: slow mirrors vs none)", value: ratio(by("D/1").p99, by("B/1").p99) },
 ];
 if (byId.has("N/1")) {
@@ -506,11 +522,11 @@ const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem()
 const table = [
   `Machine: ${machine}. Each scenario ${rounds} × ${duration} s (median shown), ${connections} connections by ${loadTool === "wrk" ? "wrk (one thread)" : "autocannon"}; one-connection rows are sequential keep-alive requests timed to the microsecond; mirror delay ${slowMs} ms; CPU is workerd's utime + stime per request, copies included; bundle ${fmt(size.raw / 1024)} KB raw, ${fmt(size.gzip / 1024)} KB gzipped.`,
   "",
-  "| scenario | what | conns | rps | p50 ms | p99 ms | CPU µs / request | requests | errors | mirror requests received | KV reads / request |",
-  "|---|---|---|---|---|---|---|---|---|---|---|",
+  "| scenario | what | conns | rps | p50 ms | p99 ms | CPU µs / request | requests | errors | mirror requests received | mirror connections opened | KV reads / request |",
+  "|---|---|---|---|---|---|---|---|---|---|---|---|",
   ...results.map(
     (r) =>
-      `| ${r.id} | ${r.what} | ${r.connections} | ${r.rps} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${r.cpuUs === undefined ? "—" : Math.round(r.cpuUs)} | ${r.requests} | ${r.errors} | ${r.mirrorRequests} | ${r.kvReadsPerRequest === undefined ? "—" : fmt(r.kvReadsPerRequest)} |`,
+      `| ${r.id} | ${r.what} | ${r.connections} | ${r.rps} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${r.cpuUs === undefined ? "—" : Math.round(r.cpuUs)} | ${r.requests} | ${r.errors} | ${r.mirrorRequests} | ${r.mirrorConnections} | ${r.kvReadsPerRequest === undefined ? "—" : fmt(r.kvReadsPerRequest)} |`,
   ),
   "",
   "| ratio | measured | target | met |",

@@ -1,6 +1,7 @@
 /**
  * The floor for the benchmark: the least code that proxies (A) and that proxies and mirrors to
- * MIRROR_COUNT origins inside waitUntil (A3). edge-mirror is measured against these.
+ * MIRROR_COUNT origins inside waitUntil (A3, and A3r with MIRROR_READ=1). edge-mirror is
+ * measured against these.
  */
 export default {
   /**
@@ -15,7 +16,9 @@ export default {
     for (let i = 0; i < copies; i++) {
       ctx.waitUntil(
         fetch(env.MIRROR_ORIGIN + url.pathname + url.search, { method: request.method, headers: request.headers })
-          .then((r) => r.body?.cancel())
+          // A3 cancels the answers (every copy then opens a connection); A3r reads them to the
+          // end, as edge-mirror does with small answers, so that the connections are reused.
+          .then((r) => (env.MIRROR_READ === "1" ? r.arrayBuffer() : r.body?.cancel()))
           .catch(() => {}),
       );
     }

@@ -2,7 +2,7 @@
  * The benchmark's origins in a process of their own, so that the load generator and the
  * origins do not share one event loop. Talks to its parent over IPC:
  *   → { ports: { primary, fast, slow } }    once listening
- *   ← "count"  → { count }                  mirror requests received so far
+ *   ← "count"  → { count, connections }     mirror requests and connections received so far
  *   ← "stop"                                 closes and exits
  */
 import { startOrigin } from "../lib/origins.mjs";
@@ -14,7 +14,9 @@ const slow = await startOrigin({ name: "slow-mirror", record: false });
 slow.setDelay(slowMs);
 
 process.on("message", async (message) => {
-  if (message === "count") process.send?.({ count: fast.count + slow.count });
+  if (message === "count") {
+    process.send?.({ count: fast.count + slow.count, connections: fast.connections + slow.connections });
+  }
   if (message === "stop") {
     await Promise.all([primary.close(), fast.close(), slow.close()]);
     process.exit(0);
