@@ -18,7 +18,7 @@ export default {
         fetch(env.MIRROR_ORIGIN + url.pathname + url.search, { method: request.method, headers: request.headers })
           // A3 cancels the answers (every copy then opens a connection); A3r reads them to the
           // end, as edge-mirror does with small answers, so that the connections are reused.
-          .then((r) => (env.MIRROR_READ === "1" ? r.arrayBuffer() : r.body?.cancel()))
+          .then((r) => (env.MIRROR_READ === "1" ? r.arrayBuffer().then(() => {}) : r.body?.cancel()))
           .catch(() => {}),
       );
     }
