@@ -264,11 +264,10 @@ export async function readDeclared(body: ReadableStream<Uint8Array>, length: num
 
 /**
  * A small answer read in full before it goes out, so that the client gets all of it or a clean
- * 502, never headers followed by a reset: the runtime hands the worker an answer's body only
- * once the upload has been sent on, so a primary that stopped reading and then reset its
- * connection (Go's server does, 500 ms after answering) takes that body with it, even after the
- * relay had handed the runtime every byte of the upload: the runtime's own last write may still
- * be waiting for that primary.
+ * 502, never headers followed by a reset. The runtime hands the worker an answer's body only once
+ * the upload has been sent on (the relay may have handed it every byte while its own last write
+ * still waits for a primary that stopped reading), and a primary that then resets its connection
+ * (Go's server does, 500 ms after answering) takes the body with it.
  */
 async function readSmallAnswer(response: Response, length: number, limitMs?: number): Promise<Response> {
   const reading = readDeclared(response.body as ReadableStream<Uint8Array>, length);
