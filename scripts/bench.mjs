@@ -19,6 +19,7 @@ import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
 import autocannon from "autocannon";
 import { BENCH_PATH, benchPolicies, LAST_ROUTE_PATH } from "./bench/policies.mjs";
+import { writeBetweenMarkers } from "./lib/report.mjs";
 import { buildWorker, cpuMs, listeningPid, ROOT, startWorker } from "./lib/worker.mjs";
 
 const { values: args } = parseArgs({
@@ -554,13 +555,6 @@ if (args.json)
     ),
   );
 if (args.write) {
-  const file = join(ROOT, args.write);
-  const doc = readFileSync(file, "utf8");
-  const start = "<!-- bench:start -->";
-  const end = "<!-- bench:end -->";
-  const at = doc.indexOf(start);
-  const until = doc.indexOf(end);
-  if (at === -1 || until === -1) throw new Error(`${args.write} has no ${start} … ${end} markers`);
-  writeFileSync(file, `${doc.slice(0, at + start.length)}\n${table}\n${doc.slice(until)}`);
+  writeBetweenMarkers(args.write, "bench", table);
   console.error(`wrote the table into ${args.write}`);
 }

@@ -1,11 +1,10 @@
 import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
 import { Agent, type ServerResponse } from "node:http";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startEarlyAnswerOrigin, startOrigin } from "../../scripts/lib/origins.mjs";
-import { policyEntries, ROOT, startWorker } from "../../scripts/lib/worker.mjs";
+import { writeBetweenMarkers } from "../../scripts/lib/report.mjs";
+import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
 import { type Exchange, exchange, logged, mirrorOutcomes, until } from "../e2e/helpers.ts";
 
 /**
@@ -654,9 +653,5 @@ function writeReport(file: string) {
     ),
   ].join("\n");
   console.log(`\n${table}\n`);
-  const path = join(ROOT, file);
-  const doc = readFileSync(path, "utf8");
-  const start = "<!-- faults:start -->";
-  const end = "<!-- faults:end -->";
-  writeFileSync(path, `${doc.slice(0, doc.indexOf(start) + start.length)}\n${table}\n${doc.slice(doc.indexOf(end))}`);
+  writeBetweenMarkers(file, "faults", table);
 }
