@@ -267,9 +267,15 @@ export async function readDeclared(body: ReadableStream<Uint8Array>, length: num
  * 502, never headers followed by a reset. The runtime hands the worker an answer's body only once
  * the upload has been sent on (the relay may have handed it every byte while its own last write
  * still waits for a primary that stopped reading), and a primary that then resets its connection
- * (Go's server does, 500 ms after answering) takes the body with it.
+ * (Go's server does, 500 ms after answering) takes the body with it. A larger, streamed or
+ * encoded answer goes on as it is (see `smallAnswerLength`).
  */
-async function readSmallAnswer(response: Response, length: number, limitMs?: number): Promise<Response> {
+function readSmallAnswer(response: Response, limitMs?: number): Response | Promise<Response> {
+  const length = smallAnswerLength(response);
+  return length === undefined ? response : readInFull(response, length, limitMs);
+}
+
+async function readInFull(response: Response, length: number, limitMs: number | undefined): Promise<Response> {
   const reading = readDeclared(response.body as ReadableStream<Uint8Array>, length);
   const read = limitMs === undefined ? await reading : await within(reading, limitMs);
   if (read === LATE || !read.ok) {
@@ -371,8 +377,7 @@ export function relayBody(source: ReadableStream, contentLength: string | null):
         break;
       }
     }
-    const length = smallAnswerLength(response);
-    return length === undefined ? response : readSmallAnswer(response, length, limitMs);
+    return readSmallAnswer(response, limitMs);
   };
   return {
     stream: readable,
@@ -383,8 +388,7 @@ export function relayBody(source: ReadableStream, contentLength: string | null):
       // Every byte was handed to the runtime, yet the last of them may still wait for a primary
       // that stopped reading: its small answer is read before it goes out. No limit here: an
       // answer to a whole upload may take its time, as it could when streamed.
-      const length = smallAnswerLength(response);
-      return length === undefined ? response : readSmallAnswer(response, length);
+      return readSmallAnswer(response);
     },
   };
 }
