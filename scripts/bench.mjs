@@ -89,7 +89,7 @@ const slowMirror = { url: `http://127.0.0.1:${ports.slow}`, port: ports.slow };
  * Requests and connections received by the fast and the slow mirror so far.
  * @returns {Promise<{ count: number, connections: number }>}
  */
-function mirrorCount() {
+function mirrorsReceived() {
   return new Promise((resolve) => {
     originsProcess.once("message", (/** @type {any} */ m) => resolve({ count: m.count, connections: m.connections }));
     originsProcess.send("count");
@@ -219,12 +219,12 @@ async function freePort() {
 
 /** Waits until no mirror request has arrived for longer than one slow-mirror delay. */
 async function settleMirrors() {
-  let last = await mirrorCount();
+  let last = await mirrorsReceived();
   let quietSince = Date.now();
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline && Date.now() - quietSince <= slowMs + 200) {
     await new Promise((r) => setTimeout(r, 100));
-    const now = await mirrorCount();
+    const now = await mirrorsReceived();
     if (now.count !== last.count) {
       last = now;
       quietSince = Date.now();
@@ -279,7 +279,7 @@ await Promise.all(
 /** @type {Map<string, Array<{ rps: number, p50: number, p99: number, requests: number, errors: number, mirrors: number, mirrorConnections: number, kvReads: number, extraLoads: number, cpuUs: number | undefined }>>} */
 const samples = new Map(selected.map((s) => [s.id, []]));
 // Copies still in flight from one run are waited for before the next starts (settleMirrors).
-let mirrorsSoFar = await mirrorCount();
+let mirrorsSoFar = await mirrorsReceived();
 for (let round = 0; round < rounds; round++) {
   for (const s of selected) {
     const { target, pid } = /** @type {{ target: string, pid: number | undefined }} */ (running.get(s.id));
