@@ -1,6 +1,7 @@
-import { describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { forwardToPrimary } from "../proxy/index.js";
 import {
+  DRAIN_READ_BYTES,
   declaredLength,
   discardAnswer,
   REUSABLE_ANSWER_BYTES,
@@ -243,6 +244,8 @@ describe("relayBody", () => {
 });
 
 describe("discardAnswer", () => {
+  afterEach(() => vi.restoreAllMocks());
+
   /** A body of `chunks` chunks of `size` bytes that counts what was read and whether it was cancelled. */
   function watched(chunks: number, size: number) {
     const seen = { read: 0, cancelled: false };
@@ -281,6 +284,32 @@ describe("discardAnswer", () => {
     await discardAnswer(new Response(stream));
     expect(seen.cancelled).toBe(true);
     expect(seen.read).toBeLessThanOrEqual(REUSABLE_ANSWER_BYTES + 2 * 16 * 1024);
+  });
+
+  it("reads an answer declared short whole, in one step of the runtime's", async () => {
+    const whole = vi.spyOn(Response.prototype, "arrayBuffer");
+    const reads = vi.spyOn(ReadableStreamBYOBReader.prototype, "readAtLeast");
+    const headers = { "content-length": String(DRAIN_READ_BYTES * 2) };
+    await discardAnswer(new Response(new Uint8Array(DRAIN_READ_BYTES * 2), { headers }));
+    expect(whole).toHaveBeenCalledTimes(1);
+    expect(reads).not.toHaveBeenCalled();
+  });
+
+  it("ends a short answer from the runtime in one read, its end included", async () => {
+    const reads = vi.spyOn(ReadableStreamBYOBReader.prototype, "readAtLeast");
+    await discardAnswer(new Response(new Uint8Array(DRAIN_READ_BYTES - 1)));
+    expect(reads).toHaveBeenCalledTimes(1);
+  });
+
+  it("reads a runtime answer in full buffers, and cancels it once it passes the limit", async () => {
+    const reads = vi.spyOn(ReadableStreamBYOBReader.prototype, "readAtLeast");
+    await discardAnswer(new Response(new Uint8Array(3 * DRAIN_READ_BYTES + 1)));
+    expect(reads).toHaveBeenCalledTimes(4);
+    reads.mockClear();
+    const cancel = vi.spyOn(ReadableStreamBYOBReader.prototype, "cancel");
+    await discardAnswer(new Response(new Uint8Array(REUSABLE_ANSWER_BYTES * 4)));
+    expect(reads).toHaveBeenCalledTimes(REUSABLE_ANSWER_BYTES / DRAIN_READ_BYTES + 1);
+    expect(cancel).toHaveBeenCalledTimes(1);
   });
 
   it("never throws for an answer lost with its connection", async () => {

@@ -104,28 +104,59 @@ export async function mirrorBodyBytes(body: MirrorBody): Promise<BodyRead> {
 export const REUSABLE_ANSWER_BYTES = 64 * 1024;
 
 /**
- * Drops a mirror's answer unbuffered. Cancelling a body closes its connection, so every copy
- * would open a new one to the mirror: in workerd one TCP connection per copy, and for the
- * mirror a handshake per copy. So a small answer (a remote-write 204 or 200, a short JSON) is
- * read to its end, which hands the connection back for the next copy; one declared longer than
- * `REUSABLE_ANSWER_BYTES`, or found longer while read, is cancelled. Never throws: a lost
- * connection has nothing left to give back.
+ * Drops a mirror's answer, holding at most `REUSABLE_ANSWER_BYTES` of it. Cancelling a body
+ * closes its connection, so every copy would open a new one to the mirror: in workerd one TCP
+ * connection per copy, and for the mirror a handshake per copy. So a small answer (a
+ * remote-write 204 or 200, a short JSON) is read to its end, which hands the connection back
+ * for the next copy; one declared longer than `REUSABLE_ANSWER_BYTES`, or found longer while
+ * read, is cancelled. Never throws: a lost connection has nothing left to give back.
  */
 export async function discardAnswer(response: Response): Promise<void> {
-  const body = response.body;
-  if (!body) return;
   const length = declaredLength(response.headers.get("content-length"));
-  if (length !== undefined && length > REUSABLE_ANSWER_BYTES) return body.cancel().catch(() => {});
-  const reader = body.getReader();
+  if (length !== undefined && length > REUSABLE_ANSWER_BYTES) return response.body?.cancel().catch(() => {});
   try {
-    for (let left = REUSABLE_ANSWER_BYTES; ; ) {
-      const { done, value } = await reader.read();
-      if (done) return;
-      left -= value.byteLength;
-      if (left < 0) return void (await reader.cancel().catch(() => {}));
-    }
+    // A declared length bounds the read: the runtime reads it whole, in one step of its own.
+    if (length !== undefined) return void (await response.arrayBuffer());
+    if (response.body) await drain(response.body, REUSABLE_ANSWER_BYTES);
   } catch {
     // Aborted by the copy's deadline, or reset: there is no connection to give back.
+  }
+}
+
+/** What one read of a dropped answer asks for: enough for a whole typical answer. */
+export const DRAIN_READ_BYTES = 4096;
+
+/**
+ * Reads `body` to its end, or cancels it once more than `limit` bytes came. A byte stream
+ * (every answer `fetch` gives) is read into a buffer filled to the brim, so an answer shorter
+ * than the buffer ends in one read: each read costs the runtime a turn of the worker's event
+ * loop, and the usual chunk-then-end took two. Other streams are read chunk by chunk.
+ */
+async function drain(body: ReadableStream<Uint8Array>, limit: number): Promise<void> {
+  let reader: ReadableStreamBYOBReader;
+  try {
+    reader = body.getReader({ mode: "byob" });
+  } catch {
+    return drainChunks(body.getReader(), limit);
+  }
+  let buffer = new Uint8Array(DRAIN_READ_BYTES);
+  for (let left = limit; ; ) {
+    // The read takes the buffer over and gives it back in its result.
+    const { done, value } = await reader.readAtLeast(DRAIN_READ_BYTES, buffer);
+    // Short of a full buffer only at the end: the answer is read, its connection free.
+    if (done || !value || value.byteLength < DRAIN_READ_BYTES) return;
+    left -= value.byteLength;
+    if (left < 0) return reader.cancel();
+    buffer = new Uint8Array(value.buffer);
+  }
+}
+
+async function drainChunks(reader: ReadableStreamDefaultReader<Uint8Array>, limit: number): Promise<void> {
+  for (let left = limit; ; ) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    left -= value.byteLength;
+    if (left < 0) return reader.cancel();
   }
 }
 
