@@ -51,7 +51,8 @@ export async function handleRequest(
   } catch (err) {
     return errorResponse(err);
   }
-  const plan = await planCopies(route, request, url, snapshot.clusters, isolate, random);
+  const planned = planCopies(route, request, url, snapshot.clusters, isolate, random);
+  const plan = planned instanceof Promise ? await planned : planned;
   const upload = splitUpload(request, plan.targets.length > 0 ? route.maxMirrorBodyBytes : undefined);
 
   // proxy

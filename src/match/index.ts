@@ -260,6 +260,9 @@ export function requestFacts(request: Request, url: URL): RequestFacts {
     host: url.hostname.toLowerCase(),
     path: url.pathname,
     headers: request.headers,
-    query: url.searchParams,
+    // Read only by routes with query conditions: most requests never build it.
+    get query() {
+      return url.searchParams;
+    },
   };
 }

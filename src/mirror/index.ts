@@ -32,26 +32,35 @@ export { compareBodyCap, isSampled, type MirrorPlan, type MirrorTarget, planMirr
  * already; an upgrade is never copied. Planning is pure, but a bug in it must cost the mirrors,
  * never the client.
  */
-export async function planCopies(
+export function planCopies(
   route: Route,
   request: Request,
   url: URL,
   clusters: ReadonlyMap<string, string>,
   isolate: Isolate,
   random: () => number,
-): Promise<MirrorPlan> {
+): MirrorPlan | Promise<MirrorPlan> {
+  const plan = (marked: boolean): MirrorPlan => {
+    try {
+      return planMirrors(route, request.headers, clusters, random, {
+        marked,
+        upgrade: isWebSocketUpgrade(request.headers),
+        get query() {
+          return url.searchParams;
+        },
+      });
+    } catch (err) {
+      console.error(JSON.stringify({ msg: "edge-mirror.plan_failed", route: route.id, error: String(err) }));
+      return { targets: [], skipped: [] };
+    }
+  };
+  // Only a request that carries a marker waits for its signature to be checked.
   const marker = request.headers.get(MIRROR_MARKER);
-  const marked = marker !== null && (await isolate.marker.verify(marker, Date.now()).catch(() => false));
-  try {
-    return planMirrors(route, request.headers, clusters, random, {
-      marked,
-      upgrade: isWebSocketUpgrade(request.headers),
-      query: url.searchParams,
-    });
-  } catch (err) {
-    console.error(JSON.stringify({ msg: "edge-mirror.plan_failed", route: route.id, error: String(err) }));
-    return { targets: [], skipped: [] };
-  }
+  if (marker === null) return plan(false);
+  return isolate.marker
+    .verify(marker, Date.now())
+    .catch(() => false)
+    .then(plan);
 }
 
 export interface Copies {
