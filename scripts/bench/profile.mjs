@@ -51,9 +51,9 @@ const ports = await new Promise((resolve) => origins.once("message", (/** @type 
 const bench = benchPolicies({ fast: `http://127.0.0.1:${ports.fast}`, slow: `http://127.0.0.1:${ports.slow}` });
 /** @type {Record<string, Record<string, unknown>>} */
 const policies = { B: bench.noMatch, C: bench.oneFast, D: bench.threeSlow, F: bench.thousandRoutes };
-const floor = args.scenario === "A" || args.scenario === "A3";
+const floor = args.scenario === "A" || args.scenario === "A3" || args.scenario === "A3r";
 const chosen = floor ? {} : policies[args.scenario];
-if (!chosen) throw new Error(`--scenario must be one of A, A3, ${Object.keys(policies).join(", ")}`);
+if (!chosen) throw new Error(`--scenario must be one of A, A3, A3r, ${Object.keys(policies).join(", ")}`);
 
 const inspectorPort = 9300 + Math.floor(Math.random() * 500);
 const worker = await startWorker({
@@ -63,7 +63,9 @@ const worker = await startWorker({
   vars: {
     PRIMARY_ORIGIN: `http://127.0.0.1:${ports.primary}`,
     MIRROR_ORIGIN: `http://127.0.0.1:${ports.slow}`,
-    MIRROR_COUNT: args.scenario === "A3" ? "3" : "0",
+    MIRROR_COUNT: args.scenario.startsWith("A3") ? "3" : "0",
+    // A3r reads its mirrors' answers to the end, as edge-mirror does with small ones.
+    MIRROR_READ: args.scenario === "A3r" ? "1" : "0",
     // The deployed defaults: failures always, successful copies 1 in 100.
     LOG_LEVEL: "info",
     LOG_SAMPLE_RATE: "0.01",
