@@ -12,9 +12,13 @@ const jsFullMatch = (pattern: string, input: string) => new RegExp(`^(?:${patter
 const MAX_INPUT = 14;
 const RUNS = 2000;
 
-/** A generated pattern and, from a list of choices, a string built to match it. */
+/**
+ * A generated pattern, the same pattern as JavaScript is asked (see `quantify`) and, from a list
+ * of choices, a string built to match it.
+ */
 interface Generated {
   pattern: string;
+  reference: string;
   sample(choices: Chooser): string;
 }
 
@@ -73,14 +77,24 @@ const INPUT_UNITS = ["a", "b", "c", "/", "-", ".", "é", "\n", "1", " ", "_", "\
 
 const atom: fc.Arbitrary<Generated> = fc.constantFrom(...ATOMS).map(([pattern, units]) => ({
   pattern,
+  reference: pattern,
   sample: (c) => (units.length === 0 ? "" : (units[c.pick(units.length)] as string)),
 }));
 
-const anchor: fc.Arbitrary<Generated> = fc.constantFrom("^", "$").map((pattern) => ({ pattern, sample: () => "" }));
+const anchor: fc.Arbitrary<Generated> = fc
+  .constantFrom("^", "$")
+  .map((pattern) => ({ pattern, reference: pattern, sample: () => "" }));
 
+/**
+ * The V8 in workerd answers some lazy stars wrongly: `/(?:[^]*?a^|)/.exec("")` is null, where
+ * the empty alternative matches (Node's V8 answers `[""]`). So JavaScript is asked for a lazy
+ * `*` as `{0,MAX_INPUT}`, which means the same on inputs no longer than that.
+ */
 function quantify(body: Generated, [quantifier, min, max]: [string, number, number], lazy: boolean): Generated {
+  const bounded = lazy && quantifier === "*" ? `{0,${MAX_INPUT}}` : quantifier;
   return {
     pattern: `${body.pattern}${quantifier}${lazy ? "?" : ""}`,
+    reference: `${body.reference}${bounded}${lazy ? "?" : ""}`,
     sample: (c) => {
       let out = "";
       for (let i = min + c.pick(max - min + 1); i > 0; i--) out += body.sample(c);
@@ -91,16 +105,19 @@ function quantify(body: Generated, [quantifier, min, max]: [string, number, numb
 
 const sequence = (parts: Generated[]): Generated => ({
   pattern: parts.map((p) => p.pattern).join(""),
+  reference: parts.map((p) => p.reference).join(""),
   sample: (c) => parts.map((p) => p.sample(c)).join(""),
 });
 
 const alternation = (parts: Generated[]): Generated => ({
   pattern: parts.map((p) => p.pattern).join("|"),
+  reference: parts.map((p) => p.reference).join("|"),
   sample: (c) => (parts[c.pick(parts.length)] as Generated).sample(c),
 });
 
 const group = (open: string, body: Generated): Generated => ({
   pattern: `${open}${body.pattern})`,
+  reference: `${open}${body.reference})`,
   sample: body.sample,
 });
 
@@ -161,7 +178,7 @@ describe("generated patterns of the supported subset", () => {
           const matcher = compileRegex(generated.pattern);
           const sample = generated.sample(new Chooser(choices));
           for (const input of [...inputsFor(sample, edits), randomUnits.join("")]) {
-            const expected = jsFullMatch(generated.pattern, input);
+            const expected = jsFullMatch(generated.reference, input);
             expect(matcher.test(input), `${generated.pattern} on ${JSON.stringify(input)}`).toBe(expected);
             compared++;
             if (expected) matched++;
