@@ -10,7 +10,7 @@
  *
  *   npm run bench -- --duration 2 --rounds 2 --connections 10 [--only A,B] [--json out.json] [--write BENCHMARKS.md]
  */
-import { execFileSync, fork, spawn, spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import { cpus, tmpdir, totalmem } from "node:os";
@@ -19,6 +19,7 @@ import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
 import autocannon from "autocannon";
 import { BENCH_PATH, benchPolicies, LAST_ROUTE_PATH } from "./bench/policies.mjs";
+import { bundleWorker, startBenchOrigins } from "./bench/setup.mjs";
 import { writeBetweenMarkers } from "./lib/report.mjs";
 import { buildWorker, cpuMs, listeningPid, ROOT, startWorker } from "./lib/worker.mjs";
 
@@ -55,49 +56,18 @@ function bundleSize() {
   return { raw: bytes.length, gzip: gzipSync(bytes, { level: 9 }).length };
 }
 
-/** The real worker behind a KV read counter (scripts/bench/counting-entry.ts). */
-function buildCountingWorker() {
-  const out = join(buildDir, "edge-mirror-counting.js");
-  execFileSync(
-    join(ROOT, "node_modules/.bin/esbuild"),
-    [
-      join(ROOT, "scripts/bench/counting-entry.ts"),
-      "--bundle",
-      "--format=esm",
-      "--platform=neutral",
-      "--main-fields=module,main",
-      // Runtime modules (the Durable Object base class) are provided by workerd, as in wrangler's bundle.
-      "--external:cloudflare:*",
-      "--minify",
-      `--outfile=${out}`,
-      "--log-level=error",
-    ],
-    { cwd: ROOT },
-  );
-  return out;
-}
-
-const originsProcess = fork(join(ROOT, "scripts/bench/origins-process.mjs"), [String(slowMs)], { stdio: "inherit" });
-/** @type {{ primary: number, fast: number, slow: number }} */
-const ports = await new Promise((resolve) =>
-  originsProcess.once("message", (/** @type {any} */ m) => resolve(m.ports)),
-);
-const primary = { url: `http://127.0.0.1:${ports.primary}`, port: ports.primary };
-const fastMirror = { url: `http://127.0.0.1:${ports.fast}` };
-const slowMirror = { url: `http://127.0.0.1:${ports.slow}`, port: ports.slow };
-/**
- * Requests and connections received by the fast and the slow mirror so far.
- * @returns {Promise<{ count: number, connections: number }>}
- */
-function mirrorsReceived() {
-  return new Promise((resolve) => {
-    originsProcess.once("message", (/** @type {any} */ m) => resolve({ count: m.count, connections: m.connections }));
-    originsProcess.send("count");
-  });
-}
+const origins = await startBenchOrigins(slowMs);
+const primary = { url: origins.primary, port: origins.ports.primary };
+const fastMirror = { url: origins.fast };
+const slowMirror = { url: origins.slow, port: origins.ports.slow };
+const mirrorsReceived = () => origins.received();
 
 const size = bundleSize();
-const edgeScript = buildCountingWorker();
+// The real worker behind a KV read counter (scripts/bench/counting-entry.ts).
+const edgeScript = bundleWorker(
+  join(ROOT, "scripts/bench/counting-entry.ts"),
+  join(buildDir, "edge-mirror-counting.js"),
+);
 const floorScript = join(ROOT, "scripts/bench/floor.mjs");
 
 const { noMatch, oneFast, threeSlow, thousandRoutes } = benchPolicies({ fast: fastMirror.url, slow: slowMirror.url });
@@ -355,7 +325,7 @@ const results = selected.map((s) => {
   };
 });
 nginx?.stop();
-originsProcess.send("stop");
+origins.stop();
 
 /**
  * Load at `conns` connections for `duration` seconds, with wrk when installed (one thread, so

@@ -13,7 +13,7 @@
  *
  *   npm run bench:calls -- [--scenarios A3r,D] [--requests 3000] [--rate 300]
  */
-import { execFileSync, fork, spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
@@ -21,6 +21,7 @@ import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import { listeningPid, ROOT, startWorker } from "../lib/worker.mjs";
 import { BENCH_PATH, benchPolicies } from "./policies.mjs";
+import { bundleWorker, startBenchOrigins } from "./setup.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -137,26 +138,9 @@ const probesOf = new Map();
     );
 }
 
-const origins = fork(join(ROOT, "scripts/bench/origins-process.mjs"), ["300"], { stdio: "inherit" });
-/** @type {{ primary: number, fast: number, slow: number }} */
-const ports = await new Promise((resolve) => origins.once("message", (/** @type {any} */ m) => resolve(m.ports)));
-const bench = benchPolicies({ fast: `http://127.0.0.1:${ports.fast}`, slow: `http://127.0.0.1:${ports.slow}` });
-const edgeScript = join(ROOT, ".wrangler/bench/edge-mirror-calls.js");
-execFileSync(
-  join(ROOT, "node_modules/.bin/esbuild"),
-  [
-    join(ROOT, "src/index.ts"),
-    "--bundle",
-    "--format=esm",
-    "--platform=neutral",
-    "--main-fields=module,main",
-    "--external:cloudflare:*",
-    "--minify",
-    `--outfile=${edgeScript}`,
-    "--log-level=error",
-  ],
-  { cwd: ROOT },
-);
+const origins = await startBenchOrigins(300);
+const bench = benchPolicies({ fast: origins.fast, slow: origins.slow });
+const edgeScript = bundleWorker(join(ROOT, "src/index.ts"), join(ROOT, ".wrangler/bench/edge-mirror-calls.js"));
 
 /** @type {Record<string, { what: string, floor: boolean, vars?: Record<string, string>, policies?: Record<string, unknown> }>} */
 const SCENARIOS = {
@@ -177,8 +161,8 @@ try {
       withoutStats: s.floor,
       onLog: () => {},
       vars: {
-        PRIMARY_ORIGIN: `http://127.0.0.1:${ports.primary}`,
-        MIRROR_ORIGIN: `http://127.0.0.1:${ports.slow}`,
+        PRIMARY_ORIGIN: origins.primary,
+        MIRROR_ORIGIN: origins.slow,
         LOG_LEVEL: "info",
         LOG_SAMPLE_RATE: "0.01",
         POLICY_CACHE_TTL_MS: "5000",
@@ -222,7 +206,7 @@ try {
   }
 } finally {
   removeProbes();
-  origins.send("stop");
+  origins.stop();
 }
 
 function settle() {

@@ -7,14 +7,14 @@
  *
  *   npm run bench:profile -- --scenario B --duration 5 --connections 10 [--top 25] [--save out.cpuprofile]
  */
-import { execFileSync, fork } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import WebSocket from "ws";
 import { ROOT, startWorker } from "../lib/worker.mjs";
 import { BENCH_PATH, benchPolicies, LAST_ROUTE_PATH } from "./policies.mjs";
+import { bundleWorker, startBenchOrigins } from "./setup.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -27,28 +27,12 @@ const { values: args } = parseArgs({
   },
 });
 
-const buildDir = join(ROOT, ".wrangler/bench");
-mkdirSync(buildDir, { recursive: true });
-const script = join(buildDir, "edge-mirror-profile.js");
-execFileSync(
-  join(ROOT, "node_modules/.bin/esbuild"),
-  [
-    join(ROOT, "src/index.ts"),
-    "--bundle",
-    "--format=esm",
-    "--platform=neutral",
-    "--main-fields=module,main",
-    "--external:cloudflare:*",
-    `--outfile=${script}`,
-    "--log-level=error",
-  ],
-  { cwd: ROOT },
-);
-
-const origins = fork(join(ROOT, "scripts/bench/origins-process.mjs"), [args["slow-ms"]], { stdio: "inherit" });
-/** @type {{ primary: number, fast: number, slow: number }} */
-const ports = await new Promise((resolve) => origins.once("message", (/** @type {any} */ m) => resolve(m.ports)));
-const bench = benchPolicies({ fast: `http://127.0.0.1:${ports.fast}`, slow: `http://127.0.0.1:${ports.slow}` });
+// Not minified, so that the profile names edge-mirror's own functions.
+const script = bundleWorker(join(ROOT, "src/index.ts"), join(ROOT, ".wrangler/bench/edge-mirror-profile.js"), {
+  minify: false,
+});
+const origins = await startBenchOrigins(Number(args["slow-ms"]));
+const bench = benchPolicies({ fast: origins.fast, slow: origins.slow });
 /** @type {Record<string, Record<string, unknown>>} */
 const policies = { B: bench.noMatch, C: bench.oneFast, D: bench.threeSlow, F: bench.thousandRoutes };
 const floor = args.scenario === "A" || args.scenario === "A3" || args.scenario === "A3r";
@@ -61,8 +45,8 @@ const worker = await startWorker({
   withoutStats: floor,
   onLog: () => {},
   vars: {
-    PRIMARY_ORIGIN: `http://127.0.0.1:${ports.primary}`,
-    MIRROR_ORIGIN: `http://127.0.0.1:${ports.slow}`,
+    PRIMARY_ORIGIN: origins.primary,
+    MIRROR_ORIGIN: origins.slow,
     MIRROR_COUNT: args.scenario.startsWith("A3") ? "3" : "0",
     // A3r reads its mirrors' answers to the end, as edge-mirror does with small ones.
     MIRROR_READ: args.scenario === "A3r" ? "1" : "0",
@@ -112,7 +96,7 @@ const load = await autocannon({ url: target, connections: Number(args.connection
 const { profile } = /** @type {any} */ (await send("Profiler.stop"));
 socket.close();
 await worker.dispose();
-origins.send("stop");
+origins.stop();
 
 if (args.save) writeFileSync(args.save, JSON.stringify(profile));
 

@@ -1,0 +1,66 @@
+/**
+ * @module scripts/bench/setup
+ * What `npm run bench`, `bench:profile` and `bench:calls` each start with: a worker bundled as
+ * the bench runs it (as wrangler would, without wrangler's cost), and the bench's origins — a
+ * primary, a fast mirror and a slow one — in a process of their own (origins-process.mjs).
+ */
+import { execFileSync, fork } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { ROOT } from "../lib/worker.mjs";
+
+/**
+ * Bundles `entry` into `outfile` and returns `outfile`. Minified unless a profile needs
+ * edge-mirror's own function names.
+ * @param {string} entry @param {string} outfile @param {{ minify?: boolean }} [options]
+ */
+export function bundleWorker(entry, outfile, options = {}) {
+  mkdirSync(dirname(outfile), { recursive: true });
+  execFileSync(
+    join(ROOT, "node_modules/.bin/esbuild"),
+    [
+      entry,
+      "--bundle",
+      "--format=esm",
+      "--platform=neutral",
+      "--main-fields=module,main",
+      // Runtime modules (the Durable Object base class) are provided by workerd, as in wrangler's bundle.
+      "--external:cloudflare:*",
+      ...(options.minify === false ? [] : ["--minify"]),
+      `--outfile=${outfile}`,
+      "--log-level=error",
+    ],
+    { cwd: ROOT },
+  );
+  return outfile;
+}
+
+/**
+ * Starts the origins; the slow mirror answers after `slowMs`.
+ * @param {number} slowMs
+ */
+export async function startBenchOrigins(slowMs) {
+  const child = fork(join(ROOT, "scripts/bench/origins-process.mjs"), [String(slowMs)], { stdio: "inherit" });
+  /** @type {{ primary: number, fast: number, slow: number }} */
+  const ports = await new Promise((resolve) => child.once("message", (/** @type {any} */ m) => resolve(m.ports)));
+  const url = (/** @type {number} */ port) => `http://127.0.0.1:${port}`;
+  return {
+    ports,
+    primary: url(ports.primary),
+    fast: url(ports.fast),
+    slow: url(ports.slow),
+    /**
+     * Requests and connections received by the fast and the slow mirror so far.
+     * @returns {Promise<{ count: number, connections: number }>}
+     */
+    received() {
+      return new Promise((resolve) => {
+        child.once("message", (/** @type {any} */ m) => resolve({ count: m.count, connections: m.connections }));
+        child.send("count");
+      });
+    },
+    stop() {
+      child.send("stop");
+    },
+  };
+}
