@@ -45,6 +45,10 @@ const wrkBin = spawnSync("sh", ["-c", "command -v wrk"], { encoding: "utf8" }).s
 /** wrk (C, one thread) leaves more of the two cores to workerd than autocannon does; used when installed. */
 const loadTool = args.load ?? (wrkBin ? "wrk" : "autocannon");
 if (loadTool === "wrk" && !wrkBin) throw new Error("--load wrk: wrk is not installed (apt-get install wrk)");
+// wrk reads whole seconds only, and answers anything else with its usage text: rows of 0 rps.
+if (loadTool === "wrk" && !(Number.isInteger(duration) && duration >= 1)) {
+  throw new Error(`--duration ${args.duration}: wrk runs whole seconds, 1 or more (or pass --load autocannon)`);
+}
 
 const buildDir = join(ROOT, ".wrangler/bench");
 mkdirSync(buildDir, { recursive: true });
