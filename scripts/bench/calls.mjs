@@ -107,13 +107,27 @@ function probeOffsets() {
   return offsets;
 }
 
-/** @param {Map<string, number[]>} offsets */
+/**
+ * Adds one probe per offset and returns, per row, the names `perf stat` reports them under.
+ * @param {Map<string, number[]>} offsets
+ * @returns {Map<string, string[]>}
+ */
 function addProbes(offsets) {
+  /** @type {string[]} */
   const lines = [];
-  let i = 0;
-  for (const found of offsets.values())
-    for (const offset of found) lines.push(`p:${GROUP}/f${i++} ${binary}:0x${offset.toString(16)}`);
+  const names = new Map();
+  for (const [row, found] of offsets) {
+    names.set(
+      row,
+      found.map((offset) => {
+        const probe = `f${lines.length}`;
+        lines.push(`p:${GROUP}/${probe} ${binary}:0x${offset.toString(16)}`);
+        return `${GROUP}:${probe}`;
+      }),
+    );
+  }
   writeFileSync(`${TRACEFS}/uprobe_events`, `${lines.join("\n")}\n`, { flag: "a" });
+  return names;
 }
 
 function removeProbes() {
@@ -126,17 +140,7 @@ function removeProbes() {
 
 const offsets = probeOffsets();
 removeProbes();
-addProbes(offsets);
-/** @type {Map<string, string[]>} Probe names per row, in the order they were added. */
-const probesOf = new Map();
-{
-  let i = 0;
-  for (const [row, found] of offsets)
-    probesOf.set(
-      row,
-      found.map(() => `${GROUP}:f${i++}`),
-    );
-}
+const probesOf = addProbes(offsets);
 
 const origins = await startBenchOrigins(300);
 const bench = benchPolicies({ fast: origins.fast, slow: origins.slow });
