@@ -19,7 +19,7 @@ import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
 import autocannon from "autocannon";
 import { BENCH_PATH, benchPolicies, LAST_ROUTE_PATH } from "./bench/policies.mjs";
-import { bundleWorker, startBenchOrigins } from "./bench/setup.mjs";
+import { benchVars, bundleWorker, FLOOR_SCRIPT, startBenchOrigins } from "./bench/setup.mjs";
 import { writeBetweenMarkers } from "./lib/report.mjs";
 import { buildWorker, cpuMs, listeningPid, ROOT, startWorker } from "./lib/worker.mjs";
 
@@ -61,9 +61,6 @@ function bundleSize() {
 }
 
 const origins = await startBenchOrigins(slowMs);
-const primary = { url: origins.primary, port: origins.ports.primary };
-const fastMirror = { url: origins.fast };
-const slowMirror = { url: origins.slow, port: origins.ports.slow };
 const mirrorsReceived = () => origins.received();
 
 const size = bundleSize();
@@ -72,9 +69,8 @@ const edgeScript = bundleWorker(
   join(ROOT, "scripts/bench/counting-entry.ts"),
   join(buildDir, "edge-mirror-counting.js"),
 );
-const floorScript = join(ROOT, "scripts/bench/floor.mjs");
 
-const { noMatch, oneFast, threeSlow, thousandRoutes } = benchPolicies({ fast: fastMirror.url, slow: slowMirror.url });
+const { noMatch, oneFast, threeSlow, thousandRoutes } = benchPolicies({ fast: origins.fast, slow: origins.slow });
 const body256k = Buffer.alloc(256 * 1024, 7);
 
 /** @type {Array<{ id: string, what: string, worker?: "floor" | "edge", vars?: Record<string,string>, policies?: Record<string, unknown>, path?: string, body?: Buffer, connections?: number, nginx?: "plain" | "mirror" }>} */
@@ -155,8 +151,8 @@ events { worker_connections 4096; }
 http {
   access_log off; client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy;
   fastcgi_temp_path ${dir}/f; uwsgi_temp_path ${dir}/u; scgi_temp_path ${dir}/s;
-  upstream primary { server 127.0.0.1:${primary.port}; keepalive 64; }
-  upstream shadow { server 127.0.0.1:${slowMirror.port}; keepalive 64; }
+  upstream primary { server 127.0.0.1:${origins.ports.primary}; keepalive 64; }
+  upstream shadow { server 127.0.0.1:${origins.ports.slow}; keepalive 64; }
   server { listen 127.0.0.1:${ports[0]};
     location / { proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://primary; } }
   server { listen 127.0.0.1:${ports[1]};
@@ -224,18 +220,8 @@ await Promise.all(
       return;
     }
     const worker = await startWorker({
-      scriptPath: s.worker === "floor" ? floorScript : edgeScript,
-      vars: {
-        PRIMARY_ORIGIN: primary.url,
-        MIRROR_ORIGIN: slowMirror.url,
-        // The deployed defaults: failures always logged, successful copies 1 in 100.
-        LOG_LEVEL: "info",
-        LOG_SAMPLE_RATE: "0.01",
-        POLICY_CACHE_TTL_MS: String(policyTtlMs),
-        // Counters are batched as in production: one write per isolate per second.
-        STATS_FLUSH_MS: "1000",
-        ...s.vars,
-      },
+      scriptPath: s.worker === "floor" ? FLOOR_SCRIPT : edgeScript,
+      vars: { ...benchVars(origins, policyTtlMs), ...s.vars },
       policies: s.policies,
       withoutStats: s.worker === "floor",
       // The runtime's own output (stack traces of connections the load generator cut at the

@@ -21,7 +21,7 @@ import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import { listeningPid, ROOT, startWorker } from "../lib/worker.mjs";
 import { BENCH_PATH, benchPolicies } from "./policies.mjs";
-import { bundleWorker, startBenchOrigins } from "./setup.mjs";
+import { benchVars, bundleWorker, FLOOR_SCRIPT, startBenchOrigins } from "./setup.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -161,18 +161,10 @@ try {
     const s = SCENARIOS[id];
     if (!s) throw new Error(`--scenarios: ${id} is not one of ${Object.keys(SCENARIOS).join(", ")}`);
     const worker = await startWorker({
-      scriptPath: s.floor ? join(ROOT, "scripts/bench/floor.mjs") : edgeScript,
+      scriptPath: s.floor ? FLOOR_SCRIPT : edgeScript,
       withoutStats: s.floor,
       onLog: () => {},
-      vars: {
-        PRIMARY_ORIGIN: origins.primary,
-        MIRROR_ORIGIN: origins.slow,
-        LOG_LEVEL: "info",
-        LOG_SAMPLE_RATE: "0.01",
-        POLICY_CACHE_TTL_MS: "5000",
-        STATS_FLUSH_MS: "1000",
-        ...s.vars,
-      },
+      vars: { ...benchVars(origins), ...s.vars },
       policies: s.policies,
     });
     const pid = listeningPid(Number(new URL(worker.url).port));

@@ -14,7 +14,7 @@ import autocannon from "autocannon";
 import WebSocket from "ws";
 import { ROOT, startWorker } from "../lib/worker.mjs";
 import { BENCH_PATH, benchPolicies, LAST_ROUTE_PATH } from "./policies.mjs";
-import { bundleWorker, startBenchOrigins } from "./setup.mjs";
+import { benchVars, bundleWorker, FLOOR_SCRIPT, startBenchOrigins } from "./setup.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -41,20 +41,14 @@ if (!chosen) throw new Error(`--scenario must be one of A, A3, A3r, ${Object.key
 
 const inspectorPort = 9300 + Math.floor(Math.random() * 500);
 const worker = await startWorker({
-  scriptPath: floor ? join(ROOT, "scripts/bench/floor.mjs") : script,
+  scriptPath: floor ? FLOOR_SCRIPT : script,
   withoutStats: floor,
   onLog: () => {},
   vars: {
-    PRIMARY_ORIGIN: origins.primary,
-    MIRROR_ORIGIN: origins.slow,
+    ...benchVars(origins),
     MIRROR_COUNT: args.scenario.startsWith("A3") ? "3" : "0",
     // A3r reads its mirrors' answers to the end, as edge-mirror does with small ones.
     MIRROR_READ: args.scenario === "A3r" ? "1" : "0",
-    // The deployed defaults: failures always, successful copies 1 in 100.
-    LOG_LEVEL: "info",
-    LOG_SAMPLE_RATE: "0.01",
-    POLICY_CACHE_TTL_MS: "5000",
-    STATS_FLUSH_MS: "1000",
   },
   policies: chosen,
   inspectorPort,

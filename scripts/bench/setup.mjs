@@ -64,3 +64,24 @@ export async function startBenchOrigins(slowMs) {
     },
   };
 }
+
+/** The floor the bench measures edge-mirror against: the least code that proxies and mirrors. */
+export const FLOOR_SCRIPT = join(ROOT, "scripts/bench/floor.mjs");
+
+/**
+ * What every bench worker, edge-mirror's or the floor's, runs with: the bench's origins and the
+ * deployed defaults — failures always logged, successful copies 1 in 100, counters batched as in
+ * production (one write per isolate per second).
+ * @param {{ primary: string, slow: string }} origins
+ * @param {number} [policyTtlMs] `POLICY_CACHE_TTL_MS`, the deployed 5 s unless a run says otherwise
+ */
+export function benchVars(origins, policyTtlMs = 5000) {
+  return {
+    PRIMARY_ORIGIN: origins.primary,
+    MIRROR_ORIGIN: origins.slow,
+    LOG_LEVEL: "info",
+    LOG_SAMPLE_RATE: "0.01",
+    POLICY_CACHE_TTL_MS: String(policyTtlMs),
+    STATS_FLUSH_MS: "1000",
+  };
+}
