@@ -321,7 +321,7 @@ async function sendOne(parts: CopyOf): Promise<void> {
     if (target.compare && reference) {
       compared = await compareWithPrimary(job, target, target.compare, response, reference);
     } else {
-      // Mirror answers are ignored (as in Envoy and Gateway API), never buffered.
+      // Mirror answers are ignored (as in Envoy and Gateway API): at most 64 KiB is read, then dropped.
       dropped = discardAnswer(response);
     }
     job.sink({
