@@ -5,8 +5,10 @@
  * workerd through Miniflare's API (not `wrangler dev`, whose own proxy dominates). Only
  * loopback traffic; every scenario is bounded by --duration.
  *
- * Every scenario's worker is started first; then the scenarios run in interleaved rounds and
- * the median of each is reported, so that drift on a shared machine hits them all alike.
+ * The scenarios run in rounds, each round in fresh workerd processes warmed up by a second of
+ * their own load; every other round runs the list backwards. The table shows each scenario's
+ * median, and a ratio is the median of its per-round ratios, so that drift on a shared machine
+ * falls on both sides of it. The hypervisor's share of the CPU time (steal) is reported.
  *
  *   npm run bench -- --duration 2 --rounds 2 --connections 10 [--only A,B] [--json out.json] [--write BENCHMARKS.md]
  */
@@ -73,6 +75,9 @@ const edgeScript = bundleWorker(
 const { noMatch, oneFast, threeSlow, thousandRoutes } = benchPolicies({ fast: origins.fast, slow: origins.slow });
 const body256k = Buffer.alloc(256 * 1024, 7);
 
+// Scenarios that a ratio compares run next to each other (A and B; A3r, D and A3; A3/1 and D/1),
+// and every other round runs the list backwards: each pair is measured back to back, and
+// neither side always goes first.
 /** @type {Array<{ id: string, what: string, worker?: "floor" | "edge", vars?: Record<string,string>, policies?: Record<string, unknown>, path?: string, body?: Buffer, connections?: number, nginx?: "plain" | "mirror" }>} */
 const scenarios = [
   { id: "A", what: "bare Worker: fetch to the primary (floor)", worker: "floor" },
@@ -89,6 +94,18 @@ const scenarios = [
     policies: oneFast,
   },
   {
+    id: "A3r",
+    what: "A3, reading the mirrors' answers to the end (their connections reused, as in D)",
+    worker: "floor",
+    vars: { MIRROR_COUNT: "3", MIRROR_READ: "1" },
+  },
+  {
+    id: "D",
+    what: `edge-mirror, three mirrors, each ${slowMs} ms slow`,
+    worker: "edge",
+    policies: threeSlow,
+  },
+  {
     id: "A3",
     what: `bare Worker + 3 waitUntil fetches to the ${slowMs} ms mirror (floor)`,
     worker: "floor",
@@ -101,18 +118,6 @@ const scenarios = [
     what: "A3 again, in a workerd of its own (the run's noise)",
     worker: "floor",
     vars: { MIRROR_COUNT: "3" },
-  },
-  {
-    id: "A3r",
-    what: "A3, reading the mirrors' answers to the end (their connections reused, as in D)",
-    worker: "floor",
-    vars: { MIRROR_COUNT: "3", MIRROR_READ: "1" },
-  },
-  {
-    id: "D",
-    what: `edge-mirror, three mirrors, each ${slowMs} ms slow`,
-    worker: "edge",
-    policies: threeSlow,
   },
   {
     id: "E",
@@ -203,53 +208,82 @@ async function settleMirrors() {
   return last;
 }
 
+/**
+ * The machine's CPU time so far, from /proc/stat's first line: all of it, and what the
+ * hypervisor took for other guests (steal), in clock ticks.
+ */
+function cpuTimes() {
+  const fields = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]?.trim().split(/\s+/).slice(1).map(Number) ?? [];
+  // user nice system idle iowait irq softirq steal (guest time is already in user)
+  return { total: fields.slice(0, 8).reduce((a, b) => a + b, 0), steal: fields[7] ?? 0 };
+}
+
+/** @param {{ total: number, steal: number }} before @param {{ total: number, steal: number }} after */
+function stolenPercent(before, after) {
+  const total = after.total - before.total;
+  return total > 0 ? (100 * (after.steal - before.steal)) / total : 0;
+}
+
 const only = args.only ? new Set(args.only.split(",")) : undefined;
 const selected = only ? scenarios.filter((s) => only.has(s.id)) : scenarios;
 const nginx = nginxBin && selected.some((s) => s.nginx) ? await startNginx() : undefined;
 /** @type {Map<string, { target: string, pid: number | undefined, dispose: () => Promise<void> }>} */
-const running = new Map();
-// Workers start in parallel: startup is most of the run's fixed cost.
-await Promise.all(
-  selected.map(async (s) => {
-    if (s.nginx && nginx) {
-      running.set(s.id, {
-        target: s.nginx === "plain" ? nginx.plain : nginx.mirror,
-        pid: undefined,
-        dispose: async () => {},
+let running = new Map();
+/**
+ * Starts a workerd for every selected scenario, all in parallel (startup is most of a round's
+ * fixed cost), and returns them by scenario id.
+ */
+async function startAll() {
+  /** @type {typeof running} */
+  const started = new Map();
+  await Promise.all(
+    selected.map(async (s) => {
+      if (s.nginx && nginx) {
+        started.set(s.id, {
+          target: s.nginx === "plain" ? nginx.plain : nginx.mirror,
+          pid: undefined,
+          dispose: async () => {},
+        });
+        return;
+      }
+      const worker = await startWorker({
+        scriptPath: s.worker === "floor" ? FLOOR_SCRIPT : edgeScript,
+        vars: { ...benchVars(origins, policyTtlMs), ...s.vars },
+        policies: s.policies,
+        withoutStats: s.worker === "floor",
+        // The runtime's own output (stack traces of connections the load generator cut at the
+        // end of a run) is not part of the report.
+        onLog: () => {},
       });
-      return;
-    }
-    const worker = await startWorker({
-      scriptPath: s.worker === "floor" ? FLOOR_SCRIPT : edgeScript,
-      vars: { ...benchVars(origins, policyTtlMs), ...s.vars },
-      policies: s.policies,
-      withoutStats: s.worker === "floor",
-      // The runtime's own output (stack traces of connections the load generator cut at the
-      // end of a run) is not part of the report.
-      onLog: () => {},
-    });
-    running.set(s.id, {
-      target: worker.url,
-      pid: listeningPid(Number(new URL(worker.url).port)),
-      dispose: () => worker.dispose(),
-    });
-  }),
-);
+      started.set(s.id, {
+        target: worker.url,
+        pid: listeningPid(Number(new URL(worker.url).port)),
+        dispose: () => worker.dispose(),
+      });
+    }),
+  );
+  return started;
+}
 
 /** @type {Map<string, Array<{ rps: number, p50: number, p99: number, requests: number, errors: number, mirrors: number, mirrorConnections: number, kvReads: number, extraLoads: number, cpuUs: number | undefined }>>} */
 const samples = new Map(selected.map((s) => [s.id, []]));
 // Copies still in flight from one run are waited for before the next starts (settleMirrors).
 let mirrorsSoFar = await mirrorsReceived();
+const WARM_UP_SECONDS = 1;
+const stealBefore = cpuTimes();
 for (let round = 0; round < rounds; round++) {
-  for (const s of selected) {
+  // Every round in workerd processes of its own: one process can run a tenth or more slower than
+  // another with the same code, for as long as it lives, and would otherwise tilt a whole run.
+  running = await startAll();
+  for (const s of round % 2 ? [...selected].reverse() : selected) {
     const { target, pid } = /** @type {{ target: string, pid: number | undefined }} */ (running.get(s.id));
     const path = s.path ?? BENCH_PATH;
     const method = s.body ? "POST" : "GET";
-    const headers = s.body ? { "content-type": "application/octet-stream" } : {};
-    // Warm up the isolate, the policy snapshot and keep-alive connections.
-    if (round === 0)
-      await autocannon({ url: target + path, connections: 2, duration: 0.5, method, body: s.body, headers });
-    if (round === 0) mirrorsSoFar = await settleMirrors();
+    // A fresh process: one second of the scenario's own load first, so that the isolate's code
+    // is optimised, the policy snapshot loaded and the keep-alive connections open.
+    if (s.connections === 1) await sequential(target + path, WARM_UP_SECONDS);
+    else await load(target + path, s.connections ?? connections, method, s.body, WARM_UP_SECONDS);
+    mirrorsSoFar = await settleMirrors();
     const mirrorsBefore = mirrorsSoFar;
     const kvBefore = s.worker === "edge" ? await kvReads(target) : { reads: 0, loads: 0 };
     const cpuBefore = pid ? cpuMs(pid) : 0;
@@ -282,8 +316,9 @@ for (let round = 0; round < rounds; round++) {
       `round ${round + 1} ${s.id.padEnd(5)} ${String(Math.round(result.requests.average)).padStart(6)} rps  p50 ${result.latency.p50} ms  p99 ${result.latency.p99} ms  cpu ${cpuUs === undefined ? "—" : `${Math.round(cpuUs)} µs`}/req  mirrors ${mirrors} (${mirrorConnections} connections)`,
     );
   }
+  for (const { dispose } of running.values()) await dispose();
 }
-for (const { dispose } of running.values()) await dispose();
+const stealPercent = stolenPercent(stealBefore, cpuTimes());
 
 /** @param {number[]} values */
 const median = (values) => {
@@ -323,12 +358,12 @@ origins.stop();
  * result that the report uses. Sockets the load generator cuts when time is up are not errors.
  * @param {string} url @param {number} conns @param {"GET" | "POST"} method @param {Buffer | undefined} body
  */
-async function load(url, conns, method, body) {
+async function load(url, conns, method, body, seconds = duration) {
   if (loadTool !== "wrk") {
     const headers = body ? { "content-type": "application/octet-stream" } : {};
-    return autocannon({ url, connections: conns, duration, method, body, headers });
+    return autocannon({ url, connections: conns, duration: seconds, method, body, headers });
   }
-  const argv = ["-t1", `-c${conns}`, `-d${duration}s`, "--latency"];
+  const argv = ["-t1", `-c${conns}`, `-d${seconds}s`, "--latency"];
   if (body) {
     const script = join(buildDir, `post-${body.length}.lua`);
     writeFileSync(
@@ -419,27 +454,39 @@ const by = (id) => {
 };
 /** @param {number} a @param {number} b */
 const ratio = (a, b) => (b ? a / b : Number.NaN);
-/** @param {string} id */
-const cpu = (id) => by(id).cpuUs ?? Number.NaN;
+/**
+ * `a` ÷ `b` for one measure, taken in each round (where the two ran back to back) and the median
+ * of those: a minute in which the machine is slow falls on both sides of one round's ratio,
+ * instead of on one side of a ratio of two medians.
+ * @param {string} a @param {string} b @param {"rps" | "p50" | "p99" | "cpuUs"} measure
+ */
+const paired = (a, b, measure) => {
+  by(a);
+  by(b);
+  const over = samples.get(b) ?? [];
+  return median(
+    (samples.get(a) ?? []).map((run, i) => ratio(run[measure] ?? Number.NaN, over[i]?.[measure] ?? Number.NaN)),
+  );
+};
 /** @type {Array<{ name: string, value: number, target: string, ok: (v: number) => boolean }>} */
 const targets = [
   {
     name: "CPU/request B ÷ A (no route vs bare proxy)",
-    value: ratio(cpu("B"), cpu("A")),
+    value: paired("B", "A", "cpuUs"),
     target: "≤ 1.10",
     ok: (v) => v <= 1.1,
   },
   {
     name: "CPU/request D ÷ A3 (3 mirrors vs bare + 3 waitUntil fetches)",
-    value: ratio(cpu("D"), cpu("A3")),
+    value: paired("D", "A3", "cpuUs"),
     target: "≤ 1.10",
     ok: (v) => v <= 1.1,
   },
-  { name: "rps(B) ÷ rps(A)", value: ratio(by("B").rps, by("A").rps), target: "≥ 0.95", ok: (v) => v >= 0.95 },
-  { name: "rps(D) ÷ rps(A3)", value: ratio(by("D").rps, by("A3").rps), target: "≥ 0.90", ok: (v) => v >= 0.9 },
-  { name: "p50(D/1) ÷ p50(A3/1)", value: ratio(by("D/1").p50, by("A3/1").p50), target: "≤ 1.10", ok: (v) => v <= 1.1 },
-  { name: "p99(D/1) ÷ p99(A3/1)", value: ratio(by("D/1").p99, by("A3/1").p99), target: "≤ 1.20", ok: (v) => v <= 1.2 },
-  { name: "rps(F) ÷ rps(C)", value: ratio(by("F").rps, by("C").rps), target: "≥ 0.90", ok: (v) => v >= 0.9 },
+  { name: "rps(B) ÷ rps(A)", value: paired("B", "A", "rps"), target: "≥ 0.95", ok: (v) => v >= 0.95 },
+  { name: "rps(D) ÷ rps(A3)", value: paired("D", "A3", "rps"), target: "≥ 0.90", ok: (v) => v >= 0.9 },
+  { name: "p50(D/1) ÷ p50(A3/1)", value: paired("D/1", "A3/1", "p50"), target: "≤ 1.10", ok: (v) => v <= 1.1 },
+  { name: "p99(D/1) ÷ p99(A3/1)", value: paired("D/1", "A3/1", "p99"), target: "≤ 1.20", ok: (v) => v <= 1.2 },
+  { name: "rps(F) ÷ rps(C)", value: paired("F", "C", "rps"), target: "≥ 0.90", ok: (v) => v >= 0.9 },
   {
     // Requests never wait on KV once a snapshot exists: every policy load in a run must be the
     // one background refresh per POLICY_CACHE_TTL_MS. Those refreshes are the only KV reads; the
@@ -452,19 +499,19 @@ const targets = [
   { name: "gzipped bundle (KB)", value: size.gzip / 1024, target: "≤ 60", ok: (v) => v <= 60 },
 ];
 const reported = [
-  { name: "CPU/request A3-2 ÷ A3  (identical code: the run's noise)", value: ratio(cpu("A3-2"), cpu("A3")) },
+  { name: "CPU/request A3-2 ÷ A3  (identical code: the run's noise)", value: paired("A3-2", "A3", "cpuUs") },
   {
     name: "CPU/request D ÷ A3r  (like for like: both reuse their mirror connections)",
-    value: ratio(cpu("D"), cpu("A3r")),
+    value: paired("D", "A3r", "cpuUs"),
   },
-  { name: "p99(D/1) ÷ p99(B/1)  (edge-mirror: slow mirrors vs none)", value: ratio(by("D/1").p99, by("B/1").p99) },
+  { name: "p99(D/1) ÷ p99(B/1)  (edge-mirror: slow mirrors vs none)", value: paired("D/1", "B/1", "p99") },
 ];
 if (byId.has("N/1")) {
   reported.push({
     name: "p99(N/1) ÷ p99(N0/1)  (nginx: slow mirror vs none)",
-    value: ratio(by("N/1").p99, by("N0/1").p99),
+    value: paired("N/1", "N0/1", "p99"),
   });
-  reported.push({ name: "rps(N) ÷ rps(A)  (nginx mirror vs the bare Worker)", value: ratio(by("N").rps, by("A").rps) });
+  reported.push({ name: "rps(N) ÷ rps(A)  (nginx mirror vs the bare Worker)", value: paired("N", "A", "rps") });
 }
 
 /** @param {string} name */
@@ -481,7 +528,7 @@ const fmt = (v) =>
     : String(v);
 const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, workerd ${packageVersion("workerd")} via Miniflare ${packageVersion("miniflare")}${nginxBin ? `, ${spawnSync(nginxBin, ["-v"], { encoding: "utf8" }).stderr.trim()}` : ", nginx not installed"}`;
 const table = [
-  `Machine: ${machine}. Each scenario ${rounds} × ${duration} s (median shown), ${connections} connections by ${loadTool === "wrk" ? "wrk (one thread)" : "autocannon"}; one-connection rows are sequential keep-alive requests timed to the microsecond; mirror delay ${slowMs} ms; CPU is workerd's utime + stime per request, copies included; bundle ${fmt(size.raw / 1024)} KB raw, ${fmt(size.gzip / 1024)} KB gzipped.`,
+  `Machine: ${machine}. Each scenario ${rounds} × ${duration} s (median shown; ratios are the median of each round's ratio), ${connections} connections by ${loadTool === "wrk" ? "wrk (one thread)" : "autocannon"}; one-connection rows are sequential keep-alive requests timed to the microsecond; mirror delay ${slowMs} ms; CPU is workerd's utime + stime per request, copies included; bundle ${fmt(size.raw / 1024)} KB raw, ${fmt(size.gzip / 1024)} KB gzipped; the hypervisor took ${fmt(stealPercent)} % of the machine's CPU time during the rounds (steal).`,
   "",
   "| scenario | what | conns | rps | p50 ms | p99 ms | CPU µs / request | requests | errors | mirror requests received | mirror connections opened | KV reads / request |",
   "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -507,6 +554,7 @@ if (args.json)
         connections,
         slowMs,
         size,
+        stealPercent,
         results,
         targets: targets.map((t) => ({ ...t, ok: t.ok(t.value) })),
       },
