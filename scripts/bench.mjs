@@ -227,14 +227,12 @@ function stolenPercent(before, after) {
 const only = args.only ? new Set(args.only.split(",")) : undefined;
 const selected = only ? scenarios.filter((s) => only.has(s.id)) : scenarios;
 const nginx = nginxBin && selected.some((s) => s.nginx) ? await startNginx() : undefined;
-/** @type {Map<string, { target: string, pid: number | undefined, dispose: () => Promise<void> }>} */
-let running = new Map();
 /**
  * Starts a workerd for every selected scenario, all in parallel (startup is most of a round's
  * fixed cost), and returns them by scenario id.
  */
 async function startAll() {
-  /** @type {typeof running} */
+  /** @type {Map<string, { target: string, pid: number | undefined, dispose: () => Promise<void> }>} */
   const started = new Map();
   await Promise.all(
     selected.map(async (s) => {
@@ -274,7 +272,7 @@ const stealBefore = cpuTimes();
 for (let round = 0; round < rounds; round++) {
   // Every round in workerd processes of its own: one process can run a tenth or more slower than
   // another with the same code, for as long as it lives, and would otherwise tilt a whole run.
-  running = await startAll();
+  const running = await startAll();
   for (const s of round % 2 ? [...selected].reverse() : selected) {
     const { target, pid } = /** @type {{ target: string, pid: number | undefined }} */ (running.get(s.id));
     const path = s.path ?? BENCH_PATH;
