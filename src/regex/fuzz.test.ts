@@ -86,12 +86,15 @@ const anchor: fc.Arbitrary<Generated> = fc
   .map((pattern) => ({ pattern, reference: pattern, sample: () => "" }));
 
 /**
- * The V8 in workerd answers some lazy stars wrongly: `/(?:[^]*?a^|)/.exec("")` is null, where
- * the empty alternative matches (Node's V8 answers `[""]`). So JavaScript is asked for a lazy
- * `*` as `{0,MAX_INPUT}`, which means the same on inputs no longer than that.
+ * The V8 in workerd answers some lazy quantifiers without an upper bound wrongly:
+ * `/(?:[^]*?a^|)/.exec("")` is null where the empty alternative matches (Node's V8 answers
+ * `[""]`), and `(?:[^]+?a^||\/*)*` and `(?:[^]{1,}?a^||\/*)*` miss "////". So JavaScript is asked
+ * for a lazy `*`, `+` or `{n,}` with `MAX_INPUT` as its upper bound, which means the same on
+ * inputs no longer than that.
  */
 function quantify(body: Generated, [quantifier, min, max]: [string, number, number], lazy: boolean): Generated {
-  const bounded = lazy && quantifier === "*" ? `{0,${MAX_INPUT}}` : quantifier;
+  const unbounded = quantifier === "*" || quantifier === "+" || quantifier.endsWith(",}");
+  const bounded = lazy && unbounded ? `{${min},${MAX_INPUT}}` : quantifier;
   return {
     pattern: `${body.pattern}${quantifier}${lazy ? "?" : ""}`,
     reference: `${body.reference}${bounded}${lazy ? "?" : ""}`,

@@ -119,6 +119,16 @@ describe("repetition", () => {
         expect(jsFullMatch(bounded, input)).toBe(input === "");
       }
     }
+    // The same with a lazy `+` or `{1,}` beside an alternative that matches.
+    for (const [pattern, bounded] of [
+      ["(?:[^]+?a^||\\/*)*", "(?:[^]{1,4}?a^||\\/*)*"],
+      ["(?:[^]{1,}?a^||\\/*)*", "(?:[^]{1,4}?a^||\\/*)*"],
+    ] as const) {
+      for (const input of ["", "/", "////", "a"]) {
+        expect(compileRegex(pattern).test(input), `${pattern} on ${JSON.stringify(input)}`).toBe(input !== "a");
+        expect(jsFullMatch(bounded, input)).toBe(input !== "a");
+      }
+    }
   });
 
   it("gives lazy quantifiers the same whole-input answer as greedy ones", () => {
