@@ -265,8 +265,6 @@ async function startAll() {
 
 /** @type {Map<string, Array<{ rps: number, p50: number, p99: number, requests: number, errors: number, mirrors: number, mirrorConnections: number, kvReads: number, extraLoads: number, cpuUs: number | undefined }>>} */
 const samples = new Map(selected.map((s) => [s.id, []]));
-// Copies still in flight from one run are waited for before the next starts (settleMirrors).
-let mirrorsSoFar = await mirrorsReceived();
 const WARM_UP_SECONDS = 1;
 const stealBefore = cpuTimes();
 for (let round = 0; round < rounds; round++) {
@@ -281,8 +279,8 @@ for (let round = 0; round < rounds; round++) {
     // is optimised, the policy snapshot loaded and the keep-alive connections open.
     if (s.connections === 1) await sequential(target + path, WARM_UP_SECONDS);
     else await load(target + path, s.connections ?? connections, method, s.body, WARM_UP_SECONDS);
-    mirrorsSoFar = await settleMirrors();
-    const mirrorsBefore = mirrorsSoFar;
+    // The warm-up's copies, and any still in flight, are done before the measured seconds start.
+    const mirrorsBefore = await settleMirrors();
     const kvBefore = s.worker === "edge" ? await kvReads(target) : { reads: 0, loads: 0 };
     const cpuBefore = pid ? cpuMs(pid) : 0;
     const started = performance.now();
@@ -293,10 +291,10 @@ for (let round = 0; round < rounds; round++) {
     const runMs = performance.now() - started;
     const kvAfter = s.worker === "edge" ? await kvReads(target) : { reads: 0, loads: 0 };
     // The copies' CPU (waitUntil) is part of what a request costs: read it once they are done.
-    mirrorsSoFar = await settleMirrors();
+    const mirrorsAfter = await settleMirrors();
     const cpuUs = pid ? ((cpuMs(pid) - cpuBefore) * 1000) / Math.max(1, result.requests.total) : undefined;
-    const mirrors = mirrorsSoFar.count - mirrorsBefore.count;
-    const mirrorConnections = mirrorsSoFar.connections - mirrorsBefore.connections;
+    const mirrors = mirrorsAfter.count - mirrorsBefore.count;
+    const mirrorConnections = mirrorsAfter.connections - mirrorsBefore.connections;
     samples.get(s.id)?.push({
       rps: result.requests.average,
       p50: result.latency.p50,
@@ -459,6 +457,7 @@ const ratio = (a, b) => (b ? a / b : Number.NaN);
  * @param {string} a @param {string} b @param {"rps" | "p50" | "p99" | "cpuUs"} measure
  */
 const paired = (a, b, measure) => {
+  // Both must have run: `by` says which did not.
   by(a);
   by(b);
   const over = samples.get(b) ?? [];
