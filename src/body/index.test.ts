@@ -229,11 +229,11 @@ describe("relayBody", () => {
       const relayed = relayBody(source.stream, String(300 * 1024));
       await expect(
         forwardToPrimary({
-          url: "http://p.test/",
-          method: "POST",
+          request: new Request("http://p.test/", { method: "POST", body: relayed.stream }),
           headers: new Headers(),
           body: relayed,
           timeoutMs: 1000,
+          abort: new AbortController(),
         }),
       ).rejects.toMatchObject({ code: "primary_unreachable" });
       expect(source.sent()).toBe(300);

@@ -1,14 +1,21 @@
 import { describe, expect, it } from "vitest";
 import {
   applyHeaderOps,
-  forwardableHeaders,
+  dropUnforwardable,
   forwardedFrom,
   isWebSocketUpgrade,
   setForwarded,
   shadowHost,
 } from "./index.js";
 
-describe("forwardableHeaders", () => {
+/** What the primary would be sent of `incoming`: the request's own copy, with the unforwardable dropped. */
+function forwardableHeaders(incoming: HeadersInit): Headers {
+  const { headers } = new Request("https://edge.test/", { headers: incoming });
+  dropUnforwardable(headers);
+  return headers;
+}
+
+describe("dropUnforwardable", () => {
   it("drops hop-by-hop, Connection-named and cf-* fields and keeps the rest", () => {
     const out = forwardableHeaders(
       new Headers({
@@ -53,6 +60,20 @@ describe("forwardableHeaders", () => {
     expect(isWebSocketUpgrade(incoming)).toBe(false);
     expect([...forwardableHeaders(incoming).keys()]).toEqual([]);
   });
+
+  it("drops only Connection-named fields that are there, whatever their case, and ignores tokens that name none", () => {
+    const out = forwardableHeaders({
+      connection: "X-Private, not a header, a/b, [x], , close",
+      "x-private": "secret",
+      "x-kept": "1",
+    });
+    expect(Object.fromEntries(out)).toEqual({ "x-kept": "1" });
+  });
+
+  it("leaves a request with nothing to drop as it was", () => {
+    const incoming = { accept: "*/*", "x-forwarded-for": "198.51.100.1", authorization: "Bearer t" };
+    expect(Object.fromEntries(forwardableHeaders(incoming))).toEqual(incoming);
+  });
 });
 
 describe("setForwarded", () => {
@@ -61,6 +82,7 @@ describe("setForwarded", () => {
       headers: { "cf-connecting-ip": "203.0.113.9", "x-forwarded-for": "198.51.100.1" },
     });
     const headers = forwardableHeaders(request.headers);
+    expect(headers.has("cf-connecting-ip")).toBe(false);
     setForwarded(headers, forwardedFrom(request, new URL(request.url)));
     expect(headers.get("x-forwarded-host")).toBe("api.example.com:8443");
     expect(headers.get("x-forwarded-proto")).toBe("https");

@@ -4,11 +4,11 @@
  * build the primary's headers, forward with the path and query byte-exact, and turn timeouts
  * and network failures into 504/502. Nothing mirror-related ever runs here. A WebSocket
  * upgrade passes through: its 101 and socket go back to the client as the primary gave them
- * (`forwardableHeaders` keeps `Upgrade` and `Connection` for it).
+ * (`dropUnforwardable` keeps `Upgrade` and `Connection` for it).
  */
 import { isBodyless, type RelayedBody, relayBody } from "../body/index.js";
 import { UpstreamError } from "../errors/index.js";
-import { applyHeaderOps, forwardableHeaders, forwardedFrom, HOP_HEADER, setForwarded } from "../headers/index.js";
+import { applyHeaderOps, dropUnforwardable, forwardedFrom, HOP_HEADER, setForwarded } from "../headers/index.js";
 import type { Backend, Route } from "../policy/index.js";
 
 /** `https://h:1/a%2Fb?x=1#f` → `/a%2Fb?x=1`, copied from the URL string rather than re-serialised. */
@@ -64,6 +64,10 @@ export function primaryOrigin(
  * What the primary is sent: the client's headers minus hop-by-hop and Cloudflare's own, the
  * X-Forwarded-* set, the route's header changes, and the hop count that ends a loop through
  * this worker. The client's body is relayed (see `relayBody`).
+ *
+ * The request is built here, once, from the client's own `Headers`: the runtime copies them in
+ * one step and `fetch` takes the built request as it is. (A `Headers` assembled field by field,
+ * then handed to `fetch`, was copied twice and cost the unmatched path most of its overhead.)
  */
 export function primaryRequest(
   request: Request,
@@ -73,23 +77,34 @@ export function primaryRequest(
   route: Route | undefined,
   body: ReadableStream | null,
 ): PrimaryRequest {
-  const headers = forwardableHeaders(request.headers);
+  const method = request.method;
+  const target = origin + rawPathAndQuery(request.url);
+  // Traffic no route claims keeps the zone's own timeouts: edge-mirror adds none of its own.
+  const timeoutMs = route?.timeoutMs;
+  const abort = timeoutMs === undefined ? undefined : new AbortController();
+  const init: RequestInit = { headers: request.headers, redirect: "manual" };
+  if (abort) init.signal = abort.signal;
+  let relayed: RelayedBody | null = null;
+  let sent: Request;
+  let derivedTarget: string | undefined;
+  if (body && isBodyless(method)) {
+    // A GET or HEAD that arrived with a body: only a request derived from the incoming one may
+    // carry it on (and only if it is not told its method again); it keeps the incoming URL, so
+    // `fetch` is told the target.
+    sent = new Request(request, init);
+    derivedTarget = target;
+  } else {
+    if (body) relayed = relayBody(body, request.headers.get("content-length"));
+    init.method = method;
+    init.body = relayed?.stream ?? null;
+    sent = new Request(target, init);
+  }
+  const headers = sent.headers;
+  dropUnforwardable(headers);
   setForwarded(headers, forwardedFrom(request, url));
   applyHeaderOps(headers, route?.requestHeaders);
   headers.set(HOP_HEADER, String(hops + 1));
-  const method = request.method;
-  const primary: PrimaryRequest = {
-    url: origin + rawPathAndQuery(request.url),
-    method,
-    headers,
-    body: null,
-    // Traffic no route claims keeps the zone's own timeouts: edge-mirror adds none of its own.
-    timeoutMs: route?.timeoutMs,
-  };
-  if (!body) return primary;
-  if (isBodyless(method)) primary.bodyOf = request;
-  else primary.body = relayBody(body, request.headers.get("content-length"));
-  return primary;
+  return { request: sent, target: derivedTarget, headers, body: relayed, timeoutMs, abort };
 }
 
 /**
@@ -100,17 +115,20 @@ export function primaryRequest(
 export const DRAIN_AFTER_FAILURE_MS = 5_000;
 
 export interface PrimaryRequest {
-  url: string;
-  method: string;
+  /** What `fetch` is given, as it is. */
+  request: Request;
+  /**
+   * Set only for a GET or HEAD that carries a body: `request` is then derived from the client's
+   * and keeps its URL, and `fetch` sends it here.
+   */
+  target?: string | undefined;
+  /** The request's headers, which the mirrors' copies start from. */
   headers: Headers;
   body: RelayedBody | null;
-  /**
-   * A GET or HEAD that arrived with a body (Elasticsearch's `_search`, some RPC clients): only a
-   * request derived from the incoming one may carry that body on, so it is sent from here.
-   */
-  bodyOf?: Request;
   /** Time allowed for the primary's response headers; undefined leaves it to the platform. */
   timeoutMs: number | undefined;
+  /** Aborts the request when `timeoutMs` passes; present exactly when `timeoutMs` is. */
+  abort?: AbortController | undefined;
 }
 
 /**
@@ -121,17 +139,17 @@ export interface PrimaryRequest {
  * (see `RelayedBody.answered`).
  */
 export function forwardToPrimary(req: PrimaryRequest): Promise<Response> {
-  if (req.timeoutMs === undefined) {
-    const sent = fetch(req.url, requestInit(req)).catch((err) => failed(req, err, false));
+  const { abort, timeoutMs } = req;
+  if (!abort || timeoutMs === undefined) {
+    const sent = send(req).catch((err) => failed(req, err, false));
     return req.body ? sent.then((response) => handedOn(req, response)) : sent;
   }
-  const controller = new AbortController();
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
-    controller.abort();
-  }, req.timeoutMs);
-  return fetch(req.url, requestInit(req, controller.signal)).then(
+    abort.abort();
+  }, timeoutMs);
+  return send(req).then(
     (response) => {
       clearTimeout(timer);
       return handedOn(req, response);
@@ -143,17 +161,13 @@ export function forwardToPrimary(req: PrimaryRequest): Promise<Response> {
   );
 }
 
+function send(req: PrimaryRequest): Promise<Response> {
+  return req.target === undefined ? fetch(req.request) : fetch(req.target, req.request);
+}
+
 /** The primary's answer as the client gets it: held while a relayed upload is finished (see `RelayedBody.answered`). */
 function handedOn(req: PrimaryRequest, response: Response): Response | Promise<Response> {
   return req.body ? req.body.answered(response, DRAIN_AFTER_FAILURE_MS) : response;
-}
-
-function requestInit(req: PrimaryRequest, signal?: AbortSignal): RequestInit {
-  const init: RequestInit = { headers: req.headers, redirect: "manual", ...(signal ? { signal } : {}) };
-  if (req.bodyOf) return new Request(req.bodyOf, init);
-  init.method = req.method;
-  init.body = req.body?.stream ?? null;
-  return init;
 }
 
 async function failed(req: PrimaryRequest, err: unknown, timedOut: boolean): Promise<never> {

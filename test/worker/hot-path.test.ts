@@ -112,10 +112,12 @@ async function bodiesHandedToFetch(percent: number, size = 10_000) {
     routes: [{ id: "r", mirrors: [{ cluster: "m", percent }] }],
   });
   const bodies: unknown[] = [];
-  const fetchSpy = vi.spyOn(globalThis, "fetch").mockImplementation(async (_input, init) => {
-    bodies.push(init?.body);
+  const fetchSpy = vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
+    // The primary leg hands `fetch` a built request; the mirrors hand it a URL and an init.
+    const body = input instanceof Request ? input.body : init?.body;
+    bodies.push(body);
     // A primary that answers before reading the upload is held until it is read (body/relayBody).
-    if (init?.body instanceof ReadableStream) await new Response(init.body).arrayBuffer();
+    if (body instanceof ReadableStream) await new Response(body).arrayBuffer();
     return new Response("ok");
   });
   try {
