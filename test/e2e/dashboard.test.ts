@@ -265,7 +265,15 @@ describe("dashboard in Chromium", () => {
       const withDiff = route.mirrors.some((m) => m.compare.match + m.compare.differ + m.compare.error > 0);
       expect(await chart.locator("polyline.line-diff").count(), route.route).toBe(withDiff ? 1 : 0);
       const hits = chart.locator(".hit");
-      const minutes = await hits.evaluateAll((els) => els.map((e) => e.getAttribute("data-minute")));
+      // Minutes and bar heights from one reading: the chart may be redrawn, its window moved on, between two.
+      const drawn = await chart.evaluate((el) => {
+        const bars = el.querySelectorAll("rect.bar-requests");
+        return [...el.querySelectorAll(".hit")].map((hit, i) => ({
+          minute: hit.getAttribute("data-minute"),
+          barHeight: bars[i]?.getAttribute("height") ?? null,
+        }));
+      });
+      const minutes = drawn.map((d) => d.minute);
       expect(minutes).toHaveLength(route.series.length);
       // Every minute is a point of the line, empty ones included: no gaps.
       const failedLine = (await chart.locator("polyline.line-failed").getAttribute("points")) ?? "";
@@ -285,7 +293,7 @@ describe("dashboard in Chromium", () => {
         if (withDiff) expect(await shown("diffRate")).toBe(`${Math.round(point.diffRate * 1000) / 10} %`);
         if (point.requests === 0) {
           empty++;
-          expect(await chart.locator("rect.bar-requests").nth(i).getAttribute("height")).toBe("0.0");
+          expect(drawn[i]?.barHeight, `${route.route} ${minute}`).toBe("0.0");
         }
         checked++;
       }
