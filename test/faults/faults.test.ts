@@ -36,8 +36,10 @@ interface Load {
   answers: Record<string, number>;
   /** The first few errors of lost requests, for the failure message. */
   errors: string[];
+  /** What was wrong with the first few altered answers, for the failure message. */
+  alterations: string[];
 }
-interface Row extends Omit<Load, "errors"> {
+interface Row extends Omit<Load, "errors" | "alterations"> {
   scenario: string;
   requests: number;
   outcomes: Record<string, number>;
@@ -82,13 +84,16 @@ interface Expect {
 
 /** Tallies one scenario's requests as the client saw them. */
 function tally() {
-  const load: Load = { lost: 0, altered: 0, p50: 0, p99: 0, answers: {}, errors: [] };
+  const load: Load = { lost: 0, altered: 0, p50: 0, p99: 0, answers: {}, errors: [], alterations: [] };
   const latencies: number[] = [];
   return {
-    answered(status: number, intact: boolean, started: number) {
+    /** `wrong` says what was not as expected; undefined for an intact answer. */
+    answered(status: number, wrong: string | undefined, started: number) {
       latencies.push(performance.now() - started);
       load.answers[status] = (load.answers[status] ?? 0) + 1;
-      if (!intact) load.altered++;
+      if (wrong === undefined) return;
+      load.altered++;
+      if (load.alterations.length < 3) load.alterations.push(wrong);
     },
     lost(error: unknown) {
       load.lost++;
@@ -126,7 +131,11 @@ async function drive(url: string, expectation: Expect): Promise<Load> {
         const intact = expectation.error
           ? (JSON.parse(new TextDecoder().decode(got)) as { error?: string }).error === expectation.error
           : sha256(got) === sha256(body) && res.headers.get("x-served-by") === expectation.servedBy;
-        seen.answered(res.status, res.status === expectation.status && intact, started);
+        const wrong =
+          res.status === expectation.status && intact
+            ? undefined
+            : `${res.status} with ${got.length} B from ${res.headers.get("x-served-by")} for ${body.length} B sent`;
+        seen.answered(res.status, wrong, started);
       } catch (err) {
         seen.lost(err);
       }
@@ -209,9 +218,9 @@ async function run(s: Scenario): Promise<Row> {
   });
   try {
     const url = `${worker.url}/ingest?scenario=${encodeURIComponent(s.name)}`;
-    const { errors, ...result } = await (s.load ?? ((u) => drive(u, s.expect ?? { status: 200, servedBy: "primary" })))(
-      url,
-    );
+    const { errors, alterations, ...result } = await (
+      s.load ?? ((u) => drive(u, s.expect ?? { status: 200, servedBy: "primary" }))
+    )(url);
     const requests = s.requests ?? REQUESTS;
     const expected = requests * (s.copiesPerRequest ?? targets.length);
     await until(() => mirrorOutcomes(logs).length >= expected, 15_000);
@@ -220,7 +229,10 @@ async function run(s: Scenario): Promise<Row> {
     rows.push(row);
 
     expect(result.lost, `requests lost (${errors.join("; ")})`).toBe(0);
-    expect(result.altered, `answers that were not the expected ones (${counts(result.answers)})`).toBe(0);
+    expect(
+      result.altered,
+      `answers that were not the expected ones (${counts(result.answers)}; ${alterations.join("; ")})`,
+    ).toBe(0);
     expect(outcomes.length, "one outcome per copy").toBe(expected);
     for (const key of Object.keys(row.outcomes)) expect(s.allowed, `unexpected outcome "${key}"`).toContain(key);
     expect(
@@ -467,8 +479,14 @@ describe("early answers: a primary that answers before reading the upload", () =
           if (upload.error) return seen.lost(`upload of ${size} B: ${upload.error}`);
           const next = await exchange(agent, url, "GET");
           if (next.error) return seen.lost(`the request after a ${upload.status} to ${size} B: ${next.error}`);
-          const intact = expected(upload) && expected(next) && next.socket === upload.socket;
-          seen.answered(upload.status ?? 0, intact, started);
+          const wrong = !expected(upload)
+            ? `the upload's answer: ${upload.status} with ${upload.body?.length ?? 0} B`
+            : !expected(next)
+              ? `the next GET's answer: ${next.status} with ${next.body?.length ?? 0} B`
+              : next.socket !== upload.socket
+                ? "the next GET needed a new connection"
+                : undefined;
+          seen.answered(upload.status ?? 0, wrong && `${size} B${i % 2 === 1 ? " chunked" : ""}: ${wrong}`, started);
         },
       );
       for (const agent of agents) agent.destroy();
