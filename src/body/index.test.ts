@@ -232,8 +232,7 @@ describe("relayBody", () => {
           request: new Request("http://p.test/", { method: "POST", body: relayed.stream }),
           headers: new Headers(),
           body: relayed,
-          timeoutMs: 1000,
-          abort: new AbortController(),
+          deadline: { ms: 1000, abort: new AbortController() },
         }),
       ).rejects.toMatchObject({ code: "primary_unreachable" });
       expect(source.sent()).toBe(300);

@@ -80,10 +80,9 @@ export function primaryRequest(
   const method = request.method;
   const target = origin + rawPathAndQuery(request.url);
   // Traffic no route claims keeps the zone's own timeouts: edge-mirror adds none of its own.
-  const timeoutMs = route?.timeoutMs;
-  const abort = timeoutMs === undefined ? undefined : new AbortController();
+  const deadline = route?.timeoutMs === undefined ? undefined : { ms: route.timeoutMs, abort: new AbortController() };
   const init: RequestInit = { headers: request.headers, redirect: "manual" };
-  if (abort) init.signal = abort.signal;
+  if (deadline) init.signal = deadline.abort.signal;
   let relayed: RelayedBody | null = null;
   let sent: Request;
   let derivedTarget: string | undefined;
@@ -104,7 +103,7 @@ export function primaryRequest(
   setForwarded(headers, forwardedFrom(request, url));
   applyHeaderOps(headers, route?.requestHeaders);
   headers.set(HOP_HEADER, String(hops + 1));
-  return { request: sent, target: derivedTarget, headers, body: relayed, timeoutMs, abort };
+  return { request: sent, target: derivedTarget, headers, body: relayed, deadline };
 }
 
 /**
@@ -125,10 +124,11 @@ export interface PrimaryRequest {
   /** The request's headers, which the mirrors' copies start from. */
   headers: Headers;
   body: RelayedBody | null;
-  /** Time allowed for the primary's response headers; undefined leaves it to the platform. */
-  timeoutMs: number | undefined;
-  /** Aborts the request when `timeoutMs` passes; present exactly when `timeoutMs` is. */
-  abort?: AbortController | undefined;
+  /**
+   * Time allowed for the primary's response headers, and what aborts the request when it
+   * passes; undefined leaves it to the platform.
+   */
+  deadline: { ms: number; abort: AbortController } | undefined;
 }
 
 /**
@@ -139,16 +139,16 @@ export interface PrimaryRequest {
  * (see `RelayedBody.answered`).
  */
 export function forwardToPrimary(req: PrimaryRequest): Promise<Response> {
-  const { abort, timeoutMs } = req;
-  if (!abort || timeoutMs === undefined) {
+  const { deadline } = req;
+  if (!deadline) {
     const sent = send(req).catch((err) => failed(req, err, false));
     return req.body ? sent.then((response) => handedOn(req, response)) : sent;
   }
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
-    abort.abort();
-  }, timeoutMs);
+    deadline.abort.abort();
+  }, deadline.ms);
   return send(req).then(
     (response) => {
       clearTimeout(timer);
@@ -172,7 +172,7 @@ function handedOn(req: PrimaryRequest, response: Response): Response | Promise<R
 
 async function failed(req: PrimaryRequest, err: unknown, timedOut: boolean): Promise<never> {
   await req.body?.discardRest(DRAIN_AFTER_FAILURE_MS);
-  if (timedOut) throw new UpstreamError("primary_timeout", `primary did not answer within ${req.timeoutMs} ms`);
+  if (timedOut) throw new UpstreamError("primary_timeout", `primary did not answer within ${req.deadline?.ms} ms`);
   throw new UpstreamError("primary_unreachable", `primary unreachable: ${(err as Error).message ?? String(err)}`);
 }
 
