@@ -21,7 +21,7 @@ import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
 import autocannon from "autocannon";
 import { BENCH_PATH, benchPolicies, LAST_ROUTE_PATH } from "./bench/policies.mjs";
-import { benchVars, bundleWorker, FLOOR_SCRIPT, startBenchOrigins } from "./bench/setup.mjs";
+import { benchVars, bundleWorker, FLOOR_SCRIPT, median, startBenchOrigins } from "./bench/setup.mjs";
 import { writeBetweenMarkers } from "./lib/report.mjs";
 import { buildWorker, cpuMs, listeningPid, ROOT, startWorker } from "./lib/worker.mjs";
 
@@ -316,12 +316,6 @@ for (let round = 0; round < rounds; round++) {
 }
 const stealPercent = stolenPercent(stealBefore, cpuTimes());
 
-/** @param {number[]} values */
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
-};
 /** @param {number[]} values */
 const sum = (values) => values.reduce((a, b) => a + b, 0);
 const results = selected.map((s) => {

@@ -18,7 +18,7 @@ import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import { cpuMs, listeningPid, ROOT, startWorker } from "../lib/worker.mjs";
 import { BENCH_PATH, benchPolicies } from "./policies.mjs";
-import { bundleWorker } from "./setup.mjs";
+import { bundleWorker, median } from "./setup.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -89,7 +89,6 @@ async function cpuPerRequest(handler, times, headers) {
   }
 }
 
-const median = (/** @type {number[]} */ xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1] ?? Number.NaN;
 /** @type {Array<{ handler: string, request: string, micros: number, perRound: number[] }>} */
 const results = [];
 for (const [request, headers] of /** @type {const} */ ([

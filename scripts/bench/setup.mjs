@@ -1,8 +1,9 @@
 /**
  * @module scripts/bench/setup
- * What `npm run bench`, `bench:profile` and `bench:calls` each start with: a worker bundled as
- * the bench runs it (as wrangler would, without wrangler's cost), and the bench's origins — a
- * primary, a fast mirror and a slow one — in a process of their own (origins-process.mjs).
+ * What `npm run bench`, `bench:profile`, `bench:calls` and `bench:handler` share: a worker
+ * bundled as the bench runs it (as wrangler would, without wrangler's cost), the bench's
+ * origins — a primary, a fast mirror and a slow one — in a process of their own
+ * (origins-process.mjs), and the median their rounds are summed up by.
  */
 import { execFileSync, fork } from "node:child_process";
 import { mkdirSync } from "node:fs";
@@ -84,4 +85,14 @@ export function benchVars(origins, policyTtlMs = 5000) {
     POLICY_CACHE_TTL_MS: String(policyTtlMs),
     STATS_FLUSH_MS: "1000",
   };
+}
+
+/**
+ * The middle of `values` (the mean of the two middle ones for an even count); 0 for none.
+ * @param {number[]} values
+ */
+export function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
 }
