@@ -230,7 +230,6 @@ describe("relayBody", () => {
       await expect(
         forwardToPrimary({
           request: new Request("http://p.test/", { method: "POST", body: relayed.stream }),
-          headers: new Headers(),
           body: relayed,
           deadline: { ms: 1000, abort: new AbortController() },
         }),

@@ -118,7 +118,7 @@ export function sendCopies(c: Copies): PrimaryHooks {
       requestId,
       method: c.request.method,
       pathAndQuery: rawPathAndQuery(c.request.url),
-      headers: c.primary.headers,
+      headers: c.primary.request.headers,
       host: c.host,
       hops: c.hops,
       signer: c.isolate.marker,

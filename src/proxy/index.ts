@@ -103,7 +103,7 @@ export function primaryRequest(
   setForwarded(headers, forwardedFrom(request, url));
   applyHeaderOps(headers, route?.requestHeaders);
   headers.set(HOP_HEADER, String(hops + 1));
-  return { request: sent, target: derivedTarget, headers, body: relayed, deadline };
+  return { request: sent, target: derivedTarget, body: relayed, deadline };
 }
 
 /**
@@ -114,15 +114,13 @@ export function primaryRequest(
 export const DRAIN_AFTER_FAILURE_MS = 5_000;
 
 export interface PrimaryRequest {
-  /** What `fetch` is given, as it is. */
+  /** What `fetch` is given, as it is; its headers are where the mirrors' copies start from. */
   request: Request;
   /**
    * Set only for a GET or HEAD that carries a body: `request` is then derived from the client's
    * and keeps its URL, and `fetch` sends it here.
    */
   target?: string | undefined;
-  /** The request's headers, which the mirrors' copies start from. */
-  headers: Headers;
   body: RelayedBody | null;
   /**
    * Time allowed for the primary's response headers, and what aborts the request when it
