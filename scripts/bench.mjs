@@ -21,7 +21,7 @@ import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
 import autocannon from "autocannon";
 import { BENCH_PATH, benchPolicies, LAST_ROUTE_PATH } from "./bench/policies.mjs";
-import { benchVars, bundleWorker, FLOOR_SCRIPT, median, startBenchOrigins } from "./bench/setup.mjs";
+import { benchVars, bundleWorker, FLOOR_SCRIPT, findWrk, median, runWrk, startBenchOrigins } from "./bench/setup.mjs";
 import { writeBetweenMarkers } from "./lib/report.mjs";
 import { buildWorker, cpuMs, listeningPid, ROOT, startWorker } from "./lib/worker.mjs";
 
@@ -43,7 +43,7 @@ const rounds = Number(args.rounds);
 const connections = Number(args.connections);
 const slowMs = Number(args["slow-ms"]);
 const policyTtlMs = Number(args["policy-ttl-ms"]);
-const wrkBin = spawnSync("sh", ["-c", "command -v wrk"], { encoding: "utf8" }).stdout.trim();
+const wrkBin = findWrk();
 /** wrk (C, one thread) leaves more of the two cores to workerd than autocannon does; used when installed. */
 const loadTool = args.load ?? (wrkBin ? "wrk" : "autocannon");
 if (loadTool === "wrk" && !wrkBin) throw new Error("--load wrk: wrk is not installed (apt-get install wrk)");
@@ -362,12 +362,7 @@ async function load(url, conns, method, body, seconds = duration) {
     );
     argv.push("-s", script);
   }
-  const child = spawn(wrkBin, [...argv, url], { stdio: ["ignore", "pipe", "inherit"] });
-  let out = "";
-  child.stdout.on("data", (chunk) => {
-    out += chunk;
-  });
-  await new Promise((resolve) => child.on("close", resolve));
+  const { out, total, non2xx } = await runWrk(wrkBin, [...argv, url]);
   /** @param {string} text */
   const ms = (text) => {
     const m = /([\d.]+)(us|ms|s)/.exec(text);
@@ -375,8 +370,6 @@ async function load(url, conns, method, body, seconds = duration) {
     const v = Number(m[1]);
     return m[2] === "us" ? v / 1000 : m[2] === "s" ? v * 1000 : v;
   };
-  const total = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
-  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
   const socket = /Socket errors: connect (\d+), read \d+, write \d+, timeout (\d+)/.exec(out);
   return {
     requests: { average: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0), total },

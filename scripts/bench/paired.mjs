@@ -12,12 +12,11 @@
  *
  * Needs wrk (`apt-get install wrk`): its one-second runs are the slices.
  */
-import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { cpuMs, listeningPid, ROOT, startWorker } from "../lib/worker.mjs";
 import { BENCH_PATH, benchPolicies } from "./policies.mjs";
-import { benchVars, bundleWorker, median, startBenchOrigins } from "./setup.mjs";
+import { benchVars, bundleWorker, findWrk, median, runWrk, startBenchOrigins } from "./setup.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -30,7 +29,7 @@ const rounds = Number(args.rounds);
 const slices = Number(args.slices);
 const connections = Number(args.connections);
 
-const wrk = spawnSync("sh", ["-c", "command -v wrk"], { encoding: "utf8" }).stdout.trim();
+const wrk = findWrk();
 if (!wrk) {
   console.error("bench:paired: wrk is not installed (apt-get install wrk); nothing measured.");
   process.exit(1);
@@ -41,26 +40,16 @@ if (!wrk) {
  * than 2xx or 3xx stops the bench, since a path that fails cheaply would look fast.
  * @param {string} url @param {number} seconds
  */
-function slice(url, seconds) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(wrk, ["-t1", `-c${connections}`, `-d${seconds}s`, url], {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    let out = "";
-    child.stdout.on("data", (chunk) => {
-      out += chunk;
-    });
-    child.on("close", () => {
-      const failed = /Non-2xx or 3xx responses: (\d+)/.exec(out);
-      if (failed) reject(new Error(`${url}: ${failed[1]} answers were not 2xx or 3xx`));
-      else resolve(Number(/(\d+) requests in/.exec(out)?.[1] ?? 0));
-    });
-  });
+async function slice(url, seconds) {
+  const { total, non2xx } = await runWrk(wrk, ["-t1", `-c${connections}`, `-d${seconds}s`, url]);
+  if (non2xx > 0) throw new Error(`${url}: ${non2xx} answers were not 2xx or 3xx`);
+  return total;
 }
 
 const script = bundleWorker(join(ROOT, "scripts/bench/paired-entry.ts"), join(ROOT, ".wrangler/bench/paired.js"));
 const origins = await startBenchOrigins(300);
 const paths = { A: `/floor${BENCH_PATH}`, B: BENCH_PATH };
+const { noMatch } = benchPolicies({ fast: origins.fast, slow: origins.slow });
 /** @type {Array<"A" | "B">} */
 const order = ["A", "B"];
 
@@ -73,7 +62,7 @@ try {
     const worker = await startWorker({
       scriptPath: script,
       vars: benchVars(origins, 600_000),
-      policies: benchPolicies({ fast: origins.fast, slow: origins.slow }).noMatch,
+      policies: noMatch,
       onLog: () => {},
     });
     try {

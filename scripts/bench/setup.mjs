@@ -1,11 +1,11 @@
 /**
  * @module scripts/bench/setup
- * What `npm run bench`, `bench:profile`, `bench:calls` and `bench:handler` share: a worker
- * bundled as the bench runs it (as wrangler would, without wrangler's cost), the bench's
- * origins — a primary, a fast mirror and a slow one — in a process of their own
- * (origins-process.mjs), and the median their rounds are summed up by.
+ * What `npm run bench` and its `bench:*` siblings share: a worker bundled as the bench runs it
+ * (as wrangler would, without wrangler's cost), the bench's origins — a primary, a fast mirror
+ * and a slow one — in a process of their own (origins-process.mjs), wrk runs and what they
+ * counted, and the median their rounds are summed up by.
  */
-import { execFileSync, fork } from "node:child_process";
+import { execFileSync, fork, spawn, spawnSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { ROOT } from "../lib/worker.mjs";
@@ -95,4 +95,29 @@ export function median(values) {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
   return sorted.length % 2 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+}
+
+/** wrk's path, or "" when it is not installed. */
+export function findWrk() {
+  return spawnSync("sh", ["-c", "command -v wrk"], { encoding: "utf8" }).stdout.trim();
+}
+
+/**
+ * Runs wrk (`wrkBin`, from `findWrk`) with `argv` and resolves with its report, together with
+ * the requests it completed and the answers that were not 2xx or 3xx.
+ * @param {string} wrkBin @param {string[]} argv
+ * @returns {Promise<{ out: string, total: number, non2xx: number }>}
+ */
+export async function runWrk(wrkBin, argv) {
+  const child = spawn(wrkBin, argv, { stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  child.stdout.on("data", (chunk) => {
+    out += chunk;
+  });
+  await new Promise((resolve) => child.on("close", resolve));
+  return {
+    out,
+    total: Number(/(\d+) requests in/.exec(out)?.[1] ?? 0),
+    non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0),
+  };
 }
