@@ -16,7 +16,7 @@ function forwardableHeaders(incoming: HeadersInit): Headers {
 }
 
 describe("dropUnforwardable", () => {
-  it("drops hop-by-hop, Connection-named and cf-* fields and keeps the rest", () => {
+  it("drops hop-by-hop, Connection-named and Cloudflare edge fields and keeps the rest, Access's included", () => {
     const out = forwardableHeaders(
       new Headers({
         connection: "keep-alive, x-private",
@@ -28,12 +28,21 @@ describe("dropUnforwardable", () => {
         "x-private": "secret",
         "cf-connecting-ip": "203.0.113.9",
         "cf-ray": "abc",
+        "cf-ipcountry": "NZ",
+        "cf-access-jwt-assertion": "eyJhbGciOiJSUzI1NiJ9.e30.sig",
+        "cf-access-client-id": "id.access",
         authorization: "Bearer t",
         "content-type": "application/x-protobuf",
         "content-encoding": "snappy",
       }),
     );
-    expect([...out.keys()].sort()).toEqual(["authorization", "content-encoding", "content-type"]);
+    expect([...out.keys()].sort()).toEqual([
+      "authorization",
+      "cf-access-client-id",
+      "cf-access-jwt-assertion",
+      "content-encoding",
+      "content-type",
+    ]);
   });
 
   // Browsers differ: Firefox sends `Connection: keep-alive, Upgrade`, Chrome `Connection: Upgrade`.

@@ -1,7 +1,7 @@
 /**
  * @module headers
  * Pure header handling shared by the primary and the mirrors: what never crosses the proxy
- * (hop-by-hop, Cloudflare-internal), the X-Forwarded-* set, and HTTPRoute-style set/add/remove.
+ * (hop-by-hop, Cloudflare's edge fields), the X-Forwarded-* set, and HTTPRoute-style set/add/remove.
  */
 import type { HeaderOps } from "../policy/index.js";
 
@@ -73,9 +73,20 @@ function namedByConnection(connection: string | null): Set<string> | undefined {
 }
 
 /**
+ * `cf-*` fields belong to Cloudflare's edge (`cf-connecting-ip`, `cf-ray`, `cf-ipcountry`, …), and
+ * the edge sets its own on the way to an origin. `cf-access-*` are the exception: Cloudflare
+ * Access hands the origin its signed assertion (`Cf-Access-Jwt-Assertion`) and the user's email
+ * in them, and clients send service-token credentials in them; an origin that checks the
+ * assertion refuses every request that arrives without it.
+ */
+function isEdgeField(name: string): boolean {
+  return name.startsWith("cf-") && !name.startsWith("cf-access-");
+}
+
+/**
  * Removes from `headers` everything that must not be forwarded: hop-by-hop fields, the fields
- * the `Connection` header names, `cf-*` fields that belong to Cloudflare's edge, and the mirror
- * marker. A WebSocket upgrade keeps `Upgrade: websocket` and `Connection: upgrade`.
+ * the `Connection` header names, the fields of Cloudflare's edge (see `isEdgeField`), and the
+ * mirror marker. A WebSocket upgrade keeps `Upgrade: websocket` and `Connection: upgrade`.
  *
  * `headers` is the primary request's own copy of the client's, which `new Request` makes inside
  * the runtime. This runs for every request of the zone, and every call on a `Headers` crosses
@@ -85,7 +96,7 @@ function namedByConnection(connection: string | null): Set<string> | undefined {
  */
 export function dropUnforwardable(headers: Headers): void {
   const names = [...headers.keys()];
-  const drop = names.filter((name) => HOP_BY_HOP.has(name) || name.startsWith("cf-"));
+  const drop = names.filter((name) => HOP_BY_HOP.has(name) || isEdgeField(name));
   let webSocket = false;
   if (drop.includes("connection")) {
     const connection = headers.get("connection");

@@ -119,7 +119,14 @@ describe("edge-mirror in workerd with real origins", () => {
     const res = await fetch(`${worker.url}/service/1/upload?b=2&a=1&enc=%2Fx`, {
       method: "POST",
       body,
-      headers: { "content-type": "application/octet-stream", "x-custom": "kept", authorization: "Bearer t" },
+      headers: {
+        "content-type": "application/octet-stream",
+        "x-custom": "kept",
+        authorization: "Bearer t",
+        // Cloudflare Access's assertion passes; the edge's own fields do not.
+        "cf-access-jwt-assertion": "eyJhbGciOiJSUzI1NiJ9.e30.sig",
+        "cf-ipcountry": "NZ",
+      },
     });
     const answer = (await res.json()) as { servedBy: string; sha256: string; bytes: number };
     expect(res.status).toBe(200);
@@ -138,6 +145,10 @@ describe("edge-mirror in workerd with real origins", () => {
     expect(m?.headers["content-type"]).toBe("application/octet-stream");
     expect(m?.headers["x-custom"]).toBe("kept");
     expect(m?.headers.authorization).toBe("Bearer t");
+    for (const seen of [p, m]) {
+      expect(seen?.headers["cf-access-jwt-assertion"]).toBe("eyJhbGciOiJSUzI1NiJ9.e30.sig");
+      expect(seen?.headers["cf-ipcountry"]).toBeUndefined();
+    }
     const host = new URL(worker.url).host;
     expect(p?.headers["x-forwarded-host"]).toBe(host);
     expect(m?.headers["x-forwarded-host"]).toBe(host.replace(/:(\d+)$/, "-shadow:$1"));

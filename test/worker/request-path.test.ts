@@ -118,6 +118,8 @@ describe("static mirror (seed 002, /service/1)", () => {
         cookie: "s=1",
         connection: "keep-alive",
         "cf-connecting-ip": "203.0.113.7",
+        "cf-ray": "8f0c0ffee-AKL",
+        "cf-access-jwt-assertion": "eyJhbGciOiJSUzI1NiJ9.e30.sig",
       },
     });
     const { response, body } = await send(request);
@@ -142,7 +144,12 @@ describe("static mirror (seed 002, /service/1)", () => {
       "content-encoding": "snappy",
     });
     expect(primary?.headers).not.toHaveProperty("x-edge-mirror");
-    for (const never of ["connection", "cf-connecting-ip"]) expect(primary?.headers).not.toHaveProperty(never);
+    for (const never of ["connection", "cf-connecting-ip", "cf-ray"])
+      expect(primary?.headers).not.toHaveProperty(never);
+    // Cloudflare Access's assertion reaches the primary, and the mirror like any credential the
+    // mirror's own changes do not remove.
+    expect(primary?.headers["cf-access-jwt-assertion"]).toBe("eyJhbGciOiJSUzI1NiJ9.e30.sig");
+    expect(mirror?.headers["cf-access-jwt-assertion"]).toBe("eyJhbGciOiJSUzI1NiJ9.e30.sig");
     expect(mirror?.headers).toMatchObject({
       "x-forwarded-host": "edge.example.com-shadow:8443",
       "x-edge-mirror": "service-1",
@@ -151,7 +158,7 @@ describe("static mirror (seed 002, /service/1)", () => {
       "content-type": "application/x-protobuf",
       "content-encoding": "snappy",
     });
-    for (const gone of ["authorization", "cookie", "connection", "cf-connecting-ip"]) {
+    for (const gone of ["authorization", "cookie", "connection", "cf-connecting-ip", "cf-ray"]) {
       expect(mirror?.headers).not.toHaveProperty(gone);
     }
     expect(outcomes).toEqual([
