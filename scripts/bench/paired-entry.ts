@@ -19,7 +19,7 @@ const FLOOR_HEADERS_PREFIX = "/floor-headers/";
 
 /**
  * The floor plus what edge-mirror changes on the primary's headers for traffic no route
- * claims (hop-by-hop and `cf-*` fields out, X-Forwarded-* and the hop count in), with
+ * claims (hop-by-hop and the edge's `cf-*` fields out, X-Forwarded-* and the hop count in), with
  * edge-mirror's own functions: edge-mirror ÷ this is what the rest of its code costs.
  */
 const floorWithHeaders = {
