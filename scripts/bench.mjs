@@ -21,7 +21,15 @@ import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
 import autocannon from "autocannon";
 import { BENCH_PATH, benchPolicies, LAST_ROUTE_PATH } from "./bench/policies.mjs";
-import { benchVars, bundleWorker, FLOOR_SCRIPT, findWrk, median, runWrk, startBenchOrigins } from "./bench/setup.mjs";
+import {
+  benchVars,
+  bundleWorker,
+  FLOOR_SCRIPT,
+  findCommand,
+  median,
+  runWrk,
+  startBenchOrigins,
+} from "./bench/setup.mjs";
 import { writeBetweenMarkers } from "./lib/report.mjs";
 import { buildWorker, cpuMs, listeningPid, ROOT, startWorker } from "./lib/worker.mjs";
 
@@ -43,7 +51,7 @@ const rounds = Number(args.rounds);
 const connections = Number(args.connections);
 const slowMs = Number(args["slow-ms"]);
 const policyTtlMs = Number(args["policy-ttl-ms"]);
-const wrkBin = findWrk();
+const wrkBin = findCommand("wrk");
 /** wrk (C, one thread) leaves more of the two cores to workerd than autocannon does; used when installed. */
 const loadTool = args.load ?? (wrkBin ? "wrk" : "autocannon");
 if (loadTool === "wrk" && !wrkBin) throw new Error("--load wrk: wrk is not installed (apt-get install wrk)");
@@ -138,7 +146,7 @@ const scenarios = [
   { id: "B/1", what: "B with one connection", worker: "edge", connections: 1, policies: noMatch },
 ];
 
-const nginxBin = spawnSync("sh", ["-c", "command -v nginx"], { encoding: "utf8" }).stdout.trim();
+const nginxBin = findCommand("nginx");
 if (nginxBin) {
   scenarios.push(
     { id: "N0/1", what: "nginx proxy_pass, no mirror, one connection", nginx: "plain", connections: 1 },

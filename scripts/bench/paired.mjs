@@ -20,7 +20,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { cpuMs, listeningPid, ROOT, startWorker } from "../lib/worker.mjs";
 import { BENCH_PATH, benchPolicies } from "./policies.mjs";
-import { benchVars, bundleWorker, findWrk, median, runWrk, startBenchOrigins } from "./setup.mjs";
+import { benchVars, bundleWorker, findCommand, median, runWrk, startBenchOrigins } from "./setup.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -33,7 +33,7 @@ const rounds = Number(args.rounds);
 const slices = Number(args.slices);
 const connections = Number(args.connections);
 
-const wrk = findWrk();
+const wrk = findCommand("wrk");
 if (!wrk) {
   console.error("bench:paired: wrk is not installed (apt-get install wrk); nothing measured.");
   process.exit(1);

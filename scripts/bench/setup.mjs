@@ -97,13 +97,16 @@ export function median(values) {
   return sorted.length % 2 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
 }
 
-/** wrk's path, or "" when it is not installed. */
-export function findWrk() {
-  return spawnSync("sh", ["-c", "command -v wrk"], { encoding: "utf8" }).stdout.trim();
+/**
+ * The path of the command `name` (wrk, nginx), or "" when it is not installed.
+ * @param {string} name
+ */
+export function findCommand(name) {
+  return spawnSync("sh", ["-c", `command -v ${name}`], { encoding: "utf8" }).stdout.trim();
 }
 
 /**
- * Runs wrk (`wrkBin`, from `findWrk`) with `argv` and resolves with its report, together with
+ * Runs wrk (`wrkBin`, from `findCommand`) with `argv` and resolves with its report, together with
  * the requests it completed and the answers that were not 2xx or 3xx.
  * @param {string} wrkBin @param {string[]} argv
  * @returns {Promise<{ out: string, total: number, non2xx: number }>}
