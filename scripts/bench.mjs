@@ -30,8 +30,10 @@ import {
   runWrk,
   startBenchOrigins,
 } from "./bench/setup.mjs";
+import { buildWorker, ROOT } from "./lib/build.mjs";
+import { cpuMs, listeningPid } from "./lib/proc.mjs";
 import { writeBetweenMarkers } from "./lib/report.mjs";
-import { buildWorker, cpuMs, listeningPid, ROOT, startWorker } from "./lib/worker.mjs";
+import { startWorker } from "./lib/worker.mjs";
 
 const { values: args } = parseArgs({
   options: {

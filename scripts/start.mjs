@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startOrigin } from "./lib/origins.mjs";
-import { ROOT } from "./lib/worker.mjs";
+import { ROOT } from "./lib/build.mjs";
 
 const workerPort = Number(process.env.EDGE_MIRROR_PORT ?? 8787);
 const base = Number(process.env.DEMO_BASE_PORT ?? 8081);

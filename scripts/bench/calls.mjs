@@ -19,7 +19,9 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
-import { listeningPid, ROOT, startWorker } from "../lib/worker.mjs";
+import { ROOT } from "../lib/build.mjs";
+import { listeningPid } from "../lib/proc.mjs";
+import { startWorker } from "../lib/worker.mjs";
 import { BENCH_PATH, benchPolicies } from "./policies.mjs";
 import { benchVars, bundleWorker, FLOOR_SCRIPT, startBenchOrigins } from "./setup.mjs";
 

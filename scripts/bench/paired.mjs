@@ -18,7 +18,9 @@
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { cpuMs, listeningPid, ROOT, startWorker } from "../lib/worker.mjs";
+import { ROOT } from "../lib/build.mjs";
+import { cpuMs, listeningPid } from "../lib/proc.mjs";
+import { startWorker } from "../lib/worker.mjs";
 import { BENCH_PATH, benchPolicies } from "./policies.mjs";
 import { benchVars, bundleWorker, findCommand, median, runWrk, startBenchOrigins } from "./setup.mjs";
 

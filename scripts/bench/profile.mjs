@@ -12,7 +12,8 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import WebSocket from "ws";
-import { ROOT, startWorker } from "../lib/worker.mjs";
+import { ROOT } from "../lib/build.mjs";
+import { startWorker } from "../lib/worker.mjs";
 import { BENCH_PATH, benchPolicies, LAST_ROUTE_PATH } from "./policies.mjs";
 import { benchVars, bundleWorker, FLOOR_SCRIPT, startBenchOrigins } from "./setup.mjs";
 

@@ -8,7 +8,7 @@
 import { execFileSync, fork, spawn, spawnSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { ROOT } from "../lib/worker.mjs";
+import { ROOT } from "../lib/build.mjs";
 
 /**
  * Bundles `entry` into `outfile` and returns `outfile`. Minified unless a profile needs

@@ -7,7 +7,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ROOT } from "./worker.mjs";
+import { ROOT } from "./build.mjs";
 
 /**
  * @param {string} file the document, relative to the project root

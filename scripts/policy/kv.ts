@@ -28,7 +28,7 @@ export interface OpenPolicyStore extends PolicyStore {
 export async function openPolicyStore(options: KvOptions): Promise<OpenPolicyStore> {
   if (options.remote) return remoteStore(options);
   // Loaded here only: validate and remote commands start no Miniflare and need none of it.
-  const { openLocalKv } = await import("../lib/worker.mjs");
+  const { openLocalKv } = await import("../lib/local-kv.mjs");
   const { kv, dispose } = await openLocalKv(options);
   return { ...kvPolicyStore(kv), close: dispose };
 }

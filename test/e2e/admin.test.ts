@@ -5,7 +5,8 @@
  */
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { listeningPid, peakMemoryMiB, startWorker } from "../../scripts/lib/worker.mjs";
+import { listeningPid, peakMemoryMiB } from "../../scripts/lib/proc.mjs";
+import { startWorker } from "../../scripts/lib/worker.mjs";
 
 const TOKEN = "admin-e2e-test-token-0123456789abcdef";
 const LOGIN_FORM_MAX_BYTES = 4096; // src/dashboard/index.ts

@@ -8,8 +8,9 @@ import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { ROOT } from "../../scripts/lib/build.mjs";
 import { startOrigin } from "../../scripts/lib/origins.mjs";
-import { policyEntries, ROOT, startWorker } from "../../scripts/lib/worker.mjs";
+import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
 
 type Origin = Awaited<ReturnType<typeof startOrigin>>;
 type Worker = Awaited<ReturnType<typeof startWorker>>;

@@ -1,5 +1,5 @@
 import type { TestProject } from "vitest/node";
-import { buildWorker } from "../../scripts/lib/worker.mjs";
+import { buildWorker } from "../../scripts/lib/build.mjs";
 
 /** Bundles the worker once, as `wrangler deploy` would, for every end-to-end test file. */
 export default function setup(project: TestProject) {

@@ -6,8 +6,9 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, inject, it } from "vitest";
+import { ROOT } from "../../scripts/lib/build.mjs";
 import { startOrigin } from "../../scripts/lib/origins.mjs";
-import { policyEntries, ROOT, startWorker } from "../../scripts/lib/worker.mjs";
+import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
 
 const REQUESTS = 800;
 const CONCURRENCY = 8;

@@ -3,8 +3,10 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { ROOT } from "../../scripts/lib/build.mjs";
 import { startOrigin } from "../../scripts/lib/origins.mjs";
-import { localConfig, ROOT, startWorker } from "../../scripts/lib/worker.mjs";
+import { startWorker } from "../../scripts/lib/worker.mjs";
+import { localConfig } from "../../scripts/lib/wrangler-config.mjs";
 import { clusterKey, routeKey, SESSION_EPOCH_KEY } from "../../src/store/keys.js";
 
 /** The CLI as users run it: a process, real local KV state, read back through the worker in workerd. */

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ROOT } from "../../scripts/lib/worker.mjs";
+import { ROOT } from "../../scripts/lib/build.mjs";
 
 /** `npm start` as a user runs it: wrangler dev, demo origins and demo policies in local KV. */
 let child: ChildProcess;
