@@ -3,18 +3,22 @@
  * `npm start`: demo origins (a primary and two mirrors), demo policies applied to local KV with
  * the policy CLI, and the
  * worker under `wrangler dev`. Ports: EDGE_MIRROR_PORT (8787) and DEMO_BASE_PORT (8081: primary,
- * +1 service1-mirror, +2 service2-mirror). Ctrl-C stops everything.
+ * +1 service1-mirror, +2 service2-mirror). Local state (KV, the stats objects) lives where
+ * `wrangler dev` keeps it, `.wrangler/state`, or under EDGE_MIRROR_PERSIST_TO (the end-to-end test
+ * uses a directory of its own, so that a developer's dashboard never shows its traffic). Ctrl-C
+ * stops everything.
  */
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startOrigin } from "./lib/origins.mjs";
 import { ROOT } from "./lib/build.mjs";
+import { startOrigin } from "./lib/origins.mjs";
 
 const workerPort = Number(process.env.EDGE_MIRROR_PORT ?? 8787);
 const base = Number(process.env.DEMO_BASE_PORT ?? 8081);
 const wrangler = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
+const persistTo = process.env.EDGE_MIRROR_PERSIST_TO ? ["--persist-to", process.env.EDGE_MIRROR_PERSIST_TO] : [];
 
 // The worker keeps its admin surface closed for tokens under 32 characters; say so here instead.
 const adminToken = process.env.EDGE_MIRROR_ADMIN_TOKEN ?? "demo-admin-token-for-local-use-only";
@@ -75,7 +79,7 @@ writeFileSync(demoFile, JSON.stringify(demo, null, 2));
 // reads. Its stderr is passed through: it holds nothing but the CLI's own errors.
 const seeded = spawnSync(
   process.execPath,
-  ["--import", "tsx", join(ROOT, "scripts/policy.ts"), "apply", demoFile, "--local", "--prune"],
+  ["--import", "tsx", join(ROOT, "scripts/policy.ts"), "apply", demoFile, "--local", "--prune", ...persistTo],
   {
     cwd: ROOT,
     stdio: ["ignore", "ignore", "inherit"],
@@ -102,6 +106,7 @@ const dev = spawn(
     "--var",
     `ADMIN_TOKEN:${adminToken}`,
     "--show-interactive-dev-session=false",
+    ...persistTo,
   ],
   { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, WRANGLER_SEND_METRICS: "false" } },
 );

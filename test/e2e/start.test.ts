@@ -1,10 +1,30 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../scripts/lib/build.mjs";
 
-/** `npm start` as a user runs it: wrangler dev, demo origins and demo policies in local KV. */
+/**
+ * `npm start` as a user runs it: wrangler dev, demo origins and demo policies in local KV — on a
+ * state directory of its own, so that the developer's `.wrangler/state` (what their own
+ * `npm start` shows) is left as it was.
+ */
+const persistTo = mkdtempSync(join(tmpdir(), "edge-mirror-start-"));
+const developerState = join(ROOT, ".wrangler/state");
+
+/** Every file under `dir` with its size and modification time; empty when there is no such directory. */
+function listing(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true, encoding: "utf8" })
+    .map((name) => {
+      const stat = statSync(join(dir, name));
+      return `${name} ${stat.size} ${stat.mtimeMs}`;
+    })
+    .sort();
+}
+const stateBefore = listing(developerState);
 let child: ChildProcess;
 let output = "";
 let edge = "";
@@ -38,7 +58,12 @@ beforeAll(async () => {
   const [workerPort, base] = [await freePortRange(1), await freePortRange(3)];
   child = spawn(process.execPath, [join(ROOT, "scripts/start.mjs")], {
     cwd: ROOT,
-    env: { ...process.env, EDGE_MIRROR_PORT: String(workerPort), DEMO_BASE_PORT: String(base) },
+    env: {
+      ...process.env,
+      EDGE_MIRROR_PORT: String(workerPort),
+      DEMO_BASE_PORT: String(base),
+      EDGE_MIRROR_PERSIST_TO: persistTo,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   child.stdout?.on("data", (c) => {
@@ -57,6 +82,7 @@ afterAll(async () => {
     child.kill("SIGTERM");
     await exited;
   }
+  rmSync(persistTo, { recursive: true, force: true });
 });
 
 const lines = (origin: string) => output.split("\n").filter((l) => l.startsWith(`[${origin}]`));
@@ -117,5 +143,12 @@ describe("npm start shows shadow testing on the dashboard", () => {
     const page = await fetch(`${edge}/__mirror/dashboard`, { headers: auth() });
     expect(page.status).toBe(200);
     expect(await page.text()).toContain("<title>edge-mirror dashboard</title>");
+  });
+});
+
+describe("npm start's own state", () => {
+  it("lives in its own directory: the developer's .wrangler/state is left as it was", () => {
+    expect(readdirSync(persistTo, { recursive: true }).length).toBeGreaterThan(0);
+    expect(listing(developerState)).toEqual(stateBefore);
   });
 });
