@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `npm run bench:calls`: how often workerd does its costly things per request — enters the
+ * `npm run bench -- --mode calls`: how often workerd does its costly things per request — enters the
  * worker's JavaScript, reads a stream, sets a timer, builds Headers, wraps an object — counted
  * exactly with Linux uprobes on workerd's own functions while a bench scenario runs at a fixed
  * rate. CPU time on a shared machine drifts by 5–15 % between identical runs; these counts do
@@ -11,7 +11,7 @@
  * The counts cover the whole workerd process, Miniflare's own entry worker included, which
  * does the same for every scenario: compare scenarios, not absolute numbers.
  *
- *   npm run bench:calls -- [--scenarios A3r,D] [--requests 3000] [--rate 300]
+ *   npm run bench -- --mode calls [--scenarios A3r,D] [--requests 3000] [--rate 300]
  */
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -67,7 +67,7 @@ function unmet() {
 
 const problem = unmet();
 if (problem) {
-  console.error(`bench:calls: ${problem}; nothing measured.`);
+  console.error(`bench --mode calls: ${problem}; nothing measured.`);
   process.exit(1);
 }
 

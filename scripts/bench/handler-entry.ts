@@ -1,5 +1,5 @@
 /**
- * Entry for `npm run bench:handler`: runs a worker's own request handler `HANDLER_REPEATS` times
+ * Entry for `npm run bench -- --mode handler`: runs a worker's own request handler `HANDLER_REPEATS` times
  * per request with `fetch` answered in place, then answers the request itself. The network,
  * HTTP parsing and Miniflare's entry worker cost the same whether a handler runs once or a
  * thousand times, so the CPU time a repeat adds is the handler's own, measured far above the

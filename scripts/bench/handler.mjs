@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `npm run bench:handler`: the CPU time of a request handler's own work — edge-mirror's for a
+ * `npm run bench -- --mode handler`: the CPU time of a request handler's own work — edge-mirror's for a
  * request no route claims, and the bench's floor (a bare `fetch` proxy) — inside workerd, in
  * microseconds per call. Each worker runs its handler `--repeats` times per request with
  * `fetch` answered in place (handler-entry.ts); the CPU time that the repeats add, divided by
@@ -8,7 +8,7 @@
  * which make up almost all of what `npm run bench` measures per request, stay out of it, and
  * so does most of that bench's noise: it measures what edge-mirror adds, not the loopback.
  *
- *   npm run bench:handler -- [--rounds 3] [--requests 1500] [--repeats 200]
+ *   npm run bench -- --mode handler [--rounds 3] [--requests 1500] [--repeats 200]
  *
  * Each row is measured with the wrk-style request the bench sends (a few headers) and with a
  * browser's (about twenty, as Cloudflare hands them to a worker, `cf-*` included).

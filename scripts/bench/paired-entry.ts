@@ -1,5 +1,5 @@
 /**
- * Entry for `npm run bench:paired`: the bench's floor, the floor with the header changes a
+ * Entry for `npm run bench -- --mode paired`: the bench's floor, the floor with the header changes a
  * proxy must make, and edge-mirror (the real worker) in one isolate. Requests under `/floor/`
  * go to the floor, under `/floor-headers/` to the floor with headers, all others to
  * edge-mirror, so that the handlers run in the same process, heap and code cache, and only

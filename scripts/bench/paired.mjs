@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `npm run bench:paired`: B ÷ A at saturation — edge-mirror with no matching route against the
+ * `npm run bench -- --mode paired`: B ÷ A at saturation — edge-mirror with no matching route against the
  * bench's floor — with the handlers in one workerd isolate (paired-entry.ts). `npm run bench`
  * runs them in separate processes, and two processes with the same code can differ by a tenth
  * for as long as they live; here the process, heap and code cache are shared, and the paths
@@ -12,7 +12,7 @@
  * request (edge-mirror's own functions): H ÷ A is what those changes cost, and B ÷ H what the
  * rest of edge-mirror's code costs.
  *
- *   npm run bench:paired -- [--rounds 8] [--slices 10] [--connections 20]
+ *   npm run bench -- --mode paired [--rounds 8] [--slices 10] [--connections 20]
  *
  * Needs wrk (`apt-get install wrk`): its one-second runs are the slices.
  */
@@ -37,7 +37,7 @@ const connections = Number(args.connections);
 
 const wrk = findCommand("wrk");
 if (!wrk) {
-  console.error("bench:paired: wrk is not installed (apt-get install wrk); nothing measured.");
+  console.error("bench --mode paired: wrk is not installed (apt-get install wrk); nothing measured.");
   process.exit(1);
 }
 

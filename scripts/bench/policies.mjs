@@ -1,7 +1,7 @@
 /**
  * @module scripts/bench/policies
  * The KV policies of the bench's edge-mirror scenarios, shared by `npm run bench` and
- * `npm run bench:profile`, so that a profile is taken on the very scenario the bench measures.
+ * `npm run bench -- --mode profile`, so that a profile is taken on the very scenario the bench measures.
  */
 import { policyEntries } from "../lib/worker.mjs";
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 /**
- * `npm run bench:profile -- --scenario B`: a V8 CPU profile of edge-mirror in workerd while one
+ * `npm run bench -- --mode profile --scenario B`: a V8 CPU profile of edge-mirror in workerd while one
  * bench scenario runs, taken over the DevTools protocol on Miniflare's inspector port. Prints the
  * functions with the most self time and their share of the samples taken inside the worker.
  * The bundle is built without minification so that the names are edge-mirror's own.
  *
- *   npm run bench:profile -- --scenario B --duration 5 --connections 10 [--top 25] [--save out.cpuprofile]
+ *   npm run bench -- --mode profile --scenario B --duration 5 --connections 10 [--top 25] [--save out.cpuprofile]
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `npm run bench:regex`: CPU per match of edge-mirror's regex engine (`src/regex`) on 16 KB of
+ * `npm run bench -- --mode regex`: CPU per match of edge-mirror's regex engine (`src/regex`) on 16 KB of
  * hostile input, for the worst patterns it accepts, against the target of 1 ms per match; and,
  * for comparison, JavaScript's backtracking RegExp on the same input, stopped after a budget.
  *

@@ -1,6 +1,6 @@
 /**
  * @module scripts/bench/setup
- * What `npm run bench` and its `bench:*` siblings share: a worker bundled as the bench runs it
+ * What the modes of `npm run bench` share: a worker bundled as the bench runs it
  * (as wrangler would, without wrangler's cost), the bench's origins — a primary, a fast mirror
  * and a slow one — in a process of their own (origins-process.mjs), wrk runs and what they
  * counted, and the median their rounds are summed up by.
