@@ -30,7 +30,7 @@ export const requireEnabled: MiddlewareHandler<AdminEnv> = async (c, next) => {
     return jsonError(
       404,
       "admin_disabled",
-      `the admin API is disabled: set the ADMIN_TOKEN secret (at least ${MIN_ADMIN_TOKEN_LENGTH} characters) to enable it`,
+      `the admin API is disabled: set the ADMIN_TOKEN secret (a random string of at least ${MIN_ADMIN_TOKEN_LENGTH} characters) to enable it`,
     );
   }
   c.set("adminToken", token);

@@ -4,7 +4,14 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import app from "../index.js";
 import { tokenMatches } from "./auth.js";
 import { isAdminPath } from "./paths.js";
-import { adminPrefix, adminToken, DEFAULT_ADMIN_PREFIX, MIN_ADMIN_TOKEN_LENGTH } from "./settings.js";
+import {
+  adminPrefix,
+  adminToken,
+  DEFAULT_ADMIN_PREFIX,
+  MIN_ADMIN_TOKEN_LENGTH,
+  shortestPeriod,
+  weakTokenProblem,
+} from "./settings.js";
 
 const TOKEN = "gate-test-admin-token-0123456789abcdef";
 const base = { ...env, PRIMARY_ORIGIN: "http://primary.test" } as Env;
@@ -57,6 +64,24 @@ describe("admin gate", () => {
     });
     expect([res.status, await res.text()]).toEqual([closed.status, await closed.text()]);
     expect(lines).toEqual([{ msg: "edge-mirror.admin_disabled", reason: "ADMIN_TOKEN is shorter than 32 characters" }]);
+    expect(fetchSpy).not.toHaveBeenCalled();
+  });
+
+  it.each([
+    ["a".repeat(32), "ADMIN_TOKEN has fewer than 8 distinct characters"],
+    ["ab".repeat(16), "ADMIN_TOKEN has fewer than 8 distinct characters"],
+    ["abcdefgh".repeat(4), "ADMIN_TOKEN repeats a shorter string"],
+    ["0123456789".repeat(4).slice(0, 35), "ADMIN_TOKEN repeats a shorter string"],
+  ])("stays closed with the guessable token %j, exactly as with a short one", async (weak, reason) => {
+    const closed = await call("/__mirror/api/routes", base);
+    const environment = { ...base, ADMIN_TOKEN: weak } as Env;
+    const lines = await logged(async () => {
+      for (const path of ["/__mirror/api/routes", "/__mirror/login", "/__mirror/dashboard"]) {
+        const res = await call(path, environment, { headers: { authorization: `Bearer ${weak}` } });
+        expect([res.status, await res.text()]).toEqual([closed.status, await closed.clone().text()]);
+      }
+    });
+    expect(lines).toEqual([{ msg: "edge-mirror.admin_disabled", reason }]);
     expect(fetchSpy).not.toHaveBeenCalled();
   });
 
@@ -153,13 +178,42 @@ describe("settings", () => {
 
   it("opens with 32 characters, not 31, and says when sign-in is unlimited", () => {
     const log = vi.fn();
-    const at = (length: number) => adminToken({ ...base, ADMIN_TOKEN: "t".repeat(length) } as Env, log);
-    expect(at(MIN_ADMIN_TOKEN_LENGTH)).toBe("t".repeat(32));
+    const at = (length: number) => adminToken({ ...base, ADMIN_TOKEN: TOKEN.slice(0, length) } as Env, log);
+    expect(at(MIN_ADMIN_TOKEN_LENGTH)).toBe(TOKEN.slice(0, 32));
     expect(at(MIN_ADMIN_TOKEN_LENGTH - 1)).toBeUndefined();
     expect(log).toHaveBeenCalledTimes(1);
     const unlimited = { ...base, ADMIN_TOKEN: TOKEN, ADMIN_LOGIN_LIMIT: undefined } as unknown as Env;
     expect(adminToken(unlimited, log)).toBe(TOKEN);
     expect(JSON.parse(log.mock.calls[1]?.[0])).toMatchObject({ msg: "edge-mirror.admin_login_unlimited" });
+  });
+});
+
+describe("token strength", () => {
+  const random = (bytes: number) => crypto.getRandomValues(new Uint8Array(bytes));
+  const hex = (bytes: number) => Array.from(random(bytes), (b) => b.toString(16).padStart(2, "0")).join("");
+  const base64 = (bytes: number) => btoa(String.fromCharCode(...random(bytes)));
+
+  it.each([
+    ["openssl rand -hex 32", () => hex(32)],
+    ["openssl rand -hex 16", () => hex(16)],
+    ["openssl rand -base64 32", () => base64(32)],
+    ["a UUID", () => crypto.randomUUID()],
+  ])("accepts every one of 500 random tokens like %s", (_, draw) => {
+    const log = vi.fn();
+    for (let i = 0; i < 500; i++) {
+      const token = draw();
+      expect(weakTokenProblem(token)).toBeUndefined();
+      expect(adminToken({ ...base, ADMIN_TOKEN: token } as Env, log)).toBe(token);
+    }
+    expect(log).not.toHaveBeenCalled();
+  });
+
+  it("finds the shortest repeated string, a cut-short last copy included", () => {
+    expect(shortestPeriod("abcabcab")).toBe(3);
+    expect(shortestPeriod("aaaa")).toBe(1);
+    expect(shortestPeriod("abcd")).toBe(4);
+    expect(shortestPeriod("aabaab")).toBe(3);
+    expect(shortestPeriod("")).toBe(0);
   });
 });
 

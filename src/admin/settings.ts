@@ -2,11 +2,20 @@
  * @module admin/settings
  * Whether the admin surface is open and where it lives, read once per isolate (src/isolate).
  * A value that would make the surface unsafe is refused with one log line and never half-applied:
- * a short `ADMIN_TOKEN` keeps the surface closed, an unclean `ADMIN_PREFIX` falls back to the default.
+ * a short or patterned `ADMIN_TOKEN` keeps the surface closed, an unclean `ADMIN_PREFIX` falls back
+ * to the default. Pure, but for the log line.
  */
 export const DEFAULT_ADMIN_PREFIX = "/__mirror";
 /** Shorter tokens are refused: 32 characters of a random token are beyond guessing, even unthrottled. */
 export const MIN_ADMIN_TOKEN_LENGTH = 32;
+/**
+ * Fewer distinct characters than this and the token is refused. A random token never has so few:
+ * 32 hex digits have fewer than 8 distinct ones with a chance of 3.5e-8, and the README's
+ * `openssl rand -hex 32` (64 hex digits) 1.2e-19. A stricter rule such as "at least 16 distinct
+ * characters" would refuse real random tokens: 64 hex digits miss at least one of the 16 digits
+ * 23.5 % of the time, and 32 hex digits 92.7 % of the time.
+ */
+export const MIN_ADMIN_TOKEN_DISTINCT = 8;
 
 /** One or more `/segment`s of RFC 3986 unreserved characters: nothing to decode, nothing to normalize. */
 const CLEAN_PREFIX = /^(?:\/[A-Za-z0-9._~-]+)+$/;
@@ -43,19 +52,43 @@ export function adminPrefix(env: Env, log: Log = stderr): string {
 }
 
 /**
+ * The length of the shortest string that the token repeats (the last copy may be cut short): the
+ * token's own length when it repeats nothing. Knuth–Morris–Pratt's failure function, one pass.
+ */
+export function shortestPeriod(token: string): number {
+  const border = new Array<number>(token.length).fill(0);
+  for (let i = 1, k = 0; i < token.length; i++) {
+    while (k > 0 && token[i] !== token[k]) k = border[k - 1] as number;
+    if (token[i] === token[k]) k++;
+    border[i] = k;
+  }
+  return token.length - (border[token.length - 1] ?? 0);
+}
+
+/**
+ * Why a token is too easy to guess, or undefined. A random token passes; `"a".repeat(32)`,
+ * `"ab".repeat(16)` and `"abcdefgh".repeat(4)` do not. A random token repeats itself (a period
+ * of at most half its length) with a chance below 16^-16.
+ */
+export function weakTokenProblem(token: string): string | undefined {
+  if (token.length < MIN_ADMIN_TOKEN_LENGTH) return `ADMIN_TOKEN is shorter than ${MIN_ADMIN_TOKEN_LENGTH} characters`;
+  if (new Set(token).size < MIN_ADMIN_TOKEN_DISTINCT) {
+    return `ADMIN_TOKEN has fewer than ${MIN_ADMIN_TOKEN_DISTINCT} distinct characters`;
+  }
+  if (shortestPeriod(token) * 2 <= token.length) return "ADMIN_TOKEN repeats a shorter string";
+  return undefined;
+}
+
+/**
  * The token that opens the admin surface, or undefined while it stays closed. Says once why a
  * token was refused, and when sign-in attempts cannot be limited (no `ADMIN_LOGIN_LIMIT` binding).
  */
 export function adminToken(env: Env, log: Log = stderr): string | undefined {
   const token = env.ADMIN_TOKEN;
   if (!token) return undefined;
-  if (token.length < MIN_ADMIN_TOKEN_LENGTH) {
-    log(
-      JSON.stringify({
-        msg: "edge-mirror.admin_disabled",
-        reason: `ADMIN_TOKEN is shorter than ${MIN_ADMIN_TOKEN_LENGTH} characters`,
-      }),
-    );
+  const problem = weakTokenProblem(token);
+  if (problem !== undefined) {
+    log(JSON.stringify({ msg: "edge-mirror.admin_disabled", reason: problem }));
     return undefined;
   }
   if (!loginLimiter(env)) {
