@@ -1,15 +1,16 @@
 /**
  * @module admin/auth
  * The admin surface's two gates. `requireEnabled`: closed (404, the same answer whatever the
- * reason) unless ADMIN_TOKEN is set and long enough. `requireAdmin`: a bearer token opens
- * everything; the dashboard's session cookie opens only reads (GET/HEAD), so a forged cross-site
- * form can never change a policy.
+ * reason) unless ADMIN_TOKEN is set and hard to guess. `requireAdmin`: a bearer token opens
+ * everything, and a wrong one counts against the sign-in rate limit; the dashboard's session
+ * cookie opens only reads (GET/HEAD), so a forged cross-site form can never change a policy.
  */
 import type { Context, MiddlewareHandler } from "hono";
 import { isolateFor } from "../isolate/index.js";
 import { type AdminEnv, jsonError } from "./http.js";
+import { clientAddress, limitBearer } from "./limits.js";
 import { readCookie, SESSION_COOKIE, sessionValid } from "./session.js";
-import { MIN_ADMIN_TOKEN_LENGTH } from "./settings.js";
+import { loginLimiter, MIN_ADMIN_TOKEN_LENGTH } from "./settings.js";
 
 /**
  * Compares a presented token in constant time: both sides are hashed first so that neither the
@@ -49,9 +50,10 @@ export async function hasSession(c: Context<AdminEnv>): Promise<boolean> {
 export const requireAdmin: MiddlewareHandler<AdminEnv> = async (c, next) => {
   const bearer = /^Bearer\s+(.+)$/i.exec(c.req.header("authorization") ?? "");
   if (bearer) {
-    if (!(await tokenMatches((bearer[1] as string).trim(), c.get("adminToken")))) {
-      return jsonError(403, "forbidden", "the bearer token does not match ADMIN_TOKEN");
-    }
+    const matches = await tokenMatches((bearer[1] as string).trim(), c.get("adminToken"));
+    const isolate = isolateFor(c.env);
+    await limitBearer(loginLimiter(c.env), isolate.admittedAddresses, clientAddress(c), matches, Date.now());
+    if (!matches) return jsonError(403, "forbidden", "the bearer token does not match ADMIN_TOKEN");
     return next();
   }
   const reads = c.req.method === "GET" || c.req.method === "HEAD";

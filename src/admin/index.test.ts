@@ -122,6 +122,68 @@ describe("admin gate", () => {
   });
 });
 
+describe("guesses at the token: wrong bearer tokens count against the sign-in limit", () => {
+  const LIMIT = 10; // [[ratelimits]] ADMIN_LOGIN_LIMIT in wrangler.toml
+  const address = () => `192.0.2.${crypto.randomUUID()}`;
+  const withBearer = (token: string, from: string, environment = withToken) =>
+    call("/__mirror/api/routes", environment, {
+      headers: { authorization: `Bearer ${token}`, "cf-connecting-ip": from },
+    });
+
+  /** Wrong tokens from `from` until one is refused for the rate; the statuses before it. */
+  async function guessUntilLimited(from: string): Promise<{ allowed: number; refusal: Response | undefined }> {
+    let allowed = 0;
+    // The binding counts in fixed windows, so a window may turn over once during the loop.
+    for (let i = 0; i < 2 * LIMIT; i++) {
+      const res = await withBearer(`${TOKEN}-guess-${i}`, from);
+      if (res.status === 429) return { allowed, refusal: res };
+      expect(res.status).toBe(403);
+      allowed++;
+    }
+    return { allowed, refusal: undefined };
+  }
+
+  it("answers 429 with retry-after past the limit, to the right token too, and not to other addresses", async () => {
+    const guesser = address();
+    const { allowed, refusal } = await guessUntilLimited(guesser);
+    expect([refusal?.status, refusal?.headers.get("retry-after")]).toEqual([429, "60"]);
+    expect(await refusal?.json()).toMatchObject({ error: "rate_limited" });
+    expect(allowed).toBeGreaterThanOrEqual(LIMIT);
+    expect(allowed).toBeLessThan(2 * LIMIT);
+    // A lucky guess past the limit is refused like the others: the guesser learns nothing.
+    expect((await withBearer(TOKEN, guesser)).status).toBe(429);
+    expect((await withBearer(TOKEN, address())).status).toBe(200);
+  });
+
+  it("shares the allowance with the sign-in form", async () => {
+    const guesser = address();
+    expect((await guessUntilLimited(guesser)).refusal?.status).toBe(429);
+    const signIn = await call("/__mirror/login", withToken, {
+      method: "POST",
+      body: new URLSearchParams({ token: TOKEN }),
+      headers: { "cf-connecting-ip": guesser },
+    });
+    expect(signIn.status).toBe(429);
+  });
+
+  it("never throttles the right token by its own calls", async () => {
+    const operator = address();
+    for (let i = 0; i < 3 * LIMIT; i++) expect((await withBearer(TOKEN, operator)).status).toBe(200);
+    // A wrong token from the operator's address still counts, from its first.
+    expect((await withBearer(`${TOKEN}x`, operator)).status).toBe(403);
+  });
+
+  it("without the binding, refuses wrong tokens with 403 only and says so once", async () => {
+    const unlimited = { ...withToken, ADMIN_LOGIN_LIMIT: undefined, LOG_LEVEL: "off" } as unknown as Env;
+    const guesser = address();
+    const lines = await logged(async () => {
+      for (let i = 0; i < 4 * LIMIT; i++) expect((await withBearer(`${TOKEN}x`, guesser, unlimited)).status).toBe(403);
+      expect((await withBearer(TOKEN, guesser, unlimited)).status).toBe(200);
+    });
+    expect(lines.map((line) => line.msg)).toEqual(["edge-mirror.admin_login_unlimited"]);
+  });
+});
+
 describe("one path form: the URL parser's, with encoded unreserved characters decoded", () => {
   it("treats a percent-encoded prefix as the admin surface, behind the same auth, never proxied", async () => {
     expect((await call("/%5F%5Fmirror/api/routes", withToken)).status).toBe(401);

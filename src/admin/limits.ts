@@ -1,10 +1,11 @@
 /**
  * @module admin/limits
  * What the admin surface refuses before it reads anything: bodies over a size (checked against
- * Content-Length, or counted while streaming, and never read past the limit) and sign-in
- * attempts over the rate the `ADMIN_LOGIN_LIMIT` binding allows per client address.
+ * Content-Length, or counted while streaming, and never read past the limit), and guesses at the
+ * admin token — sign-in attempts and wrong bearer tokens alike — over the rate the
+ * `ADMIN_LOGIN_LIMIT` binding allows per client address. State: `AdmittedAddresses`, per isolate.
  */
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { BodyTooLargeError, RateLimitedError } from "../errors/index.js";
 import type { AdminEnv } from "./http.js";
@@ -23,15 +24,17 @@ export function limitBody(maxBytes: number, what: string): MiddlewareHandler<Adm
   });
 }
 
+/** The client's address, which Cloudflare sets and clients cannot: the key every limit counts under. */
+export const clientAddress = (c: Context<AdminEnv>): string => c.req.header("cf-connecting-ip") ?? "unknown";
+
 /**
- * Counts a sign-in attempt against the client's address (`cf-connecting-ip`, which Cloudflare
- * sets and clients cannot); refuses it (429) over the limit. Without the binding, it lets every
- * attempt through (the isolate logged that once).
+ * Counts a sign-in attempt against the client's address; refuses it (429) over the limit. Without
+ * the binding, it lets every attempt through (the isolate logged that once).
  */
 export const limitSignIns: MiddlewareHandler<AdminEnv> = async (c, next) => {
   const limiter = loginLimiter(c.env);
   if (limiter) {
-    const { success } = await limiter.limit({ key: c.req.header("cf-connecting-ip") ?? "unknown" });
+    const { success } = await limiter.limit({ key: clientAddress(c) });
     if (!success) {
       throw new RateLimitedError(
         LOGIN_LIMIT_PERIOD_SECONDS,
@@ -41,3 +44,61 @@ export const limitSignIns: MiddlewareHandler<AdminEnv> = async (c, next) => {
   }
   await next();
 };
+
+/**
+ * Addresses that showed the right bearer token while under the limit, each remembered for one
+ * period of the limit. Only the token's holders get in, so it stays small; at `max` the oldest
+ * goes, which costs that address one more count, never a refusal.
+ */
+export class AdmittedAddresses {
+  private readonly until = new Map<string, number>();
+
+  constructor(
+    private readonly ttlMs = LOGIN_LIMIT_PERIOD_SECONDS * 1000,
+    private readonly max = 256,
+  ) {}
+
+  has(address: string, now: number): boolean {
+    return (this.until.get(address) ?? 0) > now;
+  }
+
+  add(address: string, now: number): void {
+    this.until.delete(address);
+    this.until.set(address, now + this.ttlMs);
+    if (this.until.size > this.max) this.until.delete(this.until.keys().next().value as string);
+  }
+
+  delete(address: string): void {
+    this.until.delete(address);
+  }
+}
+
+/**
+ * Spends from the address's allowance — the sign-in form's — for a bearer token, and refuses it
+ * (429) over the limit, whether the token is right or wrong: a guesser past the limit learns
+ * nothing, not even a lucky guess. A wrong token always spends one. A right one spends one only
+ * when the address is not in `admitted`, so an operator's script or the e2e tests polling with
+ * the token spend about one a minute per isolate, not one a call, and are never throttled by
+ * their own calls. (The binding's `limit()` always spends: there is no asking it without
+ * counting.) Without the binding, nothing is limited (the isolate logged that once).
+ */
+export async function limitBearer(
+  limiter: RateLimit | undefined,
+  admitted: AdmittedAddresses,
+  address: string,
+  matches: boolean,
+  now: number,
+): Promise<void> {
+  if (!limiter) return;
+  if (matches && admitted.has(address, now)) return;
+  // A wrong token from an admitted address: whoever sent it must earn the next admission anew.
+  if (!matches) admitted.delete(address);
+  const { success } = await limiter.limit({ key: address });
+  if (!success) {
+    throw new RateLimitedError(
+      LOGIN_LIMIT_PERIOD_SECONDS,
+      `too many wrong admin tokens from this address; try again in ${LOGIN_LIMIT_PERIOD_SECONDS} seconds`,
+    );
+  }
+  if (matches) admitted.add(address, now);
+}

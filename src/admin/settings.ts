@@ -81,7 +81,7 @@ export function weakTokenProblem(token: string): string | undefined {
 
 /**
  * The token that opens the admin surface, or undefined while it stays closed. Says once why a
- * token was refused, and when sign-in attempts cannot be limited (no `ADMIN_LOGIN_LIMIT` binding).
+ * token was refused, and when wrong tokens cannot be limited (no `ADMIN_LOGIN_LIMIT` binding).
  */
 export function adminToken(env: Env, log: Log = stderr): string | undefined {
   const token = env.ADMIN_TOKEN;
@@ -95,14 +95,14 @@ export function adminToken(env: Env, log: Log = stderr): string | undefined {
     log(
       JSON.stringify({
         msg: "edge-mirror.admin_login_unlimited",
-        reason: "no ADMIN_LOGIN_LIMIT rate limit binding: sign-in attempts are not limited",
+        reason: "no ADMIN_LOGIN_LIMIT rate limit binding: sign-in attempts and wrong bearer tokens are not limited",
       }),
     );
   }
   return token;
 }
 
-/** The sign-in rate limiter; deployments from before it was added have none. */
+/** The limiter of guesses at the token; deployments from before it was added have none. */
 export function loginLimiter(env: Env): RateLimit | undefined {
   return (env as Partial<Pick<Env, "ADMIN_LOGIN_LIMIT">>).ADMIN_LOGIN_LIMIT;
 }

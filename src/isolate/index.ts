@@ -4,6 +4,7 @@
  * change within an isolate), the policy cache, the counter buffer, the mirror breaker and the
  * noise memory. Every other module is handed these rather than keeping module-level state.
  */
+import { AdmittedAddresses } from "../admin/limits.js";
 import { SessionEpochCache } from "../admin/session.js";
 import { adminPrefix, adminToken, loginLimiter } from "../admin/settings.js";
 import { NoiseMemory } from "../compare/index.js";
@@ -91,6 +92,8 @@ export interface Isolate {
   readonly marker: MarkerSigner;
   /** The dashboard's session epoch, as this isolate last read it. */
   readonly sessionEpoch: SessionEpochCache;
+  /** Addresses whose right bearer token the rate limit admitted lately (admin/limits). */
+  readonly admittedAddresses: AdmittedAddresses;
 }
 
 function buildIsolate(env: Env, settings: Settings, previous: Isolate | undefined): Isolate {
@@ -104,6 +107,7 @@ function buildIsolate(env: Env, settings: Settings, previous: Isolate | undefine
     log: logSink({ level: settings.logLevel, sampleRate: settings.logSampleRate }),
     marker: markerSigner(env.MIRROR_MARKER_KEY),
     sessionEpoch: new SessionEpochCache(),
+    admittedAddresses: new AdmittedAddresses(),
   };
 }
 

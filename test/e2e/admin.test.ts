@@ -1,7 +1,8 @@
 /**
  * The admin surface's limits over real HTTP, in workerd: bodies are refused byte-exact with a
  * Content-Length and chunked, a 50 MiB unauthenticated sign-in costs workerd no memory, and
- * sign-in attempts are limited per address by the rate limit binding from wrangler.toml.
+ * sign-in attempts and wrong bearer tokens are limited per address by the rate limit binding
+ * from wrangler.toml.
  */
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -142,5 +143,23 @@ describe("sign-in rate limit", () => {
       redirect: "manual",
     });
     expect(elsewhere.status).toBe(303);
+  });
+
+  it("counts wrong bearer tokens too: 429 once an address made its guesses, the right token included", async () => {
+    const guesser = "203.0.113.10";
+    const routes = (token: string, address: string) =>
+      fetch(`${worker.url}/__mirror/api/routes`, {
+        headers: { authorization: `Bearer ${token}`, "cf-connecting-ip": address },
+      });
+    const statuses: number[] = [];
+    for (let i = 0; i < 40 && !statuses.includes(429); i++)
+      statuses.push((await routes(`${TOKEN}-${i}`, guesser)).status);
+    expect(statuses.filter((s) => s === 403).length).toBeGreaterThanOrEqual(10);
+    expect(statuses.filter((s) => s === 403).length).toBeLessThan(20);
+    expect(statuses.at(-1)).toBe(429);
+    const lucky = await routes(TOKEN, guesser);
+    expect([lucky.status, lucky.headers.get("retry-after")]).toEqual([429, "60"]);
+    // An operator's calls with the right token are not throttled by their own number.
+    for (let i = 0; i < 25; i++) expect((await routes(TOKEN, "203.0.113.11")).status).toBe(200);
   });
 });
