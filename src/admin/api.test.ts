@@ -48,6 +48,48 @@ describe("auth", () => {
   });
 });
 
+describe("writes come from the surface's own origin, or from no browser", () => {
+  const cluster = { origin: "http://canary.test" };
+
+  it.each([
+    [{ "sec-fetch-site": "cross-site" }, 'Sec-Fetch-Site is "cross-site"'],
+    [{ "sec-fetch-site": "same-site" }, 'Sec-Fetch-Site is "same-site"'],
+    // Sec-Fetch-Site decides when a browser sends it, whatever Origin says.
+    [{ "sec-fetch-site": "same-site", origin: "https://edge.test" }, 'Sec-Fetch-Site is "same-site"'],
+    [{ origin: "https://evil.test" }, 'Origin "https://evil.test" is not this request\'s origin "https://edge.test"'],
+    [{ origin: "https://admin.edge.test" }, "is not this request's origin"],
+    [{ origin: "http://edge.test" }, "is not this request's origin"],
+    [{ origin: "null" }, 'Origin "null"'],
+  ])("refuses a write with %j (403), even with the right token, and writes nothing", async (headers, message) => {
+    for (const [method, path] of [
+      ["PUT", "/clusters/canary"],
+      ["DELETE", "/clusters/canary"],
+      ["POST", "/clusters/canary"],
+      ["PATCH", "/routes/r"],
+    ] as const) {
+      const res = await call(method, path, method === "DELETE" ? undefined : cluster, TOKEN, headers);
+      expect(res).toMatchObject({ status: 403, json: { error: "cross_origin" } });
+      expect(res.json.message).toContain(message);
+    }
+    expect(await env.MIRROR_CONFIG.list()).toMatchObject({ keys: [] });
+  });
+
+  it.each<[Record<string, string>, string]>([
+    [{}, "curl or a script: no browser, no cookie to abuse"],
+    [{ "sec-fetch-site": "same-origin" }, "the dashboard's own page"],
+    [{ "sec-fetch-site": "none" }, "the user's own doing"],
+    [{ origin: "https://edge.test" }, "a browser that sends only Origin"],
+  ])("takes a write with %j (%s)", async (headers) => {
+    expect((await call("PUT", "/clusters/canary", cluster, TOKEN, headers)).status).toBe(201);
+    expect((await call("DELETE", "/clusters/canary", undefined, TOKEN, headers)).status).toBe(204);
+  });
+
+  it("leaves reads alone: another origin cannot read the answer anyway", async () => {
+    const res = await call("GET", "/clusters", undefined, TOKEN, { "sec-fetch-site": "cross-site" });
+    expect(res.status).toBe(200);
+  });
+});
+
 describe("clusters", () => {
   it("creates, reads, updates, lists and deletes", async () => {
     expect(await call("PUT", "/clusters/canary", { origin: "http://canary.test" })).toMatchObject({ status: 201 });

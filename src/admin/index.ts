@@ -7,7 +7,7 @@
 import { Hono } from "hono";
 import { dashboard, signIn } from "../dashboard/index.js";
 import { policyApi } from "./api.js";
-import { requireAdmin, requireEnabled } from "./auth.js";
+import { requireAdmin, requireEnabled, requireSameOrigin } from "./auth.js";
 import { adminErrorResponse } from "./errors.js";
 import { type AdminEnv, jsonError } from "./http.js";
 import { limitBody } from "./limits.js";
@@ -20,7 +20,8 @@ export const ADMIN_BODY_MAX_BYTES = 256 * 1024;
 
 export function createAdminApp(): Hono<AdminEnv> {
   const admin = new Hono<AdminEnv>();
-  admin.use(requireEnabled);
+  // Before anything counts or reads: a forged sign-in must not spend the victim's allowance.
+  admin.use(requireEnabled, requireSameOrigin);
   // Open: registered before the gate below, they answer before it runs.
   admin.route("/", signIn);
   admin.use(requireAdmin, limitBody(ADMIN_BODY_MAX_BYTES, "a request body"));

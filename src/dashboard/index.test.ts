@@ -197,6 +197,53 @@ describe("sign-out", () => {
   });
 });
 
+describe("requests another origin's page forged", () => {
+  const sibling = { "sec-fetch-site": "same-site", origin: "https://blog.example.com" };
+
+  it("cannot sign everyone out: a sibling subdomain's form post to /logout is refused (403)", async () => {
+    const cookie = await signedInCookie();
+    const epoch = await env.MIRROR_CONFIG.get(SESSION_EPOCH_KEY);
+    // SameSite=Strict lets the cookie ride along: the site is the same, the origin is not.
+    const forged: Array<Record<string, string>> = [
+      sibling,
+      { origin: "https://blog.example.com" },
+      { "sec-fetch-site": "cross-site" },
+    ];
+    for (const headers of forged) {
+      const res = await call("/__mirror/logout", { method: "POST", headers: { cookie, ...headers } });
+      expect(res.status).toBe(403);
+      expect(await res.json()).toMatchObject({ error: "cross_origin" });
+      expect(res.headers.get("set-cookie")).toBeNull();
+    }
+    expect(await env.MIRROR_CONFIG.get(SESSION_EPOCH_KEY)).toBe(epoch);
+    expect((await readStats(cookie)).status).toBe(200);
+    // The dashboard's own sign-out button still works.
+    const own = { "sec-fetch-site": "same-origin", origin: "https://edge.example.com" };
+    expect((await call("/__mirror/logout", { method: "POST", headers: { cookie, ...own } })).status).toBe(303);
+    expect((await readStats(cookie)).status).toBe(401);
+  });
+
+  it("cannot sign in, nor spend the address's sign-in allowance", async () => {
+    const address = nextAddress();
+    for (let i = 0; i < 2 * LIMIT; i++) {
+      const res = await call("/__mirror/login", {
+        method: "POST",
+        body: new URLSearchParams({ token: TOKEN }),
+        headers: { "cf-connecting-ip": address, ...sibling },
+      });
+      expect(res.status).toBe(403);
+      expect(res.headers.get("set-cookie")).toBeNull();
+    }
+    // The form on the sign-in page itself, from the same address: not limited.
+    const res = await call("/__mirror/login", {
+      method: "POST",
+      body: new URLSearchParams({ token: TOKEN }),
+      headers: { "cf-connecting-ip": address, "sec-fetch-site": "same-origin", origin: "https://edge.example.com" },
+    });
+    expect(res.status).toBe(303);
+  });
+});
+
 describe("sign-in limits", () => {
   it("refuses a form over its size limit (413), byte-exact, before reading it", async () => {
     const form = (size: number) => `token=${"x".repeat(size - "token=".length)}`;

@@ -120,6 +120,38 @@ describe("an unauthenticated 50 MiB sign-in", () => {
   });
 });
 
+describe("state-changing requests from another origin's page", () => {
+  const bearer = { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" };
+  const cluster = JSON.stringify({ origin: "http://canary.test" });
+
+  it("refuses a write, a sign-in and a sign-out that a browser says came from elsewhere (403)", async () => {
+    const own = new URL(worker.url).origin;
+    const forged = [
+      ["PUT", "/__mirror/api/clusters/c", bearer, cluster, { "sec-fetch-site": "cross-site" }],
+      ["DELETE", "/__mirror/api/clusters/c", bearer, undefined, { origin: "http://evil.example" }],
+      ["POST", "/__mirror/login", {}, new URLSearchParams({ token: TOKEN }), { "sec-fetch-site": "same-site" }],
+      ["POST", "/__mirror/logout", {}, undefined, { origin: "http://blog.example", "sec-fetch-site": "same-site" }],
+    ] as const;
+    for (const [method, path, auth, body, from] of forged) {
+      const res = await fetch(`${worker.url}${path}`, {
+        method,
+        body,
+        headers: { ...auth, ...from },
+        redirect: "manual",
+      });
+      expect([method, path, res.status]).toEqual([method, path, 403]);
+      expect(await res.json()).toMatchObject({ error: "cross_origin" });
+    }
+    // The same write from the surface's own origin, and from curl (neither header), goes through.
+    const put = (from: Record<string, string>) =>
+      fetch(`${worker.url}/__mirror/api/clusters/c`, { method: "PUT", body: cluster, headers: { ...bearer, ...from } });
+    expect((await put({ origin: own, "sec-fetch-site": "same-origin" })).status).toBe(201);
+    expect((await put({})).status).toBe(200);
+    const removed = await fetch(`${worker.url}/__mirror/api/clusters/c`, { method: "DELETE", headers: bearer });
+    expect(removed.status).toBe(204);
+  });
+});
+
 describe("sign-in rate limit", () => {
   it("answers 429 with retry-after once an address made its attempts, and not to other addresses", async () => {
     // Locally, as on Cloudflare, the worker keys on cf-connecting-ip; Miniflare sets it unless the client did.
