@@ -184,6 +184,62 @@ describe("guesses at the token: wrong bearer tokens count against the sign-in li
   });
 });
 
+describe("ADMIN_HOST: the admin surface on a host of its own", () => {
+  const onHost = { ...withToken, ADMIN_HOST: "admin.example.com" } as Env;
+  async function at(url: string, environment: Env) {
+    const ctx = createExecutionContext();
+    const response = await app.fetch(new Request(url, { headers: bearer }), environment, ctx);
+    await waitOnExecutionContext(ctx);
+    return response;
+  }
+
+  it("serves the surface on that host only; elsewhere the prefix is proxied like any path", async () => {
+    expect((await at("https://admin.example.com/__mirror/api/routes", onHost)).status).toBe(200);
+    expect((await at("https://ADMIN.example.com/%5F%5Fmirror/api/routes", onHost)).status).toBe(200);
+    for (const url of [
+      "https://edge.example.com/__mirror/api/routes",
+      "https://edge.example.com/%5F%5Fmirror/api/routes",
+      "https://admin.example.com.evil.test/__mirror/api/routes",
+      "https://admin.example.com:8443/__mirror/api/routes",
+      "https://example.com/__mirror/api/routes",
+    ]) {
+      expect(await (await at(url, onHost)).text()).toBe("from primary");
+    }
+    expect(proxied().map((u) => u.pathname)).toEqual([
+      "/__mirror/api/routes",
+      "/%5F%5Fmirror/api/routes",
+      "/__mirror/api/routes",
+      "/__mirror/api/routes",
+      "/__mirror/api/routes",
+    ]);
+  });
+
+  it("takes the host in any case, and a port when the URL names one", async () => {
+    const withPort = { ...withToken, ADMIN_HOST: " Admin.Example.com:8443 " } as Env;
+    expect((await at("https://admin.example.com:8443/__mirror/api/routes", withPort)).status).toBe(200);
+    expect(await (await at("https://admin.example.com/__mirror/api/routes", withPort)).text()).toBe("from primary");
+  });
+
+  it("serves the surface on no host when ADMIN_HOST is not a host name, and says so once", async () => {
+    const typo = { ...withToken, ADMIN_HOST: "https://admin.example.com/" } as Env;
+    const lines = await logged(async () => {
+      for (const url of [
+        "https://admin.example.com/__mirror/api/routes",
+        "https://edge.example.com/__mirror/api/routes",
+      ]) {
+        expect(await (await at(url, typo)).text()).toBe("from primary");
+      }
+    });
+    expect(lines).toEqual([expect.objectContaining({ msg: "edge-mirror.invalid_setting", name: "ADMIN_HOST" })]);
+  });
+
+  it("is off when empty, as wrangler.toml sets it: every host serves the surface", async () => {
+    const empty = { ...withToken, ADMIN_HOST: "" } as Env;
+    expect((await at("https://edge.example.com/__mirror/api/routes", empty)).status).toBe(200);
+    expect((await at("https://admin.example.com/__mirror/api/routes", empty)).status).toBe(200);
+  });
+});
+
 describe("one path form: the URL parser's, with encoded unreserved characters decoded", () => {
   it("treats a percent-encoded prefix as the admin surface, behind the same auth, never proxied", async () => {
     expect((await call("/%5F%5Fmirror/api/routes", withToken)).status).toBe(401);

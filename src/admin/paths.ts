@@ -5,6 +5,8 @@
  * unreserved characters decoded — RFC 3986 §6.2.2.2 makes `/%5F%5Fmirror` and `/__mirror` the
  * same URI, so both are the admin surface, behind the same auth, and neither is ever proxied.
  * An encoded reserved character is not decoded: `/__mirror%2Fapi` is one segment, and proxied.
+ * With `ADMIN_HOST` set, only requests to that host are the admin surface; under any other host
+ * the prefix is a path like any other, and proxied.
  */
 
 const UNRESERVED = /^[A-Za-z0-9._~-]$/;
@@ -45,13 +47,20 @@ function mayBeAdmin(url: string, prefix: string): boolean {
   return false;
 }
 
+/** Whether `url`'s host is `host` (both lower case, as the URL parser leaves a host). Nothing allocated. */
+function onHost(url: string, host: string): boolean {
+  const start = url.indexOf("//") + 2;
+  return url.startsWith(host, start) && url.charCodeAt(start + host.length) === SLASH;
+}
+
 /**
  * The request re-targeted at the admin app (its path relative to the prefix), or undefined when
- * it is not an admin request.
+ * it is not an admin request: not under the prefix, or (with `host`, from ADMIN_HOST) not on it.
  */
-export function adminRequest(request: Request, prefix: string): Request | undefined {
+export function adminRequest(request: Request, prefix: string, host?: string): Request | undefined {
   const href = request.url;
   // Most requests are proxied traffic and leave here.
+  if (host !== undefined && !onHost(href, host)) return undefined;
   if (!mayBeAdmin(href, prefix)) return undefined;
   const url = new URL(href);
   const path = decodeUnreserved(url.pathname);

@@ -3,7 +3,8 @@
  * Whether the admin surface is open and where it lives, read once per isolate (src/isolate).
  * A value that would make the surface unsafe is refused with one log line and never half-applied:
  * a short or patterned `ADMIN_TOKEN` keeps the surface closed, an unclean `ADMIN_PREFIX` falls back
- * to the default. Pure, but for the log line.
+ * to the default, and an `ADMIN_HOST` that is not a host name serves the surface on no host.
+ * Pure, but for the log line.
  */
 export const DEFAULT_ADMIN_PREFIX = "/__mirror";
 /** Shorter tokens are refused: 32 characters of a random token are beyond guessing, even unthrottled. */
@@ -100,6 +101,33 @@ export function adminToken(env: Env, log: Log = stderr): string | undefined {
     );
   }
   return token;
+}
+
+/** No request URL's host: a `/` cannot appear in one. */
+export const INVALID_ADMIN_HOST = "/";
+
+/** A host as a request URL spells it: a lower-case name or IPv4 address, and a port if not the default. */
+const HOST = /^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::\d{1,5})?$/;
+
+/**
+ * `ADMIN_HOST`, lower-cased: the only host that reaches the admin surface, or undefined (empty,
+ * the default: every host does). A value that is not a host name (a URL, a path) is logged once
+ * and serves the surface on no host, so that a typo never opens it more widely than was meant.
+ */
+export function adminHost(env: Env, log: Log = stderr): string | undefined {
+  const configured = env.ADMIN_HOST?.trim().toLowerCase();
+  if (!configured) return undefined;
+  if (HOST.test(configured)) return configured;
+  log(
+    JSON.stringify({
+      msg: "edge-mirror.invalid_setting",
+      name: "ADMIN_HOST",
+      value: configured,
+      error: "must be a host name such as admin.example.com (with a port only if it is not the default one)",
+      using: "no host: the admin prefix is proxied like any path, on every host",
+    }),
+  );
+  return INVALID_ADMIN_HOST;
 }
 
 /** The limiter of guesses at the token; deployments from before it was added have none. */

@@ -6,7 +6,7 @@
  */
 import { AdmittedAddresses } from "../admin/limits.js";
 import { SessionEpochCache } from "../admin/session.js";
-import { adminPrefix, adminToken, loginLimiter } from "../admin/settings.js";
+import { adminHost, adminPrefix, adminToken, loginLimiter } from "../admin/settings.js";
 import { NoiseMemory } from "../compare/index.js";
 import { type MarkerSigner, markerSigner } from "../headers/marker.js";
 import { MirrorBreaker } from "../mirror/breaker.js";
@@ -23,6 +23,8 @@ export interface Settings {
   logLevel: LogLevel;
   logSampleRate: number;
   adminPrefix: string;
+  /** The only host that serves the admin surface (`ADMIN_HOST`), or undefined: every host does. */
+  adminHost: string | undefined;
   /** The token that opens the admin surface; undefined while it stays closed. */
   adminToken: string | undefined;
   /** Shards, flush interval, and the shard this isolate writes to (drawn once). */
@@ -55,6 +57,7 @@ export function parseSettings(env: Env): Settings {
     logLevel: parseLogLevel(env.LOG_LEVEL),
     logSampleRate: parseSampleRate(env.LOG_SAMPLE_RATE),
     adminPrefix: adminPrefix(env),
+    adminHost: adminHost(env),
     adminToken: adminToken(env),
     stats: statsSettings(env),
   };
@@ -71,6 +74,7 @@ function fingerprint(env: Env): string {
     env.LOG_LEVEL,
     env.LOG_SAMPLE_RATE,
     env.ADMIN_PREFIX,
+    env.ADMIN_HOST,
     env.STATS_FLUSH_MS,
     env.STATS_SHARDS,
     env.MIRROR_STATS ? "counted" : "",
