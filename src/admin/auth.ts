@@ -82,8 +82,12 @@ export async function hasSession(c: Context<AdminEnv>): Promise<boolean> {
   const value = readCookie(c.req.header("cookie"), SESSION_COOKIE);
   if (!value) return false;
   const now = Date.now();
-  const epoch = await isolateFor(c.env).sessionEpoch.current(c.env.MIRROR_CONFIG, now);
-  return sessionValid(value, c.get("adminToken"), epoch, now);
+  const isolate = isolateFor(c.env);
+  const [epoch, key] = await Promise.all([
+    isolate.sessionEpoch.current(c.env.MIRROR_CONFIG, now),
+    isolate.sessionKeys.of(c.get("adminToken")),
+  ]);
+  return sessionValid(value, key, epoch, now);
 }
 
 export const requireAdmin: MiddlewareHandler<AdminEnv> = async (c, next) => {

@@ -5,6 +5,7 @@
  * derived from ADMIN_TOKEN with HKDF, so the token itself never keys anything a browser holds, and
  * rotating it ends every session. The epoch (store/session-epoch) is what signing out replaces:
  * a cookie from an earlier epoch is refused even though its signature and expiry are good.
+ * State, per isolate: `SessionKeys` (the derived key) and `SessionEpochCache`.
  */
 import { newSessionEpoch, readSessionEpoch, writeSessionEpoch } from "../store/session-epoch.js";
 
@@ -21,7 +22,8 @@ const SESSION_EPOCH_TTL_MS = 5000;
 const encoder = new TextEncoder();
 const VALUE = /^([0-9a-f]{32})\.(\d{1,12})\.([0-9a-f]{64})$/;
 
-async function sessionKey(token: string): Promise<CryptoKey> {
+/** The cookie's HMAC key: HKDF-SHA-256 of the token, bound to this use by `SESSION_KEY_INFO`. */
+export async function deriveSessionKey(token: string): Promise<CryptoKey> {
   const material = await crypto.subtle.importKey("raw", encoder.encode(token), "HKDF", false, ["deriveKey"]);
   return crypto.subtle.deriveKey(
     { name: "HKDF", hash: "SHA-256", salt: new Uint8Array(0), info: encoder.encode(SESSION_KEY_INFO) },
@@ -30,6 +32,26 @@ async function sessionKey(token: string): Promise<CryptoKey> {
     false,
     ["sign", "verify"],
   );
+}
+
+/**
+ * The session key of the token in use, derived once rather than on every request: the dashboard
+ * polls every few seconds, and each poll verifies its cookie. One token at a time, since an
+ * isolate has one; a new token replaces the key.
+ */
+export class SessionKeys {
+  private derived: { token: string; key: Promise<CryptoKey> } | undefined;
+
+  of(token: string): Promise<CryptoKey> {
+    if (this.derived?.token === token) return this.derived.key;
+    const key = deriveSessionKey(token);
+    this.derived = { token, key };
+    // A failed derivation is not kept: the next request derives again.
+    key.catch(() => {
+      if (this.derived?.key === key) this.derived = undefined;
+    });
+    return key;
+  }
 }
 
 const signed = (epoch: string, expires: number) => encoder.encode(`edge-mirror-session:${epoch}:${expires}`);
@@ -42,16 +64,17 @@ function fromHex(hex: string): Uint8Array {
   return Uint8Array.from(hex.match(/../g) ?? [], (pair) => Number.parseInt(pair, 16));
 }
 
-export async function sessionValue(token: string, epoch: string, now: number): Promise<string> {
+/** A new session's cookie value, signed with `key` (from `SessionKeys`). */
+export async function sessionValue(key: CryptoKey, epoch: string, now: number): Promise<string> {
   const expires = Math.floor(now / 1000) + SESSION_TTL_SECONDS;
-  const mac = await crypto.subtle.sign("HMAC", await sessionKey(token), signed(epoch, expires));
+  const mac = await crypto.subtle.sign("HMAC", key, signed(epoch, expires));
   return `${epoch}.${expires}.${toHex(mac)}`;
 }
 
-/** True for an unexpired value of the current epoch signed for `token` (HMAC verify: constant time). */
+/** True for an unexpired value of the current epoch signed with `key` (HMAC verify: constant time). */
 export async function sessionValid(
   value: string,
-  token: string,
+  key: CryptoKey,
   epoch: string | undefined,
   now: number,
 ): Promise<boolean> {
@@ -59,12 +82,7 @@ export async function sessionValid(
   if (!match || epoch === undefined) return false;
   const [, valueEpoch, expiresText, mac] = match as unknown as [string, string, string, string];
   const expires = Number(expiresText);
-  const genuine = await crypto.subtle.verify(
-    "HMAC",
-    await sessionKey(token),
-    fromHex(mac),
-    signed(valueEpoch, expires),
-  );
+  const genuine = await crypto.subtle.verify("HMAC", key, fromHex(mac), signed(valueEpoch, expires));
   return genuine && valueEpoch === epoch && expires * 1000 > now;
 }
 

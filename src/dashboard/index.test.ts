@@ -1,7 +1,14 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { SESSION_COOKIE, SESSION_KEY_INFO, SessionEpochCache, sessionValid, sessionValue } from "../admin/session.js";
+import {
+  deriveSessionKey,
+  SESSION_COOKIE,
+  SESSION_KEY_INFO,
+  SessionEpochCache,
+  sessionValid,
+  sessionValue,
+} from "../admin/session.js";
 import app from "../index.js";
 import { SESSION_EPOCH_KEY } from "../store/keys.js";
 import { LOGIN_FORM_MAX_BYTES } from "./index.js";
@@ -98,16 +105,17 @@ describe("dashboard sign-in", () => {
   it("does not accept a forged, expired, old-token or old-epoch session", async () => {
     const now = Date.now();
     const epoch = "a".repeat(32);
-    const good = await sessionValue(TOKEN, epoch, now);
-    expect(await sessionValid(good, TOKEN, epoch, now)).toBe(true);
+    const key = await deriveSessionKey(TOKEN);
+    const good = await sessionValue(key, epoch, now);
+    expect(await sessionValid(good, key, epoch, now)).toBe(true);
     const [, expires, signature] = good.split(".") as [string, string, string];
-    expect(await sessionValid(`${epoch}.${Number(expires) + 1}.${signature}`, TOKEN, epoch, now)).toBe(false);
-    expect(await sessionValid(`${"b".repeat(32)}.${expires}.${signature}`, TOKEN, "b".repeat(32), now)).toBe(false);
-    expect(await sessionValid(good, TOKEN, epoch, Number(expires) * 1000 + 1)).toBe(false);
-    expect(await sessionValid(good, `${TOKEN}-rotated`, epoch, now)).toBe(false);
-    expect(await sessionValid(good, TOKEN, "b".repeat(32), now)).toBe(false);
-    expect(await sessionValid(good, TOKEN, undefined, now)).toBe(false);
-    expect(await sessionValid("x.y.z", TOKEN, epoch, now)).toBe(false);
+    expect(await sessionValid(`${epoch}.${Number(expires) + 1}.${signature}`, key, epoch, now)).toBe(false);
+    expect(await sessionValid(`${"b".repeat(32)}.${expires}.${signature}`, key, "b".repeat(32), now)).toBe(false);
+    expect(await sessionValid(good, key, epoch, Number(expires) * 1000 + 1)).toBe(false);
+    expect(await sessionValid(good, await deriveSessionKey(`${TOKEN}-rotated`), epoch, now)).toBe(false);
+    expect(await sessionValid(good, key, "b".repeat(32), now)).toBe(false);
+    expect(await sessionValid(good, key, undefined, now)).toBe(false);
+    expect(await sessionValid("x.y.z", key, epoch, now)).toBe(false);
 
     const cookie = await signedInCookie();
     const rotated = { ...withToken, ADMIN_TOKEN: `${TOKEN}-rotated` } as Env;
@@ -143,6 +151,23 @@ describe("dashboard sign-in", () => {
     expect(mac).not.toBe(await hmac(raw));
   });
 
+  it("derives the cookie's key once per token, not on every poll", async () => {
+    // A fresh isolate (another env), so that nothing was derived before.
+    const fresh = { ...withToken, LOG_SAMPLE_RATE: "0.5" } as Env;
+    const derive = vi.spyOn(crypto.subtle, "deriveKey");
+    try {
+      const cookie = await signedInCookie(fresh);
+      for (let i = 0; i < 5; i++) expect((await readStats(cookie, fresh)).status).toBe(200);
+      expect(derive).toHaveBeenCalledTimes(1);
+      // A new token is a new key, derived once too.
+      const rotated = { ...fresh, ADMIN_TOKEN: `${TOKEN}-rotated` } as Env;
+      for (let i = 0; i < 3; i++) expect((await readStats(cookie, rotated)).status).toBe(401);
+      expect(derive).toHaveBeenCalledTimes(2);
+    } finally {
+      derive.mockRestore();
+    }
+  });
+
   it("stays closed without ADMIN_TOKEN, sign-in form included", async () => {
     const closed = { ...withToken, ADMIN_TOKEN: undefined } as Env;
     expect((await call("/__mirror/login", {}, closed)).status).toBe(404);
@@ -170,7 +195,8 @@ describe("sign-out", () => {
     // An isolate that had not read the epoch yet reads the new one from KV.
     const elsewhere = new SessionEpochCache();
     const value = cookie.slice(SESSION_COOKIE.length + 1);
-    expect(await sessionValid(value, TOKEN, await elsewhere.current(env.MIRROR_CONFIG, Date.now()), Date.now())).toBe(
+    const key = await deriveSessionKey(TOKEN);
+    expect(await sessionValid(value, key, await elsewhere.current(env.MIRROR_CONFIG, Date.now()), Date.now())).toBe(
       false,
     );
     // Signing in again works, in the new epoch.

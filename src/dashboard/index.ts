@@ -44,12 +44,16 @@ signIn.post("/login", limitSignIns, limitBody(LOGIN_FORM_MAX_BYTES, "a sign-in f
     return page(loginHtml(prefix, true), 403);
   }
   const now = Date.now();
-  const epoch = await isolateFor(c.env).sessionEpoch.forSignIn(c.env.MIRROR_CONFIG, now);
+  const isolate = isolateFor(c.env);
+  const [epoch, key] = await Promise.all([
+    isolate.sessionEpoch.forSignIn(c.env.MIRROR_CONFIG, now),
+    isolate.sessionKeys.of(token),
+  ]);
   return new Response(null, {
     status: 303,
     headers: {
       location: `${prefix}/dashboard`,
-      "set-cookie": sessionCookie(await sessionValue(token, epoch, now), prefix, secure(c.req.url)),
+      "set-cookie": sessionCookie(await sessionValue(key, epoch, now), prefix, secure(c.req.url)),
     },
   });
 });

@@ -5,7 +5,7 @@
  * noise memory. Every other module is handed these rather than keeping module-level state.
  */
 import { AdmittedAddresses } from "../admin/limits.js";
-import { SessionEpochCache } from "../admin/session.js";
+import { SessionEpochCache, SessionKeys } from "../admin/session.js";
 import { adminHost, adminPrefix, adminToken, loginLimiter } from "../admin/settings.js";
 import { NoiseMemory } from "../compare/index.js";
 import { type MarkerSigner, markerSigner } from "../headers/marker.js";
@@ -96,6 +96,8 @@ export interface Isolate {
   readonly marker: MarkerSigner;
   /** The dashboard's session epoch, as this isolate last read it. */
   readonly sessionEpoch: SessionEpochCache;
+  /** The dashboard session cookie's HMAC key, derived from ADMIN_TOKEN once. */
+  readonly sessionKeys: SessionKeys;
   /** Addresses whose right bearer token the rate limit admitted lately (admin/limits). */
   readonly admittedAddresses: AdmittedAddresses;
 }
@@ -111,6 +113,7 @@ function buildIsolate(env: Env, settings: Settings, previous: Isolate | undefine
     log: logSink({ level: settings.logLevel, sampleRate: settings.logSampleRate }),
     marker: markerSigner(env.MIRROR_MARKER_KEY),
     sessionEpoch: new SessionEpochCache(),
+    sessionKeys: new SessionKeys(),
     admittedAddresses: new AdmittedAddresses(),
   };
 }
