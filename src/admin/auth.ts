@@ -7,10 +7,11 @@
  * dashboard's session cookie opens only reads (GET/HEAD), so a forged form can never change a policy.
  */
 import type { Context, MiddlewareHandler } from "hono";
+import { getCookie } from "hono/cookie";
 import { isolateFor } from "../isolate/index.js";
 import { type AdminEnv, jsonError } from "./http.js";
 import { clientAddress, limitBearer } from "./limits.js";
-import { readCookie, SESSION_COOKIE, sessionValid } from "./session.js";
+import { SESSION_COOKIE, sessionValid } from "./session.js";
 import { loginLimiter, MIN_ADMIN_TOKEN_LENGTH } from "./settings.js";
 
 /**
@@ -79,7 +80,7 @@ export const requireSameOrigin: MiddlewareHandler<AdminEnv> = async (c, next) =>
 
 /** True when the request carries a session cookie of the current epoch. */
 export async function hasSession(c: Context<AdminEnv>): Promise<boolean> {
-  const value = readCookie(c.req.header("cookie"), SESSION_COOKIE);
+  const value = getCookie(c, SESSION_COOKIE);
   if (!value) return false;
   const now = Date.now();
   const isolate = isolateFor(c.env);

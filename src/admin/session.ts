@@ -7,6 +7,7 @@
  * a cookie from an earlier epoch is refused even though its signature and expiry are good.
  * State, per isolate: `SessionKeys` (the derived key) and `SessionEpochCache`.
  */
+import type { CookieOptions } from "hono/utils/cookie";
 import { newSessionEpoch, readSessionEpoch, writeSessionEpoch } from "../store/session-epoch.js";
 
 export const SESSION_COOKIE = "edge_mirror_session";
@@ -86,16 +87,12 @@ export async function sessionValid(
   return genuine && valueEpoch === epoch && expires * 1000 > now;
 }
 
-export function readCookie(header: string | null | undefined, name: string): string | undefined {
-  for (const part of (header ?? "").split(";")) {
-    const at = part.indexOf("=");
-    if (at !== -1 && part.slice(0, at).trim() === name) return part.slice(at + 1).trim();
-  }
-  return undefined;
-}
-
-export function sessionCookie(value: string, path: string, secure: boolean, maxAge = SESSION_TTL_SECONDS): string {
-  return `${SESSION_COOKIE}=${value}; Path=${path}; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${secure ? "; Secure" : ""}`;
+/**
+ * How the session cookie is set (with `hono/cookie`): under the admin prefix only, out of scripts'
+ * reach, never sent along with another site's requests, and over HTTPS only when served so.
+ */
+export function sessionCookieOptions(path: string, secure: boolean): CookieOptions {
+  return { path, maxAge: SESSION_TTL_SECONDS, httpOnly: true, sameSite: "Strict", secure };
 }
 
 /** The isolate's view of the session epoch: read from KV at most once per `SESSION_EPOCH_TTL_MS`. */

@@ -78,7 +78,7 @@ describe("dashboard sign-in", () => {
     const cookie = right.headers.get("set-cookie") ?? "";
     expect(cookie).toMatch(
       new RegExp(
-        `^${SESSION_COOKIE}=[0-9a-f]{32}\\.\\d+\\.[0-9a-f]{64}; Path=/__mirror; Max-Age=43200; HttpOnly; SameSite=Strict; Secure$`,
+        `^${SESSION_COOKIE}=[0-9a-f]{32}\\.\\d+\\.[0-9a-f]{64}; Max-Age=43200; Path=/__mirror; HttpOnly; Secure; SameSite=Strict$`,
       ),
     );
     expect(cookie).not.toContain(TOKEN);
@@ -186,7 +186,9 @@ describe("sign-out", () => {
     const res = await call("/__mirror/logout", { method: "POST", headers: { cookie } });
     expect(res.status).toBe(303);
     expect(res.headers.get("location")).toBe("/__mirror/login");
-    expect(res.headers.get("set-cookie")).toMatch(new RegExp(`^${SESSION_COOKIE}=; Path=/__mirror; Max-Age=0`));
+    expect(res.headers.get("set-cookie")).toBe(
+      `${SESSION_COOKIE}=; Max-Age=0; Path=/__mirror; HttpOnly; Secure; SameSite=Strict`,
+    );
     expect(await env.MIRROR_CONFIG.get(SESSION_EPOCH_KEY)).not.toBe(epochBefore);
 
     // The same cookie, replayed after sign-out: refused, as is every other session of the old epoch.

@@ -6,10 +6,11 @@
  * from `api/stats`; the page is static and strict CSP forbids anything but its own files.
  */
 import { Hono } from "hono";
+import { deleteCookie, setCookie } from "hono/cookie";
 import { hasSession, tokenMatches } from "../admin/auth.js";
 import type { AdminEnv } from "../admin/http.js";
 import { limitBody, limitSignIns } from "../admin/limits.js";
-import { sessionCookie, sessionValue } from "../admin/session.js";
+import { SESSION_COOKIE, sessionCookieOptions, sessionValue } from "../admin/session.js";
 import { isolateFor } from "../isolate/index.js";
 import { DASHBOARD_CSS, DASHBOARD_JS, dashboardHtml, loginHtml } from "./page.js";
 
@@ -49,23 +50,16 @@ signIn.post("/login", limitSignIns, limitBody(LOGIN_FORM_MAX_BYTES, "a sign-in f
     isolate.sessionEpoch.forSignIn(c.env.MIRROR_CONFIG, now),
     isolate.sessionKeys.of(token),
   ]);
-  return new Response(null, {
-    status: 303,
-    headers: {
-      location: `${prefix}/dashboard`,
-      "set-cookie": sessionCookie(await sessionValue(key, epoch, now), prefix, secure(c.req.url)),
-    },
-  });
+  setCookie(c, SESSION_COOKIE, await sessionValue(key, epoch, now), sessionCookieOptions(prefix, secure(c.req.url)));
+  return c.redirect(`${prefix}/dashboard`, 303);
 });
 
 signIn.post("/logout", limitBody(LOGIN_FORM_MAX_BYTES, "a sign-out form"), async (c) => {
   // Only a signed-in browser ends the sessions: anyone else could otherwise sign everyone out.
   if (await hasSession(c)) await isolateFor(c.env).sessionEpoch.replace(c.env.MIRROR_CONFIG, Date.now());
   const prefix = prefixOf(c.env);
-  return new Response(null, {
-    status: 303,
-    headers: { location: `${prefix}/login`, "set-cookie": sessionCookie("", prefix, secure(c.req.url), 0) },
-  });
+  deleteCookie(c, SESSION_COOKIE, sessionCookieOptions(prefix, secure(c.req.url)));
+  return c.redirect(`${prefix}/login`, 303);
 });
 
 export const dashboard = new Hono<AdminEnv>();
