@@ -168,6 +168,28 @@ describe("dashboard sign-in", () => {
     }
   });
 
+  it("serves every page with the strict CSP, nosniff, no-referrer and no-store, and no HSTS", async () => {
+    const cookie = await signedInCookie();
+    const pages = [
+      await call("/__mirror/login"),
+      await login("guess"),
+      await call("/__mirror/dashboard", { headers: { cookie } }),
+      await call("/__mirror/dashboard.js", { headers: { cookie } }),
+      await call("/__mirror/dashboard.css", { headers: { cookie } }),
+    ];
+    for (const res of pages) {
+      expect(res.headers.get("content-security-policy")).toBe(
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+      );
+      expect(res.headers.get("x-content-type-options")).toBe("nosniff");
+      expect(res.headers.get("referrer-policy")).toBe("no-referrer");
+      expect(res.headers.get("cache-control")).toBe("no-store");
+      expect(res.headers.get("x-frame-options")).toBe("DENY");
+      // It would bind every subdomain of the zone to HTTPS: not the dashboard's decision.
+      expect(res.headers.get("strict-transport-security")).toBeNull();
+    }
+  });
+
   it("stays closed without ADMIN_TOKEN, sign-in form included", async () => {
     const closed = { ...withToken, ADMIN_TOKEN: undefined } as Env;
     expect((await call("/__mirror/login", {}, closed)).status).toBe(404);
