@@ -364,4 +364,15 @@ describe("dashboard in Chromium", () => {
       expect(existsSync(path)).toBe(true);
     }
   });
+
+  it("signs out with the page's own button: a same-origin post, which the origin check lets through", async () => {
+    const [post] = await Promise.all([
+      page.waitForRequest((request) => request.method() === "POST"),
+      page.click("header form button[type=submit]"),
+    ]);
+    expect((await post.allHeaders())["sec-fetch-site"]).toBe("same-origin");
+    await page.waitForURL(`${worker.url}/__mirror/login`);
+    await page.goto(`${worker.url}/__mirror/dashboard`);
+    expect(new URL(page.url()).pathname).toBe("/__mirror/login");
+  });
 });
