@@ -1,8 +1,9 @@
 /**
  * @module admin
  * The admin surface under `ADMIN_PREFIX` (default `/__mirror`), built once: never proxied to the
- * primary, never mirrored, closed unless a long enough `ADMIN_TOKEN` secret is set. Paths here
- * are relative to the prefix (`/api/...`, `/dashboard`); admin/paths decides which requests come.
+ * primary, never mirrored, closed unless an `ADMIN_TOKEN` secret that is hard to guess is set.
+ * Paths here are relative to the prefix (`/api/...`, `/dashboard`); admin/paths decides which
+ * requests come (on `ADMIN_HOST` only, when it is set).
  */
 import { Hono } from "hono";
 import { dashboard, signIn } from "../dashboard/index.js";
