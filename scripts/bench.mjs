@@ -27,7 +27,7 @@ const argv = process.argv.slice(2);
 const at = argv.findIndex((arg) => arg === "--mode" || arg.startsWith("--mode="));
 let mode = "throughput";
 if (at !== -1) {
-  const arg = argv[at];
+  const arg = argv[at] ?? "";
   const inline = arg.startsWith("--mode=");
   mode = inline ? arg.slice("--mode=".length) : (argv[at + 1] ?? "");
   argv.splice(at, inline ? 1 : 2);
