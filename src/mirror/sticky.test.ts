@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { parseRoute, type RouteInput } from "../policy/index.js";
 import { cookieValue, MAX_STICKY_VALUE_LENGTH, planMirrors, stickyPoint } from "./plan.js";
+import { sipHash24, sipKey } from "./siphash.js";
 
 const clusters = new Map([
   ["canary", "http://canary.test"],
@@ -11,6 +12,53 @@ const USERS = Array.from({ length: 20_000 }, (_, i) => `user-${i}`);
 const never = (): number => {
   throw new Error("a sticky decision must not draw at random");
 };
+
+/**
+ * SipHash-2-4 written out from the paper with 64-bit BigInts, independently of the implementation
+ * (which works on 32-bit halves).
+ */
+function referenceSipHash(key: Uint8Array, message: Uint8Array): bigint {
+  const mask = (1n << 64n) - 1n;
+  const rotl = (x: bigint, b: bigint) => ((x << b) | (x >> (64n - b))) & mask;
+  const le64 = (bytes: Uint8Array, at: number) => {
+    let word = 0n;
+    for (let i = 7; i >= 0; i--) word = (word << 8n) | BigInt(bytes[at + i] ?? 0);
+    return word;
+  };
+  const k0 = le64(key, 0);
+  const k1 = le64(key, 8);
+  let v0 = k0 ^ 0x736f6d6570736575n;
+  let v1 = k1 ^ 0x646f72616e646f6dn;
+  let v2 = k0 ^ 0x6c7967656e657261n;
+  let v3 = k1 ^ 0x7465646279746573n;
+  const round = () => {
+    v0 = (v0 + v1) & mask;
+    v1 = rotl(v1, 13n) ^ v0;
+    v0 = rotl(v0, 32n);
+    v2 = (v2 + v3) & mask;
+    v3 = rotl(v3, 16n) ^ v2;
+    v0 = (v0 + v3) & mask;
+    v3 = rotl(v3, 21n) ^ v0;
+    v2 = (v2 + v1) & mask;
+    v1 = rotl(v1, 17n) ^ v2;
+    v2 = rotl(v2, 32n);
+  };
+  const whole = message.length - (message.length % 8);
+  const words: bigint[] = [];
+  for (let at = 0; at < whole; at += 8) words.push(le64(message, at));
+  let last = BigInt(message.length & 0xff) << 56n;
+  for (let i = whole; i < message.length; i++) last |= BigInt(message[i] as number) << BigInt(8 * (i - whole));
+  words.push(last);
+  for (const m of words) {
+    v3 ^= m;
+    round();
+    round();
+    v0 ^= m;
+  }
+  v2 ^= 0xffn;
+  for (let i = 0; i < 4; i++) round();
+  return v0 ^ v1 ^ v2 ^ v3;
+}
 
 /** The documented rule, written out independently of the implementation. */
 function documentedPoint(value: string, label: string): number {
@@ -45,6 +93,120 @@ function expectBinomial(hits: number, n: number, p: number) {
   expect(hits).toBeGreaterThan(n * p - 4 * sd);
   expect(hits).toBeLessThan(n * p + 4 * sd);
 }
+
+/** SipHash-2-4 reference vectors (veorq/SipHash vectors.h): key 00…0f, message 00…(n-1), output as written out. */
+const SIPHASH_VECTORS = [
+  "310e0edd47db6f72",
+  "fd67dc93c539f874",
+  "5a4fa9d909806c0d",
+  "2d7efbd796666785",
+  "b7877127e09427cf",
+  "8da699cd64557618",
+  "cee3fe586e46c9cb",
+  "37d1018bf50002ab",
+  "6224939a79f5f593",
+  "b0e4a90bdf82009e",
+  "f3b9dd94c5bb5d7a",
+  "a7ad6b22462fb3f4",
+  "fbe50e86bc8f1e75",
+  "903d84c02756ea14",
+  "eef27a8e90ca23f7",
+  "e545be4961ca29a1",
+  "db9bc2577fcc2a3f",
+  "9447be2cf5e99a69",
+  "9cd38d96f0b3c14b",
+  "bd6179a71dc96dbb",
+  "98eea21af25cd6be",
+  "c7673b2eb0cbf2d0",
+  "883ea3e395675393",
+  "c8ce5ccd8c030ca8",
+  "94af49f6c650adb8",
+  "eab8858ade92e1bc",
+  "f315bb5bb835d817",
+  "adcf6b0763612e2f",
+  "a5c91da7acaa4dde",
+  "716595876650a2a6",
+  "28ef495c53a387ad",
+  "42c341d8fa92d832",
+  "ce7cf2722f512771",
+  "e37859f94623f3a7",
+  "381205bb1ab0e012",
+  "ae97a10fd434e015",
+  "b4a31508beff4d31",
+  "81396229f0907902",
+  "4d0cf49ee5d4dcca",
+  "5c73336a76d8bf9a",
+  "d0a704536ba93e0e",
+  "925958fcd6420cad",
+  "a915c29bc8067318",
+  "952b79f3bc0aa6d4",
+  "f21df2e41d4535f9",
+  "87577519048f53a9",
+  "10a56cf5dfcd9adb",
+  "eb75095ccd986cd0",
+  "51a9cb9ecba312e6",
+  "96afadfc2ce666c7",
+  "72fe52975a4364ee",
+  "5a1645b276d592a1",
+  "b274cb8ebf87870a",
+  "6f9bb4203de7b381",
+  "eaecb2a30b22a87f",
+  "9924a43cc1315724",
+  "bd838d3aafbf8db7",
+  "0b1a2a3265d51aea",
+  "135079a3231ce660",
+  "932b2846e4d70666",
+  "e1915f5cb1eca46c",
+  "f325965ca16d629f",
+  "575ff28e60381be5",
+  "724506eb4c328a95",
+];
+
+/** A 64-bit result as the reference writes it out: little-endian bytes, in hex. */
+function writtenOut({ high, low }: { high: number; low: number }): string {
+  const bytes = new Uint8Array(8);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, low, true);
+  view.setUint32(4, high, true);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+describe("sipHash24", () => {
+  const referenceKey = Uint8Array.from({ length: 16 }, (_, i) => i);
+
+  it("gives the reference vectors for messages of 0 to 63 bytes", () => {
+    const key = sipKey(referenceKey);
+    const outputs = SIPHASH_VECTORS.map((_, n) =>
+      writtenOut(
+        sipHash24(
+          key,
+          Uint8Array.from({ length: n }, (_, i) => i),
+        ),
+      ),
+    );
+    expect(outputs).toEqual(SIPHASH_VECTORS);
+  });
+
+  it("agrees with a 64-bit reference for any key and message, and reads only `length` bytes", () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 16, maxLength: 16 }),
+        fc.uint8Array({ maxLength: 100 }),
+        (key, message) => {
+          const expected = referenceSipHash(key, message);
+          const padded = new Uint8Array([...message, 0xaa, 0xbb]);
+          const { high, low } = sipHash24(sipKey(key), padded, message.length);
+          expect((BigInt(high) << 32n) | BigInt(low)).toBe(expected);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it("refuses a key that is not 16 bytes", () => {
+    expect(() => sipKey(new Uint8Array(15))).toThrow(/16 bytes/);
+  });
+});
 
 describe("stickyPoint", () => {
   it("is the documented FNV-1a + fmix32 of value, NUL, label, for any text", () => {
