@@ -8,13 +8,13 @@
 import { splitUpload } from "./body/index.js";
 import { UpstreamError } from "./errors/index.js";
 import { hopsSoFar, MAX_HOPS } from "./headers/index.js";
-import { isolateFor, type Recorder, recorderFor } from "./isolate/index.js";
+import { type Isolate, isolateFor, type Recorder, recorderFor } from "./isolate/index.js";
 import { matchRoute } from "./match/index.js";
 import type { MirrorBreaker } from "./mirror/breaker.js";
 import { planCopies, sendCopies } from "./mirror/index.js";
 import { errorResponse, forwardToPrimary, type PrimaryRequest, primaryOrigin, primaryRequest } from "./proxy/index.js";
 import type { OutcomeSink } from "./record/index.js";
-import type { PolicyCache } from "./store/index.js";
+import type { PolicyCache, PolicySnapshot } from "./store/index.js";
 
 export interface HandleOptions {
   random?: () => number;
@@ -36,7 +36,7 @@ export async function handleRequest(
   if (hops >= MAX_HOPS) return loopDetected(hops);
   const waitUntil = (p: Promise<unknown>) => ctx.waitUntil(p);
   const policies = options.cache ?? isolate.policies;
-  const snapshot = policies.fresh(Date.now()) ?? (await policies.get(env.MIRROR_CONFIG, waitUntil));
+  const snapshot = policies.fresh(Date.now()) ?? (await loadPolicies(policies, isolate, env, waitUntil));
 
   // match: most of a zone's requests match no route and go straight to the primary.
   const route = matchRoute(snapshot.routes, request, url);
@@ -75,6 +75,24 @@ export async function handleRequest(
     breaker: options.breaker,
   });
   return answer.then(copies.answered, copies.failed);
+}
+
+/**
+ * The policy snapshot, and the deployment's secret with it: an isolate's first request waits for
+ * both at once, so that the secret costs the hot path nothing and sticky sampling has its key
+ * from the first request on. Later calls re-read the secret now and then, in the background.
+ */
+async function loadPolicies(
+  policies: PolicyCache,
+  isolate: Isolate,
+  env: Env,
+  waitUntil: (p: Promise<unknown>) => void,
+): Promise<PolicySnapshot> {
+  const [snapshot] = await Promise.all([
+    policies.get(env.MIRROR_CONFIG, waitUntil),
+    isolate.secret.load(env.MIRROR_CONFIG, waitUntil),
+  ]);
+  return snapshot;
 }
 
 /** The primary's answer, or the client-facing error for why there is none. */

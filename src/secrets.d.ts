@@ -4,8 +4,9 @@ declare namespace Cloudflare {
     /** Enables the admin API and dashboard; compared in constant time. */
     ADMIN_TOKEN?: string;
     /**
-     * Signs the `x-edge-mirror` marker on copies; deployments that share it never mirror each
-     * other's copies again. Without it, no incoming marker is trusted.
+     * The deployment's secret (at least 32 characters; shorter is logged and ignored): keys the
+     * `x-edge-mirror` marker on copies and sticky sampling. Deployments that share it never mirror
+     * each other's copies again. Without it, the deployment keeps a key of its own in KV.
      */
     MIRROR_MARKER_KEY?: string;
     /** Optional Workers Analytics Engine dataset: one data point per mirror outcome. */

@@ -85,7 +85,7 @@ export async function startOrigin(options = {}) {
       if (record) requests.push(seen);
       if (options.log) {
         console.log(
-          `[${name}] Host: ${req.headers["x-forwarded-host"] ?? req.headers.host} "${req.method} ${req.url}" ${body.length} bytes${req.headers["x-edge-mirror"] ? ` (mirror of route ${req.headers["x-edge-mirror"]})` : ""}`,
+          `[${name}] Host: ${req.headers["x-forwarded-host"] ?? req.headers.host} "${req.method} ${req.url}" ${body.length} bytes${req.headers["x-edge-mirror"] ? ` (mirror of route ${String(req.headers["x-edge-mirror"]).split(";")[0]})` : ""}`,
         );
       }
       for (const wake of waiters.splice(0)) wake();

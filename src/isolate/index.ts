@@ -1,17 +1,19 @@
 /**
  * @module isolate
  * What an isolate keeps between requests: the settings parsed from env vars (once — vars cannot
- * change within an isolate), the policy cache, the counter buffer, the mirror breaker and the
- * noise memory. Every other module is handed these rather than keeping module-level state.
+ * change within an isolate), the policy cache, the counter buffer, the mirror breaker, the
+ * noise memory and the deployment's secret. Every other module is handed these rather than
+ * keeping module-level state.
  */
 import { AdmittedAddresses } from "../admin/limits.js";
 import { SessionEpochCache, SessionKeys } from "../admin/session.js";
 import { adminHost, adminPrefix, adminToken, loginLimiter } from "../admin/settings.js";
 import { NoiseMemory } from "../compare/index.js";
-import { type MarkerSigner, markerSigner } from "../headers/marker.js";
+import { markerKeySetting } from "../headers/marker.js";
 import { MirrorBreaker } from "../mirror/breaker.js";
 import { analyticsSink } from "../record/analytics.js";
 import { fanOut, type LogLevel, logSink, type OutcomeSink, parseLogLevel, parseSampleRate } from "../record/index.js";
+import { DeploymentSecret } from "../secret/index.js";
 import type { StatsBuffer } from "../stats/buffer.js";
 import { createStatsBuffer, type StatsSettings, statsSettings } from "../stats/index.js";
 import { PolicyCache } from "../store/index.js";
@@ -29,6 +31,8 @@ export interface Settings {
   adminToken: string | undefined;
   /** Shards, flush interval, and the shard this isolate writes to (drawn once). */
   stats: StatsSettings;
+  /** `MIRROR_MARKER_KEY` when it is long enough; else undefined (the deployment key in KV serves). */
+  markerKey: string | undefined;
 }
 
 /** Reads a non-negative number of milliseconds, or the default. */
@@ -60,6 +64,7 @@ export function parseSettings(env: Env): Settings {
     adminHost: adminHost(env),
     adminToken: adminToken(env),
     stats: statsSettings(env),
+    markerKey: markerKeySetting(env.MIRROR_MARKER_KEY),
   };
 }
 
@@ -92,8 +97,8 @@ export interface Isolate {
   readonly breaker: MirrorBreaker;
   readonly noise: NoiseMemory;
   readonly log: OutcomeSink;
-  /** Signs the marker copies carry and verifies the markers requests arrive with. */
-  readonly marker: MarkerSigner;
+  /** Keys the markers copies carry and sticky sampling (src/secret). */
+  readonly secret: DeploymentSecret;
   /** The dashboard's session epoch, as this isolate last read it. */
   readonly sessionEpoch: SessionEpochCache;
   /** The dashboard session cookie's HMAC key, derived from ADMIN_TOKEN once. */
@@ -111,7 +116,7 @@ function buildIsolate(env: Env, settings: Settings, previous: Isolate | undefine
     breaker: previous?.breaker ?? new MirrorBreaker(),
     noise: previous?.noise ?? new NoiseMemory(),
     log: logSink({ level: settings.logLevel, sampleRate: settings.logSampleRate }),
-    marker: markerSigner(env.MIRROR_MARKER_KEY),
+    secret: new DeploymentSecret(settings.markerKey),
     sessionEpoch: new SessionEpochCache(),
     sessionKeys: new SessionKeys(),
     admittedAddresses: new AdmittedAddresses(),

@@ -1,10 +1,18 @@
 /**
  * @module mirror
  * Sends the planned copies. Runs only inside `ctx.waitUntil`: the body copy is read from its
- * tee branch once, up to the route's cap, and shared by every mirror; each mirror has its own
- * timeout (never the client's signal) and its answer is dropped (see `discardAnswer`).
+ * tee branch once, up to the route's cap, and shared by every mirror; each copy carries a marker
+ * made for it (headers/marker); each mirror has its own timeout (never the client's signal) and
+ * its answer is dropped (see `discardAnswer`).
  */
-import { captureResponse, discardAnswer, type MirrorBody, mirrorBodyBytes, teeForComparison } from "../body/index.js";
+import {
+  captureResponse,
+  discardAnswer,
+  isBodyless,
+  type MirrorBody,
+  mirrorBodyBytes,
+  teeForComparison,
+} from "../body/index.js";
 import {
   type Capture,
   type CompareSummary,
@@ -16,11 +24,19 @@ import {
 } from "../compare/index.js";
 import { UpstreamError } from "../errors/index.js";
 import { applyHeaderOps, HOP_HEADER, isWebSocketUpgrade, MIRROR_MARKER, shadowHost } from "../headers/index.js";
-import type { MarkerSigner } from "../headers/marker.js";
+import {
+  bodyDigest,
+  copyAddress,
+  EMPTY_BODY_DIGEST,
+  type MarkedCopy,
+  signMarker,
+  verifyMarker,
+} from "../headers/marker.js";
 import type { Isolate, Recorder } from "../isolate/index.js";
 import type { Route } from "../policy/index.js";
 import { errorResponse, type PrimaryRequest, rawPathAndQuery } from "../proxy/index.js";
-import type { MirrorErrorKind, OutcomeSink } from "../record/index.js";
+import type { MirrorErrorKind, OutcomeSink, SkipReason } from "../record/index.js";
+import type { DeploymentSecret } from "../secret/index.js";
 import type { MirrorBreaker } from "./breaker.js";
 import { type CompareTarget, compareBodyCap, type MirrorPlan, type MirrorTarget, planMirrors } from "./plan.js";
 import { rewritePathAndQuery } from "./rewrite.js";
@@ -28,9 +44,9 @@ import { rewritePathAndQuery } from "./rewrite.js";
 export { compareBodyCap, isSampled, type MirrorPlan, type MirrorTarget, planMirrors } from "./plan.js";
 
 /**
- * Which copies this request gets. Only a marker this deployment can verify makes it a copy
- * already; an upgrade is never copied. Planning is pure, but a bug in it must cost the mirrors,
- * never the client.
+ * Which copies this request gets. Only a marker this deployment can verify, made for this very
+ * request, makes it a copy already; an upgrade is never copied. Planning is pure, but a bug in it
+ * must cost the mirrors, never the client.
  */
 export function planCopies(
   route: Route,
@@ -57,10 +73,28 @@ export function planCopies(
   // Only a request that carries a marker waits for its signature to be checked.
   const marker = request.headers.get(MIRROR_MARKER);
   if (marker === null) return plan(false);
-  return isolate.marker
-    .verify(marker, Date.now())
-    .catch(() => false)
-    .then(plan);
+  return markedBody(marker, request, url, isolate.secret).then((digest) => {
+    if (digest === undefined) return plan(false);
+    // Copies of a GET or HEAD, and of a request without a body, carry none: the marker decides now.
+    if (isBodyless(request.method) || request.body === null) return plan(digest === EMPTY_BODY_DIGEST);
+    // Otherwise the body decides: it is read for the copies anyway (see runMirrors).
+    const planned = plan(false);
+    return planned.targets.length > 0 ? { ...planned, markedBodyDigest: digest } : planned;
+  });
+}
+
+/** The body digest a marker made for this request vouches for; undefined when it counts for nothing. */
+async function markedBody(
+  marker: string,
+  request: Request,
+  url: URL,
+  secret: DeploymentSecret,
+): Promise<string | undefined> {
+  try {
+    return await verifyMarker(marker, copyAddress(request.method, url), await secret.verifyingKeys(), Date.now());
+  } catch {
+    return undefined;
+  }
 }
 
 export interface Copies {
@@ -121,8 +155,9 @@ export function sendCopies(c: Copies): PrimaryHooks {
       headers: c.primary.request.headers,
       host: c.host,
       hops: c.hops,
-      signer: c.isolate.marker,
+      secret: c.isolate.secret,
       targets: plan.targets,
+      ...(plan.markedBodyDigest === undefined ? {} : { markedBodyDigest: plan.markedBodyDigest }),
       body: c.body,
       sink: recorder.outcome,
       breaker: c.breaker ?? c.isolate.breaker,
@@ -159,8 +194,13 @@ export interface MirrorJob {
   host: string;
   hops: number;
   /** Signs the `x-edge-mirror` marker every copy carries. */
-  signer: MarkerSigner;
+  secret: Pick<DeploymentSecret, "signingKey">;
   targets: readonly MirrorTarget[];
+  /**
+   * Set when the request carries a verified marker whose body digest is still to be compared:
+   * when the body read for the copies has this digest, the request is a copy already.
+   */
+  markedBodyDigest?: string;
   body: MirrorBody;
   sink: OutcomeSink;
   /** Isolate-wide ejection state and learned compare noise. */
@@ -181,33 +221,60 @@ export function classifyMirrorError(err: unknown): MirrorErrorKind {
 
 export async function runMirrors(job: MirrorJob): Promise<void> {
   const body = job.body.kind === "none" ? NO_BYTES : await mirrorBodyBytes(job.body);
-  if (!body.ok) {
-    for (const target of job.targets) {
-      job.sink({
-        kind: "skipped",
-        route: job.routeId,
-        mirror: target.label,
-        requestId: job.requestId,
-        reason: body.reason,
-        detail: body.detail,
-      });
-    }
-    return;
-  }
+  if (!body.ok) return skipAll(job, body.reason, body.detail);
   // GET and HEAD copies cannot carry a body: it is dropped rather than failing the copy.
   const bytes = BODYLESS.has(job.method) ? null : body.bytes;
-  const marker = await job.signer.mark(job.routeId, Date.now());
-  const headers = copyHeadersOnce(job, marker);
+  const digest = await bodyDigest(bytes);
+  // The request's marker was made for this very copy, body included: it is a copy already.
+  if (digest === job.markedBodyDigest) return skipAll(job, "loop_marker");
+  const headers = copyHeadersOnce(job);
+  const marker = copyMarkers(job, digest);
   const deadline = sharedDeadlines();
   try {
     await Promise.all(
       job.targets.map((target) =>
-        sendOne({ job, target, bytes, headers: headers(target), signal: deadline(target.timeoutMs) }),
+        sendOne({ job, target, bytes, headers: headers(target), marker, signal: deadline(target.timeoutMs) }),
       ),
     );
   } finally {
     deadline.clear();
   }
+}
+
+function skipAll(job: MirrorJob, reason: SkipReason, detail?: string): void {
+  for (const target of job.targets) {
+    job.sink({
+      kind: "skipped",
+      route: job.routeId,
+      mirror: target.label,
+      requestId: job.requestId,
+      reason,
+      ...(detail === undefined ? {} : { detail }),
+    });
+  }
+}
+
+/**
+ * Each copy's marker, made for the URL it is sent to (headers/marker): one signature per distinct
+ * host and path of the request's copies, at one time, over the one body digest.
+ */
+function copyMarkers(job: MirrorJob, digest: string): (url: URL) => Promise<string> {
+  const seconds = Math.floor(Date.now() / 1000);
+  const made = new Map<string, Promise<string>>();
+  let key: Promise<CryptoKey | undefined> | undefined;
+  return (url) => {
+    const address = copyAddress(job.method, url);
+    const id = `${address.host} ${address.pathAndQuery}`;
+    let marker = made.get(id);
+    if (!marker) {
+      key ??= job.secret.signingKey();
+      const copy: MarkedCopy = { ...address, route: job.routeId, bodyDigest: digest };
+      // Without a secret (none could be read yet) the marker is the route id, which nothing trusts.
+      marker = key.then((k) => (k ? signMarker(k, copy, seconds) : job.routeId)).catch(() => job.routeId);
+      made.set(id, marker);
+    }
+    return marker;
+  };
 }
 
 /**
@@ -241,17 +308,16 @@ const NO_BYTES = { ok: true, bytes: null } as const;
 const BODYLESS = new Set(["GET", "HEAD"]);
 
 /**
- * Each copy's headers: the primary's, the mirror's own changes, the shadow host, the marker and
- * the hop count. Mirrors without header changes of their own share one set per host suffix —
- * the copies of one request are alike, and `Request` copies what it is given.
+ * Each copy's headers but its marker: the primary's, the mirror's own changes, the shadow host
+ * and the hop count. Mirrors without header changes of their own share one set per host suffix —
+ * the copies of one request are alike, and each copy adds its marker to a copy of them.
  */
-function copyHeadersOnce(job: MirrorJob, marker: string): (target: MirrorTarget) => Headers {
+function copyHeadersOnce(job: MirrorJob): (target: MirrorTarget) => Headers {
   const shared = new Map<string, Headers>();
   const build = (target: MirrorTarget) => {
     const headers = new Headers(job.headers);
     applyHeaderOps(headers, target.requestHeaders);
     headers.set("x-forwarded-host", shadowHost(job.host, target.hostSuffix));
-    headers.set(MIRROR_MARKER, marker);
     headers.set(HOP_HEADER, String(job.hops + 1));
     return headers;
   };
@@ -268,25 +334,30 @@ function copyHeadersOnce(job: MirrorJob, marker: string): (target: MirrorTarget)
 
 /**
  * The copy for one mirror (or its compare reference): `origin` + `pathAndQuery`, the mirror's
- * header changes applied. Everything in it was valid on the way in (a GET or HEAD goes without
- * a body), so it is handed to `fetch` as is rather than built into a `Request` first.
+ * header changes applied, and the marker made for its URL. Everything in it was valid on the way
+ * in (a GET or HEAD goes without a body), so it is handed to `fetch` as is rather than built into
+ * a `Request` first.
  */
-function copyInit(copy: CopyOf): RequestInit {
+async function copyInit(copy: CopyOf, url: string): Promise<RequestInit> {
+  const headers = new Headers(copy.headers);
+  headers.set(MIRROR_MARKER, await copy.marker(new URL(url)));
   return {
     method: copy.job.method,
-    headers: copy.headers,
+    headers,
     body: copy.bytes,
     redirect: "manual",
     signal: copy.signal,
   };
 }
 
-/** One copy's parts: the job, its mirror, the body bytes, the headers and the deadline. */
+/** One copy's parts: the job, its mirror, the body bytes, the headers, the markers and the deadline. */
 interface CopyOf {
   job: MirrorJob;
   target: MirrorTarget;
   bytes: Uint8Array | null;
   headers: Headers;
+  /** The marker for a copy sent to a URL (see copyMarkers). */
+  marker: (url: URL) => Promise<string>;
   signal: AbortSignal;
 }
 
@@ -312,7 +383,8 @@ async function sendOne(parts: CopyOf): Promise<void> {
   // The reference answers in parallel with the mirror so that both see the same moment.
   const reference = target.compare ? fetchReference(parts, target.compare) : undefined;
   try {
-    const response = await fetch(target.origin + pathAndQuery, copyInit(parts));
+    const url = target.origin + pathAndQuery;
+    const response = await fetch(url, await copyInit(parts, url));
     // A mirror that answers 5xx is as unhealthy as one that does not answer.
     breaker.record(target.origin, response.status < 500, Date.now());
     const latencyMs = Date.now() - started;
@@ -369,7 +441,8 @@ async function fetchReference(copy: CopyOf, compare: CompareTarget): Promise<Cap
     // The reference gets the mirror's copy, so that only the versions differ, but at the client's
     // path: it runs the primary's version, which serves that path, not the one a rewrite made
     // for the mirror's version.
-    const response = await fetch(reference.origin + copy.job.pathAndQuery, copyInit(copy));
+    const url = reference.origin + copy.job.pathAndQuery;
+    const response = await fetch(url, await copyInit(copy, url));
     return await captureResponse(response, compare.spec.maxBodyBytes);
   } catch (err) {
     return { ok: false, error: `reference: ${errorMessage(err)}` };

@@ -43,6 +43,11 @@ export interface SkippedMirror {
 export interface MirrorPlan {
   targets: MirrorTarget[];
   skipped: SkippedMirror[];
+  /**
+   * Set when the request carries a marker made for it whose body digest is still to be compared
+   * with the body (read only for the copies): see `runMirrors`.
+   */
+  markedBodyDigest?: string;
 }
 
 /**

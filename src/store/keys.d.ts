@@ -4,6 +4,7 @@ export type PolicyKind = "route" | "cluster";
 export declare const KV_BINDING: "MIRROR_CONFIG";
 export declare const POLICY_KINDS: readonly PolicyKind[];
 export declare const SESSION_EPOCH_KEY: "admin:session-epoch";
+export declare const DEPLOYMENT_KEY_KEY: "internal:deployment-key";
 export declare function policyPrefix(kind: PolicyKind): string;
 export declare function policyKey(kind: PolicyKind, name: string): string;
 export declare function routeKey(id: string): string;

@@ -19,6 +19,13 @@ export const POLICY_KINDS = Object.freeze(["route", "cluster"]);
 export const SESSION_EPOCH_KEY = "admin:session-epoch";
 
 /**
+ * Not a policy either: the deployment's own secret, created by the worker on first use when no
+ * `MIRROR_MARKER_KEY` is set (src/store/deployment-key.ts). No policy prefix lists it, and a
+ * `PolicyStore` refuses to write or delete it.
+ */
+export const DEPLOYMENT_KEY_KEY = "internal:deployment-key";
+
+/**
  * @param {import("./keys.js").PolicyKind} kind
  * @returns {string}
  */

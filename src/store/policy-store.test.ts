@@ -1,7 +1,7 @@
 import { reset } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
-import { clusterKey, parsePolicyKey, policyKey, routeKey, SESSION_EPOCH_KEY } from "./keys.js";
+import { clusterKey, DEPLOYMENT_KEY_KEY, parsePolicyKey, policyKey, routeKey, SESSION_EPOCH_KEY } from "./keys.js";
 import { parseStoredPolicies } from "./parse.js";
 import { kvPolicyStore } from "./policy-store.js";
 
@@ -43,14 +43,17 @@ describe("kvPolicyStore", () => {
     expect(await store.list("route")).toEqual(["b"]);
   });
 
-  it("never lists, writes or deletes anything but policies", async () => {
-    const epoch = JSON.stringify({ epoch: "0".repeat(32), since: "2026-11-25T10:00:00.000Z" });
-    await kv.put(SESSION_EPOCH_KEY, epoch);
+  it.each([
+    [SESSION_EPOCH_KEY, JSON.stringify({ epoch: "0".repeat(32), since: "2026-11-25T10:00:00.000Z" })],
+    [DEPLOYMENT_KEY_KEY, JSON.stringify({ key: "0".repeat(64), since: "2026-11-25T10:00:00.000Z" })],
+  ])("never lists, writes or deletes anything but policies: not %s", async (key, value) => {
+    await kv.put(key, value);
     await kv.put(routeKey("a"), '{"id":"a"}');
+    expect(parsePolicyKey(key)).toBeUndefined();
     expect([...(await store.readAll()).keys()]).toEqual([routeKey("a")]);
-    await expect(store.put([[SESSION_EPOCH_KEY, "{}"]])).rejects.toThrow(/not a policy key/);
-    await expect(store.delete([SESSION_EPOCH_KEY])).rejects.toThrow(/not a policy key/);
-    await expect(store.get(SESSION_EPOCH_KEY)).rejects.toThrow(/not a policy key/);
+    await expect(store.put([[key, "{}"]])).rejects.toThrow(/not a policy key/);
+    await expect(store.delete([key])).rejects.toThrow(/not a policy key/);
+    await expect(store.get(key)).rejects.toThrow(/not a policy key/);
     // A refused batch writes nothing, not even its valid entries.
     await expect(
       store.put([
@@ -59,7 +62,7 @@ describe("kvPolicyStore", () => {
       ]),
     ).rejects.toThrow(/not a policy key/);
     expect(await store.list("route")).toEqual(["a"]);
-    expect(await kv.get(SESSION_EPOCH_KEY)).toBe(epoch);
+    expect(await kv.get(key)).toBe(value);
   });
 });
 

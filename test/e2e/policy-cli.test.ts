@@ -53,7 +53,8 @@ async function mirroredThroughWorker(path: string): Promise<string[]> {
     await res.arrayBuffer();
     // Give the copy, if any, its chance to arrive: wait for it, or settle for none after a bounded wait.
     await canary.waitForCount(1, 2000).catch(() => {});
-    return canary.requests.map((r) => String(r.headers["x-edge-mirror"]));
+    // The route the copy's marker names (`<route>;t=…;b=…;sig=…`).
+    return canary.requests.map((r) => String(r.headers["x-edge-mirror"]).split(";")[0] as string);
   } finally {
     await worker.dispose();
   }

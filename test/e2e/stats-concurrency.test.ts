@@ -89,7 +89,9 @@ async function stats(): Promise<Stats> {
 /** Copies a mirror origin received for one route, by the request numbers they carried. */
 function copies(origin: Origin, route: string): Set<string> {
   return new Set(
-    origin.requests.filter((r) => r.headers["x-edge-mirror"] === route).map((r) => new URL(r.url, "http://x").search),
+    origin.requests
+      .filter((r) => String(r.headers["x-edge-mirror"]).split(";")[0] === route)
+      .map((r) => new URL(r.url, "http://x").search),
   );
 }
 

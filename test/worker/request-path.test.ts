@@ -2,6 +2,7 @@ import { createExecutionContext, reset, waitOnExecutionContext } from "cloudflar
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { handleRequest } from "../../src/app.js";
+import { bodyDigest, EMPTY_BODY_DIGEST } from "../../src/headers/marker.js";
 import app from "../../src/index.js";
 import { MirrorBreaker } from "../../src/mirror/breaker.js";
 import { stickyPoint } from "../../src/mirror/plan.js";
@@ -13,6 +14,8 @@ const PRIMARY = "http://primary.test:8080";
 const CANARY = "http://canary.test:9002";
 const SVC2_MIRROR = "http://svc2-mirror.test:9003";
 const OTHER = "http://other.test:9004";
+const AUDIT = "https://audit.test";
+const EDGE = "https://edge.example.com";
 
 const testEnv = { ...env, PRIMARY_ORIGIN: PRIMARY } as Env;
 
@@ -34,7 +37,13 @@ function send(request: Request, options: { random?: () => number; environment?: 
 beforeEach(async () => {
   await reset();
   outcomes = [];
-  fetches = interceptFetch({ [PRIMARY]: echo(201), [CANARY]: echo(), [SVC2_MIRROR]: echo(), [OTHER]: echo() });
+  fetches = interceptFetch({
+    [PRIMARY]: echo(201),
+    [CANARY]: echo(),
+    [SVC2_MIRROR]: echo(),
+    [OTHER]: echo(),
+    [AUDIT]: echo(),
+  });
   await putPolicies({
     clusters: { canary: CANARY, "service2-mirror": SVC2_MIRROR, other: OTHER },
     routes: [
@@ -150,9 +159,12 @@ describe("static mirror (seed 002, /service/1)", () => {
     // mirror's own changes do not remove.
     expect(primary?.headers["cf-access-jwt-assertion"]).toBe("eyJhbGciOiJSUzI1NiJ9.e30.sig");
     expect(mirror?.headers["cf-access-jwt-assertion"]).toBe("eyJhbGciOiJSUzI1NiJ9.e30.sig");
+    // The marker is made for this copy: its body's digest, signed with the deployment's key.
+    expect(mirror?.headers["x-edge-mirror"]).toMatch(
+      new RegExp(`^service-1;t=\\d+;b=${await bodyDigest(payload)};sig=[0-9a-f]{64}$`),
+    );
     expect(mirror?.headers).toMatchObject({
       "x-forwarded-host": "edge.example.com-shadow:8443",
-      "x-edge-mirror": "service-1",
       "x-shadow": "1",
       "x-route": "s1,mirror",
       "content-type": "application/x-protobuf",
@@ -171,13 +183,12 @@ describe("static mirror (seed 002, /service/1)", () => {
     // The first pass is the original request: its copy carries a signed marker.
     await send(new Request("https://edge.example.com/service/1"), { environment: keyed });
     const marker = fetches.to(CANARY)[0]?.headers["x-edge-mirror"] as string;
-    expect(marker).toMatch(/^service-1;t=\d+;sig=[0-9a-f]{64}$/);
+    expect(marker).toMatch(new RegExp(`^service-1;t=\\d+;b=${EMPTY_BODY_DIGEST};sig=[0-9a-f]{64}$`));
     fetches.seen.length = 0;
     outcomes.length = 0;
 
-    await send(new Request("https://edge.example.com/service/1", { headers: { "x-edge-mirror": marker } }), {
-      environment: keyed,
-    });
+    // The copy as the canary — another deployment with the same key — receives it.
+    await send(new Request(`${CANARY}/service/1`, { headers: { "x-edge-mirror": marker } }), { environment: keyed });
     expect(fetches.to(CANARY)).toHaveLength(0);
     expect(fetches.to(PRIMARY)).toHaveLength(1);
     expect(fetches.to(PRIMARY)[0]?.headers).not.toHaveProperty("x-edge-mirror");
@@ -187,7 +198,11 @@ describe("static mirror (seed 002, /service/1)", () => {
   it.each([
     ["a client's made-up marker", "upstream", undefined],
     ["a marker signed with another key", undefined, "another-deployments-key-0123456789"],
-    ["a marker without a key to check it", "service-1;t=1795598309;sig=" + "a".repeat(64), undefined],
+    [
+      "a marker with a made-up signature",
+      `service-1;t=1795598309;b=${EMPTY_BODY_DIGEST};sig=${"a".repeat(64)}`,
+      undefined,
+    ],
   ])("ignores %s: the request is mirrored and the header never reaches the primary", async (_, value, otherKey) => {
     let marker = value;
     if (otherKey) {
@@ -199,13 +214,116 @@ describe("static mirror (seed 002, /service/1)", () => {
       outcomes.length = 0;
     }
     const keyed = { ...testEnv, MIRROR_MARKER_KEY: "shared-marker-key-0123456789abcdef" } as Env;
-    await send(new Request("https://edge.example.com/service/1", { headers: { "x-edge-mirror": marker as string } }), {
+    await send(new Request(`${CANARY}/service/1`, { headers: { "x-edge-mirror": marker as string } }), {
       environment: otherKey ? keyed : testEnv,
     });
     expect(fetches.to(CANARY)).toHaveLength(1);
     expect(fetches.to(PRIMARY)[0]?.headers).not.toHaveProperty("x-edge-mirror");
     expect(outcomes).toEqual([expect.objectContaining({ kind: "sent", mirror: "canary" })]);
   });
+});
+
+describe("the copy marker: honoured only on the copy it was made for", () => {
+  const keyed = { ...testEnv, MIRROR_MARKER_KEY: "shared-marker-key-0123456789abcdef" } as Env;
+
+  beforeEach(async () => {
+    await putPolicies({
+      routes: [
+        { id: "canary", match: { path: { type: "PathPrefix", value: "/c" } }, mirrors: [{ cluster: "canary" }] },
+        { id: "pay", match: { path: { type: "PathPrefix", value: "/pay" } }, mirrors: [{ origin: AUDIT }] },
+      ],
+    });
+  });
+
+  it.each([
+    ["MIRROR_MARKER_KEY", keyed],
+    ["the deployment key in KV", testEnv],
+  ])(
+    "a marker a mirror received for GET /c/x, sent back on POST /pay/transfer, leaves the audit copy in place (%s)",
+    async (_, environment) => {
+      await send(new Request("https://edge.example.com/c/x"), { environment });
+      const captured = fetches.to(CANARY)[0]?.headers["x-edge-mirror"] as string;
+      expect(captured).toMatch(/^canary;t=\d+;b=[0-9a-f]{64};sig=[0-9a-f]{64}$/);
+      outcomes.length = 0;
+
+      const transfer = new Request("https://edge.example.com/pay/transfer", {
+        method: "POST",
+        body: '{"to":"mallory","amount":100000}',
+        headers: { "x-edge-mirror": captured },
+      });
+      await send(transfer, { environment });
+      expect(fetches.to(AUDIT).map((s) => [s.method, s.url])).toEqual([["POST", `${AUDIT}/pay/transfer`]]);
+      expect(outcomes).toEqual([expect.objectContaining({ kind: "sent", route: "pay", mirror: AUDIT })]);
+    },
+  );
+
+  it("a copy with a body comes back as a copy only with the body it was made for", async () => {
+    await send(new Request("https://edge.example.com/c/x?id=7", { method: "PUT", body: "original" }));
+    const [copy] = fetches.to(CANARY);
+    expect(copy?.headers["x-edge-mirror"]).toContain(`;b=${await bodyDigest(new TextEncoder().encode("original"))};`);
+    const comeBack = (body: string) =>
+      send(
+        new Request(copy?.url as string, {
+          method: "PUT",
+          body,
+          headers: { "x-edge-mirror": copy?.headers["x-edge-mirror"] as string },
+        }),
+      );
+
+    outcomes.length = 0;
+    await comeBack("original");
+    expect(outcomes).toEqual([expect.objectContaining({ kind: "skipped", reason: "loop_marker" })]);
+    outcomes.length = 0;
+    await comeBack("tampered");
+    expect(outcomes).toEqual([expect.objectContaining({ kind: "sent", mirror: "canary" })]);
+    expect(fetches.to(CANARY).map((s) => new TextDecoder().decode(s.body))).toEqual(["original", "tampered"]);
+  });
+
+  it.each([
+    ["GET", undefined],
+    ["POST", "payload"],
+  ])(
+    "a %s copy that comes back through the zone (same deployment, no MIRROR_MARKER_KEY) is not mirrored again",
+    async (method, body) => {
+      // Two mirrors that are the zone itself: each copy arrives at edge-mirror again. Were the
+      // copies mirrored once more, there would be 2 + 4 + 8 + 16 of them before the hop limit.
+      await putPolicies({
+        clusters: { loopback: EDGE },
+        routes: [
+          {
+            id: "echo",
+            match: { path: { type: "PathPrefix", value: "/echo" } },
+            mirrors: [{ cluster: "loopback" }, { origin: `${EDGE}:443` }],
+          },
+        ],
+      });
+      fetches.restore();
+      fetches = interceptFetch({
+        [PRIMARY]: echo(201),
+        [EDGE]: async (copy) => {
+          const ctx = createExecutionContext();
+          const response = await handleRequest(copy, testEnv, ctx, {
+            sink: (o) => outcomes.push(o),
+            cache: new PolicyCache({ ttlMs: 0, log: () => {} }),
+          });
+          const answer = await response.arrayBuffer();
+          await waitOnExecutionContext(ctx);
+          return new Response(answer, { status: response.status });
+        },
+      });
+      await send(new Request("https://edge.example.com/echo/1?q=1", { method, body }));
+      expect(fetches.to(EDGE)).toHaveLength(2);
+      expect(fetches.to(PRIMARY)).toHaveLength(3);
+      expect(outcomes.map((o) => (o.kind === "skipped" ? o.reason : o.kind))).toEqual([
+        "loop_marker",
+        "loop_marker",
+        "loop_marker",
+        "loop_marker",
+        "sent",
+        "sent",
+      ]);
+    },
+  );
 });
 
 describe("header-chosen mirror (seed 002, /service/2)", () => {
