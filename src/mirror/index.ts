@@ -64,6 +64,7 @@ export function planCopies(
         get query() {
           return url.searchParams;
         },
+        stickyKey: isolate.secret.stickyKey,
       });
     } catch (err) {
       console.error(JSON.stringify({ msg: "edge-mirror.plan_failed", route: route.id, error: String(err) }));

@@ -15,6 +15,7 @@ import {
 } from "../policy/index.js";
 import type { SkipReason } from "../record/index.js";
 import type { PathRewrite } from "./rewrite.js";
+import { type SipKey, sipHash24 } from "./siphash.js";
 
 export interface MirrorTarget {
   /** Cluster name, or the origin for an `origin` mirror: the metrics label. */
@@ -86,37 +87,27 @@ export function isSampled(mirror: Pick<Mirror, "percent" | "fraction">, random: 
  */
 export const MAX_STICKY_VALUE_LENGTH = 4096;
 
-const FNV_OFFSET_BASIS = 0x811c9dc5;
-const FNV_PRIME = 0x01000193;
+/** Labels are cluster names (63 characters) or origins (2048); the scratch holds the longest of both. */
+const MAX_LABEL_LENGTH = 2048;
 const utf8 = new TextEncoder();
-// Labels (origins) are at most 2048 characters; UTF-8 takes at most 3 bytes per UTF-16 unit.
-const utf8Scratch = new Uint8Array(3 * MAX_STICKY_VALUE_LENGTH);
-
-/** FNV-1a (32-bit) over the UTF-8 bytes of `text`, continuing from `state`. */
-function fnv1a(text: string, state: number): number {
-  const { written } = utf8.encodeInto(text, utf8Scratch);
-  let hash = state;
-  for (let i = 0; i < written; i++) hash = Math.imul(hash ^ (utf8Scratch[i] as number), FNV_PRIME);
-  return hash;
-}
-
-/** murmur3's finaliser: FNV-1a alone leaves similar inputs (`user-1`, `user-2`) close together. */
-function fmix32(hash: number): number {
-  let h = hash;
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
+// UTF-8 takes at most 3 bytes per UTF-16 unit; value, NUL, label.
+const utf8Scratch = new Uint8Array(3 * MAX_STICKY_VALUE_LENGTH + 1 + 3 * MAX_LABEL_LENGTH);
 
 /**
- * Where `value` falls in [0, 1) for the mirror labelled `label`: FNV-1a 32-bit over the UTF-8
- * bytes of value, a NUL byte and label, then fmix32, over 2^32. No seed: the same on every isolate
- * and after every deploy. The label salts it, so that mirrors decide independently while one
- * mirror decides alike on every route; a mirror samples the points below its percentage, so
- * raising it only adds values.
+ * Where `value` falls in [0, 1) for the mirror labelled `label`: SipHash-2-4 under `key` (the
+ * deployment's sticky-sampling key, src/secret) of the UTF-8 bytes of value, a NUL byte and label,
+ * its top 53 bits over 2^53. Keyed, so that a client can neither compute its bucket nor choose a
+ * value that is always or never copied; the same on every isolate of a deployment, which all
+ * share the key. The label salts it, so that mirrors decide
+ * independently while one mirror decides alike on every route; a mirror samples the points below
+ * its percentage, so raising it only adds values.
  */
-export function stickyPoint(value: string, label: string): number {
-  return fmix32(fnv1a(label, Math.imul(fnv1a(value, FNV_OFFSET_BASIS), FNV_PRIME))) / 2 ** 32;
+export function stickyPoint(value: string, label: string, key: SipKey): number {
+  const valueBytes = utf8.encodeInto(value, utf8Scratch).written;
+  utf8Scratch[valueBytes] = 0;
+  const labelBytes = utf8.encodeInto(label, utf8Scratch.subarray(valueBytes + 1)).written;
+  const { high, low } = sipHash24(key, utf8Scratch, valueBytes + 1 + labelBytes);
+  return high / 2 ** 32 + (low >>> 11) / 2 ** 53;
 }
 
 /** The value `sampleBy` names in this request; absent, empty or too long → undefined. */
@@ -131,6 +122,12 @@ function stickyValue(by: SampleBy, headers: Headers, query: URLSearchParams | un
 /**
  * The value of the first `name=value` pair in a Cookie header (RFC 6265 §5.4: pairs separated by
  * `;`; several Cookie fields arrive joined by `,`, which no cookie value may hold).
+ *
+ * When the name appears twice, the first pair wins: a browser sends the cookie with the longest
+ * path first (RFC 6265 §5.4 step 2), and the first is what Go's `Request.Cookie` and the `cookie`
+ * package behind Express return, so the decision follows the session the application most likely
+ * serves. A client can put a value of its choosing first, as
+ * it can send any value, but with the keyed hash it cannot tell which values are copied.
  */
 export function cookieValue(header: string | null, name: string): string | undefined {
   if (header === null) return undefined;
@@ -161,9 +158,10 @@ function isMirrorSampled(
 ): boolean {
   const by = mirror.sampleBy;
   if (!by) return isSampled(mirror, random);
+  const key = context.stickyKey;
   return isSampled(mirror, () => {
     const value = stickyValue(by, headers, context.query);
-    return value === undefined ? random() : stickyPoint(value, label);
+    return value === undefined || key === undefined ? random() : stickyPoint(value, label, key);
   });
 }
 
@@ -202,6 +200,11 @@ export interface PlanContext {
   upgrade?: boolean;
   /** The request's query parameters, for mirrors with `sampleBy: { query }`. */
   query?: URLSearchParams;
+  /**
+   * The deployment's sticky-sampling key (src/secret). Without one (no secret could be read yet)
+   * a mirror with `sampleBy` samples at random.
+   */
+  stickyKey?: SipKey | undefined;
 }
 
 type CopySettings = Pick<MirrorFromHeader, "timeoutMs" | "hostSuffix" | "requestHeaders" | "compare" | "urlRewrite">;

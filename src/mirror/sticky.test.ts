@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { parseRoute, type RouteInput } from "../policy/index.js";
 import { cookieValue, MAX_STICKY_VALUE_LENGTH, planMirrors, stickyPoint } from "./plan.js";
-import { sipHash24, sipKey } from "./siphash.js";
+import { type SipKey, sipHash24, sipKey } from "./siphash.js";
 
 const clusters = new Map([
   ["canary", "http://canary.test"],
@@ -12,6 +12,10 @@ const USERS = Array.from({ length: 20_000 }, (_, i) => `user-${i}`);
 const never = (): number => {
   throw new Error("a sticky decision must not draw at random");
 };
+const utf8 = new TextEncoder();
+const keyOf = (text: string): SipKey => sipKey(utf8.encode(text.padEnd(16, "-").slice(0, 16)));
+/** The deployment's key in these tests; any 16 bytes. */
+const KEY = keyOf("deployment-one");
 
 /**
  * SipHash-2-4 written out from the paper with 64-bit BigInts, independently of the implementation
@@ -60,29 +64,27 @@ function referenceSipHash(key: Uint8Array, message: Uint8Array): bigint {
   return v0 ^ v1 ^ v2 ^ v3;
 }
 
-/** The documented rule, written out independently of the implementation. */
-function documentedPoint(value: string, label: string): number {
-  const bytes = [...new TextEncoder().encode(value), 0, ...new TextEncoder().encode(label)];
-  let h = 0x811c9dc5;
-  for (const byte of bytes) h = Math.imul(h ^ byte, 0x01000193) >>> 0;
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
-  return ((h ^ (h >>> 16)) >>> 0) / 2 ** 32;
+/** The documented rule: the top 53 bits of SipHash-2-4 of value, NUL, label, over 2^53. */
+function documentedPoint(value: string, label: string, key: Uint8Array): number {
+  const message = new Uint8Array([...utf8.encode(value), 0, ...utf8.encode(label)]);
+  return Number(referenceSipHash(key, message) >> 11n) / 2 ** 53;
 }
 
 function mirrored(route: RouteInput, request: { headers?: HeadersInit; query?: string }, random = never): string[] {
   const plan = planMirrors(parseRoute(route), new Headers(request.headers), clusters, random, {
     query: new URLSearchParams(request.query ?? ""),
+    stickyKey: KEY,
   });
   return plan.targets.map((t) => t.label);
 }
 
 /** The users a mirror with `percent` and `sampleBy: { header: "x-user-id" }` copies. */
-function chosen(percent: number, cluster = "canary", routeId = "r"): Set<string> {
+function chosen(percent: number, cluster = "canary", routeId = "r", stickyKey = KEY): Set<string> {
   const route = parseRoute({ id: routeId, mirrors: [{ cluster, percent, sampleBy: { header: "x-user-id" } }] });
   return new Set(
     USERS.filter(
-      (user) => planMirrors(route, new Headers({ "x-user-id": user }), clusters, never).targets.length === 1,
+      (user) =>
+        planMirrors(route, new Headers({ "x-user-id": user }), clusters, never, { stickyKey }).targets.length === 1,
     ),
   );
 }
@@ -208,20 +210,54 @@ describe("sipHash24", () => {
   });
 });
 
+/** Points under KEY, times 2^53: what a release that changed the hash would move. */
+const PINNED_USER_1 = 225967198619115 / 2 ** 53;
+const PINNED_AUDIT = 64507399740462 / 2 ** 53;
+const PINNED_UNICODE = 8156869069436384 / 2 ** 53;
+
 describe("stickyPoint", () => {
-  it("is the documented FNV-1a + fmix32 of value, NUL, label, for any text", () => {
+  const keyBytes = utf8.encode("deployment-one--");
+
+  it("is the documented keyed hash of value, NUL, label, for any text", () => {
     fc.assert(
       fc.property(fc.string({ unit: "grapheme", maxLength: 64 }), fc.string({ maxLength: 32 }), (value, label) => {
-        expect(stickyPoint(value, label)).toBe(documentedPoint(value, label));
+        expect(stickyPoint(value, label, KEY)).toBe(documentedPoint(value, label, keyBytes));
       }),
       { numRuns: 2000 },
     );
   });
 
-  it("never changes between releases: pinned values", () => {
-    expect(stickyPoint("user-1", "canary")).toBe(1177975176 / 2 ** 32);
-    expect(stickyPoint("8e1f3a2b-9c0d-4e5f", "https://audit.example.net")).toBe(1002544873 / 2 ** 32);
-    expect(stickyPoint("héllo ✓", "canary")).toBe(1800390093 / 2 ** 32);
+  it("never changes between releases for one key: pinned values", () => {
+    expect(stickyPoint("user-1", "canary", KEY)).toBe(PINNED_USER_1);
+    expect(stickyPoint("8e1f3a2b-9c0d-4e5f", "https://audit.example.net", KEY)).toBe(PINNED_AUDIT);
+    expect(stickyPoint("héllo ✓", "canary", KEY)).toBe(PINNED_UNICODE);
+  });
+
+  it("is keyed: another deployment's key puts the same users in other buckets", () => {
+    const other = chosen(20, "canary", "r", keyOf("deployment-two"));
+    const mine = chosen(20);
+    const both = [...mine].filter((user) => other.has(user)).length;
+    expectBinomial(other.size, USERS.length, 0.2);
+    // Independent draws: a fifth of a fifth in common, not the same fifth.
+    expectBinomial(both, USERS.length, 0.04);
+  });
+
+  it("decides the same on every call under one key", () => {
+    expect([...chosen(20)]).toEqual([...chosen(20)]);
+    for (const user of USERS.slice(0, 100)) {
+      expect(stickyPoint(user, "canary", keyOf("deployment-one"))).toBe(stickyPoint(user, "canary", KEY));
+    }
+  });
+
+  it("samples at random while the deployment's key is not known", () => {
+    const route = parseRoute({
+      id: "r",
+      mirrors: [{ cluster: "canary", percent: 30, sampleBy: { header: "x-user-id" } }],
+    });
+    const unkeyed = (random: () => number) =>
+      planMirrors(route, new Headers({ "x-user-id": "user-1" }), clusters, random, {}).targets.length;
+    expect(unkeyed(() => 0)).toBe(1);
+    expect(unkeyed(() => 0.99)).toBe(0);
   });
 });
 
@@ -255,15 +291,17 @@ describe("sticky sampling over 20,000 users", () => {
       mirrors: [{ cluster: "canary", fraction: { numerator: 1, denominator: 5 }, sampleBy: { header: "x-user-id" } }],
     });
     const byFraction = USERS.filter(
-      (user) => planMirrors(route, new Headers({ "x-user-id": user }), clusters, never).targets.length === 1,
+      (user) =>
+        planMirrors(route, new Headers({ "x-user-id": user }), clusters, never, { stickyKey: KEY }).targets.length ===
+        1,
     );
     expect(byFraction).toEqual([...(at.get(20) ?? [])]);
   });
 });
 
 describe("where the sticky value comes from", () => {
-  const user = USERS.find((u) => stickyPoint(u, "canary") < 0.3) as string;
-  const other = USERS.find((u) => stickyPoint(u, "canary") >= 0.3) as string;
+  const user = USERS.find((u) => stickyPoint(u, "canary", KEY) < 0.3) as string;
+  const other = USERS.find((u) => stickyPoint(u, "canary", KEY) >= 0.3) as string;
   const route = (sampleBy: object) => ({ id: "r", mirrors: [{ cluster: "canary", percent: 30, sampleBy }] });
 
   it("a header, a cookie or a query parameter", () => {
@@ -277,8 +315,19 @@ describe("where the sticky value comes from", () => {
     expect(mirrored(route({ query: "user" }), { query: `?user=${other}&user=${user}` })).toEqual([]);
   });
 
+  it("takes the first pair of a cookie that appears twice, in one Cookie field or across two", () => {
+    const cookie = route({ cookie: "session" });
+    expect(mirrored(cookie, { headers: { cookie: `session=${user}; session=${other}` } })).toEqual(["canary"]);
+    expect(mirrored(cookie, { headers: { cookie: `session=${other}; session=${user}` } })).toEqual([]);
+    const twoFields = new Headers([
+      ["cookie", `session=${other}`],
+      ["cookie", `theme=dark; session=${user}`],
+    ]);
+    expect(mirrored(cookie, { headers: twoFields })).toEqual([]);
+  });
+
   it("decodes a query value before hashing it, as the application reads it", () => {
-    const spaced = USERS.map((u) => `${u} x`).find((u) => stickyPoint(u, "canary") < 0.3) as string;
+    const spaced = USERS.map((u) => `${u} x`).find((u) => stickyPoint(u, "canary", KEY) < 0.3) as string;
     expect(mirrored(route({ query: "user" }), { query: `user=${spaced.replace(" ", "+")}` })).toEqual(["canary"]);
     expect(mirrored(route({ query: "user" }), { query: `user=${encodeURIComponent(spaced)}` })).toEqual(["canary"]);
   });
@@ -294,7 +343,7 @@ describe("where the sticky value comes from", () => {
 
   it("hashes a value of exactly the bound", () => {
     const long = "u".repeat(MAX_STICKY_VALUE_LENGTH);
-    const expected = stickyPoint(long, "canary") < 0.3 ? ["canary"] : [];
+    const expected = stickyPoint(long, "canary", KEY) < 0.3 ? ["canary"] : [];
     expect(mirrored(route({ header: "x-user-id" }), { headers: { "x-user-id": long } })).toEqual(expected);
   });
 
@@ -316,6 +365,7 @@ describe("cookieValue", () => {
     ["xsession=1; session=2", "2"],
     ["a=session=3", undefined],
     ["session=1; session=2", "1"],
+    ["session=1, session=2", "1"],
     ["theme=dark, session=abc", "abc"],
     ["session=; other=1", ""],
     ['session="quoted"', '"quoted"'],

@@ -1,9 +1,10 @@
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, hkdfSync, randomBytes } from "node:crypto";
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { startOrigin } from "../../scripts/lib/origins.mjs";
 import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
 import { stickyPoint } from "../../src/mirror/plan.js";
-import { clusterKey, routeKey } from "../../src/store/keys.js";
+import { sipKey } from "../../src/mirror/siphash.js";
+import { clusterKey, DEPLOYMENT_KEY_KEY, routeKey } from "../../src/store/keys.js";
 
 type Origin = Awaited<ReturnType<typeof startOrigin>>;
 type Worker = Awaited<ReturnType<typeof startWorker>>;
@@ -86,12 +87,15 @@ function policies() {
   });
 }
 
-function startTestWorker(onLog: (line: string) => void = () => {}): Promise<Worker> {
+function startTestWorker(
+  onLog: (line: string) => void = () => {},
+  more: Record<string, unknown> = {},
+): Promise<Worker> {
   return startWorker({
     scriptPath: inject("workerScript"),
     vars: { PRIMARY_ORIGIN: primary.url, POLICY_CACHE_TTL_MS: "200" },
     onLog,
-    policies: policies(),
+    policies: { ...policies(), ...more },
   });
 }
 
@@ -254,9 +258,21 @@ describe("edge-mirror in workerd with real origins", () => {
     expect(mirror2.requests.map((r) => r.url)).toEqual(["/shadow/sink?b=2&a=1&enc=%2F&sp=a+b"]);
   });
 
-  it("samples by a user id the same way in two workers, and as the documented hash predicts", async () => {
+  it("samples by a user id the same way in two workers of a deployment, and as the documented hash predicts", async () => {
+    // The deployment's key, which the worker created in KV on its first request; clients never see it.
+    await (await fetch(`${worker.url}/unmatched`)).arrayBuffer();
+    let stored: string | null = null;
+    await retry(async () => {
+      stored = await worker.kv.get(DEPLOYMENT_KEY_KEY);
+      return stored !== null;
+    });
+    const deploymentKey = JSON.parse(stored as unknown as string) as { key: string };
+    // As the README documents it: HKDF-SHA-256 of the secret, no salt, its own info, 128 bits.
+    const sticky = sipKey(
+      new Uint8Array(hkdfSync("sha256", deploymentKey.key, "", "edge-mirror sticky sampling v1", 16)),
+    );
     const users = Array.from({ length: 60 }, (_, i) => `user-${i}`);
-    const expected = users.filter((user) => stickyPoint(user, "service1-mirror") < 0.3);
+    const expected = users.filter((user) => stickyPoint(user, "service1-mirror", sticky) < 0.3);
     expect(expected.length).toBeGreaterThan(5);
     expect(expected.length).toBeLessThan(30);
     const mirroredBy = async (target: Worker): Promise<string[]> => {
@@ -275,7 +291,8 @@ describe("edge-mirror in workerd with real origins", () => {
     };
 
     expect(await mirroredBy(worker)).toEqual([...expected].sort());
-    const second = await startTestWorker();
+    // A second worker of the same deployment: its own isolate, the same KV.
+    const second = await startTestWorker(() => {}, { [DEPLOYMENT_KEY_KEY]: deploymentKey });
     try {
       expect(await mirroredBy(second)).toEqual([...expected].sort());
     } finally {

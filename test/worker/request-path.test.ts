@@ -4,8 +4,10 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { handleRequest } from "../../src/app.js";
 import { bodyDigest, EMPTY_BODY_DIGEST } from "../../src/headers/marker.js";
 import app from "../../src/index.js";
+import { isolateFor } from "../../src/isolate/index.js";
 import { MirrorBreaker } from "../../src/mirror/breaker.js";
 import { stickyPoint } from "../../src/mirror/plan.js";
+import type { SipKey } from "../../src/mirror/siphash.js";
 import type { MirrorOutcome } from "../../src/record/index.js";
 import { PolicyCache } from "../../src/store/index.js";
 import { interceptFetch, putPolicies, randomBytes, sendThrough } from "./helpers.js";
@@ -383,7 +385,10 @@ describe("sticky sampling", () => {
       }
     }
     const chosen = (origin: string) => fetches.to(origin).map((s) => new URL(s.url).searchParams.get("user") as string);
-    const expected = (label: string) => users.filter((user) => stickyPoint(user, label) < 0.5);
+    // The deployment's own key decides (created in KV on the first request), which clients cannot know.
+    const key = isolateFor(testEnv).secret.stickyKey as SipKey;
+    expect(key).toBeDefined();
+    const expected = (label: string) => users.filter((user) => stickyPoint(user, label, key) < 0.5);
     expect(expected("canary").length).toBeGreaterThan(0);
     expect(expected("canary").length).toBeLessThan(users.length);
     expect(chosen(CANARY)).toEqual([...expected("canary"), ...expected("canary")]);
