@@ -32,7 +32,7 @@ const floorWithHeaders = {
       redirect: "manual",
     });
     const headers = sent.headers;
-    dropUnforwardable(headers);
+    dropUnforwardable(headers, request.method);
     setForwarded(headers, forwardedFrom(request, url));
     headers.set(HOP_HEADER, "1");
     return fetch(sent);

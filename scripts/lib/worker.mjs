@@ -22,6 +22,10 @@ import { localConfig } from "./wrangler-config.mjs";
  * @param {number} [options.isolates]  run the script as this many workers (one isolate each, each
  *   on its own port, all sharing KV and the MIRROR_STATS objects), as a zone's traffic lands on
  *   many isolates; `urls` lists them
+ * @param {boolean} [options.direct]  also serve the first worker on a socket of its own, with no
+ *   Miniflare entry worker in front, as a deployed worker is reached; `directUrl` is its address.
+ *   (The entry worker passes each request on with a `fetch` of its own, and workerd's `fetch`
+ *   makes a request carrying `Upgrade: websocket` a WebSocket GET before the worker sees it.)
  */
 export async function startWorker(options) {
   const local = await localConfig();
@@ -63,7 +67,7 @@ export async function startWorker(options) {
           },
         }),
     bindings,
-    ...(i > 0 ? { unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }] } : {}),
+    ...(i > 0 || options.direct ? { unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }] } : {}),
   });
   const mf = new Miniflare({
     workers: Array.from({ length: isolates }, (_, i) => worker(i)),
@@ -90,7 +94,8 @@ export async function startWorker(options) {
   }
   const urls = [url.origin];
   for (let i = 1; i < isolates; i++) urls.push((await mf.unsafeGetDirectURL(`edge-mirror-${i}`)).origin);
-  return { mf, url: url.origin, urls, kv: namespace, dispose: () => mf.dispose() };
+  const directUrl = options.direct ? (await mf.unsafeGetDirectURL("edge-mirror-0")).origin : undefined;
+  return { mf, url: url.origin, urls, directUrl, kv: namespace, dispose: () => mf.dispose() };
 }
 
 /**

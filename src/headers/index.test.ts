@@ -9,9 +9,9 @@ import {
 } from "./index.js";
 
 /** What the primary would be sent of `incoming`: the request's own copy, with the unforwardable dropped. */
-function forwardableHeaders(incoming: HeadersInit): Headers {
+function forwardableHeaders(incoming: HeadersInit, method = "GET"): Headers {
   const { headers } = new Request("https://edge.test/", { headers: incoming });
-  dropUnforwardable(headers);
+  dropUnforwardable(headers, method);
   return headers;
 }
 
@@ -52,7 +52,7 @@ describe("dropUnforwardable", () => {
     ["x-private ,upgrade", " websocket "],
   ])("keeps a WebSocket upgrade (Connection: %s, Upgrade: %s) and only that", (connection, upgrade) => {
     const incoming = new Headers({ connection, upgrade, "x-private": "secret", "sec-websocket-key": "k" });
-    expect(isWebSocketUpgrade(incoming)).toBe(true);
+    expect(isWebSocketUpgrade("GET", incoming)).toBe(true);
     expect(Object.fromEntries(forwardableHeaders(incoming))).toEqual({
       connection: "upgrade",
       upgrade: "websocket",
@@ -65,9 +65,25 @@ describe("dropUnforwardable", () => {
     ["keep-alive", "websocket"],
     ["upgraded", "websocket"],
   ])("drops any other upgrade (Connection: %s, Upgrade: %s): served as plain HTTP", (connection, upgrade) => {
-    const incoming = new Headers({ connection, upgrade });
-    expect(isWebSocketUpgrade(incoming)).toBe(false);
-    expect([...forwardableHeaders(incoming).keys()]).toEqual([]);
+    const incoming = new Headers({ connection, upgrade, "sec-websocket-key": "k" });
+    expect(isWebSocketUpgrade("GET", incoming)).toBe(false);
+    expect([...forwardableHeaders(incoming).keys()]).toEqual(["sec-websocket-key"]);
+  });
+
+  // workerd's fetch makes any request carrying `Upgrade: websocket` a WebSocket GET without a body.
+  it.each(["POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])(
+    "a %s is no WebSocket handshake, whatever it carries: Upgrade and Connection are dropped",
+    (method) => {
+      const incoming = new Headers({ connection: "Upgrade", upgrade: "websocket", "sec-websocket-key": "k" });
+      expect(isWebSocketUpgrade(method, incoming)).toBe(false);
+      expect(Object.fromEntries(forwardableHeaders(incoming, method))).toEqual({ "sec-websocket-key": "k" });
+    },
+  );
+
+  it("a GET without Sec-WebSocket-Key is no WebSocket handshake: Upgrade and Connection are dropped", () => {
+    const incoming = new Headers({ connection: "Upgrade", upgrade: "websocket", accept: "*/*" });
+    expect(isWebSocketUpgrade("GET", incoming)).toBe(false);
+    expect(Object.fromEntries(forwardableHeaders(incoming))).toEqual({ accept: "*/*" });
   });
 
   it("drops only Connection-named fields that are there, whatever their case, and ignores tokens that name none", () => {

@@ -43,12 +43,21 @@ export function hopsSoFar(headers: Headers): number {
 }
 
 /**
- * `Upgrade: websocket` with `Connection: upgrade`: the one upgrade a Worker's `fetch` can carry
- * to the primary. Any other upgrade token is dropped as hop-by-hop and the request is served
- * as plain HTTP, as a proxy that does not speak the protocol must.
+ * A WebSocket handshake (RFC 6455 §4.1): a GET carrying `Upgrade: websocket`,
+ * `Connection: upgrade` and `Sec-WebSocket-Key`. Only a handshake keeps `Upgrade` on its way to
+ * the primary: workerd's `fetch` turns any request that carries `Upgrade: websocket` into a
+ * WebSocket handshake, a GET without a body, so a POST that kept it would reach the primary as a
+ * different request. Every other request is served (and mirrored) as what it is, its `Upgrade`
+ * and `Connection` dropped as hop-by-hop, as is any upgrade other than WebSocket, which a proxy
+ * that does not speak the protocol must serve as plain HTTP. The method is read first: a request
+ * of any other method costs no header lookup.
  */
-export function isWebSocketUpgrade(headers: Headers): boolean {
-  return upgradesToWebSocket(headers.get("upgrade"), headers.get("connection"));
+export function isWebSocketUpgrade(method: string, headers: Headers): boolean {
+  return (
+    method === "GET" &&
+    upgradesToWebSocket(headers.get("upgrade"), headers.get("connection")) &&
+    headers.has("sec-websocket-key")
+  );
 }
 
 function upgradesToWebSocket(upgrade: string | null, connection: string | null): boolean {
@@ -86,15 +95,17 @@ function isEdgeField(name: string): boolean {
 /**
  * Removes from `headers` everything that must not be forwarded: hop-by-hop fields, the fields
  * the `Connection` header names, the fields of Cloudflare's edge (see `isEdgeField`), and the
- * mirror marker. A WebSocket upgrade keeps `Upgrade: websocket` and `Connection: upgrade`.
+ * mirror marker. A WebSocket handshake (see `isWebSocketUpgrade`; `method` is the request's)
+ * keeps `Upgrade: websocket` and `Connection: upgrade`.
  *
  * `headers` is the primary request's own copy of the client's, which `new Request` makes inside
  * the runtime. This runs for every request of the zone, and every call on a `Headers` crosses
- * into the runtime: so one pass over the names, a `get` only when `Connection` is there, and a
- * `delete` only for what is found. (Appending the kept fields one by one to a new `Headers` cost
- * about a microsecond per field, and `fetch` then copied them all once more.)
+ * into the runtime: so one pass over the names, a `get` only when `Connection` is there (and of
+ * `Upgrade` only on a GET that has it and a `Sec-WebSocket-Key`), and a `delete` only for what
+ * is found. (Appending the kept fields one by one to a new `Headers` cost about a microsecond
+ * per field, and `fetch` then copied them all once more.)
  */
-export function dropUnforwardable(headers: Headers): void {
+export function dropUnforwardable(headers: Headers, method: string): void {
   const names = [...headers.keys()];
   const drop = names.filter((name) => HOP_BY_HOP.has(name) || isEdgeField(name));
   let webSocket = false;
@@ -102,7 +113,11 @@ export function dropUnforwardable(headers: Headers): void {
     const connection = headers.get("connection");
     // Only names that are there: a token that is no header name would make `delete` throw.
     for (const name of namedByConnection(connection) ?? []) if (names.includes(name)) drop.push(name);
-    webSocket = drop.includes("upgrade") && upgradesToWebSocket(headers.get("upgrade"), connection);
+    webSocket =
+      method === "GET" &&
+      drop.includes("upgrade") &&
+      names.includes("sec-websocket-key") &&
+      upgradesToWebSocket(headers.get("upgrade"), connection);
   }
   for (const name of drop) headers.delete(name);
   if (webSocket) {

@@ -45,8 +45,9 @@ export { compareBodyCap, isSampled, type MirrorPlan, type MirrorTarget, planMirr
 
 /**
  * Which copies this request gets. Only a marker this deployment can verify, made for this very
- * request, makes it a copy already; an upgrade is never copied. Planning is pure, but a bug in it
- * must cost the mirrors, never the client.
+ * request, makes it a copy already; a WebSocket handshake is never copied (any other request that
+ * asks to upgrade is copied as what it is, without the `Upgrade`). Planning is pure, but a bug in
+ * it must cost the mirrors, never the client.
  */
 export function planCopies(
   route: Route,
@@ -60,7 +61,7 @@ export function planCopies(
     try {
       return planMirrors(route, request.headers, clusters, random, {
         marked,
-        upgrade: isWebSocketUpgrade(request.headers),
+        upgrade: isWebSocketUpgrade(request.method, request.headers),
         get query() {
           return url.searchParams;
         },

@@ -3,8 +3,9 @@
  * The primary leg: choose the origin (weighted backends, PRIMARY_ORIGIN, or the request URL),
  * build the primary's headers, forward with the path and query byte-exact, and turn timeouts
  * and network failures into 504/502. Nothing mirror-related ever runs here. A WebSocket
- * upgrade passes through: its 101 and socket go back to the client as the primary gave them
- * (`dropUnforwardable` keeps `Upgrade` and `Connection` for it).
+ * handshake passes through: its 101 and socket go back to the client as the primary gave them
+ * (`dropUnforwardable` keeps `Upgrade` and `Connection` for it, and for nothing else: any other
+ * request with them would leave as a WebSocket GET without its body).
  */
 import { isBodyless, type RelayedBody, relayBody } from "../body/index.js";
 import { UpstreamError } from "../errors/index.js";
@@ -99,7 +100,7 @@ export function primaryRequest(
     sent = new Request(target, init);
   }
   const headers = sent.headers;
-  dropUnforwardable(headers);
+  dropUnforwardable(headers, method);
   setForwarded(headers, forwardedFrom(request, url));
   applyHeaderOps(headers, route?.requestHeaders);
   headers.set(HOP_HEADER, String(hops + 1));

@@ -1,4 +1,5 @@
 import { createHash, hkdfSync, randomBytes } from "node:crypto";
+import { request } from "node:http";
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { startOrigin } from "../../scripts/lib/origins.mjs";
 import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
@@ -30,6 +31,38 @@ function putRoute(route: { id: string; [field: string]: unknown }): Promise<void
 
 function sha256(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
+}
+
+/**
+ * One request as a client that sends its own `Upgrade` and `Connection` fields makes it (`fetch`
+ * in Node refuses them): the status and body of the answer.
+ */
+function sendRaw(
+  url: string,
+  method: string,
+  headers: Record<string, string>,
+  body?: Buffer,
+): Promise<{ status: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    // A connection of its own: one that asked to upgrade is not one to reuse.
+    const sent = request(url, {
+      method,
+      agent: false,
+      headers: body ? { ...headers, "content-length": String(body.length) } : headers,
+    });
+    sent.on("response", (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (chunk: Buffer) => chunks.push(chunk));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+      res.on("error", reject);
+    });
+    sent.on("upgrade", (res, socket) => {
+      socket.destroy();
+      resolve({ status: res.statusCode ?? 0, body: Buffer.alloc(0) });
+    });
+    sent.on("error", reject);
+    sent.end(body);
+  });
 }
 
 /** Policies for the worker under test, and for the second worker of the sticky-sampling test. */
@@ -95,6 +128,7 @@ function startTestWorker(
     scriptPath: inject("workerScript"),
     vars: { PRIMARY_ORIGIN: primary.url, POLICY_CACHE_TTL_MS: "200" },
     onLog,
+    direct: true,
     policies: { ...policies(), ...more },
   });
 }
@@ -325,5 +359,52 @@ describe("edge-mirror in workerd with real origins", () => {
       mirror: "service1-mirror",
       status: 200,
     });
+  });
+});
+
+/**
+ * `Upgrade: websocket` makes workerd's `fetch` open a WebSocket, with a GET and no body, so a
+ * request that is no WebSocket handshake must reach the origins without it, as what it is. The
+ * requests go to the worker's own socket: Miniflare's entry worker, a `fetch` of its own, would
+ * turn them into GETs before the worker saw them (a deployed worker has nothing in front).
+ */
+describe("Upgrade on a request that is no WebSocket handshake", () => {
+  const direct = () => worker.directUrl as string;
+
+  it("a POST with Upgrade: websocket reaches the primary and the mirror as that POST, its body byte for byte", async () => {
+    const body = randomBytes(200 * 1024);
+    const answer = await sendRaw(
+      `${direct()}/service/1/upgrade?b=2&a=1`,
+      "POST",
+      { upgrade: "websocket", connection: "Upgrade", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==" },
+      body,
+    );
+    expect(answer.status).toBe(200);
+    expect(JSON.parse(answer.body.toString())).toMatchObject({
+      servedBy: "primary",
+      method: "POST",
+      bytes: body.length,
+      sha256: sha256(body),
+    });
+    await mirror1.waitForCount(1);
+    for (const seen of [primary.requests[0], mirror1.requests[0]]) {
+      expect(seen?.method).toBe("POST");
+      expect(seen?.url).toBe("/service/1/upgrade?b=2&a=1");
+      expect(seen?.sha256).toBe(sha256(body));
+      expect(seen?.headers.upgrade).toBeUndefined();
+    }
+  });
+
+  it("a GET with Upgrade: websocket but no Sec-WebSocket-Key is a plain GET, answered and mirrored", async () => {
+    const answer = await sendRaw(`${direct()}/service/1/plain`, "GET", {
+      upgrade: "websocket",
+      connection: "Upgrade",
+    });
+    expect(answer.status).toBe(200);
+    expect(JSON.parse(answer.body.toString())).toMatchObject({ servedBy: "primary", method: "GET", bytes: 0 });
+    await mirror1.waitForCount(1);
+    expect(mirror1.requests.map((r) => [r.method, r.url, r.headers.upgrade])).toEqual([
+      ["GET", "/service/1/plain", undefined],
+    ]);
   });
 });

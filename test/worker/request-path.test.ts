@@ -328,6 +328,56 @@ describe("the copy marker: honoured only on the copy it was made for", () => {
   );
 });
 
+describe("Upgrade on a request that is no WebSocket handshake", () => {
+  const asksToUpgrade = {
+    upgrade: "websocket",
+    connection: "Upgrade",
+    "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+  };
+
+  it.each(["POST", "PUT", "PATCH"])(
+    "a %s with Upgrade: websocket reaches the primary and the mirror as itself, its body byte for byte",
+    async (method) => {
+      const payload = randomBytes(48 * 1024);
+      const { response } = await send(
+        new Request("https://edge.example.com/service/1/upload?x=1", { method, body: payload, headers: asksToUpgrade }),
+      );
+      expect(response.status).toBe(201);
+      const [primary] = fetches.to(PRIMARY);
+      const [mirror] = fetches.to(CANARY);
+      for (const seen of [primary, mirror]) {
+        expect(seen?.method).toBe(method);
+        expect(seen?.url.endsWith("/service/1/upload?x=1")).toBe(true);
+        expect(seen?.body).toEqual(payload);
+        expect(seen?.headers).not.toHaveProperty("upgrade");
+        expect(seen?.headers).not.toHaveProperty("connection");
+      }
+      expect(outcomes).toEqual([
+        expect.objectContaining({ kind: "sent", mirror: "canary", bodyBytes: payload.length }),
+      ]);
+    },
+  );
+
+  it("a GET with Upgrade: websocket but no Sec-WebSocket-Key is a plain GET, and mirrored", async () => {
+    await send(
+      new Request("https://edge.example.com/service/1/x", { headers: { upgrade: "websocket", connection: "Upgrade" } }),
+    );
+    expect(fetches.seen.map((s) => [s.method, s.url, s.headers.upgrade])).toEqual([
+      ["GET", `${PRIMARY}/service/1/x`, undefined],
+      ["GET", `${CANARY}/service/1/x`, undefined],
+    ]);
+    expect(outcomes).toEqual([expect.objectContaining({ kind: "sent", mirror: "canary" })]);
+  });
+
+  it("a WebSocket handshake keeps its Upgrade to the primary and is never copied", async () => {
+    await send(new Request("https://edge.example.com/service/1/socket", { headers: asksToUpgrade }));
+    expect(fetches.seen.map((s) => [s.method, s.url, s.headers.upgrade, s.headers.connection])).toEqual([
+      ["GET", `${PRIMARY}/service/1/socket`, "websocket", "upgrade"],
+    ]);
+    expect(outcomes).toEqual([expect.objectContaining({ kind: "skipped", mirror: "canary", reason: "upgrade" })]);
+  });
+});
+
 describe("header-chosen mirror (seed 002, /service/2)", () => {
   it.each([
     ["service2-mirror", 1, undefined],
