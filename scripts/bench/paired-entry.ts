@@ -32,8 +32,8 @@ const floorWithHeaders = {
       redirect: "manual",
     });
     const headers = sent.headers;
-    dropUnforwardable(headers, request.method);
-    setForwarded(headers, forwardedFrom(request, url));
+    const carried = dropUnforwardable(headers, request.method);
+    setForwarded(headers, forwardedFrom(request, url), carried);
     headers.set(HOP_HEADER, "1");
     return fetch(sent);
   },

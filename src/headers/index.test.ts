@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   applyHeaderOps,
   dropUnforwardable,
+  forwardedElement,
   forwardedFrom,
   isWebSocketUpgrade,
   setForwarded,
@@ -13,6 +14,16 @@ function forwardableHeaders(incoming: HeadersInit, method = "GET"): Headers {
   const { headers } = new Request("https://edge.test/", { headers: incoming });
   dropUnforwardable(headers, method);
   return headers;
+}
+
+/** The forwarding fields the primary is sent for `incoming` at `url`. */
+function forwarded(url: string, incoming: Record<string, string>): Record<string, string | null> {
+  const request = new Request(url, { headers: incoming });
+  const { headers } = new Request(request);
+  const carried = dropUnforwardable(headers, "GET");
+  setForwarded(headers, forwardedFrom(request, new URL(url)), carried);
+  const fields = ["x-forwarded-host", "x-forwarded-proto", "x-forwarded-for", "x-real-ip", "forwarded"];
+  return Object.fromEntries(fields.map((name) => [name, headers.get(name)]));
 }
 
 describe("dropUnforwardable", () => {
@@ -102,16 +113,69 @@ describe("dropUnforwardable", () => {
 });
 
 describe("setForwarded", () => {
-  it("sets host and proto and appends the client to X-Forwarded-For", () => {
-    const request = new Request("https://api.example.com:8443/x", {
-      headers: { "cf-connecting-ip": "203.0.113.9", "x-forwarded-for": "198.51.100.1" },
+  const url = "https://api.example.com:8443/x";
+  const client = "203.0.113.9";
+
+  it("sets host and proto, lists the client in X-Forwarded-For and sets X-Real-IP to it", () => {
+    expect(forwarded(url, { "cf-connecting-ip": client })).toEqual({
+      "x-forwarded-host": "api.example.com:8443",
+      "x-forwarded-proto": "https",
+      "x-forwarded-for": client,
+      "x-real-ip": client,
+      forwarded: null,
     });
-    const headers = forwardableHeaders(request.headers);
-    expect(headers.has("cf-connecting-ip")).toBe(false);
-    setForwarded(headers, forwardedFrom(request, new URL(request.url)));
-    expect(headers.get("x-forwarded-host")).toBe("api.example.com:8443");
-    expect(headers.get("x-forwarded-proto")).toBe("https");
-    expect(headers.get("x-forwarded-for")).toBe("198.51.100.1, 203.0.113.9");
+  });
+
+  it("overwrites a client's own X-Forwarded-Host, -Proto and X-Real-IP", () => {
+    const out = forwarded(url, {
+      "cf-connecting-ip": client,
+      "x-forwarded-host": "evil.test",
+      "x-forwarded-proto": "http",
+      "x-real-ip": "10.0.0.1",
+    });
+    expect(out).toMatchObject({
+      "x-forwarded-host": "api.example.com:8443",
+      "x-forwarded-proto": "https",
+      "x-real-ip": client,
+    });
+  });
+
+  it("removes a client's X-Real-IP when the client's address is not known", () => {
+    expect(forwarded(url, { "x-real-ip": "10.0.0.1" })).toMatchObject({ "x-real-ip": null, "x-forwarded-for": null });
+  });
+
+  it.each([
+    ["198.51.100.1", `198.51.100.1, ${client}`],
+    [`${client}, 198.51.100.1`, `${client}, 198.51.100.1, ${client}`],
+  ])("appends the client to an X-Forwarded-For that does not end with it (%s)", (incoming, expected) => {
+    expect(forwarded(url, { "cf-connecting-ip": client, "x-forwarded-for": incoming })["x-forwarded-for"]).toBe(
+      expected,
+    );
+  });
+
+  // Cloudflare's edge appends the address that connected to it to a client's X-Forwarded-For.
+  it.each([client, `198.51.100.1, ${client}`, `198.51.100.1,${client}`, `198.51.100.1, ${client} `])(
+    "never lists the client twice: an X-Forwarded-For that ends with it (%j) is passed as it is",
+    (incoming) => {
+      expect(forwarded(url, { "cf-connecting-ip": client, "x-forwarded-for": incoming })["x-forwarded-for"]).toBe(
+        incoming.trim(),
+      );
+    },
+  );
+
+  it("appends its own element to a client's Forwarded, quoting what is no token (RFC 7239)", () => {
+    const out = forwarded(url, { "cf-connecting-ip": client, forwarded: "for=10.0.0.1;host=evil.test;proto=http" });
+    expect(out.forwarded).toBe(
+      `for=10.0.0.1;host=evil.test;proto=http, for=${client};host="api.example.com:8443";proto=https`,
+    );
+  });
+
+  it("brackets and quotes an IPv6 client in Forwarded, and leaves out `for` when the client is not known", () => {
+    const v6 = forwarded("https://api.example.com/x", { "cf-connecting-ip": "2001:db8::7", forwarded: "for=unknown" });
+    expect(v6.forwarded).toBe('for=unknown, for="[2001:db8::7]";host=api.example.com;proto=https');
+    expect(forwardedElement({ host: "[::1]:8787", proto: "http", clientIp: null })).toBe(
+      'host="[::1]:8787";proto=http',
+    );
   });
 });
 

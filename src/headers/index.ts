@@ -1,7 +1,8 @@
 /**
  * @module headers
  * Pure header handling shared by the primary and the mirrors: what never crosses the proxy
- * (hop-by-hop, Cloudflare's edge fields), the X-Forwarded-* set, and HTTPRoute-style set/add/remove.
+ * (hop-by-hop, Cloudflare's edge fields), the forwarding fields (X-Forwarded-*, Forwarded,
+ * X-Real-IP), and HTTPRoute-style set/add/remove.
  */
 import type { HeaderOps } from "../policy/index.js";
 
@@ -93,10 +94,22 @@ function isEdgeField(name: string): boolean {
 }
 
 /**
+ * The forwarding fields `setForwarded` must read before it changes them, one bit each, as
+ * `dropUnforwardable` finds them: a request without them costs it no lookup.
+ */
+export const Carried = { xForwardedFor: 1, forwarded: 2, xRealIp: 4 } as const;
+const CARRIED_BY_NAME = new Map<string, number>([
+  ["x-forwarded-for", Carried.xForwardedFor],
+  ["forwarded", Carried.forwarded],
+  ["x-real-ip", Carried.xRealIp],
+]);
+
+/**
  * Removes from `headers` everything that must not be forwarded: hop-by-hop fields, the fields
  * the `Connection` header names, the fields of Cloudflare's edge (see `isEdgeField`), and the
  * mirror marker. A WebSocket handshake (see `isWebSocketUpgrade`; `method` is the request's)
- * keeps `Upgrade: websocket` and `Connection: upgrade`.
+ * keeps `Upgrade: websocket` and `Connection: upgrade`. Returns which forwarding fields the
+ * request carries (`Carried` bits), for `setForwarded`.
  *
  * `headers` is the primary request's own copy of the client's, which `new Request` makes inside
  * the runtime. This runs for every request of the zone, and every call on a `Headers` crosses
@@ -105,9 +118,14 @@ function isEdgeField(name: string): boolean {
  * is found. (Appending the kept fields one by one to a new `Headers` cost about a microsecond
  * per field, and `fetch` then copied them all once more.)
  */
-export function dropUnforwardable(headers: Headers, method: string): void {
+export function dropUnforwardable(headers: Headers, method: string): number {
   const names = [...headers.keys()];
-  const drop = names.filter((name) => HOP_BY_HOP.has(name) || isEdgeField(name));
+  const drop: string[] = [];
+  let carried = 0;
+  for (const name of names) {
+    if (HOP_BY_HOP.has(name) || isEdgeField(name)) drop.push(name);
+    else carried |= CARRIED_BY_NAME.get(name) ?? 0;
+  }
   let webSocket = false;
   if (drop.includes("connection")) {
     const connection = headers.get("connection");
@@ -124,6 +142,7 @@ export function dropUnforwardable(headers: Headers, method: string): void {
     headers.set("upgrade", "websocket");
     headers.set("connection", "upgrade");
   }
+  return carried;
 }
 
 export interface ForwardedFrom {
@@ -141,14 +160,70 @@ export function forwardedFrom(request: Request, url: URL): ForwardedFrom {
   };
 }
 
-/** Sets X-Forwarded-Host/-Proto and appends the client to X-Forwarded-For. */
-export function setForwarded(headers: Headers, from: ForwardedFrom): void {
+/**
+ * The forwarding fields, by one rule. A field that lists the hops a request took
+ * (`X-Forwarded-For`, `Forwarded`) keeps the client's entries and gets edge-mirror's own last,
+ * where an origin that trusts edge-mirror (and nothing before it) must read; a field that holds
+ * one value (`X-Forwarded-Host`, `X-Forwarded-Proto`, `X-Real-IP`) is edge-mirror's alone, and a
+ * client's own value never passes. `Forwarded` gets its element (`for=…;host=…;proto=…`, RFC 7239)
+ * only when the client sent one, so that an origin reading its last element never reads the
+ * client's; without one, the X-Forwarded-* fields say the same, and a request costs no field more.
+ * `carried` is what `dropUnforwardable` found.
+ *
+ * What Cloudflare's edge does (developers.cloudflare.com/fundamentals/reference/http-headers/,
+ * "CF-Connecting-IP in Worker subrequests", "X-Forwarded-For", "X-Forwarded-Proto"): a Worker's
+ * request carries `CF-Connecting-IP`, the client's address, and `X-Forwarded-Proto` and
+ * `X-Real-IP` set by the edge over whatever the client sent (cloudflare-docs pull request 5871
+ * lists a Worker's incoming headers: no `X-Forwarded-For` when the client sent none). To a
+ * client's `X-Forwarded-For` the edge appends the address that connected to it, the client's; a
+ * Worker handed such a field finds the client last already, so the address is appended only
+ * when it is not the last entry, and the client is never listed twice. On the Worker's
+ * subrequest the edge sets `CF-Connecting-IP` again, while `X-Real-IP` is the Worker's to change,
+ * and on a subrequest to the same zone the edge derives `CF-Connecting-IP` from it: so
+ * `X-Real-IP` is set from `CF-Connecting-IP`, or removed when the address is not known (a
+ * request that did not come through the edge).
+ */
+export function setForwarded(headers: Headers, from: ForwardedFrom, carried: number): void {
   headers.set("x-forwarded-host", from.host);
   headers.set("x-forwarded-proto", from.proto);
-  if (from.clientIp) {
-    const prior = headers.get("x-forwarded-for");
-    headers.set("x-forwarded-for", prior ? `${prior}, ${from.clientIp}` : from.clientIp);
+  const client = from.clientIp;
+  if (client) {
+    const listed = carried & Carried.xForwardedFor ? headers.get("x-forwarded-for") : null;
+    if (listed === null) headers.set("x-forwarded-for", client);
+    else if (lastEntry(listed) !== client) headers.set("x-forwarded-for", `${listed}, ${client}`);
+    // The edge's X-Real-IP is the client's address already: then it is only read.
+    if (!(carried & Carried.xRealIp) || headers.get("x-real-ip") !== client) headers.set("x-real-ip", client);
+  } else if (carried & Carried.xRealIp) {
+    headers.delete("x-real-ip");
   }
+  if (carried & Carried.forwarded) {
+    const own = forwardedElement(from);
+    const listed = headers.get("forwarded");
+    headers.set("forwarded", listed ? `${listed}, ${own}` : own);
+  }
+}
+
+/** The last entry of a comma-separated list, trimmed. */
+function lastEntry(list: string): string {
+  return list.slice(list.lastIndexOf(",") + 1).trim();
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** edge-mirror's element of `Forwarded` (RFC 7239 §4): `for` only when the client's address is known. */
+export function forwardedElement(from: ForwardedFrom): string {
+  const hostAndProto = `host=${forwardedValue(from.host)};proto=${forwardedValue(from.proto)}`;
+  return from.clientIp ? `for=${forwardedNode(from.clientIp)};${hostAndProto}` : hostAndProto;
+}
+
+/** RFC 7239 §6: an IPv6 address is bracketed, and quoted, since `[`, `]` and `:` are no token characters. */
+function forwardedNode(address: string): string {
+  return address.includes(":") ? `"[${address}]"` : forwardedValue(address);
+}
+
+/** A token as it is, anything else (a host with a port, say) as a quoted-string (RFC 9110 §5.6.4). */
+function forwardedValue(value: string): string {
+  return TOKEN.test(value) ? value : `"${value.replace(/["\\]/g, "\\$&")}"`;
 }
 
 /** HTTPRoute semantics: `set` overwrites, `add` appends to an existing value with ",", `remove` deletes. */

@@ -100,8 +100,8 @@ export function primaryRequest(
     sent = new Request(target, init);
   }
   const headers = sent.headers;
-  dropUnforwardable(headers, method);
-  setForwarded(headers, forwardedFrom(request, url));
+  const carried = dropUnforwardable(headers, method);
+  setForwarded(headers, forwardedFrom(request, url), carried);
   applyHeaderOps(headers, route?.requestHeaders);
   headers.set(HOP_HEADER, String(hops + 1));
   return { request: sent, target: derivedTarget, body: relayed, deadline };

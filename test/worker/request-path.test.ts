@@ -328,6 +328,31 @@ describe("the copy marker: honoured only on the copy it was made for", () => {
   );
 });
 
+describe("forwarding fields", () => {
+  it("the primary and the mirror get the client's address once, in X-Forwarded-For, X-Real-IP and Forwarded", async () => {
+    await send(
+      new Request("https://edge.example.com/service/1/x", {
+        headers: {
+          "cf-connecting-ip": "203.0.113.7",
+          // As Cloudflare's edge hands on a client's own X-Forwarded-For: the client's address last.
+          "x-forwarded-for": "198.51.100.1, 203.0.113.7",
+          "x-real-ip": "10.9.9.9",
+          forwarded: "for=198.51.100.1;host=evil.test",
+        },
+      }),
+    );
+    const [primary] = fetches.to(PRIMARY);
+    const [mirror] = fetches.to(CANARY);
+    for (const seen of [primary, mirror]) {
+      expect(seen?.headers).toMatchObject({
+        "x-forwarded-for": "198.51.100.1, 203.0.113.7",
+        "x-real-ip": "203.0.113.7",
+        forwarded: "for=198.51.100.1;host=evil.test, for=203.0.113.7;host=edge.example.com;proto=https",
+      });
+    }
+  });
+});
+
 describe("Upgrade on a request that is no WebSocket handshake", () => {
   const asksToUpgrade = {
     upgrade: "websocket",
