@@ -4,7 +4,9 @@ import {
   dropUnforwardable,
   forwardedElement,
   forwardedFrom,
+  headerChangeRefusal,
   isWebSocketUpgrade,
+  refusedHeaderPattern,
   setForwarded,
   shadowHost,
 } from "./index.js";
@@ -190,6 +192,31 @@ describe("applyHeaderOps", () => {
     const headers = new Headers({ "x-a": "1" });
     applyHeaderOps(headers, undefined);
     expect(Object.fromEntries(headers)).toEqual({ "x-a": "1" });
+  });
+});
+
+describe("headerChangeRefusal", () => {
+  const refused = ["host", "Content-Length", "transfer-encoding", "connection", "Keep-Alive", "proxy-connection"]
+    .concat(["TE", "trailer", "upgrade", "proxy-authenticate", "proxy-authorization"])
+    .concat(["x-edge-mirror", "X-Edge-Mirror-Hops", "cf-ray", "CF-Connecting-IP", "cf-access"]);
+  const allowed = ["cf-access-jwt-assertion", "CF-Access-Client-Id", "authorization", "x-custom", "hostname"].concat([
+    "x-host",
+    "content-length-x",
+    "tea",
+    "cf",
+    "cfx-a",
+    "x-edge-mirror-x",
+    "forwarded",
+  ]);
+
+  it.each(refused)("refuses %s, and the JSON Schema pattern marks it", (name) => {
+    expect(headerChangeRefusal(name)).toMatch(/cannot be changed/);
+    expect(new RegExp(refusedHeaderPattern()).test(name)).toBe(true);
+  });
+
+  it.each(allowed)("allows %s, and the JSON Schema pattern does not mark it", (name) => {
+    expect(headerChangeRefusal(name)).toBeUndefined();
+    expect(new RegExp(refusedHeaderPattern()).test(name)).toBe(false);
   });
 });
 

@@ -6,6 +6,15 @@
  */
 import type { HeaderOps } from "../policy/index.js";
 
+/**
+ * The header that marks a mirrored copy. Only a signed marker (see `headers/marker`) stops a
+ * request from being mirrored again; whatever a client sends under this name is dropped.
+ */
+export const MIRROR_MARKER = "x-edge-mirror";
+/** Counts edge-mirror hops on the primary leg so that a request routed back to itself ends. */
+export const HOP_HEADER = "x-edge-mirror-hops";
+export const MAX_HOPS = 4;
+
 /** RFC 9110 §7.6.1 connection-specific fields, plus the proxy-era ones still seen in the wild. */
 const HOP_BY_HOP = new Set([
   "connection",
@@ -17,20 +26,16 @@ const HOP_BY_HOP = new Set([
   "trailer",
   "transfer-encoding",
   "upgrade",
-  "host",
-  "content-length",
-  // Not hop-by-hop, but never the client's to send: see MIRROR_MARKER.
-  "x-edge-mirror",
 ]);
 
+/** Fields the runtime writes from the URL and the body it sends; a Worker's own are not used. */
+const SET_BY_RUNTIME = new Set(["host", "content-length", "transfer-encoding"]);
+
 /**
- * The header that marks a mirrored copy. Only a signed marker (see `headers/marker`) stops a
- * request from being mirrored again; whatever a client sends under this name is dropped.
+ * What `dropUnforwardable` removes by name. The marker is not hop-by-hop, but never the client's
+ * to send: see MIRROR_MARKER.
  */
-export const MIRROR_MARKER = "x-edge-mirror";
-/** Counts edge-mirror hops on the primary leg so that a request routed back to itself ends. */
-export const HOP_HEADER = "x-edge-mirror-hops";
-export const MAX_HOPS = 4;
+const UNFORWARDABLE = new Set([...HOP_BY_HOP, ...SET_BY_RUNTIME, MIRROR_MARKER]);
 
 /**
  * The hop count a request arrived with, clamped to 0…MAX_HOPS: a client may make its own
@@ -123,7 +128,7 @@ export function dropUnforwardable(headers: Headers, method: string): number {
   const drop: string[] = [];
   let carried = 0;
   for (const name of names) {
-    if (HOP_BY_HOP.has(name) || isEdgeField(name)) drop.push(name);
+    if (UNFORWARDABLE.has(name) || isEdgeField(name)) drop.push(name);
     else carried |= CARRIED_BY_NAME.get(name) ?? 0;
   }
   let webSocket = false;
@@ -224,6 +229,33 @@ function forwardedNode(address: string): string {
 /** A token as it is, anything else (a host with a port, say) as a quoted-string (RFC 9110 §5.6.4). */
 function forwardedValue(value: string): string {
   return TOKEN.test(value) ? value : `"${value.replace(/["\\]/g, "\\$&")}"`;
+}
+
+/**
+ * Why a route's `requestHeaders` may not set, add or remove the field `name`, or undefined when
+ * it may: the runtime writes it, it describes one connection and never crosses a proxy, the edge
+ * writes it, or it is edge-mirror's own (a route that set the hop count would switch loop
+ * protection off). The lists are the ones `dropUnforwardable` drops by.
+ */
+export function headerChangeRefusal(name: string): string | undefined {
+  const field = name.toLowerCase();
+  if (SET_BY_RUNTIME.has(field)) return "is set by the runtime and cannot be changed";
+  if (HOP_BY_HOP.has(field)) return "is a hop-by-hop field (it describes one connection) and cannot be changed";
+  if (field === MIRROR_MARKER) return "is edge-mirror's mirror marker and cannot be changed";
+  if (field === HOP_HEADER) return "is edge-mirror's loop protection and cannot be changed";
+  if (isEdgeField(field)) return "is set by Cloudflare's edge and cannot be changed (cf-access-* fields can)";
+  return undefined;
+}
+
+/**
+ * The names `headerChangeRefusal` refuses, as a regular expression for the policy's JSON Schema,
+ * so that editors flag them too: the same lists, in any letter case.
+ */
+export function refusedHeaderPattern(): string {
+  const anyCase = (text: string) => text.replace(/[a-z]/g, (c) => `[${c}${c.toUpperCase()}]`);
+  const names = new Set([...SET_BY_RUNTIME, ...HOP_BY_HOP, MIRROR_MARKER, HOP_HEADER]);
+  const exact = [...names].map(anyCase).join("|");
+  return `^(?:${exact})$|^${anyCase("cf-")}(?!${anyCase("access-")})`;
 }
 
 /** HTTPRoute semantics: `set` overwrites, `add` appends to an existing value with ",", `remove` deletes. */

@@ -372,6 +372,49 @@ describe("parseRoute", () => {
     ).not.toThrow();
   });
 
+  // The runtime, the connection, Cloudflare's edge and edge-mirror's loop protection own these.
+  it.each<[object, string]>([
+    [
+      { set: { "content-length": "5" } },
+      'requestHeaders.set["content-length"]: is set by the runtime and cannot be changed',
+    ],
+    [{ set: { Host: "internal.test" } }, "requestHeaders.set.Host: is set by the runtime and cannot be changed"],
+    [{ add: { "transfer-encoding": "chunked" } }, 'requestHeaders.add["transfer-encoding"]: is set by the runtime'],
+    [{ set: { connection: "close" } }, "requestHeaders.set.connection: is a hop-by-hop field"],
+    ...["keep-alive", "proxy-connection", "te", "trailer", "upgrade", "proxy-authenticate", "proxy-authorization"].map(
+      (name): [object, string] => [
+        { remove: ["x-fine", name] },
+        `requestHeaders.remove[1]: "${name}" is a hop-by-hop field`,
+      ],
+    ),
+    [
+      { set: { "CF-Connecting-IP": "10.0.0.1" } },
+      'requestHeaders.set["CF-Connecting-IP"]: is set by Cloudflare\'s edge',
+    ],
+    [{ remove: ["cf-ray"] }, 'requestHeaders.remove[0]: "cf-ray" is set by Cloudflare\'s edge'],
+    [
+      { set: { "x-edge-mirror-hops": "0" } },
+      'requestHeaders.set["x-edge-mirror-hops"]: is edge-mirror\'s loop protection',
+    ],
+    [{ add: { "x-edge-mirror": "r" } }, 'requestHeaders.add["x-edge-mirror"]: is edge-mirror\'s mirror marker'],
+  ])("refuses requestHeaders %j on a field it cannot change, on the route and on every mirror", (ops, message) => {
+    expect(issuesOf(() => parseRoute({ id: "r", requestHeaders: ops }))[0]).toMatch(message);
+    const mirrored = (where: object) => issuesOf(() => parseRoute({ id: "r", ...where }))[0];
+    expect(mirrored({ mirrors: [{ cluster: "c", requestHeaders: ops }] })).toMatch(`mirrors[0].${message}`);
+    expect(mirrored({ mirrorFromHeader: { header: "x-m", allow: ["c"], requestHeaders: ops } })).toMatch(
+      `mirrorFromHeader.${message}`,
+    );
+  });
+
+  it("lets requestHeaders change Cloudflare Access's cf-access-* fields, as an audit mirror must remove the assertion", () => {
+    const route = parseRoute({
+      id: "r",
+      mirrors: [{ cluster: "c", requestHeaders: { remove: ["cf-access-jwt-assertion"] } }],
+      requestHeaders: { set: { "cf-access-client-id": "id.access" } },
+    });
+    expect(route.mirrors[0]?.requestHeaders?.remove).toEqual(["cf-access-jwt-assertion"]);
+  });
+
   it("refuses a missing id and a bad id", () => {
     expect(issuesOf(() => parseRoute({}))).toContain("id: is required");
     expect(issuesOf(() => parseRoute({ id: "../etc" }))[0]).toMatch(/^id: must start with a letter or digit/);

@@ -7,6 +7,7 @@
  */
 import * as z from "zod/mini";
 import { type PolicyIssue, PolicyValidationError } from "../errors/index.js";
+import { headerChangeRefusal, refusedHeaderPattern } from "../headers/index.js";
 import { regexProblem } from "../regex/index.js";
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -79,12 +80,40 @@ function originProblem(value: string): string | undefined {
   return undefined;
 }
 
-/** HTTPRoute-style header changes: `set` overwrites, `add` appends with ",", `remove` deletes. */
-export const HeaderOps = z.strictObject({
-  set: z._default(z.record(headerName, headerValue), {}),
-  add: z._default(z.record(headerName, headerValue), {}),
-  remove: z._default(z.array(headerName).check(z.maxLength(64)), []),
-});
+/** A field a route changes; for editors, the names `headerChangeRefusal` refuses are marked too. */
+const changedHeaderName = z
+  .string()
+  .check(z.maxLength(256), z.regex(TOKEN, { error: "must be a valid HTTP header name (RFC 9110 token)" }))
+  .register(z.globalRegistry, { not: { pattern: refusedHeaderPattern() } });
+
+/**
+ * HTTPRoute-style header changes: `set` overwrites, `add` appends with ",", `remove` deletes.
+ * Never of a field the runtime, the connection, Cloudflare's edge or edge-mirror itself owns (see
+ * `headerChangeRefusal`): the change would be dropped or overwritten on the way, or would switch
+ * edge-mirror's loop protection off.
+ */
+export const HeaderOps = z
+  .strictObject({
+    set: z._default(z.record(changedHeaderName, headerValue), {}),
+    add: z._default(z.record(changedHeaderName, headerValue), {}),
+    remove: z._default(z.array(changedHeaderName).check(z.maxLength(64)), []),
+  })
+  .check(
+    z.superRefine((ops, ctx) => {
+      for (const change of ["set", "add"] as const) {
+        for (const name of Object.keys(ops[change])) {
+          const refusal = headerChangeRefusal(name);
+          if (refusal) ctx.issues.push({ code: "custom", message: refusal, path: [change, name], input: name });
+        }
+      }
+      ops.remove.forEach((name, index) => {
+        const refusal = headerChangeRefusal(name);
+        if (refusal) {
+          ctx.issues.push({ code: "custom", message: `"${name}" ${refusal}`, path: ["remove", index], input: name });
+        }
+      });
+    }),
+  );
 
 const absolutePath = z.string().check(z.maxLength(2048), z.startsWith("/", { error: "must start with '/'" }));
 
