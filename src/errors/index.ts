@@ -93,18 +93,12 @@ export class RateLimitedError extends Error {
 }
 
 /** Why the primary could not answer; each maps to one client-facing status. */
-export type UpstreamFailure =
-  | "primary_timeout"
-  | "primary_unreachable"
-  | "loop_detected"
-  | "unknown_cluster"
-  | "no_backend";
+export type UpstreamFailure = "primary_timeout" | "primary_unreachable" | "loop_detected" | "no_backend";
 
 const STATUS_BY_FAILURE: Record<UpstreamFailure, number> = {
   primary_timeout: 504,
   primary_unreachable: 502,
   loop_detected: 508,
-  unknown_cluster: 500,
   no_backend: 500,
 };
 

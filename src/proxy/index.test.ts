@@ -43,10 +43,20 @@ describe("primaryOrigin", () => {
     );
     expect(primaryOrigin(undefined, clusters, "", url, Math.random)).toBe("https://edge.example.com");
   });
-  it("throws typed errors for an undefined cluster and for all-zero weights", () => {
+  it("sends a backend whose cluster is not defined to the default primary: PRIMARY_ORIGIN, else the request URL", () => {
     const unknown = parseRoute({ id: "r", backends: [{ cluster: "nope" }] });
-    expect(() => primaryOrigin(unknown, clusters, "", url, Math.random)).toThrowError(UpstreamError);
+    expect(primaryOrigin(unknown, clusters, "http://fallback.test:81", url, Math.random)).toBe(
+      "http://fallback.test:81",
+    );
+    expect(primaryOrigin(unknown, clusters, undefined, url, Math.random)).toBe("https://edge.example.com");
+    const split = parseRoute({ id: "r", backends: [{ cluster: "svc" }, { cluster: "nope" }] });
+    expect(primaryOrigin(split, clusters, "", url, () => 0.1)).toBe("http://127.0.0.1:9001");
+    expect(primaryOrigin(split, clusters, "", url, () => 0.9)).toBe("https://edge.example.com");
+  });
+
+  it("throws a typed error when every weight is 0", () => {
     const zero = parseRoute({ id: "r", backends: [{ cluster: "svc", weight: 0 }] });
+    expect(() => primaryOrigin(zero, clusters, "", url, Math.random)).toThrowError(UpstreamError);
     expect(() => primaryOrigin(zero, clusters, "", url, Math.random)).toThrowError(/no backend with weight > 0/);
     expect(new UpstreamError("no_backend", "x").status).toBe(500);
   });

@@ -39,7 +39,11 @@ export function pickBackend(backends: readonly Backend[], random: () => number):
 
 /**
  * Resolves the primary's origin, or throws an `UpstreamError` the client will see.
- * `fallbackOrigin` is PRIMARY_ORIGIN already reduced to an origin (see `isolate`).
+ * `fallbackOrigin` is PRIMARY_ORIGIN already reduced to an origin (see `isolate`): the default
+ * primary, which also serves a backend whose cluster is not defined (deleted, or not written
+ * yet) rather than a 500 on every request of its route; the policy snapshot logs that backend
+ * once (see `store`). Only a route whose every weight is 0 has no backend at all, as Gateway API
+ * requires.
  */
 export function primaryOrigin(
   route: Route | undefined,
@@ -53,10 +57,7 @@ export function primaryOrigin(
     if (!backend) throw new UpstreamError("no_backend", `route "${route.id}" has no backend with weight > 0`);
     if (backend.origin !== undefined) return backend.origin;
     const origin = clusters.get(backend.cluster as string);
-    if (origin === undefined) {
-      throw new UpstreamError("unknown_cluster", `route "${route.id}" names undefined cluster "${backend.cluster}"`);
-    }
-    return origin;
+    if (origin !== undefined) return origin;
   }
   return fallbackOrigin || requestUrl.origin;
 }

@@ -180,4 +180,30 @@ describe("PolicyCache", () => {
       { msg: "edge-mirror.invalid_policy", key: routeKey("bad"), error: "timeoutMs: must be ≥ 1" },
     ]);
   });
+
+  it("logs a backend whose cluster is not defined once per snapshot, with its route and cluster", async () => {
+    await kv.put(clusterKey("live"), JSON.stringify({ origin: "https://live.test" }));
+    await kv.put(
+      routeKey("split"),
+      JSON.stringify({
+        id: "split",
+        backends: [{ cluster: "live" }, { cluster: "gone" }, { cluster: "idle", weight: 0 }],
+      }),
+    );
+    const lines: string[] = [];
+    const cache = new PolicyCache({ ttlMs: 0, log: (l) => lines.push(l) });
+    const snapshot = await cache.get(kv, () => {});
+    await cache.get(kv, () => {});
+    const logged = { msg: "edge-mirror.unknown_backend_cluster", route: "split", cluster: "gone" };
+    expect(snapshot.unknownBackends).toEqual([{ route: "split", cluster: "gone" }]);
+    expect(lines.map((l) => JSON.parse(l))).toEqual([expect.objectContaining(logged)]);
+
+    // A new snapshot (KV changed) says it again; defining the cluster ends it.
+    await kv.put(routeKey("other"), JSON.stringify({ id: "other" }));
+    await cache.get(kv, () => {});
+    expect(lines).toHaveLength(2);
+    await kv.put(clusterKey("gone"), JSON.stringify({ origin: "https://gone.test" }));
+    expect((await cache.get(kv, () => {})).unknownBackends).toEqual([]);
+    expect(lines).toHaveLength(2);
+  });
 });

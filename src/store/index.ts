@@ -7,6 +7,7 @@
  * snapshot, or an empty one, so that the primary is always served.
  */
 import { compileRoutes, type RouteTable } from "../match/index.js";
+import type { Route } from "../policy/index.js";
 import { routeKey } from "./keys.js";
 import { type InvalidEntry, parseStoredPolicies } from "./parse.js";
 import { kvPolicyStore, type PolicyStore } from "./policy-store.js";
@@ -16,6 +17,8 @@ export interface PolicySnapshot {
   /** Cluster name → origin (`https://host:port`, no trailing slash). */
   clusters: ReadonlyMap<string, string>;
   invalid: readonly InvalidEntry[];
+  /** Backends that name a cluster the snapshot lacks: their share goes to the default primary. */
+  unknownBackends: readonly UnknownBackend[];
   /** False when KV could not be read and no earlier snapshot exists. */
   available: boolean;
   loadedAt: number;
@@ -25,9 +28,27 @@ export const EMPTY_SNAPSHOT: PolicySnapshot = {
   routes: compileRoutes([]),
   clusters: new Map(),
   invalid: [],
+  unknownBackends: [],
   available: false,
   loadedAt: 0,
 };
+
+/** A route's backend naming a cluster that is not defined. */
+export interface UnknownBackend {
+  route: string;
+  cluster: string;
+}
+
+/** Every backend that can take traffic (weight > 0) and names a cluster not in `clusters`. */
+function unknownBackends(routes: Iterable<Route>, clusters: ReadonlyMap<string, string>): UnknownBackend[] {
+  const found: UnknownBackend[] = [];
+  for (const route of routes) {
+    for (const { cluster, weight } of route.backends ?? []) {
+      if (cluster !== undefined && weight > 0 && !clusters.has(cluster)) found.push({ route: route.id, cluster });
+    }
+  }
+  return found;
+}
 
 function sameTexts(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
   if (a.size !== b.size) return false;
@@ -47,7 +68,8 @@ function buildSnapshot(texts: ReadonlyMap<string, string>, now: number): PolicyS
   const routes = compileRoutes([...stored.routes.values()], (route, err) =>
     invalid.push({ key: routeKey(route.id), error: `cannot be compiled: ${(err as Error)?.message ?? err}` }),
   );
-  return { routes, clusters, invalid, available: true, loadedAt: now };
+  const unknown = unknownBackends(stored.routes.values(), clusters);
+  return { routes, clusters, invalid, unknownBackends: unknown, available: true, loadedAt: now };
 }
 
 export interface CacheOptions {
@@ -112,6 +134,10 @@ export class PolicyCache {
           }
           const fresh = buildSnapshot(texts, now);
           this.reportInvalid(fresh.invalid);
+          // Once per snapshot, not per request: a busy route would otherwise log on every request.
+          for (const { route, cluster } of fresh.unknownBackends) {
+            this.write({ msg: "edge-mirror.unknown_backend_cluster", route, cluster, servedBy: "default primary" });
+          }
           this.snapshot = fresh;
           this.lastTexts = texts;
           return fresh;

@@ -664,6 +664,20 @@ describe("primary failures", () => {
     expect(response.headers.get("location")).toBe("https://elsewhere.test/");
   });
 
+  it("a backend whose cluster is not defined is served by the default primary, not answered 500", async () => {
+    await putPolicies({
+      routes: [
+        { id: "orphan", match: { path: { type: "PathPrefix", value: "/orphan" } }, backends: [{ cluster: "gone" }] },
+      ],
+    });
+    const { response, body } = await send(
+      new Request("https://edge.example.com/orphan/x", { method: "POST", body: "b" }),
+    );
+    expect(response.status).toBe(201);
+    expect(new TextDecoder().decode(body)).toBe(`answer from ${PRIMARY}`);
+    expect(fetches.seen.map((s) => [s.method, s.url])).toEqual([["POST", `${PRIMARY}/orphan/x`]]);
+  });
+
   it("weighted backends split traffic between clusters and origins", async () => {
     await send(new Request("https://edge.example.com/split/a"), { random: () => 0.1 });
     await send(new Request("https://edge.example.com/split/b"), { random: () => 0.9 });
