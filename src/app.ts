@@ -12,8 +12,8 @@ import { type Isolate, isolateFor, type Recorder, recorderFor } from "./isolate/
 import { matchRoute } from "./match/index.js";
 import type { MirrorBreaker } from "./mirror/breaker.js";
 import { planCopies, sendCopies } from "./mirror/index.js";
-import { errorResponse, forwardToPrimary, type PrimaryRequest, primaryOrigin, primaryRequest } from "./proxy/index.js";
-import type { OutcomeSink } from "./record/index.js";
+import { errorResponse, forwardToPrimary, primaryOrigin, primaryRequest } from "./proxy/index.js";
+import type { LogLevel, OutcomeSink } from "./record/index.js";
 import type { PolicyCache, PolicySnapshot } from "./store/index.js";
 
 export interface HandleOptions {
@@ -33,15 +33,18 @@ export async function handleRequest(
   const isolate = isolateFor(env);
   const url = new URL(request.url);
   const hops = hopsSoFar(request.headers);
-  if (hops >= MAX_HOPS) return loopDetected(hops);
+  if (hops >= MAX_HOPS) return loopDetected(hops, isolate.settings.logLevel);
   const waitUntil = (p: Promise<unknown>) => ctx.waitUntil(p);
   const policies = options.cache ?? isolate.policies;
   const snapshot = policies.fresh(Date.now()) ?? (await loadPolicies(policies, isolate, env, waitUntil));
 
   // match: most of a zone's requests match no route and go straight to the primary.
   const route = matchRoute(snapshot.routes, request, url);
-  const primaryAt = isolate.settings.primaryOrigin;
-  if (!route) return proxy(primaryRequest(request, url, primaryAt ?? url.origin, hops, undefined, request.body));
+  const { primaryOrigin: primaryAt, logLevel } = isolate.settings;
+  if (!route) {
+    const primary = primaryRequest(request, url, primaryAt ?? url.origin, hops, undefined, request.body);
+    return forwardToPrimary(primary).catch(UNMATCHED_FAILURE[logLevel]);
+  }
 
   // mirror: which copies, decided before the body is touched (it is split only for them).
   const random = options.random ?? Math.random;
@@ -49,7 +52,7 @@ export async function handleRequest(
   try {
     origin = primaryOrigin(route, snapshot.clusters, primaryAt, url, random);
   } catch (err) {
-    return errorResponse(err);
+    return errorResponse(err, route.id, logLevel);
   }
   const planned = planCopies(route, request, url, snapshot.clusters, isolate, random);
   const plan = planned instanceof Promise ? await planned : planned;
@@ -95,19 +98,25 @@ async function loadPolicies(
   return snapshot;
 }
 
-/** The primary's answer, or the client-facing error for why there is none. */
-function proxy(primary: PrimaryRequest): Promise<Response> {
-  return forwardToPrimary(primary).catch(errorResponse);
-}
+/**
+ * The client-facing error for traffic no route claims, its detail logged: one function per log
+ * level, made once, so that no request makes its own.
+ */
+const UNMATCHED_FAILURE: Record<LogLevel, (err: unknown) => Response> = {
+  debug: (err) => errorResponse(err, undefined, "debug"),
+  info: (err) => errorResponse(err, undefined, "info"),
+  off: (err) => errorResponse(err, undefined, "off"),
+};
 
 /** Tests' own sink: every outcome, no counters. */
 function sinkOnly(outcome: OutcomeSink): Recorder {
   return { outcome, request: () => {} };
 }
 
-function loopDetected(hops: number): Response {
-  return new UpstreamError(
+function loopDetected(hops: number, level: LogLevel): Response {
+  const loop = new UpstreamError(
     "loop_detected",
     `request passed through edge-mirror ${hops} times: the primary points back at this worker; set PRIMARY_ORIGIN or give the route backends`,
-  ).toResponse();
+  );
+  return errorResponse(loop, undefined, level);
 }

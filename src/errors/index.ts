@@ -102,7 +102,21 @@ const STATUS_BY_FAILURE: Record<UpstreamFailure, number> = {
   no_backend: 500,
 };
 
-/** The primary leg failed; rendered to the client as a short JSON error. */
+/**
+ * What a client is told of each failure: a fixed text. The error's own message (a fetch error,
+ * a route id, a timeout) is for the logs only.
+ */
+const CLIENT_MESSAGE: Record<UpstreamFailure, string> = {
+  primary_timeout: "the primary did not answer in time",
+  primary_unreachable: "the primary could not be reached",
+  loop_detected: "the request came back to edge-mirror too many times",
+  no_backend: "no backend can take this request",
+};
+
+/**
+ * The primary leg failed. The client gets the code and a fixed message (`toResponse`); `message`
+ * is the detail, which only the logs get.
+ */
 export class UpstreamError extends Error {
   constructor(
     readonly code: UpstreamFailure,
@@ -118,7 +132,7 @@ export class UpstreamError extends Error {
 
   toResponse(): Response {
     return Response.json(
-      { error: this.code, message: this.message },
+      { error: this.code, message: CLIENT_MESSAGE[this.code] },
       { status: this.status, headers: { "x-edge-mirror-error": this.code } },
     );
   }

@@ -124,8 +124,6 @@ export interface PrimaryHooks {
   failed: (err: unknown) => Response;
 }
 
-const PASS_THROUGH: PrimaryHooks = { answered: (response) => response, failed: errorResponse };
-
 /**
  * Records the matched request and its skipped mirrors, and sends the planned copies inside
  * `waitUntil`. Returns how the primary's answer is to be handed on: untouched, or tee'd when a
@@ -134,10 +132,12 @@ const PASS_THROUGH: PrimaryHooks = { answered: (response) => response, failed: e
 export function sendCopies(c: Copies): PrimaryHooks {
   const { route, plan, recorder } = c;
   recorder.request(route.id, plan.targets.length > 0);
-  if (plan.targets.length === 0 && plan.skipped.length === 0) return PASS_THROUGH;
+  const failed = (err: unknown) => errorResponse(err, route.id, c.isolate.settings.logLevel);
+  const passThrough: PrimaryHooks = { answered: (response) => response, failed };
+  if (plan.targets.length === 0 && plan.skipped.length === 0) return passThrough;
   const requestId = c.request.headers.get("cf-ray") ?? crypto.randomUUID();
   for (const skip of plan.skipped) recorder.outcome({ kind: "skipped", route: route.id, requestId, ...skip });
-  if (plan.targets.length === 0) return PASS_THROUGH;
+  if (plan.targets.length === 0) return passThrough;
 
   // Only when a sampled mirror compares is the primary's answer read a second time.
   const compareCap = compareBodyCap(plan.targets);
@@ -169,7 +169,7 @@ export function sendCopies(c: Copies): PrimaryHooks {
       console.error(JSON.stringify({ msg: "edge-mirror.mirror_crashed", error: String(err) })),
     ),
   );
-  if (compareCap === undefined) return PASS_THROUGH;
+  if (compareCap === undefined) return passThrough;
   return {
     answered(response) {
       const split = teeForComparison(response, compareCap);
@@ -180,7 +180,7 @@ export function sendCopies(c: Copies): PrimaryHooks {
     },
     failed(err) {
       capturePrimary({ ok: false, error: err instanceof UpstreamError ? err.code : "primary failed" });
-      return errorResponse(err);
+      return failed(err);
     },
   };
 }

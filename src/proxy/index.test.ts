@@ -1,7 +1,7 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { UpstreamError } from "../errors/index.js";
 import { parseRoute } from "../policy/index.js";
-import { pickBackend, primaryOrigin, rawPathAndQuery } from "./index.js";
+import { errorResponse, pickBackend, primaryOrigin, rawPathAndQuery } from "./index.js";
 
 describe("rawPathAndQuery", () => {
   it.each([
@@ -59,5 +59,53 @@ describe("primaryOrigin", () => {
     expect(() => primaryOrigin(zero, clusters, "", url, Math.random)).toThrowError(UpstreamError);
     expect(() => primaryOrigin(zero, clusters, "", url, Math.random)).toThrowError(/no backend with weight > 0/);
     expect(new UpstreamError("no_backend", "x").status).toBe(500);
+  });
+});
+
+describe("errorResponse", () => {
+  const detail = "primary unreachable: connect ECONNREFUSED 10.1.2.3:8443 (route internal-billing, cluster billing-v2)";
+
+  it("gives the client the code and a fixed message, and the log the detail with the route", async () => {
+    const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+    try {
+      const response = errorResponse(new UpstreamError("primary_unreachable", detail), "internal-billing", "info");
+      expect(response.status).toBe(502);
+      expect(response.headers.get("x-edge-mirror-error")).toBe("primary_unreachable");
+      const text = await response.text();
+      expect(JSON.parse(text)).toEqual({ error: "primary_unreachable", message: "the primary could not be reached" });
+      expect(text).not.toMatch(/10\.1\.2\.3|billing|ECONNREFUSED/);
+      expect(errors.mock.calls.map(([line]) => JSON.parse(String(line)))).toEqual([
+        {
+          msg: "edge-mirror.primary_failed",
+          route: "internal-billing",
+          code: "primary_unreachable",
+          status: 502,
+          detail,
+        },
+      ]);
+    } finally {
+      errors.mockRestore();
+    }
+  });
+
+  it.each([
+    ["primary_timeout", 504, "the primary did not answer in time"],
+    ["loop_detected", 508, "the request came back to edge-mirror too many times"],
+    ["no_backend", 500, "no backend can take this request"],
+  ] as const)("%s → %i with a fixed message, nothing logged at LOG_LEVEL=off", async (code, status, message) => {
+    const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+    try {
+      const response = errorResponse(new UpstreamError(code, `route "secret-route": ${detail}`), "secret-route", "off");
+      expect(response.status).toBe(status);
+      expect(await response.json()).toEqual({ error: code, message });
+      expect(errors).not.toHaveBeenCalled();
+    } finally {
+      errors.mockRestore();
+    }
+  });
+
+  it("rethrows anything that is no failure of the primary leg", () => {
+    const bug = new TypeError("a bug");
+    expect(() => errorResponse(bug, undefined, "info")).toThrow(bug);
   });
 });

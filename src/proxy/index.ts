@@ -11,6 +11,7 @@ import { isBodyless, type RelayedBody, relayBody } from "../body/index.js";
 import { UpstreamError } from "../errors/index.js";
 import { applyHeaderOps, dropUnforwardable, forwardedFrom, HOP_HEADER, setForwarded } from "../headers/index.js";
 import type { Backend, Route } from "../policy/index.js";
+import type { LogLevel } from "../record/index.js";
 
 /** `https://h:1/a%2Fb?x=1#f` → `/a%2Fb?x=1`, copied from the URL string rather than re-serialised. */
 export function rawPathAndQuery(url: string): string {
@@ -176,8 +177,24 @@ async function failed(req: PrimaryRequest, err: unknown, timedOut: boolean): Pro
   throw new UpstreamError("primary_unreachable", `primary unreachable: ${(err as Error).message ?? String(err)}`);
 }
 
-/** The client's answer for a failed primary leg: a short JSON error with the failure's status. */
-export function errorResponse(err: unknown): Response {
-  if (err instanceof UpstreamError) return err.toResponse();
-  throw err;
+/**
+ * The client's answer for a failed primary leg: the failure's status and a short JSON error with
+ * a fixed message. What went wrong in detail (a fetch error's text, the route) goes to the log,
+ * never to the client: one `edge-mirror.primary_failed` line, unless LOG_LEVEL is `off`. `route`
+ * is the matched route's id, undefined for traffic no route claims.
+ */
+export function errorResponse(err: unknown, route: string | undefined, level: LogLevel): Response {
+  if (!(err instanceof UpstreamError)) throw err;
+  if (level !== "off") {
+    console.error(
+      JSON.stringify({
+        msg: "edge-mirror.primary_failed",
+        route,
+        code: err.code,
+        status: err.status,
+        detail: err.message,
+      }),
+    );
+  }
+  return err.toResponse();
 }

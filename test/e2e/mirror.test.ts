@@ -6,6 +6,7 @@ import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
 import { stickyPoint } from "../../src/mirror/plan.js";
 import { sipKey } from "../../src/mirror/siphash.js";
 import { clusterKey, DEPLOYMENT_KEY_KEY, routeKey } from "../../src/store/keys.js";
+import { logged, until } from "./helpers.ts";
 
 type Origin = Awaited<ReturnType<typeof startOrigin>>;
 type Worker = Awaited<ReturnType<typeof startWorker>>;
@@ -259,10 +260,19 @@ describe("edge-mirror in workerd with real origins", () => {
     slow.setDelay(2000);
     const timedOut = await fetch(`${worker.url}/strict`);
     expect(timedOut.status).toBe(504);
-    expect(await timedOut.json()).toEqual({
-      error: "primary_timeout",
-      message: "primary did not answer within 300 ms",
-    });
+    expect(await timedOut.json()).toEqual({ error: "primary_timeout", message: "the primary did not answer in time" });
+    // The detail is the log's, never the client's.
+    const failed = () => logged(logs, "edge-mirror.primary_failed");
+    await until(() => failed().length > 0, 5_000);
+    expect(failed()).toEqual([
+      {
+        msg: "edge-mirror.primary_failed",
+        route: "strict-primary",
+        code: "primary_timeout",
+        status: 504,
+        detail: "primary did not answer within 300 ms",
+      },
+    ]);
 
     await worker.kv.put(clusterKey("dead"), JSON.stringify({ origin: "http://127.0.0.1:9" }));
     await putRoute({

@@ -1,6 +1,6 @@
 import { createExecutionContext, reset, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { handleRequest } from "../../src/app.js";
 import { bodyDigest, EMPTY_BODY_DIGEST } from "../../src/headers/marker.js";
 import app from "../../src/index.js";
@@ -630,7 +630,21 @@ describe("mirror failures never reach the client", () => {
 });
 
 describe("primary failures", () => {
-  it("a primary that does not answer within timeoutMs → 504 JSON", async () => {
+  /** The `edge-mirror.primary_failed` lines written while `run` runs. */
+  async function primaryFailedLines(run: () => Promise<unknown>): Promise<object[]> {
+    const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+    try {
+      await run();
+      return errors.mock.calls
+        .map(([line]) => String(line))
+        .filter((line) => line.includes('"edge-mirror.primary_failed"'))
+        .map((line) => JSON.parse(line));
+    } finally {
+      errors.mockRestore();
+    }
+  }
+
+  it("a primary that does not answer within timeoutMs → 504 JSON with a fixed message; the detail is logged", async () => {
     fetches.restore();
     fetches = interceptFetch({
       [OTHER]: (req) =>
@@ -638,20 +652,59 @@ describe("primary failures", () => {
           req.signal.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError"))),
         ),
     });
-    const { response, body } = await send(new Request("https://edge.example.com/split"), { random: () => 0 });
-    expect(response.status).toBe(504);
-    expect(JSON.parse(new TextDecoder().decode(body))).toEqual({
-      error: "primary_timeout",
-      message: "primary did not answer within 50 ms",
+    let answer: Awaited<ReturnType<typeof send>> | undefined;
+    const lines = await primaryFailedLines(async () => {
+      answer = await send(new Request("https://edge.example.com/split"), {
+        random: () => 0,
+        environment: { ...testEnv, LOG_LEVEL: "info" },
+      });
     });
+    expect(answer?.response.status).toBe(504);
+    expect(answer?.response.headers.get("x-edge-mirror-error")).toBe("primary_timeout");
+    expect(JSON.parse(new TextDecoder().decode(answer?.body))).toEqual({
+      error: "primary_timeout",
+      message: "the primary did not answer in time",
+    });
+    expect(lines).toEqual([
+      {
+        msg: "edge-mirror.primary_failed",
+        route: "split",
+        code: "primary_timeout",
+        status: 504,
+        detail: "primary did not answer within 50 ms",
+      },
+    ]);
   });
 
-  it("an unreachable primary → 502 JSON", async () => {
-    const { response, body } = await send(new Request("https://edge.example.com/x"), {
-      environment: { ...testEnv, PRIMARY_ORIGIN: "http://nowhere.test" },
+  it("an unreachable primary → 502 JSON: the fetch error's text is logged, never sent to the client", async () => {
+    let answer: Awaited<ReturnType<typeof send>> | undefined;
+    const lines = await primaryFailedLines(async () => {
+      answer = await send(new Request("https://edge.example.com/x"), {
+        environment: { ...testEnv, PRIMARY_ORIGIN: "http://nowhere.test", LOG_LEVEL: "info" },
+      });
     });
-    expect(response.status).toBe(502);
-    expect(JSON.parse(new TextDecoder().decode(body))).toMatchObject({ error: "primary_unreachable" });
+    expect(answer?.response.status).toBe(502);
+    expect(JSON.parse(new TextDecoder().decode(answer?.body))).toEqual({
+      error: "primary_unreachable",
+      message: "the primary could not be reached",
+    });
+    expect(lines).toEqual([
+      {
+        msg: "edge-mirror.primary_failed",
+        code: "primary_unreachable",
+        status: 502,
+        detail: "primary unreachable: fetch failed: no responder for http://nowhere.test",
+      },
+    ]);
+  });
+
+  it("LOG_LEVEL=off logs no failed primary", async () => {
+    const lines = await primaryFailedLines(() =>
+      send(new Request("https://edge.example.com/x"), {
+        environment: { ...testEnv, PRIMARY_ORIGIN: "http://nowhere.test", LOG_LEVEL: "off" },
+      }),
+    );
+    expect(lines).toEqual([]);
   });
 
   it("primary 4xx/5xx and redirects pass through unchanged", async () => {
@@ -697,7 +750,10 @@ describe("primary failures", () => {
       new Request("https://edge.example.com/x", { headers: { "x-edge-mirror-hops": "4" } }),
     );
     expect(response.status).toBe(508);
-    expect(JSON.parse(new TextDecoder().decode(body))).toMatchObject({ error: "loop_detected" });
+    expect(JSON.parse(new TextDecoder().decode(body))).toEqual({
+      error: "loop_detected",
+      message: "the request came back to edge-mirror too many times",
+    });
     expect(fetches.seen).toHaveLength(0);
   });
 });
