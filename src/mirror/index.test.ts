@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { seeded } from "../../test/worker/seeded.js";
 import { parseRoute } from "../policy/index.js";
 import { classifyMirrorError, isSampled, planMirrors } from "./index.js";
+import { NOT_ALLOWED } from "./plan.js";
 
 const clusters = new Map([
   ["canary", "http://canary.test:9002"],
@@ -70,7 +71,13 @@ describe("planMirrors", () => {
 
     const notAllowed = planMirrors(route, new Headers({ "x-mirror-cluster": "other" }), clusters, always);
     expect(notAllowed.targets).toHaveLength(2);
-    expect(notAllowed.skipped).toEqual([expect.objectContaining({ mirror: "other", reason: "cluster_not_allowed" })]);
+    expect(notAllowed.skipped).toEqual([
+      {
+        mirror: NOT_ALLOWED,
+        reason: "cluster_not_allowed",
+        detail: 'x-mirror-cluster names "other", a cluster outside mirrorFromHeader.allow',
+      },
+    ]);
 
     const url = planMirrors(route, new Headers({ "x-mirror-cluster": "http://evil.test" }), clusters, always);
     expect(url.targets.map((t) => t.label)).not.toContain("http://evil.test");
@@ -81,10 +88,29 @@ describe("planMirrors", () => {
     const open = parseRoute({ id: "o", mirrorFromHeader: { header: "x-mirror-cluster", allow: ["gone"] } });
     const internal = planMirrors(open, new Headers({ "x-mirror-cluster": "other" }), clusters, Math.random);
     expect(internal.targets).toEqual([]);
-    expect(internal.skipped).toEqual([expect.objectContaining({ mirror: "other", reason: "cluster_not_allowed" })]);
+    expect(internal.skipped).toEqual([expect.objectContaining({ mirror: NOT_ALLOWED, reason: "cluster_not_allowed" })]);
     const gone = planMirrors(open, new Headers({ "x-mirror-cluster": "gone" }), clusters, Math.random);
     expect(gone.skipped).toEqual([expect.objectContaining({ mirror: "gone", reason: "unknown_cluster" })]);
     expect(planMirrors(open, new Headers(), clusters, Math.random)).toEqual({ targets: [], skipped: [] });
+  });
+
+  it("counts every name outside allow under one label, the name clipped in the detail only", () => {
+    const labels = new Set<string>();
+    for (let i = 0; i < 31; i++) {
+      const junk = `junk-${i}-${"x".repeat(100)}`;
+      const plan = planMirrors(route, new Headers({ "x-mirror-cluster": junk }), clusters, () => 0);
+      const skip = plan.skipped.find((s) => s.reason === "cluster_not_allowed");
+      expect(skip?.detail).toContain(junk.slice(0, 64));
+      expect(skip?.detail?.length).toBeLessThan(200);
+      for (const s of plan.skipped) labels.add(s.mirror);
+      for (const t of plan.targets) labels.add(t.label);
+    }
+    expect([...labels].sort()).toEqual([NOT_ALLOWED, "canary", "https://audit.example.net"].sort());
+    // Refused requests (a verified marker, an upgrade) label the name the same way.
+    for (const context of [{ marked: true }, { upgrade: true }]) {
+      const refused = planMirrors(route, new Headers({ "x-mirror-cluster": "junk" }), clusters, () => 0, context);
+      expect(refused.skipped.at(-1)).toMatchObject({ mirror: NOT_ALLOWED, detail: 'x-mirror-cluster names "junk"' });
+    }
   });
 
   it("compares a header-chosen cluster as it compares a listed mirror, labelled by the cluster's name", () => {

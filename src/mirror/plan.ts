@@ -174,6 +174,20 @@ function clip(value: string): string {
   return value.length > 64 ? `${value.slice(0, 64)}…` : value;
 }
 
+/**
+ * The one label under which every header-chosen name outside `mirrorFromHeader.allow` is
+ * counted. Were each counted under its own name, a client sending junk names would fill the
+ * bounded counters and push configured mirrors into `(other)`; the name itself is in the log
+ * line's `detail`. Not a valid cluster name, so no configured mirror can share it.
+ */
+export const NOT_ALLOWED = "(not allowed)";
+
+/** The label of a header-chosen name, and what the log line says of a name outside `allow`. */
+function headerChoice(dynamic: MirrorFromHeader, name: string): { label: string; outside?: string } {
+  if (dynamic.allow.includes(name)) return { label: name };
+  return { label: NOT_ALLOWED, outside: `${dynamic.header} names ${JSON.stringify(clip(name))}` };
+}
+
 function compareTarget(spec: CompareSpec, clusters: ReadonlyMap<string, string>): CompareTarget {
   const ref = spec.reference;
   if (!ref) return { spec };
@@ -243,12 +257,20 @@ export function planMirrors(
   context: PlanContext = {},
 ): MirrorPlan {
   const plan: MirrorPlan = { targets: [], skipped: [] };
-  const dynamicName = route.mirrorFromHeader ? headers.get(route.mirrorFromHeader.header)?.trim() : undefined;
+  const dynamic = route.mirrorFromHeader;
+  const dynamicName = dynamic ? headers.get(dynamic.header)?.trim() : undefined;
+  const choice = dynamic && dynamicName ? headerChoice(dynamic, dynamicName) : undefined;
 
   const refusal = context.marked ? "loop_marker" : context.upgrade ? "upgrade" : undefined;
   if (refusal) {
     for (const mirror of route.mirrors) plan.skipped.push({ mirror: mirrorLabel(mirror), reason: refusal });
-    if (dynamicName) plan.skipped.push({ mirror: clip(dynamicName), reason: refusal });
+    if (choice) {
+      plan.skipped.push({
+        mirror: choice.label,
+        reason: refusal,
+        ...(choice.outside ? { detail: choice.outside } : {}),
+      });
+    }
     return plan;
   }
 
@@ -267,18 +289,17 @@ export function planMirrors(
     plan.targets.push(copyTarget(label, origin, mirror, route, clusters));
   }
 
-  const dynamic = route.mirrorFromHeader;
-  if (dynamic && dynamicName) {
+  if (dynamic && dynamicName && choice) {
     const origin = clusters.get(dynamicName);
-    if (!dynamic.allow.includes(dynamicName)) {
+    if (choice.outside !== undefined) {
       plan.skipped.push({
-        mirror: clip(dynamicName),
+        mirror: choice.label,
         reason: "cluster_not_allowed",
-        detail: `${dynamic.header} names a cluster outside mirrorFromHeader.allow`,
+        detail: `${choice.outside}, a cluster outside mirrorFromHeader.allow`,
       });
     } else if (origin === undefined) {
       plan.skipped.push({
-        mirror: clip(dynamicName),
+        mirror: choice.label,
         reason: "unknown_cluster",
         detail: `${dynamic.header} names no defined cluster`,
       });

@@ -25,6 +25,8 @@ export const MAX_MIRROR_BODY_BYTES = 32 * 1024 * 1024;
 /** `waitUntil` work is cancelled 30 s after the response; a mirror cannot usefully wait longer. */
 export const MAX_MIRROR_TIMEOUT_MS = 30_000;
 export const MAX_MIRRORS_PER_ROUTE = 16;
+/** The most cluster names `mirrorFromHeader.allow` may list. */
+export const MAX_ALLOWED_CLUSTERS = 256;
 
 // zod/mini rather than zod classic: the same model at about a tenth of the bundle size.
 const intBetween = (min: number, max: number) => z.int().check(z.minimum(min), z.maximum(max));
@@ -322,7 +324,7 @@ export const MirrorFromHeader = z.strictObject({
     .array(ClusterName, {
       error: (issue) => (issue.input === undefined ? "is required: list the clusters a client may choose" : undefined),
     })
-    .check(z.maxLength(256)),
+    .check(z.maxLength(MAX_ALLOWED_CLUSTERS)),
   ...copySettings,
 });
 

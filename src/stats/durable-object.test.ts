@@ -2,6 +2,7 @@ import { abortAllDurableObjects, reset, runInDurableObject } from "cloudflare:te
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
 import type { DiffSample } from "../compare/index.js";
+import { MAX_ALLOWED_CLUSTERS, MAX_MIRRORS_PER_ROUTE } from "../policy/index.js";
 import type { MirrorOutcome } from "../record/index.js";
 import { outcomes, SLOT } from "./counters.js";
 import type { MirrorStatsShard, ShardSnapshot } from "./durable-object.js";
@@ -19,7 +20,7 @@ import {
   countOutcome,
   countRequest,
   emptyBatch,
-  MAX_MIRRORS_PER_ROUTE,
+  MAX_MIRROR_NAMES_PER_ROUTE,
   OTHER,
   SAMPLES_PER_FIELD,
   type StatsBatch,
@@ -130,7 +131,7 @@ describe("MirrorStatsShard", () => {
   it("bounds mirror names per route and minute across flushes from many isolates", async () => {
     await runInDurableObject(stub(), (_instance: MirrorStatsShard, state) => {
       const store = new StatsStore(state.storage);
-      for (let i = 0; i < MAX_MIRRORS_PER_ROUTE * 2; i++) {
+      for (let i = 0; i < MAX_MIRROR_NAMES_PER_ROUTE * 2; i++) {
         const skipped: MirrorOutcome = {
           route: "r",
           mirror: `x-${i}`,
@@ -142,10 +143,34 @@ describe("MirrorStatsShard", () => {
       }
       const rows = store.read(0);
       const names = new Set(rows.mirrors.map(([, , mirror]) => mirror));
-      expect(names.size).toBe(MAX_MIRRORS_PER_ROUTE);
+      expect(names.size).toBe(MAX_MIRROR_NAMES_PER_ROUTE);
       expect(names.has(OTHER)).toBe(true);
       const other = rows.mirrors.find(([, , mirror]) => mirror === OTHER)?.[3] ?? [];
-      expect(outcomes(other)).toBe(MAX_MIRRORS_PER_ROUTE + 1);
+      expect(outcomes(other)).toBe(MAX_MIRROR_NAMES_PER_ROUTE + 1);
+    });
+  });
+
+  it("keeps a row for every configured mirror in a minute, flushed by many isolates after junk names", async () => {
+    await runInDurableObject(stub(), (_instance: MirrorStatsShard, state) => {
+      const store = new StatsStore(state.storage);
+      const skipped = (mirror: string, reason: "cluster_not_allowed" | "unknown_cluster"): MirrorOutcome => ({
+        route: "r",
+        mirror,
+        requestId: "",
+        kind: "skipped",
+        reason,
+      });
+      // Junk names arrive as header-chosen names outside allow do: all as one label.
+      for (let i = 0; i < 40; i++) store.record(batchOf(skipped("(not allowed)", "cluster_not_allowed")), NOW);
+      const configured = [
+        ...Array.from({ length: MAX_MIRRORS_PER_ROUTE }, (_, i) => `https://audit-${i}.example.net`),
+        ...Array.from({ length: MAX_ALLOWED_CLUSTERS }, (_, i) => `branch-${i}`),
+      ];
+      for (const mirror of configured) store.record(batchOf(skipped(mirror, "unknown_cluster")), NOW);
+      const names = new Set(store.read(0).mirrors.map(([, , mirror]) => mirror));
+      expect(names.has(OTHER)).toBe(false);
+      expect(names.size).toBe(configured.length + 1);
+      for (const mirror of configured) expect(names.has(mirror), mirror).toBe(true);
     });
   });
 

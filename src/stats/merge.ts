@@ -8,7 +8,7 @@
 import type { DiffSample } from "../compare/index.js";
 import { addCounts, type Counts, newCounts, outcomes } from "./counters.js";
 import { EXAMPLES_PER_FIELD, LATEST_SAMPLES, type ShardRows } from "./store.js";
-import { type FieldCounts, MAX_FIELDS, MAX_MIRRORS_PER_ROUTE, OTHER } from "./tally.js";
+import { type FieldCounts, MAX_FIELDS, MAX_MIRROR_NAMES_PER_ROUTE, OTHER } from "./tally.js";
 
 export interface FieldExample {
   /** Where the field differed in that answer, such as `$.items[3].price`. */
@@ -122,7 +122,7 @@ function overflowing<V>(entries: Map<string, V>, max: number, rank: (a: V, b: V)
 
 /** Different minutes and shards may each hold different names; the merged view stays bounded too. */
 function foldMirrors(route: MergedRoute): void {
-  for (const name of overflowing(route.mirrors, MAX_MIRRORS_PER_ROUTE, (a, b) => total(b) - total(a))) {
+  for (const name of overflowing(route.mirrors, MAX_MIRROR_NAMES_PER_ROUTE, (a, b) => total(b) - total(a))) {
     const folded = route.mirrors.get(name) as MergedMirror;
     route.mirrors.delete(name);
     const other = mirrorOf(route, OTHER);

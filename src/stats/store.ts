@@ -12,7 +12,7 @@ import {
   bounded,
   fieldKey,
   MAX_FIELDS,
-  MAX_MIRRORS_PER_ROUTE,
+  MAX_MIRROR_NAMES_PER_ROUTE,
   MAX_ROUTES,
   OTHER,
   SAMPLES_PER_FIELD,
@@ -102,7 +102,7 @@ class MinuteNames {
 
   mirror(route: string, mirror: string): string {
     const mirrors = this.routes.get(route) as Map<string, Map<string, true>>;
-    return this.nameIn(mirrors, mirror, MAX_MIRRORS_PER_ROUTE, () => new Map());
+    return this.nameIn(mirrors, mirror, MAX_MIRROR_NAMES_PER_ROUTE, () => new Map());
   }
 
   field(route: string, mirror: string, field: string): string {

@@ -3,7 +3,7 @@ import { type Counts, countLatency, countSent, countSkip, countVerdict, newCount
 import { mergeShards } from "./merge.js";
 import { LATEST_SAMPLES, MINUTE_MS, type ShardRows } from "./store.js";
 import { summarize } from "./summary.js";
-import { MAX_FIELDS, MAX_MIRRORS_PER_ROUTE, OTHER } from "./tally.js";
+import { MAX_FIELDS, MAX_MIRROR_NAMES_PER_ROUTE, OTHER } from "./tally.js";
 
 const M = 29_000_000; // an epoch minute
 
@@ -91,16 +91,16 @@ describe("merging shards", () => {
   it("folds names past the bounds into (other), keeping the busiest, without losing a count", () => {
     const mirrors: ShardRows["mirrors"] = [];
     const fields: ShardRows["fields"] = [];
-    for (let i = 0; i < MAX_MIRRORS_PER_ROUTE * 2; i++) {
+    for (let i = 0; i < MAX_MIRROR_NAMES_PER_ROUTE * 2; i++) {
       // Different shards and minutes each held their own names.
       mirrors.push([M + (i % 3), "r", `m${i}`, counts((c) => Array.from({ length: i + 1 }, () => countSent(c, 200)))]);
     }
     for (let i = 0; i < MAX_FIELDS * 2; i++) fields.push(["r", "m0", `$.f${i}`, i + 1, 0]);
     const route = summarize(mergeShards([rows({ mirrors }), rows({ fields })]), [M, M + 1, M + 2])[0];
-    expect(route?.mirrors).toHaveLength(MAX_MIRRORS_PER_ROUTE);
+    expect(route?.mirrors).toHaveLength(MAX_MIRROR_NAMES_PER_ROUTE);
     const total = (route?.mirrors ?? []).reduce((n, m) => n + m.sent, 0);
-    expect(total).toBe((MAX_MIRRORS_PER_ROUTE * 2 * (MAX_MIRRORS_PER_ROUTE * 2 + 1)) / 2);
-    expect(route?.mirrors.some((m) => m.mirror === `m${MAX_MIRRORS_PER_ROUTE * 2 - 1}`)).toBe(true);
+    expect(total).toBe((MAX_MIRROR_NAMES_PER_ROUTE * 2 * (MAX_MIRROR_NAMES_PER_ROUTE * 2 + 1)) / 2);
+    expect(route?.mirrors.some((m) => m.mirror === `m${MAX_MIRROR_NAMES_PER_ROUTE * 2 - 1}`)).toBe(true);
     expect(route?.mirrors.some((m) => m.mirror === "m0")).toBe(false);
     const other = route?.mirrors.find((m) => m.mirror === OTHER);
     expect(other?.compare.fields).toHaveLength(MAX_FIELDS);

@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { CompareSummary, DiffSample } from "../compare/index.js";
+import { planMirrors } from "../mirror/plan.js";
+import { MAX_ALLOWED_CLUSTERS, MAX_MIRRORS_PER_ROUTE, parseRoute } from "../policy/index.js";
 import type { MirrorOutcome } from "../record/index.js";
 import {
   addCounts,
@@ -22,7 +24,7 @@ import {
   emptyBatch,
   MAX_BATCH_SAMPLES,
   MAX_FIELDS,
-  MAX_MIRRORS_PER_ROUTE,
+  MAX_MIRROR_NAMES_PER_ROUTE,
   MAX_ROUTES,
   OTHER,
   SAMPLES_PER_FIELD,
@@ -68,12 +70,40 @@ describe("counting into a batch", () => {
 
   it("folds header-chosen mirror names past the limit into one bucket", () => {
     const batch = emptyBatch();
-    for (let i = 0; i < MAX_MIRRORS_PER_ROUTE * 3; i++) {
+    for (let i = 0; i < MAX_MIRROR_NAMES_PER_ROUTE * 3; i++) {
       countOutcome(batch, { ...base, mirror: `attacker-${i}`, kind: "skipped", reason: "unknown_cluster" });
     }
     const mirrors = batch.tally.get("r")?.mirrors ?? new Map();
-    expect(mirrors.size).toBe(MAX_MIRRORS_PER_ROUTE);
-    expect(skippedByReason(mirrors.get(OTHER)?.counts ?? []).unknown_cluster).toBe(MAX_MIRRORS_PER_ROUTE * 2 + 1);
+    expect(mirrors.size).toBe(MAX_MIRROR_NAMES_PER_ROUTE);
+    expect(skippedByReason(mirrors.get(OTHER)?.counts ?? []).unknown_cluster).toBe(MAX_MIRROR_NAMES_PER_ROUTE * 2 + 1);
+  });
+
+  it("keeps a row for every configured mirror however many names outside allow a header sends", () => {
+    // The policy's largest route: every listed mirror and every allowed name.
+    const listed = Array.from({ length: MAX_MIRRORS_PER_ROUTE }, (_, i) => `https://audit-${i}.example.net`);
+    const allowed = Array.from({ length: MAX_ALLOWED_CLUSTERS }, (_, i) => `branch-${i}`);
+    const route = parseRoute({
+      id: "r",
+      mirrors: listed.map((origin) => ({ origin })),
+      mirrorFromHeader: { header: "x-mirror-cluster", allow: allowed },
+    });
+    const batch = emptyBatch();
+    const plan = (name: string) => planMirrors(route, new Headers({ "x-mirror-cluster": name }), new Map(), () => 0);
+    // The review's case first: junk names sent before the mirrors' own outcomes arrive.
+    for (let i = 0; i < 1000; i++) {
+      for (const skip of plan(`junk-${i}`).skipped) countOutcome(batch, { ...base, kind: "skipped", ...skip });
+    }
+    for (const name of allowed) {
+      for (const skip of plan(name).skipped) countOutcome(batch, { ...base, kind: "skipped", ...skip });
+    }
+    for (const target of plan("").targets) countOutcome(batch, { ...sent(503, 10), mirror: target.label });
+    const mirrors = batch.tally.get("r")?.mirrors ?? new Map();
+    expect(mirrors.has(OTHER)).toBe(false);
+    for (const origin of listed) expect(sentByStatus(mirrors.get(origin)?.counts ?? []), origin).toEqual({ "5xx": 1 });
+    for (const name of allowed) {
+      expect(skippedByReason(mirrors.get(name)?.counts ?? []), name).toEqual({ unknown_cluster: 1 });
+    }
+    expect({ ...skippedByReason(mirrors.get("(not allowed)")?.counts ?? []) }).toEqual({ cluster_not_allowed: 1000 });
   });
 
   it("stops taking new routes at the limit", () => {

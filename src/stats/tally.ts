@@ -3,17 +3,23 @@
  * What an isolate counts between two flushes: per route the requests, per mirror one counter
  * array (stats/counters) and, for compared mirrors, how often each field differed or was noise;
  * plus a few diff samples, chosen so that every differing field has one. Bounded in routes,
- * mirror names and fields, because mirror names chosen by a request header and JSON field names
- * come from clients and mirrors. Names are `Map` keys only. Pure.
+ * mirror names and fields, because JSON field names come from clients and mirrors; mirror names
+ * are the policy's (a header-chosen name outside `allow` is counted as `(not allowed)`), and the
+ * bound gives each its own row. Names are `Map` keys only. Pure.
  */
 import type { CompareSummary, DiffSample } from "../compare/index.js";
+import { MAX_ALLOWED_CLUSTERS, MAX_MIRRORS_PER_ROUTE } from "../policy/index.js";
 import type { MirrorOutcome } from "../record/index.js";
 import { type Counts, countFailed, countLatency, countSent, countSkip, countVerdict, newCounts } from "./counters.js";
 
 /** Routes come from policies, but a route deleted and re-added under new ids should not pile up. */
 export const MAX_ROUTES = 1000;
-/** Names per route, `(other)` included; header-chosen names past it are counted as `(other)`. */
-export const MAX_MIRRORS_PER_ROUTE = 32;
+/**
+ * Mirror names per route, `(other)` included: every mirror a route lists, every name its
+ * `mirrorFromHeader.allow` lists and `(not allowed)` each keep a row of their own. Only names
+ * left over from an edited route (or a route id reused) can reach `(other)`, the last defence.
+ */
+export const MAX_MIRROR_NAMES_PER_ROUTE = MAX_MIRRORS_PER_ROUTE + MAX_ALLOWED_CLUSTERS + 2;
 /** Fields per route and mirror, `(other)` included. */
 export const MAX_FIELDS = 50;
 export const OTHER = "(other)";
@@ -97,7 +103,7 @@ export function countRequest(tally: Tally, route: string, mirrored: boolean): vo
 export function countOutcome(batch: OpenBatch, outcome: MirrorOutcome): void {
   const route = routeTally(batch.tally, outcome.route);
   if (!route) return;
-  const mirror = bounded(route.mirrors, outcome.mirror, MAX_MIRRORS_PER_ROUTE, newMirror);
+  const mirror = bounded(route.mirrors, outcome.mirror, MAX_MIRROR_NAMES_PER_ROUTE, newMirror);
   const counts = mirror.counts;
   if (outcome.kind === "skipped") {
     countSkip(counts, outcome.reason);

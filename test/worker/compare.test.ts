@@ -15,8 +15,8 @@ let outcomes: MirrorOutcome[];
 let fetches: ReturnType<typeof interceptFetch>;
 let primaryBytes: Uint8Array | undefined;
 
-function json(body: unknown): Response {
-  return new Response(JSON.stringify(body), { headers: { "content-type": "application/json" } });
+function json(body: unknown, status = 200): Response {
+  return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
 }
 
 function send(path: string, init: RequestInit = {}) {
@@ -287,6 +287,40 @@ describe("live counters through the exported worker", () => {
         doubles: [expect.any(Number), 200, 0],
       },
     ]);
+  });
+
+  it("keeps a failing audit mirror's own row beside junk x-mirror-cluster names sent at once", async () => {
+    // The review's case: 31 junk names sent concurrently, then the audit mirror's copies (all
+    // 503) showed only under (other).
+    const AUDIT = "http://audit.test:9010";
+    fetches.restore();
+    fetches = interceptFetch({
+      [PRIMARY]: () => json({ ok: true }),
+      [AUDIT]: () => json({ error: "unavailable" }, 503),
+    });
+    await putPolicies({
+      routes: [
+        {
+          id: "audited",
+          match: { path: { type: "PathPrefix", value: "/pay" } },
+          mirrors: [{ origin: AUDIT }],
+          mirrorFromHeader: { header: "x-mirror-cluster", allow: ["canary"] },
+        },
+      ],
+    });
+    const pay = (headers: Record<string, string> = {}) =>
+      viaWorker(new Request("https://edge.example.com/pay/transfer", { method: "POST", body: "{}", headers }));
+    await Promise.all(Array.from({ length: 31 }, (_, i) => pay({ "x-mirror-cluster": `junk-${i}` })));
+    for (let i = 0; i < 3; i++) await pay();
+    const route = (await stats()).routes.find((r) => r.route === "audited");
+    expect(route).toMatchObject({ requests: 34, mirrored: 34 });
+    const rows = new Map(route?.mirrors.map((m) => [m.mirror, m]));
+    expect([...rows.keys()].sort()).toEqual(["(not allowed)", AUDIT].sort());
+    const audit = rows.get(AUDIT) as { sent: number; failed: number; status: Record<string, number> };
+    // A breaker may eject the failing mirror part-way: its copies are failures then, still its own.
+    expect(audit.sent + audit.failed).toBe(34);
+    expect(audit.status).toEqual(audit.sent > 0 ? { "5xx": audit.sent } : {});
+    expect(rows.get("(not allowed)")).toMatchObject({ skipped: { cluster_not_allowed: 31 } });
   });
 
   it("rejects a window outside 1–60 minutes", async () => {
