@@ -5,6 +5,8 @@ import {
   compareResponses,
   diffSample,
   MAX_REPORTED_FIELDS,
+  NOISE_OBSERVATIONS,
+  NOISE_TTL_MS,
   NoiseMemory,
   parseBody,
   summarizeComparison,
@@ -69,7 +71,7 @@ describe("compareResponses", () => {
 
   it("treats fields learned as noisy on earlier requests as noise", () => {
     const memory = new NoiseMemory();
-    memory.learn("r\nm", ["$.ts"]);
+    for (let i = 0; i < NOISE_OBSERVATIONS; i++) memory.learn("r\nm", ["$.ts"]);
     const result = compareResponses({
       primary: answer({ ts: 1, v: 1 }),
       reference: answer({ ts: 1, v: 1 }),
@@ -83,11 +85,125 @@ describe("compareResponses", () => {
 
 describe("NoiseMemory", () => {
   it("is bounded per key and in keys", () => {
-    const memory = new NoiseMemory(2, 1);
-    memory.learn("a", ["$.x", "$.y", "$.z"]);
-    memory.learn("b", ["$.x"]);
+    const memory = new NoiseMemory({ maxFieldsPerKey: 2, maxKeys: 1 });
+    for (let i = 0; i < NOISE_OBSERVATIONS; i++) {
+      memory.learn("a", ["$.x", "$.y", "$.z"]);
+      memory.learn("b", ["$.x"]);
+    }
     expect(memory.known("a")).toEqual(["$.x", "$.y"]);
     expect(memory.known("b")).toEqual([]);
+  });
+
+  it("learns a field after NOISE_OBSERVATIONS comparisons, and forgets it NOISE_TTL_MS after the last", () => {
+    let now = 0;
+    const memory = new NoiseMemory({ now: () => now });
+    for (let i = 1; i < NOISE_OBSERVATIONS; i++) {
+      memory.learn("k", ["$.ts"]);
+      expect(memory.known("k"), `after ${i}`).toEqual([]);
+    }
+    memory.learn("k", ["$.ts"]);
+    expect(memory.known("k")).toEqual(["$.ts"]);
+    now += NOISE_TTL_MS;
+    expect(memory.known("k")).toEqual(["$.ts"]);
+    now += 1;
+    expect(memory.known("k")).toEqual([]);
+    // Forgotten means starting again: one observation is not enough.
+    memory.learn("k", ["$.ts"]);
+    expect(memory.known("k")).toEqual([]);
+  });
+
+  it("makes room for new lessons by dropping expired ones", () => {
+    let now = 0;
+    const memory = new NoiseMemory({ maxFieldsPerKey: 1, maxKeys: 1, now: () => now });
+    for (let i = 0; i < NOISE_OBSERVATIONS; i++) memory.learn("a", ["$.x"]);
+    now += NOISE_TTL_MS + 1;
+    for (let i = 0; i < NOISE_OBSERVATIONS; i++) memory.learn("b", ["$.y"]);
+    expect([memory.known("a"), memory.known("b")]).toEqual([[], ["$.y"]]);
+  });
+
+  it("never learns status, the whole document or a whole body, however often the reference shows them", () => {
+    const memory = new NoiseMemory();
+    for (let i = 0; i < 10; i++) memory.learn("k", ["status", "$", "body", "headers.date"]);
+    expect(memory.known("k")).toEqual(["headers.date"]);
+  });
+});
+
+describe("a reference cannot poison the comparison", () => {
+  const overloaded = () => answer("overloaded", { status: 503 });
+
+  it("counts a reference of another status class as a reference error, and learns nothing from it", () => {
+    const memory = new NoiseMemory();
+    for (let i = 0; i < 5; i++) {
+      const poisoned = compareResponses({
+        primary: answer({ items: [1], total: 1 }),
+        reference: overloaded(),
+        candidate: answer({ items: [1], total: 1 }),
+        spec: spec(),
+        knownNoise: memory.known("k"),
+      });
+      expect(poisoned).toMatchObject({
+        verdict: "error",
+        error: "reference: answered 5xx where the primary answered 2xx",
+        fields: [],
+        referenceNoise: [],
+      });
+      memory.learn("k", poisoned.referenceNoise);
+    }
+    // The review's case: after that, a mirror's 500 against the primary's 200 is a difference.
+    const later = compareResponses({
+      primary: answer({ items: [1], total: 1 }),
+      reference: answer({ items: [1], total: 1 }),
+      candidate: answer({ error: "boom" }, { status: 500 }),
+      spec: spec(),
+      knownNoise: memory.known("k"),
+    });
+    expect(later).toMatchObject({ verdict: "differ", fields: ["status", "$.error", "$.items", "$.total"], noise: [] });
+  });
+
+  it("names both classes for a create endpoint whose reference shares the primary's database", () => {
+    const created = compareResponses({
+      primary: answer({ id: 7 }, { status: 201 }),
+      reference: answer({ error: "exists" }, { status: 409 }),
+      candidate: answer({ id: 8 }, { status: 201 }),
+      spec: spec(),
+    });
+    expect(summarizeComparison(created)).toEqual({
+      verdict: "error",
+      fields: [],
+      noise: [],
+      error: "reference: answered 4xx where the primary answered 2xx",
+    });
+  });
+
+  it("never treats status, the whole document or a whole body as noise, on this request or from memory", () => {
+    // The reference differs in its status within the class and in the document's type.
+    const json = compareResponses({
+      primary: answer({ items: [1], total: 1 }),
+      reference: answer("overloaded", { status: 202 }),
+      candidate: answer({ error: "boom" }, { status: 201 }),
+      spec: spec(),
+      knownNoise: ["status", "$", "body"],
+    });
+    expect(json.referenceNoise).toEqual([]);
+    expect(json).toMatchObject({ verdict: "differ", fields: ["status", "$.error", "$.items", "$.total"], noise: [] });
+    const text = (body: string) => answer(body, { headers: { "content-type": "text/plain" } });
+    const plain = compareResponses({
+      primary: text("ok"),
+      reference: text("busy"),
+      candidate: text("broken"),
+      spec: spec(),
+    });
+    expect(plain).toMatchObject({ verdict: "differ", fields: ["body"], noise: [], referenceNoise: [] });
+  });
+
+  it("still cancels, on the request itself, what the reference shows noisy in one field", () => {
+    const result = compareResponses({
+      primary: answer({ ts: 1, v: 1 }, { status: 201 }),
+      reference: answer({ ts: 2, v: 1 }, { status: 201 }),
+      candidate: answer({ ts: 3, v: 1 }, { status: 201 }),
+      spec: spec(),
+    });
+    expect(result).toMatchObject({ verdict: "match", noise: ["$.ts"], referenceNoise: ["$.ts"] });
   });
 });
 
@@ -205,7 +321,7 @@ describe("summarizeComparison", () => {
     });
     expect(first.referenceNoise).toEqual(["$.items[*].ts"]);
     const memory = new NoiseMemory();
-    memory.learn("k", first.referenceNoise);
+    for (let i = 0; i < NOISE_OBSERVATIONS; i++) memory.learn("k", first.referenceNoise);
     const later = compareResponses({
       primary: answer({ items: [{ ts: 1 }, { ts: 1 }] }),
       reference: answer({ items: [{ ts: 1 }, { ts: 1 }] }),

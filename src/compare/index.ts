@@ -4,7 +4,9 @@
  * headers, and the body, structurally for JSON and byte for byte otherwise. Differences that a
  * reference replica also shows are noise. Produces a verdict and the differing fields (array
  * indexes folded) for the counters and, when the answers differ, a bounded and redacted sample
- * for the dashboard. Pure apart from hashing.
+ * for the dashboard. Noise is learned over several
+ * requests and forgotten again (`NoiseMemory`); a difference that says the whole answer differs
+ * is never noise. Pure apart from hashing.
  */
 import type { CompareSpec } from "../policy/index.js";
 import {
@@ -138,7 +140,10 @@ export interface CompareInput {
 }
 
 export interface Comparison {
-  verdict: "match" | "differ";
+  /** `error` when the reference's answer cannot tell noise from differences (see `error`). */
+  verdict: Verdict;
+  /** Why the comparison is an error. */
+  error?: string;
   /** Every differing field, array indexes as they are in the answers. */
   fields: string[];
   noise: string[];
@@ -147,17 +152,43 @@ export interface Comparison {
   /**
    * Every field where the reference differed from the primary on this request, indexes folded:
    * a timestamp noisy in one element of a list is noisy in all of them.
+   * Never `status`, `$` or `body`.
    */
   referenceNoise: string[];
+}
+
+/**
+ * Differences that say the whole answer differs: the status, the whole JSON document (a
+ * different type at the root) and a whole body compared by hash. A reference that shows one of
+ * them failed or answered something else; were it noise, every difference of the candidate would
+ * be cancelled with it — and a client can make a reference fail (a create that conflicts).
+ */
+const NEVER_NOISE: ReadonlySet<string> = new Set(["status", "$", "body"]);
+
+const statusClassOf = (status: number) => `${Math.floor(status / 100)}xx`;
+
+/** Why the reference's answer cannot serve as a reference for this one, or undefined. */
+function referenceProblem(primary: CapturedResponse, reference: CapturedResponse): string | undefined {
+  const want = statusClassOf(primary.status);
+  const got = statusClassOf(reference.status);
+  return want === got ? undefined : `reference: answered ${got} where the primary answered ${want}`;
 }
 
 export function compareResponses(input: CompareInput): Comparison {
   const primary = side(input.primary);
   const candidate = side(input.candidate);
-  const referenceNoise = input.reference ? fieldsBetween(primary, side(input.reference), input.spec) : [];
-  const noiseFields = [...referenceNoise, ...(input.knownNoise ?? [])];
-  const noisePaths = noiseFields.filter((f) => f.startsWith("$"));
-  const isNoise = (field: string) => noiseFields.includes(field) || isCovered(field, noisePaths);
+  const problem = input.reference ? referenceProblem(input.primary, input.reference) : undefined;
+  if (problem) {
+    return { verdict: "error", error: problem, fields: [], noise: [], primary, candidate, referenceNoise: [] };
+  }
+  const referenceNoise = input.reference
+    ? fieldsBetween(primary, side(input.reference), input.spec).filter((f) => !NEVER_NOISE.has(f))
+    : [];
+  const noiseFields = new Set([...referenceNoise, ...(input.knownNoise ?? [])]);
+  for (const field of NEVER_NOISE) noiseFields.delete(field);
+  const noisePaths = [...noiseFields].filter((f) => f.startsWith("$"));
+  const isNoise = (field: string) =>
+    !NEVER_NOISE.has(field) && (noiseFields.has(field) || isCovered(field, noisePaths));
   const raw = fieldsBetween(primary, candidate, input.spec);
   const fields = raw.filter((f) => !isNoise(f));
   return {
@@ -187,40 +218,102 @@ export function summarizeComparison(comparison: Comparison): CompareSummary {
     fields: fields.names,
     noise: noise.names,
     ...(fields.more > 0 || noise.more > 0 ? { overflow: { fields: fields.more, noise: noise.more } } : {}),
+    ...(comparison.error === undefined ? {} : { error: comparison.error }),
   };
+}
+
+/** Comparisons on which the reference must show a field noisy before it is noise on later requests. */
+export const NOISE_OBSERVATIONS = 3;
+/** How long a field stays noise after the reference last showed it noisy. */
+export const NOISE_TTL_MS = 10 * 60_000;
+
+interface NoisyField {
+  /** Comparisons on which the reference showed it noisy, since it was last forgotten. */
+  observations: number;
+  lastNoisyAt: number;
+}
+
+export interface NoiseMemoryOptions {
+  maxFieldsPerKey?: number;
+  maxKeys?: number;
+  now?: () => number;
 }
 
 /**
  * Noise learned across requests, per route and mirror. A timestamp that happened to agree with
- * the reference on this request is still noise because it disagreed on an earlier one — Diffy
- * judges noise over many requests for the same reason. Bounded: a noisy array of ids must not
- * grow it without limit.
+ * the reference on this request is still noise because it disagreed on earlier ones — Diffy
+ * judges noise over many requests for the same reason. A field is noise only once the reference
+ * showed it noisy on `NOISE_OBSERVATIONS` comparisons, and is forgotten `NOISE_TTL_MS` after the
+ * last, so that one odd answer teaches nothing and nothing is taught for good; `status`, `$` and
+ * `body` are never learned. Bounded: a noisy array of ids must not grow it without limit.
  */
 export class NoiseMemory {
-  private readonly seen = new Map<string, Set<string>>();
+  private readonly seen = new Map<string, Map<string, NoisyField>>();
+  private readonly maxFieldsPerKey: number;
+  private readonly maxKeys: number;
+  private readonly now: () => number;
 
-  constructor(
-    private readonly maxFieldsPerKey = 256,
-    private readonly maxKeys = 1000,
-  ) {}
-
-  known(key: string): string[] {
-    return [...(this.seen.get(key) ?? [])];
+  constructor(options: NoiseMemoryOptions = {}) {
+    this.maxFieldsPerKey = options.maxFieldsPerKey ?? 256;
+    this.maxKeys = options.maxKeys ?? 1000;
+    this.now = options.now ?? Date.now;
   }
 
+  /** The fields that are noise for `key` now. */
+  known(key: string): string[] {
+    const fields = this.seen.get(key);
+    if (!fields) return [];
+    const now = this.now();
+    const noise: string[] = [];
+    for (const [field, noisy] of fields) {
+      if (now - noisy.lastNoisyAt > NOISE_TTL_MS) fields.delete(field);
+      else if (noisy.observations >= NOISE_OBSERVATIONS) noise.push(field);
+    }
+    if (fields.size === 0) this.seen.delete(key);
+    return noise;
+  }
+
+  /** One comparison's reference noise (`Comparison.referenceNoise`: each field once). */
   learn(key: string, fields: readonly string[]): void {
     if (fields.length === 0) return;
-    let set = this.seen.get(key);
-    if (!set) {
+    const now = this.now();
+    let known = this.seen.get(key);
+    if (!known) {
+      if (this.seen.size >= this.maxKeys) this.forget(now);
       if (this.seen.size >= this.maxKeys) return;
-      set = new Set();
-      this.seen.set(key, set);
+      known = new Map();
+      this.seen.set(key, known);
     }
+    let swept = false;
     for (const field of fields) {
-      if (set.size >= this.maxFieldsPerKey) break;
-      set.add(field);
+      if (NEVER_NOISE.has(field)) continue;
+      let noisy = known.get(field);
+      if (noisy && now - noisy.lastNoisyAt > NOISE_TTL_MS) noisy.observations = 0;
+      if (!noisy) {
+        if (known.size >= this.maxFieldsPerKey && !swept) {
+          swept = true;
+          expire(known, now);
+        }
+        if (known.size >= this.maxFieldsPerKey) continue;
+        noisy = { observations: 0, lastNoisyAt: now };
+        known.set(field, noisy);
+      }
+      noisy.observations++;
+      noisy.lastNoisyAt = now;
     }
   }
+
+  /** Drops every lesson that has expired, and the keys left without one. */
+  private forget(now: number): void {
+    for (const [key, fields] of this.seen) {
+      expire(fields, now);
+      if (fields.size === 0) this.seen.delete(key);
+    }
+  }
+}
+
+function expire(fields: Map<string, NoisyField>, now: number): void {
+  for (const [field, noisy] of fields) if (now - noisy.lastNoisyAt > NOISE_TTL_MS) fields.delete(field);
 }
 
 function clip(text: string, max: number): string {

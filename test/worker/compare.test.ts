@@ -160,6 +160,57 @@ describe("compare mode", () => {
     expect(fetches.to(PRIMARY)[0]?.headers).toMatchObject({ authorization: "Bearer client-secret" });
   });
 
+  it("counts a reference of another status class as an error, and learns no noise from it", async () => {
+    // The review's case: one 503 "overloaded" from the reference taught `status` and `$` as noise,
+    // and from then on a mirror's 500 against the primary's 200 counted as a match.
+    let referenceCalls = 0;
+    let canaryFails = false;
+    fetches.restore();
+    fetches = interceptFetch({
+      [PRIMARY]: (req) => (req.method === "POST" ? json({ id: 7 }, 201) : json({ items: [{ id: 1 }], total: 1 })),
+      [REPLICA]: (req) => {
+        if (req.method === "POST") return json({ error: "already exists" }, 409);
+        return ++referenceCalls === 1 ? json("overloaded", 503) : json({ items: [{ id: 1 }], total: 1 });
+      },
+      [CANARY]: (req) =>
+        req.method === "POST"
+          ? json({ id: 8 }, 201)
+          : canaryFails
+            ? json({ error: "boom" }, 500)
+            : json({ items: [{ id: 1 }], total: 1 }),
+    });
+    await putPolicies({
+      routes: [
+        {
+          id: "poisoned",
+          match: { path: { type: "PathPrefix", value: "/orders" } },
+          mirrors: [{ cluster: "canary", compare: { reference: { cluster: "replica" } } }],
+        },
+      ],
+    });
+    await send("/orders");
+    expect(outcomes.at(-1)).toMatchObject({
+      compare: {
+        verdict: "error",
+        fields: [],
+        noise: [],
+        error: "reference: answered 5xx where the primary answered 2xx",
+      },
+    });
+    canaryFails = true;
+    for (let i = 0; i < 3; i++) await send("/orders");
+    for (const outcome of outcomes.slice(1)) {
+      expect(outcome).toMatchObject({
+        compare: { verdict: "differ", fields: ["status", "$.error", "$.items", "$.total"], noise: [] },
+      });
+    }
+    // A create endpoint whose reference shares the primary's database: 201 against 409.
+    await send("/orders", { method: "POST", body: "{}" });
+    expect(outcomes.at(-1)).toMatchObject({
+      compare: { verdict: "error", error: "reference: answered 4xx where the primary answered 2xx" },
+    });
+  });
+
   it("counts an error, not a difference, when the primary cannot be read", async () => {
     fetches.restore();
     fetches = interceptFetch({ [CANARY]: () => json(canaryBody), [REPLICA]: () => json({}) });
