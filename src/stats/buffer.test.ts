@@ -28,10 +28,76 @@ describe("StatsBuffer", () => {
     expect(Object.keys(sent[0] ?? {}).sort()).toEqual(["samples", "tally"]);
   });
 
-  it("swallows a failing store: counting never throws into the request", async () => {
+  it("swallows a failing store, logs the failure, and still sends the next batch", async () => {
+    const sent: StatsBatch[] = [];
+    const lines: string[] = [];
+    let failing = true;
+    const buffer = new StatsBuffer(
+      async (batch) => {
+        if (failing) throw new Error("SQLITE_TOOBIG: string or blob too big");
+        sent.push(batch);
+      },
+      0,
+      { log: (line) => lines.push(line), now: () => 0 },
+    );
     const pending: Promise<unknown>[] = [];
-    const buffer = new StatsBuffer(() => Promise.reject(new Error("object unavailable")), 0);
-    buffer.countRequest("r", true, (p) => pending.push(p));
+    const waitUntil = (p: Promise<unknown>) => pending.push(p);
+    buffer.countRequest("lost", true, waitUntil);
+    // Counting never throws into the request, and the flush's promise resolves.
     await expect(Promise.all(pending)).resolves.toBeDefined();
+    expect(lines.map((line) => JSON.parse(line))).toEqual([
+      {
+        msg: "edge-mirror.stats_flush_failed",
+        failedFlushes: 1,
+        error: "Error: SQLITE_TOOBIG: string or blob too big",
+      },
+    ]);
+    failing = false;
+    buffer.countRequest("next", true, waitUntil);
+    await Promise.all(pending);
+    expect(sent.map((b) => [...b.tally.keys()])).toEqual([["next"]]);
+  });
+
+  it("logs failed flushes at most once a minute, with how many failed since the last line", async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    let now = Date.UTC(2026, 0, 1);
+    let failing = true;
+    const buffer = new StatsBuffer(
+      async () => {
+        if (failing) throw new Error("object unavailable");
+      },
+      0,
+      { log: (line) => lines.push(JSON.parse(line)), now: () => now },
+    );
+    const flush = async () => {
+      const pending: Promise<unknown>[] = [];
+      buffer.countRequest("r", false, (p) => pending.push(p));
+      await Promise.all(pending);
+    };
+    await flush();
+    for (let i = 0; i < 4; i++) {
+      now += 10_000;
+      await flush();
+    }
+    expect(lines.map((l) => l.failedFlushes)).toEqual([1]);
+    now += 20_000;
+    await flush();
+    // The four held back and this one, a minute after the first line.
+    expect(lines[1]).toEqual({
+      msg: "edge-mirror.stats_flush_failed",
+      failedFlushes: 5,
+      since: "2026-01-01T00:00:00.000Z",
+      error: "Error: object unavailable",
+    });
+    now += 30_000;
+    await flush();
+    failing = false;
+    now += 30_000;
+    await flush();
+    // One more failure, reported with the next flush after the minute although that one succeeded.
+    expect(lines.map((l) => l.failedFlushes)).toEqual([1, 5, 1]);
+    now += 60_000;
+    await flush();
+    expect(lines).toHaveLength(3);
   });
 });
