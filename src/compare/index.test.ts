@@ -1,15 +1,21 @@
 import { describe, expect, it } from "vitest";
 import { compareSpec, parseRoute } from "../policy/index.js";
 import {
+  boundSample,
   type CapturedResponse,
+  clipField,
   compareResponses,
+  type DiffSample,
   diffSample,
+  MAX_FIELD_CHARS,
   MAX_REPORTED_FIELDS,
+  MAX_SAMPLE_BYTES,
   NOISE_OBSERVATIONS,
   NOISE_TTL_MS,
   NoiseMemory,
   parseBody,
   summarizeComparison,
+  utf8Bytes,
 } from "./index.js";
 
 const encoder = new TextEncoder();
@@ -204,6 +210,117 @@ describe("a reference cannot poison the comparison", () => {
       spec: spec(),
     });
     expect(result).toMatchObject({ verdict: "match", noise: ["$.ts"], referenceNoise: ["$.ts"] });
+  });
+});
+
+describe("size limits", () => {
+  const longKey = (c: string) => c.repeat(2.5 * 1024 * 1024);
+
+  it("clips field names to MAX_FIELD_CHARS, keeping two long keys apart and short ones as they are", () => {
+    const a = clipField(`$.${longKey("k")}`);
+    const b = clipField(`$.${longKey("k")}x`);
+    expect(a).toHaveLength(MAX_FIELD_CHARS);
+    expect(b).toHaveLength(MAX_FIELD_CHARS);
+    expect(a).not.toBe(b);
+    expect(a).toMatch(/^\$\.k+…#[0-9a-f]{14}$/);
+    expect(clipField(a)).toBe(a);
+    expect(clipField(`$.${longKey("k")}`)).toBe(a);
+    expect(clipField("$.items[*].price")).toBe("$.items[*].price");
+    // A character is never cut in half: a clipped name stays valid UTF-16.
+    const emoji = clipField(`$.a${"😀".repeat(500)}`);
+    expect(emoji.length).toBeLessThanOrEqual(MAX_FIELD_CHARS);
+    expect(emoji).not.toMatch(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])/);
+  });
+
+  it("reports and samples a 2.5 MiB key clipped, and the sample within MAX_SAMPLE_BYTES", async () => {
+    const s = spec();
+    const echoed = { [longKey("k")]: 1, [`${"k".repeat(1000)}2`]: 2 };
+    const comparison = compareResponses({
+      primary: answer(echoed),
+      reference: answer({ ...echoed, ts: 1 }),
+      candidate: answer({ ok: true }),
+      spec: s,
+    });
+    const summary = summarizeComparison(comparison);
+    expect(summary.fields).toHaveLength(3);
+    for (const field of [...summary.fields, ...comparison.referenceNoise]) {
+      expect(field.length).toBeLessThanOrEqual(MAX_FIELD_CHARS);
+    }
+    expect(new Set(summary.fields).size).toBe(3);
+    const sample = await diffSample(comparison, s, context);
+    expect(utf8Bytes(JSON.stringify(sample))).toBeLessThanOrEqual(MAX_SAMPLE_BYTES);
+    expect(sample.fields).toEqual(summary.fields);
+    expect(sample.differences.map((d) => d.field)).toEqual(summary.fields);
+    for (const d of sample.differences) expect(d.path.length).toBeLessThanOrEqual(MAX_FIELD_CHARS);
+  });
+
+  it("remembers a long noisy key under its clipped name", () => {
+    const key = longKey("t");
+    const memory = new NoiseMemory();
+    for (let i = 0; i < NOISE_OBSERVATIONS; i++) {
+      const noisy = compareResponses({
+        primary: answer({ [key]: i, v: 1 }),
+        reference: answer({ [key]: i + 1, v: 1 }),
+        candidate: answer({ [key]: i, v: 1 }),
+        spec: spec(),
+      });
+      expect(noisy.referenceNoise).toEqual([clipField(`$.${key}`)]);
+      memory.learn("k", noisy.referenceNoise);
+    }
+    const later = compareResponses({
+      primary: answer({ [key]: 1, v: 1 }),
+      reference: answer({ [key]: 1, v: 1 }),
+      candidate: answer({ [key]: 2, v: 1 }),
+      spec: spec(),
+      knownNoise: memory.known("k"),
+    });
+    expect(summarizeComparison(later)).toEqual({ verdict: "match", fields: [], noise: [clipField(`$.${key}`)] });
+  });
+
+  it("shrinks a sample step by step: excerpts first, then values, then differences", () => {
+    const side = (excerpt: string) => ({ status: 200, headers: { etag: "e" }, bodyBytes: 1, sha256: "", excerpt });
+    const differences = (n: number, value: string) =>
+      Array.from({ length: n }, (_, i) => ({ field: `$.f${i}`, path: `$.f${i}`, primary: value, candidate: value }));
+    const sample = (n: number, value: string, excerpt: string): DiffSample => ({
+      at: 1,
+      route: "r",
+      mirror: "m",
+      requestId: "id",
+      method: "GET",
+      path: "/p",
+      fields: differences(n, "").map((d) => d.field),
+      noise: [],
+      differences: differences(n, value),
+      primary: side(excerpt),
+      candidate: side(excerpt),
+    });
+    const fits = sample(3, "1", "x".repeat(3000));
+    expect(boundSample(fits)).toEqual(fits);
+    const excerpts = boundSample(sample(30, "v".repeat(150), "x".repeat(4000)));
+    expect(excerpts.primary.excerpt).toHaveLength(1001);
+    expect(excerpts.differences[0]?.primary).toHaveLength(150);
+    const values = boundSample(sample(50, "v".repeat(200), "x".repeat(4000)));
+    expect(values.primary.excerpt).toBe("…");
+    expect(values.differences).toHaveLength(50);
+    expect(values.differences[0]?.primary).toHaveLength(33);
+    const multibyte = boundSample({ ...sample(50, "v", ""), differences: differences(50, "é".repeat(200)) });
+    for (const s of [excerpts, values, multibyte]) {
+      expect(utf8Bytes(JSON.stringify(s))).toBeLessThanOrEqual(MAX_SAMPLE_BYTES);
+    }
+    const wide = boundSample({
+      ...sample(0, "", ""),
+      fields: Array.from({ length: 50 }, (_, i) => `$.${i}${"f".repeat(300)}`),
+      noise: Array.from({ length: 50 }, (_, i) => `$.${i}${"n".repeat(300)}`),
+      differences: Array.from({ length: 50 }, (_, i) => ({
+        field: `$.${i}${"f".repeat(300)}`,
+        path: `$.${i}${"f".repeat(300)}`,
+        primary: "1",
+        candidate: "2",
+      })),
+    });
+    expect(utf8Bytes(JSON.stringify(wide))).toBeLessThanOrEqual(MAX_SAMPLE_BYTES);
+    expect(wide.differences).toEqual([]);
+    expect(wide.fields.length).toBeGreaterThan(0);
   });
 });
 

@@ -4,11 +4,20 @@
  * headers, and the body, structurally for JSON and byte for byte otherwise. Differences that a
  * reference replica also shows are noise. Produces a verdict and the differing fields (array
  * indexes folded) for the counters and, when the answers differ, a bounded and redacted sample
- * for the dashboard. Noise is learned over several
+ * for the dashboard, within the size limits of compare/bounds. Noise is learned over several
  * requests and forgotten again (`NoiseMemory`); a difference that says the whole answer differs
  * is never noise. Pure apart from hashing.
  */
 import type { CompareSpec } from "../policy/index.js";
+import {
+  boundSample,
+  clip,
+  clipField,
+  MAX_EXCERPT_CHARS,
+  MAX_FIELD_CHARS,
+  MAX_SAMPLE_PATH_CHARS,
+  MAX_VALUE_CHARS,
+} from "./bounds.js";
 import {
   differingPaths,
   foldIndexes,
@@ -19,6 +28,8 @@ import {
   redactJson,
   valueAt,
 } from "./json.js";
+
+export { boundSample, clipField, MAX_FIELD_CHARS, MAX_SAMPLE_BYTES, utf8Bytes } from "./bounds.js";
 
 /** A response read within the comparison's body cap. */
 export interface CapturedResponse {
@@ -36,7 +47,8 @@ export interface CompareSummary {
   verdict: Verdict;
   /**
    * Every differing field once, at most `MAX_REPORTED_FIELDS`: `status`, `headers.<name>`,
-   * `body`, or JSON paths with array indexes folded, such as `$.items[*].id`.
+   * `body`, or JSON paths with array indexes folded, such as `$.items[*].id`; each at most
+   * `MAX_FIELD_CHARS` long (`clipField`).
    */
   fields: string[];
   /** Fields that differ but also differ between primary and reference; folded and bounded alike. */
@@ -82,8 +94,6 @@ export interface DiffSample {
 
 /** Distinct (folded) fields one comparison reports; an answer that differs everywhere is still bounded. */
 export const MAX_REPORTED_FIELDS = 50;
-const MAX_EXCERPT_CHARS = 4000;
-const MAX_VALUE_CHARS = 200;
 
 type Parsed = { json: true; value: unknown } | { json: false };
 
@@ -150,8 +160,8 @@ export interface Comparison {
   primary: Side;
   candidate: Side;
   /**
-   * Every field where the reference differed from the primary on this request, indexes folded:
-   * a timestamp noisy in one element of a list is noisy in all of them.
+   * Every field where the reference differed from the primary on this request, indexes folded
+   * and names clipped: a timestamp noisy in one element of a list is noisy in all of them.
    * Never `status`, `$` or `body`.
    */
   referenceNoise: string[];
@@ -174,6 +184,9 @@ function referenceProblem(primary: CapturedResponse, reference: CapturedResponse
   return want === got ? undefined : `reference: answered ${got} where the primary answered ${want}`;
 }
 
+/** The name a field is counted and remembered under. */
+const countedName = (field: string) => clipField(foldIndexes(field));
+
 export function compareResponses(input: CompareInput): Comparison {
   const primary = side(input.primary);
   const candidate = side(input.candidate);
@@ -187,8 +200,13 @@ export function compareResponses(input: CompareInput): Comparison {
   const noiseFields = new Set([...referenceNoise, ...(input.knownNoise ?? [])]);
   for (const field of NEVER_NOISE) noiseFields.delete(field);
   const noisePaths = [...noiseFields].filter((f) => f.startsWith("$"));
+  // A clipped name no longer parses as a path: a long field is found by its clipped name.
+  const clippedNoise = [...noiseFields].some((f) => f.length === MAX_FIELD_CHARS);
   const isNoise = (field: string) =>
-    !NEVER_NOISE.has(field) && (noiseFields.has(field) || isCovered(field, noisePaths));
+    !NEVER_NOISE.has(field) &&
+    (noiseFields.has(field) ||
+      isCovered(field, noisePaths) ||
+      (clippedNoise && field.length > MAX_FIELD_CHARS && noiseFields.has(countedName(field))));
   const raw = fieldsBetween(primary, candidate, input.spec);
   const fields = raw.filter((f) => !isNoise(f));
   return {
@@ -197,14 +215,14 @@ export function compareResponses(input: CompareInput): Comparison {
     noise: raw.filter(isNoise),
     primary,
     candidate,
-    referenceNoise: [...new Set(referenceNoise.map(foldIndexes))],
+    referenceNoise: [...new Set(referenceNoise.map(countedName))],
   };
 }
 
-/** Folded, each once, in first-seen order, at most `MAX_REPORTED_FIELDS`, and how many more. */
+/** Counted names, each once, in first-seen order, at most `MAX_REPORTED_FIELDS`, and how many more. */
 function distinctFolded(fields: readonly string[]): { names: string[]; more: number } {
   const seen = new Set<string>();
-  for (const field of fields) seen.add(foldIndexes(field));
+  for (const field of fields) seen.add(countedName(field));
   const names = [...seen];
   return { names: names.slice(0, MAX_REPORTED_FIELDS), more: Math.max(0, names.length - MAX_REPORTED_FIELDS) };
 }
@@ -316,10 +334,6 @@ function expire(fields: Map<string, NoisyField>, now: number): void {
   for (const [field, noisy] of fields) if (now - noisy.lastNoisyAt > NOISE_TTL_MS) fields.delete(field);
 }
 
-function clip(text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max)}…` : text;
-}
-
 async function sha256(bytes: Uint8Array): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
@@ -367,7 +381,7 @@ export interface SampleContext {
 function firstPaths(fields: readonly string[]): Map<string, string> {
   const first = new Map<string, string>();
   for (const path of fields) {
-    const field = foldIndexes(path);
+    const field = countedName(path);
     if (!first.has(field) && first.size < MAX_REPORTED_FIELDS) first.set(field, path);
   }
   return first;
@@ -375,7 +389,8 @@ function firstPaths(fields: readonly string[]): Map<string, string> {
 
 /**
  * A diff sample safe to keep: values under `redactPaths`, under secret-looking keys (unless
- * `redactSecrets` is off) and in secret headers never leave here.
+ * `redactSecrets` is off) and in secret headers never leave here; names are clipped as the
+ * counted fields are, and the whole is at most `MAX_SAMPLE_BYTES` of JSON (`boundSample`).
  */
 export async function diffSample(
   comparison: Comparison,
@@ -388,13 +403,13 @@ export async function diffSample(
   const candidateDoc = redact(comparison.candidate);
   const queryAt = context.pathAndQuery.indexOf("?");
   const summary = summarizeComparison(comparison);
-  return {
+  return boundSample({
     at: context.at,
     route: context.route,
     mirror: context.mirror,
     requestId: context.requestId,
     method: context.method,
-    path: clip(queryAt === -1 ? context.pathAndQuery : context.pathAndQuery.slice(0, queryAt), 512),
+    path: clip(queryAt === -1 ? context.pathAndQuery : context.pathAndQuery.slice(0, queryAt), MAX_SAMPLE_PATH_CHARS),
     fields: summary.fields,
     noise: summary.noise,
     differences: [...firstPaths(comparison.fields)].map(([field, path]) => ({
@@ -405,5 +420,5 @@ export async function diffSample(
     })),
     primary: await sampleSide(comparison.primary, spec, primaryDoc),
     candidate: await sampleSide(comparison.candidate, spec, candidateDoc),
-  };
+  });
 }

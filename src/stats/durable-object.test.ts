@@ -1,7 +1,7 @@
 import { abortAllDurableObjects, reset, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
-import type { DiffSample } from "../compare/index.js";
+import { type DiffSample, MAX_FIELD_CHARS, MAX_SAMPLE_BYTES } from "../compare/index.js";
 import { MAX_ALLOWED_CLUSTERS, MAX_MIRRORS_PER_ROUTE } from "../policy/index.js";
 import type { MirrorOutcome } from "../record/index.js";
 import { outcomes, SLOT } from "./counters.js";
@@ -171,6 +171,33 @@ describe("MirrorStatsShard", () => {
       expect(names.has(OTHER)).toBe(false);
       expect(names.size).toBe(configured.length + 1);
       for (const mirror of configured) expect(names.has(mirror), mirror).toBe(true);
+    });
+  });
+
+  it("clips field names and samples again, whatever an isolate sent", async () => {
+    await runInDurableObject(stub(), (_instance: MirrorStatsShard, state) => {
+      const store = new StatsStore(state.storage);
+      // As an isolate that does not clip at the source would send the review's 2.5 MiB key.
+      const key = `$.${"k".repeat(2.5 * 1024 * 1024)}`;
+      const unclipped = sample(NOW, [key]);
+      unclipped.primary.excerpt = JSON.stringify({ [key.slice(2)]: 1 }, null, 2);
+      const batch = batchOf(
+        sentTo("r", "m", {
+          compare: { verdict: "differ", fields: [key], noise: [] },
+          sample: unclipped,
+        } as Partial<MirrorOutcome>),
+        sentTo("other", "m"),
+      );
+      store.record(batch, NOW);
+      const rows = store.read(0);
+      expect(requests(rows)).toEqual({ other: 1, r: 1 });
+      const [field] = rows.fields;
+      expect(field?.[2]).toHaveLength(MAX_FIELD_CHARS);
+      expect(field?.[2]).toMatch(/^\$\.k+…#[0-9a-f]{14}$/);
+      expect(rows.examples.map((e) => e[2])).toEqual([field?.[2]]);
+      const [[, body] = [0, ""]] = rows.samples;
+      expect(new TextEncoder().encode(body).byteLength).toBeLessThanOrEqual(MAX_SAMPLE_BYTES);
+      expect(JSON.parse(body).fields).toEqual([field?.[2]]);
     });
   });
 

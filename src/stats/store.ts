@@ -3,10 +3,11 @@
  * One stats shard's SQLite tables (docs/storage-schema.md): a flush adds its batch to rows
  * keyed by (minute, route[, mirror[, field]]) with `INSERT … ON CONFLICT DO UPDATE SET x = x +
  * excluded.x`, so it writes only the rows its batch changed; diff samples are one row each,
- * indexed by field, with bounded retention. Reads return raw rows for the caller to merge
- * across shards. Synchronous SQL on the object's storage; no other I/O.
+ * indexed by field, with bounded retention. Names and samples are held to the bounds of
+ * compare/bounds again here, whatever an isolate sent. Reads return raw rows for the caller to
+ * merge across shards. Synchronous SQL on the object's storage; no other I/O.
  */
-import type { DiffSample } from "../compare/index.js";
+import { boundSample, clipField, type DiffSample, MAX_SAMPLE_BYTES, utf8Bytes } from "../compare/index.js";
 import { COLUMNS, type Counts } from "./counters.js";
 import {
   bounded,
@@ -169,7 +170,8 @@ export class StatsStore {
           const m = names.mirror(r, mirrorId);
           run(ADD_MIRROR, minute, r, m, ...mirror.counts);
           for (const [fieldId, counts] of mirror.fields ?? []) {
-            run(ADD_FIELD, minute, r, m, names.field(r, m, fieldId), counts.differ, counts.noise);
+            // Clipped at the source too; an isolate of another version may not have.
+            run(ADD_FIELD, minute, r, m, names.field(r, m, clipField(fieldId)), counts.differ, counts.noise);
           }
         }
       }
@@ -202,7 +204,10 @@ export class StatsStore {
   private addSamples(samples: readonly DiffSample[], names: MinuteNames): number {
     let written = 0;
     const touched = new Map<string, [string, string, string]>();
-    for (const sample of samples) {
+    for (const sent of samples) {
+      const sample = boundSample(sent);
+      const body = JSON.stringify(sample);
+      if (utf8Bytes(body) > MAX_SAMPLE_BYTES) continue;
       const route = names.route(sample.route);
       if (route === undefined) continue;
       const mirror = names.mirror(route, sample.mirror);
@@ -211,7 +216,7 @@ export class StatsStore {
         sample.at,
         route,
         mirror,
-        JSON.stringify(sample),
+        body,
       );
       const id = insert.one().id;
       written += insert.rowsWritten;

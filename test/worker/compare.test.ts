@@ -1,8 +1,10 @@
 import { createExecutionContext, reset, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { MAX_FIELD_CHARS, MAX_SAMPLE_BYTES } from "../../src/compare/index.js";
 import app from "../../src/index.js";
 import type { MirrorOutcome } from "../../src/record/index.js";
+import type { StatsBatch } from "../../src/stats/tally.js";
 import { interceptFetch, putPolicies, randomBytes, sendThrough } from "./helpers.js";
 
 const PRIMARY = "http://primary.test:8080";
@@ -338,6 +340,82 @@ describe("live counters through the exported worker", () => {
         doubles: [expect.any(Number), 200, 0],
       },
     ]);
+  });
+
+  it("counts another route's requests flushed beside a 2.5 MiB JSON key, and clips the key everywhere", async () => {
+    // The review's case: a compared route whose primary echoes the body, and a client's key of 2.5 MiB.
+    fetches.restore();
+    fetches = interceptFetch({
+      [PRIMARY]: (req) => new Response(req.body, { headers: { "content-type": "application/json" } }),
+      [CANARY]: () => json({ ok: true }),
+    });
+    await putPolicies({
+      routes: [
+        {
+          id: "echo",
+          match: { path: { type: "PathPrefix", value: "/echo" } },
+          maxMirrorBodyBytes: 4 * 1024 * 1024,
+          mirrors: [{ cluster: "canary", compare: { maxBodyBytes: 4 * 1024 * 1024 } }],
+        },
+        { id: "plain", match: { path: { type: "PathPrefix", value: "/plain" } }, mirrors: [{ cluster: "canary" }] },
+      ],
+    });
+    // One batch for all six requests: the flush waits a second, and every shard write is seen here.
+    const flushed: StatsBatch[] = [];
+    const namespace = {
+      idFromName: (name: string) => env.MIRROR_STATS.idFromName(name),
+      get: (id: DurableObjectId) => ({
+        record: (batch: StatsBatch) => {
+          flushed.push(batch);
+          return env.MIRROR_STATS.get(id).record(batch);
+        },
+      }),
+    };
+    const batched = {
+      ...testEnv,
+      STATS_FLUSH_MS: "1000",
+      LOG_LEVEL: "info",
+      MIRROR_STATS: namespace,
+    } as unknown as Env;
+    const lines: string[] = [];
+    const errors: string[] = [];
+    const log = vi.spyOn(console, "log").mockImplementation((line: unknown) => {
+      lines.push(String(line));
+    });
+    const error = vi.spyOn(console, "error").mockImplementation((line: unknown) => {
+      errors.push(String(line));
+    });
+    const key = "k".repeat(2.5 * 1024 * 1024);
+    try {
+      await Promise.all([
+        viaWorker(
+          new Request("https://edge.example.com/echo", { method: "POST", body: JSON.stringify({ [key]: 1 }) }),
+          batched,
+        ),
+        ...Array.from({ length: 5 }, (_, i) => viaWorker(new Request(`https://edge.example.com/plain/${i}`), batched)),
+      ]);
+    } finally {
+      log.mockRestore();
+      error.mockRestore();
+    }
+    expect(flushed).toHaveLength(1);
+    expect([...(flushed[0]?.tally.keys() ?? [])].sort()).toEqual(["echo", "plain"]);
+    expect(errors).toEqual([]);
+
+    const data = await stats();
+    expect(data.routes.find((r) => r.route === "plain")).toMatchObject({ requests: 5, mirrored: 5 });
+    const echo = data.routes.find((r) => r.route === "echo");
+    expect(echo).toMatchObject({ requests: 1, mirrored: 1 });
+    const compared = echo?.mirrors[0]?.compare as { fields: Array<{ field: string }> } | undefined;
+    const fields = (compared?.fields ?? []).map((f) => f.field);
+    const long = fields.find((f) => f.startsWith("$.kkk")) ?? expect.fail(`no clipped key among ${fields}`);
+    expect(long.length).toBeLessThanOrEqual(MAX_FIELD_CHARS);
+    expect(data.samples).toHaveLength(1);
+    expect(JSON.stringify(data.samples[0]).length).toBeLessThanOrEqual(MAX_SAMPLE_BYTES);
+    // The log line names the same clipped field.
+    const line = lines.map((l) => JSON.parse(l)).find((l) => l.route === "echo");
+    expect(line?.compare.fields).toContain(long);
+    expect(Math.max(...lines.map((l) => l.length))).toBeLessThan(64 * 1024);
   });
 
   it("keeps a failing audit mirror's own row beside junk x-mirror-cluster names sent at once", async () => {
