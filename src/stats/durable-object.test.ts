@@ -174,6 +174,39 @@ describe("MirrorStatsShard", () => {
     });
   });
 
+  it("writes samples apart from the counters: a sample that cannot be written never costs a count", async () => {
+    await runInDurableObject(stub(), (_instance: MirrorStatsShard, state) => {
+      // SQLite refusing the sample's row, as it refused a 2.5 MiB one (SQLITE_TOOBIG).
+      const bound = <T extends object>(target: T, name: PropertyKey) => {
+        const value = Reflect.get(target, name, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      };
+      const sql = new Proxy(state.storage.sql, {
+        get(target, name) {
+          if (name !== "exec") return bound(target, name);
+          return (query: string, ...bindings: unknown[]) => {
+            if (query.startsWith("INSERT INTO sample ")) throw new Error("string or blob too big: SQLITE_TOOBIG");
+            return target.exec(query, ...bindings);
+          };
+        },
+      });
+      const storage = new Proxy(state.storage, {
+        get: (target, name) => (name === "sql" ? sql : bound(target, name)),
+      });
+      const store = new StatsStore(storage as DurableObjectStorage);
+      const result = store.record(batchOf(differing(NOW, ["$.a"]), sentTo("other", "m"), sentTo("other", "m")), NOW);
+      expect(result.samplesFailed).toMatch(/SQLITE_TOOBIG/);
+      expect(result.counterRows).toBe(5);
+      const rows = store.read(0);
+      expect(requests(rows)).toEqual({ other: 2, r: 1 });
+      expect(rows.fields).toEqual([["r", "m", "$.a", 1, 0]]);
+      expect(rows.samples).toEqual([]);
+      // The next flush counts as usual.
+      store.record(batchOf(sentTo("other", "m")), NOW);
+      expect(requests(store.read(0))).toEqual({ other: 3, r: 1 });
+    });
+  });
+
   it("clips field names and samples again, whatever an isolate sent", async () => {
     await runInDurableObject(stub(), (_instance: MirrorStatsShard, state) => {
       const store = new StatsStore(state.storage);

@@ -3,9 +3,10 @@
  * One stats shard's SQLite tables (docs/storage-schema.md): a flush adds its batch to rows
  * keyed by (minute, route[, mirror[, field]]) with `INSERT … ON CONFLICT DO UPDATE SET x = x +
  * excluded.x`, so it writes only the rows its batch changed; diff samples are one row each,
- * indexed by field, with bounded retention. Names and samples are held to the bounds of
- * compare/bounds again here, whatever an isolate sent. Reads return raw rows for the caller to
- * merge across shards. Synchronous SQL on the object's storage; no other I/O.
+ * indexed by field, with bounded retention, written after the counters in a transaction of
+ * their own, so that a sample can never cost a count. Names and samples are held to the bounds
+ * of compare/bounds again here, whatever an isolate sent. Reads return raw rows for the caller
+ * to merge across shards. Synchronous SQL on the object's storage; no other I/O.
  */
 import { boundSample, clipField, type DiffSample, MAX_SAMPLE_BYTES, utf8Bytes } from "../compare/index.js";
 import { COLUMNS, type Counts } from "./counters.js";
@@ -56,6 +57,8 @@ export interface FlushResult {
   rowsWritten: number;
   /** Of those, the counter upserts: one per route, (route, mirror) and (route, mirror, field) in the batch. */
   counterRows: number;
+  /** Set when the batch's samples could not be written (its counts were): why. */
+  samplesFailed?: string;
 }
 
 /** Raw rows of one shard for a window; stats/merge adds them across shards. */
@@ -151,33 +154,62 @@ export class StatsStore {
     });
   }
 
-  /** Adds a batch to the minute of `now`; one transaction, so a flush counts wholly or not at all. */
+  /**
+   * Adds a batch to the minute of `now`. The counters are one transaction, so that a flush
+   * counts wholly or not at all; the samples follow in one of their own, and a sample that cannot
+   * be written is reported in the result rather than losing the counts.
+   */
   record(batch: StatsBatch, now: number): FlushResult {
     const minute = Math.floor(now / MINUTE_MS);
-    return this.storage.transactionSync(() => {
-      let counterRows = 0;
-      const run = (query: string, ...bindings: unknown[]) => {
-        counterRows += this.write(query, ...bindings);
-      };
-      let rowsWritten = this.prune(minute, now);
-      if (this.names?.minute !== minute) this.names = new MinuteNames(minute, this.sql);
-      const names = this.names;
-      for (const [routeId, route] of batch.tally) {
-        const r = names.route(routeId);
-        if (r === undefined) continue;
-        if (route.requests > 0 || route.mirrored > 0) run(ADD_ROUTE, minute, r, route.requests, route.mirrored);
-        for (const [mirrorId, mirror] of route.mirrors) {
-          const m = names.mirror(r, mirrorId);
-          run(ADD_MIRROR, minute, r, m, ...mirror.counts);
-          for (const [fieldId, counts] of mirror.fields ?? []) {
-            // Clipped at the source too; an isolate of another version may not have.
-            run(ADD_FIELD, minute, r, m, names.field(r, m, clipField(fieldId)), counts.differ, counts.noise);
-          }
+    const counted = this.guarded(() => this.storage.transactionSync(() => this.count(batch, minute, now)));
+    if (batch.samples.length === 0) return counted;
+    try {
+      const written = this.guarded(() =>
+        this.storage.transactionSync(() => this.addSamples(batch.samples, this.names as MinuteNames)),
+      );
+      return { ...counted, rowsWritten: counted.rowsWritten + written };
+    } catch (err) {
+      return { ...counted, samplesFailed: String(err).slice(0, 500) };
+    }
+  }
+
+  /**
+   * Runs `write`; when it throws, what this instance remembers of the tables (the minute's names,
+   * the last expiry) may describe rows that were rolled back, so it is read again next time.
+   */
+  private guarded<T>(write: () => T): T {
+    try {
+      return write();
+    } catch (err) {
+      this.names = undefined;
+      this.prunedAt = undefined;
+      throw err;
+    }
+  }
+
+  /** The batch's counters, and the once-a-minute expiry. */
+  private count(batch: StatsBatch, minute: number, now: number): FlushResult {
+    let counterRows = 0;
+    const run = (query: string, ...bindings: unknown[]) => {
+      counterRows += this.write(query, ...bindings);
+    };
+    const pruned = this.prune(minute, now);
+    if (this.names?.minute !== minute) this.names = new MinuteNames(minute, this.sql);
+    const names = this.names;
+    for (const [routeId, route] of batch.tally) {
+      const r = names.route(routeId);
+      if (r === undefined) continue;
+      if (route.requests > 0 || route.mirrored > 0) run(ADD_ROUTE, minute, r, route.requests, route.mirrored);
+      for (const [mirrorId, mirror] of route.mirrors) {
+        const m = names.mirror(r, mirrorId);
+        run(ADD_MIRROR, minute, r, m, ...mirror.counts);
+        for (const [fieldId, counts] of mirror.fields ?? []) {
+          // Clipped at the source too; an isolate of another version may not have.
+          run(ADD_FIELD, minute, r, m, names.field(r, m, clipField(fieldId)), counts.differ, counts.noise);
         }
       }
-      if (batch.samples.length > 0) rowsWritten += this.addSamples(batch.samples, names);
-      return { rowsWritten: rowsWritten + counterRows, counterRows };
-    });
+    }
+    return { rowsWritten: pruned + counterRows, counterRows };
   }
 
   /** Drops what is older than the retained hour, once per minute. */
