@@ -9,6 +9,7 @@
  * is never noise. Pure apart from hashing.
  */
 import type { CompareSpec } from "../policy/index.js";
+import { statusClass } from "../record/index.js";
 import {
   boundSample,
   clip,
@@ -175,12 +176,10 @@ export interface Comparison {
  */
 const NEVER_NOISE: ReadonlySet<string> = new Set(["status", "$", "body"]);
 
-const statusClassOf = (status: number) => `${Math.floor(status / 100)}xx`;
-
 /** Why the reference's answer cannot serve as a reference for this one, or undefined. */
 function referenceProblem(primary: CapturedResponse, reference: CapturedResponse): string | undefined {
-  const want = statusClassOf(primary.status);
-  const got = statusClassOf(reference.status);
+  const want = statusClass(primary.status);
+  const got = statusClass(reference.status);
   return want === got ? undefined : `reference: answered ${got} where the primary answered ${want}`;
 }
 
