@@ -52,6 +52,7 @@ export async function startWorker(options) {
     // Module names are relative to this root; a bundle outside the project must still load.
     modulesRoot: dirname(options.scriptPath),
     compatibilityDate: local.compatibilityDate,
+    modulesRules: local.modulesRules,
     ...kv,
     ratelimits: local.ratelimits,
     ...(options.withoutStats

@@ -59,6 +59,16 @@ async function readWithWrangler(path, env) {
     /** @type {Record<string, { simple: { limit: number, period: 10 | 60 } }>} */
     ratelimits: Object.fromEntries(config.ratelimits.map((r) => [r.name, { simple: r.simple }])),
     compatibilityDate: config.compatibility_date ?? "2026-04-20",
+    /**
+     * wrangler.toml's module rules as Miniflare spells them: a bundle that imports a file as text
+     * (the dashboard's script) keeps that module beside it, and Miniflare must load it as text too.
+     * @type {import("miniflare").ModuleRule[]}
+     */
+    modulesRules: config.rules.map((rule) => ({
+      type: rule.type,
+      include: rule.globs,
+      ...(rule.fallthrough === undefined ? {} : { fallthrough: rule.fallthrough }),
+    })),
     /** wrangler's default state directory, `.wrangler/state` beside the configuration. */
     defaultPersistTo: join(config.configPath ? dirname(config.configPath) : process.cwd(), ".wrangler/state"),
   };

@@ -340,6 +340,7 @@ describe("the wrangler configuration local commands read", () => {
     const config = join(project, "wrangler.toml");
     const toml = (id: string, limit: number) =>
       `name = "x"\ncompatibility_date = "2026-01-02"\n[[kv_namespaces]]\nbinding = "MIRROR_CONFIG"\nid = "${id}"\n` +
+      `[[rules]]\ntype = "Text"\nglobs = ["**/*.browser.js"]\nfallthrough = true\n` +
       `[[ratelimits]]\nname = "ADMIN_LOGIN_LIMIT"\nnamespace_id = "1"\nsimple = { limit = ${limit}, period = 60 }\n` +
       `[env.staging]\n[[env.staging.kv_namespaces]]\nbinding = "MIRROR_CONFIG"\nid = "staging-${id}"\n` +
       `[[env.staging.ratelimits]]\nname = "ADMIN_LOGIN_LIMIT"\nnamespace_id = "2"\nsimple = { limit = 5, period = 10 }\n`;
@@ -349,6 +350,7 @@ describe("the wrangler configuration local commands read", () => {
       namespaceId: "first",
       ratelimits: { ADMIN_LOGIN_LIMIT: { simple: { limit: 10, period: 60 } } },
       compatibilityDate: "2026-01-02",
+      modulesRules: [{ type: "Text", include: ["**/*.browser.js"], fallthrough: true }],
       defaultPersistTo: join(project, ".wrangler/state"),
     });
     const kept = join(project, ".wrangler/edge-mirror/config.json");

@@ -1,0 +1,560 @@
+// @ts-check
+/**
+ * @module dashboard/browser
+ * The dashboard's script, run by the browser: it polls `api/stats` every two seconds and draws
+ * the routes table, one hand-written SVG chart per route (requests vs mirrored, failures, and the
+ * diff rate where a mirror compares), a field table per compared mirror (a field opens to show
+ * its own samples from `api/stats/samples`), and the newest diff samples.
+ *
+ * The worker serves this file as it is, as text (wrangler.toml's `Text` module rule), at
+ * `<prefix>/dashboard.js` under a strict CSP (`script-src 'self'`, no inline script, no eval):
+ * a plain ES2022 classic script, no build step, no framework. It is type-checked with the
+ * browser's libraries (tsconfig.browser.json) against the API's shape (dashboard/wire).
+ *
+ * Everything a client or a mirror could have chosen (route ids, mirror names taken from a request
+ * header, field names taken from response bodies, values, headers) reaches the page as text
+ * (`textContent`, text nodes) or as an attribute value, and is never parsed as markup: the script
+ * builds every element itself and writes no HTML string anywhere. Diff samples carry whatever
+ * the origins answered: parsed, they could add elements of their choosing to the signed-in
+ * admin's page, and run script there were it not for the CSP, which is the second wall, not the
+ * first. Styling is by class.
+ */
+// biome-ignore lint/suspicious/noRedundantUseStrict: a classic script (`<script defer>`), not a module: strict only by this directive.
+"use strict";
+
+/** @typedef {import("./wire.js").StatsAnswer} StatsAnswer */
+/** @typedef {import("./wire.js").FieldSamplesAnswer} FieldSamplesAnswer */
+/** @typedef {import("./wire.js").Route} Route */
+/** @typedef {import("./wire.js").Point} Point */
+/** @typedef {import("./wire.js").Mirror} Mirror */
+/** @typedef {import("./wire.js").Example} Example */
+/** @typedef {import("./wire.js").Sample} Sample */
+/** @typedef {import("./wire.js").Side} Side */
+/**
+ * A built element's child: a node, or text (a number as its decimal text).
+ * @typedef {Node | string | number} Child
+ */
+
+(() => {
+  const REFRESH_MS = 2000;
+  const SHOWN_SAMPLES = 10;
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const W = 600;
+  const H = 120;
+  const NL = "\n";
+
+  /**
+   * The page's element for `selector`, of the type this script relies on.
+   * @template {Element} E
+   * @param {string} selector
+   * @param {{ new (): E, prototype: E }} type
+   * @returns {E}
+   */
+  function required(selector, type) {
+    const node = document.querySelector(selector);
+    if (!(node instanceof type)) throw new Error(`dashboard: the page has no ${type.name} at ${selector}`);
+    return node;
+  }
+
+  const windowSelect = required("#window", HTMLSelectElement);
+  const statusLine = required("#status", HTMLElement);
+  const tbody = required("#routes tbody", HTMLTableSectionElement);
+  const chartsBox = required("#charts", HTMLElement);
+  const fieldsBox = required("#fields", HTMLElement);
+  const samplesBox = required("#samples", HTMLElement);
+  /**
+   * The field tables' open fields, by `fieldKey`: their samples once fetched, null until then.
+   * @type {Map<string, Sample[] | null>}
+   */
+  const openFields = new Map();
+
+  /**
+   * Sets `attrs` as attribute values and appends `children`, text as text nodes: never markup.
+   * @template {Element} E
+   * @param {E} node
+   * @param {Record<string, string>} attrs
+   * @param {Child[]} children
+   * @returns {E}
+   */
+  function fill(node, attrs, children) {
+    for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+    for (const child of children) {
+      node.appendChild(typeof child === "object" ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+  /**
+   * @template {keyof HTMLElementTagNameMap} K
+   * @param {K} tag
+   * @param {Record<string, string>} attrs
+   * @param {Child[]} [children]
+   */
+  const el = (tag, attrs, children = []) => fill(document.createElement(tag), attrs, children);
+  /**
+   * @template {keyof SVGElementTagNameMap} K
+   * @param {K} tag
+   * @param {Record<string, string>} attrs
+   * @param {Child[]} [children]
+   */
+  const svg = (tag, attrs, children = []) => fill(document.createElementNS(SVG_NS, tag), attrs, children);
+  /** @param {number | null} x a percentage */
+  const pct = (x) => (x === null ? "–" : `${Math.round(x * 10) / 10} %`);
+  /**
+   * One tag per key, sorted, each with its count.
+   * @param {Record<string, number>} counts
+   * @param {string} [cls]
+   * @returns {Child[]}
+   */
+  function tags(counts, cls) {
+    const keys = Object.keys(counts).sort();
+    if (keys.length === 0) return ["–"];
+    return keys.map((k) => el("span", { class: `tag ${cls || ""}`, "data-key": k }, [`${k} ${counts[k]}`]));
+  }
+  /**
+   * @param {string} field
+   * @param {Child[] | string | number} content
+   * @param {string} [cls]
+   */
+  const cell = (field, content, cls) =>
+    el("td", { "data-field": field, class: cls || "" }, Array.isArray(content) ? content : [String(content)]);
+  /** @param {unknown} err what a promise was rejected with */
+  const reason = (err) => (err instanceof Error ? err.message : String(err));
+  /** @param {Record<string, number>} counts */
+  const sum = (counts) => Object.values(counts).reduce((n, count) => n + count, 0);
+  /** @param {string} iso */
+  const clock = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  /** @param {Mirror} m */
+  const compared = (m) => m.compare.match + m.compare.differ + m.compare.error > 0;
+
+  /** @param {Route[]} routes */
+  function renderRoutes(routes) {
+    tbody.replaceChildren();
+    if (routes.length === 0) {
+      tbody.appendChild(
+        el("tr", {}, [el("td", { colspan: "10", class: "empty" }, ["No routes configured and no traffic yet."])]),
+      );
+      return;
+    }
+    for (const r of routes) {
+      tbody.appendChild(
+        el("tr", { class: "route", "data-route": r.route }, [
+          cell("route", r.route),
+          cell("requests", r.requests, "num"),
+          cell("mirrored", pct(r.mirroredPercent), "num"),
+          el("td", { colspan: "7" }, []),
+        ]),
+      );
+      for (const m of r.mirrors) {
+        const lat = m.latency ? `${m.latency.avgMs} · ${m.latency.p95Ms} · ${m.latency.maxMs} ms` : "–";
+        const diff = m.compare.diffRate === null ? "–" : pct(m.compare.diffRate * 100);
+        tbody.appendChild(
+          el("tr", { class: "mirror", "data-route": r.route, "data-mirror": m.mirror }, [
+            cell("mirror", m.mirror),
+            cell("requests", ""),
+            cell("mirrored", ""),
+            cell("sent", m.sent, "num"),
+            cell("status", tags(m.status)),
+            cell(
+              "failed",
+              m.failed === 0 ? ["0"] : [String(m.failed), " ", ...tags(m.errors, "bad")],
+              m.failed ? "bad" : "",
+            ),
+            cell("skipped", sum(m.skipped) === 0 ? ["0"] : tags(m.skipped, "warn")),
+            cell("latency", lat, "num"),
+            cell("compare", compared(m) ? `${m.compare.match} · ${m.compare.differ} · ${m.compare.error}` : "–", "num"),
+            cell("diffRate", diff, m.compare.differ ? "num bad" : "num"),
+          ]),
+        );
+      }
+    }
+  }
+
+  /**
+   * One figure per minute, as the API names it; the tip shows each in its own span.
+   * @param {Point} p
+   * @param {boolean} withDiff
+   * @returns {Array<[string, string | number]>}
+   */
+  function pointFigures(p, withDiff) {
+    /** @type {Array<[string, string | number]>} */
+    const figures = [
+      ["requests", p.requests],
+      ["mirrored", p.mirrored],
+      ["failed", p.failed],
+    ];
+    if (withDiff) figures.push(["diffRate", pct(p.diffRate * 100)]);
+    return figures;
+  }
+  /**
+   * @param {HTMLElement} tip
+   * @param {Point} p
+   * @param {boolean} withDiff
+   */
+  function showPoint(tip, p, withDiff) {
+    /** @type {Array<Node | string>} */
+    const parts = [el("strong", { "data-field": "minute" }, [clock(p.minute)])];
+    for (const [name, value] of pointFigures(p, withDiff)) {
+      parts.push(` · ${name} `, el("span", { "data-field": name }, [String(value)]));
+    }
+    tip.replaceChildren(...parts);
+    tip.setAttribute("data-minute", p.minute);
+  }
+  /**
+   * @param {Point} p
+   * @param {boolean} withDiff
+   */
+  const label = (p, withDiff) =>
+    `${clock(p.minute)}: ${pointFigures(p, withDiff)
+      .map(([name, value]) => `${name} ${value}`)
+      .join(", ")}`;
+  /**
+   * @param {string[]} points
+   * @param {string} cls
+   */
+  const line = (points, cls) => svg("polyline", { class: cls, points: points.join(" ") });
+
+  /** @param {Route} r */
+  function chart(r) {
+    const series = r.series;
+    const withDiff = r.mirrors.some(compared);
+    const slot = W / Math.max(series.length, 1);
+    const max = series.reduce((n, p) => Math.max(n, p.requests, p.failed), 0) || 1;
+    /**
+     * @param {number} v
+     * @param {number} top
+     */
+    const y = (v, top) => (H - (H * v) / top).toFixed(1);
+    /** @type {SVGElement[]} */
+    const shapes = [svg("line", { class: "axis", x1: "0", y1: String(H), x2: String(W), y2: String(H) })];
+    /** @type {string[]} */
+    const failed = [];
+    /** @type {string[]} */
+    const diff = [];
+    /** @type {SVGElement[]} */
+    const hits = [];
+    const tip = el("p", { class: "tip", role: "status", "aria-live": "polite" }, [
+      "Point at or focus a minute to see its numbers.",
+    ]);
+    series.forEach((p, i) => {
+      const x = i * slot;
+      const mid = (x + slot / 2).toFixed(1);
+      shapes.push(
+        svg("rect", {
+          class: "bar-requests",
+          x: (x + 1).toFixed(1),
+          y: y(p.requests, max),
+          width: Math.max(slot - 2, 1).toFixed(1),
+          height: ((H * p.requests) / max).toFixed(1),
+        }),
+      );
+      shapes.push(
+        svg("rect", {
+          class: "bar-mirrored",
+          x: (x + slot / 4).toFixed(1),
+          y: y(p.mirrored, max),
+          width: Math.max(slot / 2, 1).toFixed(1),
+          height: ((H * p.mirrored) / max).toFixed(1),
+        }),
+      );
+      failed.push(`${mid},${y(p.failed, max)}`);
+      diff.push(`${mid},${y(p.diffRate, 1)}`);
+      const hit = svg("rect", {
+        class: "hit",
+        x: x.toFixed(1),
+        y: "0",
+        width: slot.toFixed(1),
+        height: String(H),
+        tabindex: "0",
+        "data-route": r.route,
+        "data-minute": p.minute,
+        "aria-label": label(p, withDiff),
+      });
+      const show = () => showPoint(tip, p, withDiff);
+      hit.addEventListener("focus", show);
+      hit.addEventListener("mouseenter", show);
+      hits.push(hit);
+    });
+    shapes.push(line(failed, "line-failed"));
+    if (withDiff) shapes.push(line(diff, "line-diff"));
+    const legend = [
+      el("span", { class: "key key-requests" }, ["requests"]),
+      el("span", { class: "key key-mirrored" }, ["mirrored"]),
+      el("span", { class: "key key-failed" }, ["failed"]),
+    ];
+    if (withDiff) legend.push(el("span", { class: "key key-diff" }, ["diff rate (0–100 %)"]));
+    legend.push(el("span", { class: "scale" }, [`peak ${max} per minute`]));
+    const first = series[0];
+    const last = series[series.length - 1];
+    return el("section", { class: "chart", "data-route": r.route }, [
+      el("h3", {}, [r.route]),
+      svg(
+        "svg",
+        {
+          viewBox: `0 0 ${W} ${H}`,
+          preserveAspectRatio: "none",
+          role: "group",
+          "aria-label": `${r.route}, per minute`,
+        },
+        [...shapes, ...hits],
+      ),
+      el("div", { class: "legend" }, [
+        ...legend,
+        el("span", { class: "range" }, [first && last ? `${clock(first.minute)} – ${clock(last.minute)}` : ""]),
+      ]),
+      tip,
+    ]);
+  }
+
+  /** @param {Route[]} routes */
+  function renderCharts(routes) {
+    const active = document.activeElement;
+    const focused = active?.classList.contains("hit")
+      ? { route: active.getAttribute("data-route"), minute: active.getAttribute("data-minute") }
+      : null;
+    chartsBox.replaceChildren(...routes.map(chart));
+    if (routes.length === 0) chartsBox.appendChild(el("p", { class: "empty" }, ["No routes yet."]));
+    if (!focused) return;
+    // A refresh must not take the keyboard user's place away.
+    /** @type {NodeListOf<SVGRectElement>} */
+    const hits = chartsBox.querySelectorAll(".hit");
+    const again = [...hits].find(
+      (h) => h.getAttribute("data-route") === focused.route && h.getAttribute("data-minute") === focused.minute,
+    );
+    if (again) again.focus();
+  }
+
+  /**
+   * @param {Example[]} list
+   * @param {"primary" | "candidate"} side
+   * @returns {Child[]}
+   */
+  function examples(list, side) {
+    if (!list.length) return ["–"];
+    return list.map((x) => el("code", { class: "example", title: x.path }, [x[side]]));
+  }
+  /**
+   * @param {string} route
+   * @param {string} mirror
+   * @param {string} field
+   */
+  const fieldKey = (route, mirror, field) => route + NL + mirror + NL + field;
+
+  /**
+   * @param {Route} r
+   * @param {Mirror} m
+   */
+  function fieldTable(r, m) {
+    const comparedCount = m.compare.match + m.compare.differ;
+    /** @type {HTMLTableRowElement[]} */
+    const rows = [];
+    for (const f of m.compare.fields) {
+      const key = fieldKey(r.route, m.mirror, f.field);
+      const open = openFields.has(key);
+      const button = el("button", { type: "button", class: "field", "aria-expanded": String(open) }, [f.field]);
+      button.addEventListener("click", () => {
+        if (openFields.has(key)) openFields.delete(key);
+        else openFields.set(key, null);
+        refresh();
+      });
+      rows.push(
+        el("tr", { class: "field-row", "data-field-name": f.field }, [
+          el("td", { "data-field": "field" }, [button]),
+          cell("differ", f.differ, "num"),
+          cell("rate", comparedCount ? pct((100 * f.differ) / comparedCount) : "–", "num"),
+          cell("noise", f.noise, "num"),
+          el("td", { "data-field": "primary" }, examples(f.examples, "primary")),
+          el("td", { "data-field": "candidate" }, examples(f.examples, "candidate")),
+        ]),
+      );
+      if (open) {
+        rows.push(
+          el("tr", { class: "field-samples" }, [
+            el("td", { colspan: "6" }, [fieldSamples(r.route, m.mirror, f.field)]),
+          ]),
+        );
+      }
+    }
+    const headings = ["Field", "Differs", "Rate", "Noise", "Primary", `Mirror (${m.mirror})`];
+    const parts = [
+      el("h3", {}, [`${r.route} → ${m.mirror}`]),
+      el("table", { class: "field-table" }, [
+        el("thead", {}, [
+          el(
+            "tr",
+            {},
+            headings.map((h) => el("th", {}, [h])),
+          ),
+        ]),
+        el("tbody", {}, rows),
+      ]),
+    ];
+    if (m.compare.noise.length) {
+      parts.push(
+        el("p", { class: "noise-only" }, [
+          "Only ever noise: ",
+          ...m.compare.noise.map((n) => el("span", { class: "tag", "data-key": n.field }, [`${n.field} ${n.noise}`])),
+        ]),
+      );
+    }
+    return el("section", { class: "fields", "data-route": r.route, "data-mirror": m.mirror }, parts);
+  }
+
+  /** @param {Route[]} routes */
+  function renderFields(routes) {
+    /** @type {HTMLElement[]} */
+    const sections = [];
+    for (const r of routes) {
+      for (const m of r.mirrors) {
+        if (m.compare.fields.length || m.compare.noise.length) sections.push(fieldTable(r, m));
+      }
+    }
+    if (sections.length === 0) sections.push(el("p", { class: "empty" }, ["No field has differed in this window."]));
+    fieldsBox.replaceChildren(...sections);
+  }
+
+  /**
+   * Samples of one field: fetched when the field is opened and on every refresh while it is.
+   * @param {string} route
+   * @param {string} mirror
+   * @param {string} field
+   */
+  function fieldSamples(route, mirror, field) {
+    const key = fieldKey(route, mirror, field);
+    const box = el("div", { class: "field-sample-list" }, []);
+    const known = openFields.get(key);
+    if (known) showSamples(box, known, known.length);
+    else box.appendChild(el("p", { class: "empty" }, ["loading…"]));
+    const query = new URLSearchParams({ route, mirror, field, minutes: windowSelect.value });
+    fetch(`api/stats/samples?${query.toString()}`, {
+      credentials: "same-origin",
+      headers: { accept: "application/json" },
+    })
+      .then((res) => {
+        if (!res.ok) throw new Error(`HTTP ${res.status}`);
+        return res.json();
+      })
+      .then((/** @type {FieldSamplesAnswer} */ data) => {
+        if (!openFields.has(key)) return;
+        openFields.set(key, data.samples);
+        showSamples(box, data.samples, data.samples.length);
+      })
+      .catch((err) => {
+        box.replaceChildren(el("p", { class: "bad" }, [`samples unavailable: ${reason(err)}`]));
+      });
+    return box;
+  }
+
+  /** @param {string} text */
+  const pre = (text) => el("pre", {}, [text]);
+  /** @param {Record<string, string>} h */
+  const headerText = (h) =>
+    Object.keys(h)
+      .map((k) => `${k}: ${h[k]}`)
+      .join(NL);
+  /** @param {Side} s */
+  const sideText = (s) =>
+    `HTTP ${s.status}${NL}${headerText(s.headers)}${NL}${NL}` +
+    (s.excerpt || `(${s.bodyBytes} bytes, compared by SHA-256 ${s.sha256.slice(0, 16)}…)`);
+  /**
+   * @param {Sample} s
+   * @param {boolean} open
+   */
+  function sampleDetails(s, open) {
+    const rows = s.differences.map((d) => {
+      const where =
+        d.path && d.path !== d.field
+          ? [el("code", {}, [d.field]), " ", el("span", { class: "path" }, [`(${d.path})`])]
+          : [el("code", {}, [d.field])];
+      return el("tr", {}, [
+        el("td", {}, where),
+        el("td", {}, [el("code", {}, [d.primary])]),
+        el("td", {}, [el("code", {}, [d.candidate])]),
+      ]);
+    });
+    const details = el("details", { class: "sample", "data-request-id": s.requestId }, [
+      el("summary", {}, [
+        `${new Date(s.at).toLocaleTimeString()}  `,
+        el("strong", {}, [s.route]),
+        ` → ${s.mirror}  `,
+        el("code", {}, [`${s.method} ${s.path}`]),
+        "  ",
+        el("span", { class: "bad" }, [`${s.fields.length} field(s): ${s.fields.slice(0, 4).join(", ")}`]),
+      ]),
+      el("div", { class: "body" }, [
+        el("p", {}, [
+          "request id ",
+          el("code", {}, [s.requestId]),
+          s.noise.length ? `  · noise ignored: ${s.noise.join(", ")}` : "",
+        ]),
+        el("table", { class: "differences" }, [
+          el("thead", {}, [
+            el("tr", {}, [el("th", {}, ["Field"]), el("th", {}, ["Primary"]), el("th", {}, [`Mirror (${s.mirror})`])]),
+          ]),
+          el("tbody", {}, rows),
+        ]),
+        el("div", { class: "side" }, [pre(sideText(s.primary)), pre(sideText(s.candidate))]),
+      ]),
+    ]);
+    if (open) details.open = true;
+    return details;
+  }
+  /**
+   * @param {HTMLElement} box
+   * @param {Sample[]} samples
+   * @param {number} kept
+   */
+  function showSamples(box, samples, kept) {
+    box.replaceChildren();
+    if (samples.length === 0) {
+      box.appendChild(el("p", { class: "empty" }, ["No differences seen in this window."]));
+      return;
+    }
+    if (kept > SHOWN_SAMPLES) {
+      box.appendChild(el("p", { class: "empty" }, [`Newest ${SHOWN_SAMPLES} of ${kept} kept samples.`]));
+    }
+    samples.slice(0, SHOWN_SAMPLES).forEach((s, i) => {
+      box.appendChild(sampleDetails(s, i === 0));
+    });
+  }
+
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let timer;
+  function refresh() {
+    clearTimeout(timer);
+    fetch(`api/stats?minutes=${encodeURIComponent(windowSelect.value)}`, {
+      credentials: "same-origin",
+      headers: { accept: "application/json" },
+    })
+      .then((res) => {
+        if (res.status === 401 || res.status === 403) {
+          location.href = "login";
+          throw new Error("signed out");
+        }
+        if (!res.ok) throw new Error(`HTTP ${res.status}`);
+        return res.json();
+      })
+      .then((/** @type {StatsAnswer} */ data) => {
+        renderRoutes(data.routes);
+        renderCharts(data.routes);
+        renderFields(data.routes);
+        showSamples(samplesBox, data.samples, data.samples.length);
+        const shards = data.sources.shards;
+        const down = shards.filter((s) => !s.answered).length;
+        const busiest = shards.reduce((n, s) => Math.max(n, s.flushesPerSecond || 0), 0);
+        statusLine.textContent =
+          `updated ${new Date().toLocaleTimeString()}` +
+          ` · busiest of ${shards.length} stats shards: ${busiest} writes/s` +
+          (down ? ` · ${down} did not answer` : "") +
+          (data.sources.analyticsEngine ? " · Analytics Engine on" : "");
+        statusLine.setAttribute("data-loaded", "true");
+      })
+      .catch((err) => {
+        statusLine.textContent = `refresh failed: ${reason(err)}`;
+      })
+      .finally(() => {
+        timer = setTimeout(refresh, REFRESH_MS);
+      });
+  }
+  windowSelect.addEventListener("change", refresh);
+  refresh();
+})();
