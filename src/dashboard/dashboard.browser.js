@@ -67,6 +67,13 @@
    * @type {Map<string, Sample[] | null>}
    */
   const openFields = new Map();
+  /**
+   * Samples the user opened or closed, by list and request id, where that differs from how a
+   * list shows them (its newest open, the rest closed): every refresh draws the lists anew, and
+   * must not undo what the user chose.
+   * @type {Map<string, boolean>}
+   */
+  const toggledSamples = new Map();
 
   /**
    * Sets `attrs` as attribute values and appends `children`, text as text nodes: never markup.
@@ -422,7 +429,7 @@
     const key = fieldKey(route, mirror, field);
     const box = el("div", { class: "field-sample-list" }, []);
     const known = openFields.get(key);
-    if (known) showSamples(box, known, known.length);
+    if (known) showSamples(box, key, known);
     else box.appendChild(el("p", { class: "empty" }, ["loading…"]));
     const query = new URLSearchParams({ route, mirror, field, minutes: windowSelect.value });
     fetch(`api/stats/samples?${query.toString()}`, {
@@ -436,7 +443,7 @@
       .then((/** @type {FieldSamplesAnswer} */ data) => {
         if (!openFields.has(key)) return;
         openFields.set(key, data.samples);
-        showSamples(box, data.samples, data.samples.length);
+        showSamples(box, key, data.samples);
       })
       .catch((err) => {
         box.replaceChildren(el("p", { class: "bad" }, [`samples unavailable: ${reason(err)}`]));
@@ -457,9 +464,10 @@
     (s.excerpt || `(${s.bodyBytes} bytes, compared by SHA-256 ${s.sha256.slice(0, 16)}…)`);
   /**
    * @param {Sample} s
-   * @param {boolean} open
+   * @param {string} list which list it is shown in: "latest", or a field's `fieldKey`
+   * @param {boolean} openByDefault
    */
-  function sampleDetails(s, open) {
+  function sampleDetails(s, list, openByDefault) {
     const rows = s.differences.map((d) => {
       const where =
         d.path && d.path !== d.field
@@ -495,25 +503,30 @@
         el("div", { class: "side" }, [pre(sideText(s.primary)), pre(sideText(s.candidate))]),
       ]),
     ]);
-    if (open) details.open = true;
+    const key = list + NL + s.requestId;
+    details.open = toggledSamples.get(key) ?? openByDefault;
+    details.addEventListener("toggle", () => {
+      if (details.open === openByDefault) toggledSamples.delete(key);
+      else toggledSamples.set(key, details.open);
+    });
     return details;
   }
   /**
    * @param {HTMLElement} box
-   * @param {Sample[]} samples
-   * @param {number} kept
+   * @param {string} list which list `box` holds: "latest", or a field's `fieldKey`
+   * @param {Sample[]} samples newest first
    */
-  function showSamples(box, samples, kept) {
+  function showSamples(box, list, samples) {
     box.replaceChildren();
     if (samples.length === 0) {
       box.appendChild(el("p", { class: "empty" }, ["No differences seen in this window."]));
       return;
     }
-    if (kept > SHOWN_SAMPLES) {
-      box.appendChild(el("p", { class: "empty" }, [`Newest ${SHOWN_SAMPLES} of ${kept} kept samples.`]));
+    if (samples.length > SHOWN_SAMPLES) {
+      box.appendChild(el("p", { class: "empty" }, [`Newest ${SHOWN_SAMPLES} of ${samples.length} kept samples.`]));
     }
     samples.slice(0, SHOWN_SAMPLES).forEach((s, i) => {
-      box.appendChild(sampleDetails(s, i === 0));
+      box.appendChild(sampleDetails(s, list, i === 0));
     });
   }
 
@@ -537,7 +550,7 @@
         renderRoutes(data.routes);
         renderCharts(data.routes);
         renderFields(data.routes);
-        showSamples(samplesBox, data.samples, data.samples.length);
+        showSamples(samplesBox, "latest", data.samples);
         const shards = data.sources.shards;
         const down = shards.filter((s) => !s.answered).length;
         const busiest = shards.reduce((n, s) => Math.max(n, s.flushesPerSecond || 0), 0);

@@ -1,0 +1,157 @@
+/**
+ * The dashboard's browser script in Chromium, against answers the test chooses: the worker serves
+ * the page and the script under its CSP, and the test answers `api/stats` itself, so that every
+ * refresh is one it made, in the order it chose. What a refresh must keep: the samples a user
+ * opened or closed.
+ */
+import { type Browser, type BrowserContext, chromium, type Page, type Route } from "playwright-core";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import { startWorker } from "../../scripts/lib/worker.mjs";
+import type * as Wire from "../../src/dashboard/wire.js";
+import { until } from "./helpers.js";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const TOKEN = "dashboard-script-e2e-token-0123456789";
+
+let worker: Awaited<ReturnType<typeof startWorker>>;
+let browser: Browser;
+/** Signed in once: each test opens the dashboard in a page of its own. */
+let context: BrowserContext;
+let page: Page;
+/** `api/stats` requests the page made and the test has not answered yet, oldest first. */
+let polls: Route[];
+
+beforeAll(async () => {
+  worker = await startWorker({ scriptPath: inject("workerScript"), vars: { ADMIN_TOKEN: TOKEN, LOG_LEVEL: "off" } });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+  });
+  context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  // The context's own client keeps the session cookie for its pages; no page polls the real API.
+  const signIn = await context.request.post(`${worker.url}/__mirror/login`, {
+    form: { token: TOKEN },
+    maxRedirects: 0,
+  });
+  expect(signIn.status()).toBe(303);
+});
+
+beforeEach(async () => {
+  const queue: Route[] = [];
+  polls = queue;
+  page = await context.newPage();
+  await page.route(
+    (url) => url.pathname === "/__mirror/api/stats",
+    (poll) => {
+      queue.push(poll);
+    },
+  );
+  await page.goto(`${worker.url}/__mirror/dashboard`);
+});
+
+afterEach(async () => {
+  await page.close();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await worker?.dispose();
+});
+
+/** The next `api/stats` request the page makes (or made), unanswered. */
+async function nextPoll(): Promise<Route> {
+  await until(() => polls.length > 0, 30_000);
+  const poll = polls.shift();
+  if (!poll) throw new Error("the page asked for no stats within 30 s");
+  return poll;
+}
+
+let answers = 0;
+/**
+ * Answers `poll` and waits until the page has drawn the answer: each answer carries its own
+ * number as the busiest shard's writes per second, which the status line shows last.
+ */
+async function answer(poll: Route, data: Omit<Wire.StatsAnswer, "sources">): Promise<void> {
+  const marker = ++answers;
+  const body: Wire.StatsAnswer = {
+    ...data,
+    sources: { analyticsEngine: false, shards: [{ answered: true, flushesPerSecond: marker }] },
+  };
+  await poll.fulfill({ json: body });
+  await expect.poll(() => page.locator("#status").textContent()).toContain(`: ${marker} writes/s`);
+}
+
+const minute = (i: number) => new Date(Date.UTC(2026, 0, 1, 12, i)).toISOString();
+
+function routeOf(id: string, minutes: number, requests = 0): Wire.Route {
+  return {
+    route: id,
+    requests: requests * minutes,
+    mirroredPercent: requests ? 100 : null,
+    mirrors: [],
+    series: Array.from({ length: minutes }, (_, i) => ({
+      minute: minute(i),
+      requests,
+      mirrored: requests,
+      failed: 0,
+      diffRate: 0,
+    })),
+  };
+}
+
+function sample(requestId: string): Wire.Sample {
+  const side = (version: string): Wire.Side => ({
+    status: 200,
+    headers: { "content-type": "application/json" },
+    bodyBytes: 17,
+    sha256: "0".repeat(64),
+    excerpt: JSON.stringify({ version }),
+  });
+  return {
+    at: Date.UTC(2026, 0, 1, 12, 0),
+    route: "users",
+    mirror: "canary",
+    requestId,
+    method: "GET",
+    path: `/api/users/${requestId}`,
+    fields: ["$.version"],
+    noise: [],
+    differences: [{ field: "$.version", path: "$.version", primary: '"v1"', candidate: '"v2"' }],
+    primary: side("v1"),
+    candidate: side("v2"),
+  };
+}
+
+/** Which of the latest samples are open, by request id. */
+const openSamples = () =>
+  page
+    .locator("#samples details.sample")
+    .evaluateAll((all) => all.map((d) => [d.getAttribute("data-request-id"), d.hasAttribute("open")]));
+
+describe("the dashboard's script in Chromium", () => {
+  it("keeps the samples a user opened open, and the ones they closed closed, over refreshes", async () => {
+    const samples = [sample("r3"), sample("r2"), sample("r1")];
+    await answer(await nextPoll(), { routes: [routeOf("users", 60, 1)], samples });
+    expect(await openSamples()).toEqual([
+      ["r3", true],
+      ["r2", false],
+      ["r1", false],
+    ]);
+    await page.locator('details.sample[data-request-id="r2"] > summary').click();
+    await page.locator('details.sample[data-request-id="r3"] > summary').click();
+    await answer(await nextPoll(), { routes: [routeOf("users", 60, 1)], samples });
+    expect(await openSamples()).toEqual([
+      ["r3", false],
+      ["r2", true],
+      ["r1", false],
+    ]);
+    // A newer sample opens as the newest always did; the user's choices stay as they were.
+    await answer(await nextPoll(), { routes: [routeOf("users", 60, 1)], samples: [sample("r4"), ...samples] });
+    expect(await openSamples()).toEqual([
+      ["r4", true],
+      ["r3", false],
+      ["r2", true],
+      ["r1", false],
+    ]);
+  });
+});
