@@ -532,11 +532,21 @@
 
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let timer;
+  /**
+   * The refresh under way, if any. A newer one (the window changed, a field opened or closed)
+   * cancels it: answered later than the newer one, it would draw a window no longer chosen.
+   * @type {AbortController | undefined}
+   */
+  let underWay;
   function refresh() {
     clearTimeout(timer);
+    underWay?.abort();
+    const mine = new AbortController();
+    underWay = mine;
     fetch(`api/stats?minutes=${encodeURIComponent(windowSelect.value)}`, {
       credentials: "same-origin",
       headers: { accept: "application/json" },
+      signal: mine.signal,
     })
       .then((res) => {
         if (res.status === 401 || res.status === 403) {
@@ -547,6 +557,8 @@
         return res.json();
       })
       .then((/** @type {StatsAnswer} */ data) => {
+        // Read in full just before a newer refresh began: stale all the same.
+        if (mine.signal.aborted) return;
         renderRoutes(data.routes);
         renderCharts(data.routes);
         renderFields(data.routes);
@@ -562,10 +574,11 @@
         statusLine.setAttribute("data-loaded", "true");
       })
       .catch((err) => {
-        statusLine.textContent = `refresh failed: ${reason(err)}`;
+        if (!mine.signal.aborted) statusLine.textContent = `refresh failed: ${reason(err)}`;
       })
       .finally(() => {
-        timer = setTimeout(refresh, REFRESH_MS);
+        // Only the newest refresh schedules the next: one round of refreshes, never two.
+        if (underWay === mine) timer = setTimeout(refresh, REFRESH_MS);
       });
   }
   windowSelect.addEventListener("change", refresh);

@@ -1,10 +1,11 @@
 /**
  * The dashboard's browser script in Chromium, against answers the test chooses: the worker serves
  * the page and the script under its CSP, and the test answers `api/stats` itself, so that every
- * refresh is one it made, in the order it chose. What a refresh must keep: the samples a user
- * opened or closed.
+ * refresh is one it made, in the order it chose. What a refresh must keep (the samples a user
+ * opened or closed), and what an answer that lost its race must not do (draw a window no longer
+ * chosen).
  */
-import { type Browser, type BrowserContext, chromium, type Page, type Route } from "playwright-core";
+import { type Browser, type BrowserContext, chromium, type Page, type Request, type Route } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { startWorker } from "../../scripts/lib/worker.mjs";
 import type * as Wire from "../../src/dashboard/wire.js";
@@ -153,5 +154,24 @@ describe("the dashboard's script in Chromium", () => {
       ["r2", true],
       ["r1", false],
     ]);
+  });
+
+  it("drops the refresh a newer one replaced, so that only the window chosen last is drawn", async () => {
+    const stale = await nextPoll();
+    expect(new URL(stale.request().url()).searchParams.get("minutes")).toBe("60");
+    const dropped = page.waitForEvent("requestfailed", {
+      predicate: (r: Request) => r === stale.request(),
+      timeout: 10_000,
+    });
+    await page.selectOption("#window", "5");
+    const chosen = await nextPoll();
+    expect(new URL(chosen.request().url()).searchParams.get("minutes")).toBe("5");
+    await dropped;
+    await answer(chosen, { routes: [routeOf("users", 5, 1)], samples: [] });
+    // The refresh after it asks for the window chosen, and is drawn.
+    const next = await nextPoll();
+    expect(new URL(next.request().url()).searchParams.get("minutes")).toBe("5");
+    await answer(next, { routes: [routeOf("users", 5, 2)], samples: [] });
+    expect(await page.locator('section.chart[data-route="users"] .hit').count()).toBe(5);
   });
 });
