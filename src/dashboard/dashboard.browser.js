@@ -225,7 +225,9 @@
     const series = r.series;
     const withDiff = r.mirrors.some(compared);
     const slot = W / Math.max(series.length, 1);
-    const max = series.reduce((n, p) => Math.max(n, p.requests, p.failed), 0) || 1;
+    const peak = series.reduce((n, p) => Math.max(n, p.requests, p.failed), 0);
+    // The bars' scale: a chart without traffic still needs one that is not 0.
+    const max = peak || 1;
     /**
      * @param {number} v
      * @param {number} top
@@ -289,7 +291,7 @@
       el("span", { class: "key key-failed" }, ["failed"]),
     ];
     if (withDiff) legend.push(el("span", { class: "key key-diff" }, ["diff rate (0–100 %)"]));
-    legend.push(el("span", { class: "scale" }, [`peak ${max} per minute`]));
+    legend.push(el("span", { class: "scale" }, [`peak ${peak} per minute`]));
     const first = series[0];
     const last = series[series.length - 1];
     return el("section", { class: "chart", "data-route": r.route }, [

@@ -2,8 +2,8 @@
  * The dashboard's browser script in Chromium, against answers the test chooses: the worker serves
  * the page and the script under its CSP, and the test answers `api/stats` itself, so that every
  * refresh is one it made, in the order it chose. What a refresh must keep (the samples a user
- * opened or closed), and what an answer that lost its race must not do (draw a window no longer
- * chosen).
+ * opened or closed), what an answer that lost its race must not do (draw a window no longer
+ * chosen), and what the page says of a route without traffic.
  */
 import { type Browser, type BrowserContext, chromium, type Page, type Request, type Route } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
@@ -173,5 +173,16 @@ describe("the dashboard's script in Chromium", () => {
     expect(new URL(next.request().url()).searchParams.get("minutes")).toBe("5");
     await answer(next, { routes: [routeOf("users", 5, 2)], samples: [] });
     expect(await page.locator('section.chart[data-route="users"] .hit').count()).toBe(5);
+  });
+
+  it("says a route without traffic peaked at 0 per minute", async () => {
+    await answer(await nextPoll(), { routes: [routeOf("idle", 5), routeOf("busy", 5, 3)], samples: [] });
+    const peak = (id: string) => page.locator(`section.chart[data-route="${id}"] .scale`).textContent();
+    expect([await peak("idle"), await peak("busy")]).toEqual(["peak 0 per minute", "peak 3 per minute"]);
+    // The idle route's bars stay at zero height: the scale never divides by its peak of 0.
+    const heights = await page
+      .locator('section.chart[data-route="idle"] rect.bar-requests')
+      .evaluateAll((bars) => bars.map((b) => b.getAttribute("height")));
+    expect(heights).toEqual(["0.0", "0.0", "0.0", "0.0", "0.0"]);
   });
 });
