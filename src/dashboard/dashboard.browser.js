@@ -115,7 +115,7 @@
   function tags(counts, cls) {
     const keys = Object.keys(counts).sort();
     if (keys.length === 0) return ["–"];
-    return keys.map((k) => el("span", { class: `tag ${cls || ""}`, "data-key": k }, [`${k} ${counts[k]}`]));
+    return keys.map((k) => el("span", { class: cls ? `tag ${cls}` : "tag", "data-key": k }, [`${k} ${counts[k]}`]));
   }
   /**
    * @param {string} field
@@ -123,7 +123,11 @@
    * @param {string} [cls]
    */
   const cell = (field, content, cls) =>
-    el("td", { "data-field": field, class: cls || "" }, Array.isArray(content) ? content : [String(content)]);
+    el(
+      "td",
+      cls ? { "data-field": field, class: cls } : { "data-field": field },
+      Array.isArray(content) ? content : [String(content)],
+    );
   /** @param {unknown} err what a promise was rejected with */
   const reason = (err) => (err instanceof Error ? err.message : String(err));
   /** @param {Record<string, number>} counts */
@@ -164,7 +168,7 @@
             cell(
               "failed",
               m.failed === 0 ? ["0"] : [String(m.failed), " ", ...tags(m.errors, "bad")],
-              m.failed ? "bad" : "",
+              m.failed ? "bad" : undefined,
             ),
             cell("skipped", sum(m.skipped) === 0 ? ["0"] : tags(m.skipped, "warn")),
             cell("latency", lat, "num"),

@@ -3,7 +3,7 @@
  * the page and the script under its CSP, and the test answers `api/stats` itself, so that every
  * refresh is one it made, in the order it chose. What a refresh must keep (the samples a user
  * opened or closed), what an answer that lost its race must not do (draw a window no longer
- * chosen), and what the page says of a route without traffic.
+ * chosen), what the page says of a route without traffic, and the class names it writes.
  */
 import { type Browser, type BrowserContext, chromium, type Page, type Request, type Route } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
@@ -184,5 +184,21 @@ describe("the dashboard's script in Chromium", () => {
       .locator('section.chart[data-route="idle"] rect.bar-requests')
       .evaluateAll((bars) => bars.map((b) => b.getAttribute("height")));
     expect(heights).toEqual(["0.0", "0.0", "0.0", "0.0", "0.0"]);
+  });
+
+  it("names no empty class and no class with a space to spare", async () => {
+    const mirror: Wire.Mirror = {
+      mirror: "canary",
+      sent: 5,
+      failed: 0,
+      skipped: {},
+      errors: {},
+      status: { "2xx": 5 },
+      latency: { avgMs: 3, p95Ms: 5, maxMs: 6 },
+      compare: { match: 0, differ: 0, error: 0, diffRate: null, fields: [], noise: [] },
+    };
+    await answer(await nextPoll(), { routes: [{ ...routeOf("users", 5, 1), mirrors: [mirror] }], samples: [] });
+    expect(await page.locator('tr.mirror td[data-field="status"] .tag').textContent()).toBe("2xx 5");
+    expect(await page.locator('[class=""], [class$=" "]').count()).toBe(0);
   });
 });
