@@ -1,22 +1,15 @@
 /**
  * @module admin/paths
  * Which requests belong to the admin surface. The decision and the path the admin app then sees
- * come from one form of the path: the URL parser's (dot segments resolved) with percent-encoded
- * unreserved characters decoded — RFC 3986 §6.2.2.2 makes `/%5F%5Fmirror` and `/__mirror` the
- * same URI, so both are the admin surface, behind the same auth, and neither is ever proxied.
- * An encoded reserved character is not decoded: `/__mirror%2Fapi` is one segment, and proxied.
+ * come from one form of the path, the one routes are matched on (`normalizePath`): the URL parser's
+ * (dot segments resolved) with percent-encoded unreserved characters decoded — RFC 3986 §6.2.2.2
+ * makes `/%5F%5Fmirror` and `/__mirror` the same URI, so both are the admin surface, behind the
+ * same auth, and neither is ever proxied. An encoded reserved character is not decoded:
+ * `/__mirror%2Fapi` is one segment, and proxied.
  * With `ADMIN_HOST` set, only requests to that host are the admin surface; under any other host
  * the prefix is a path like any other, and proxied.
  */
-
-const UNRESERVED = /^[A-Za-z0-9._~-]$/;
-
-function decodeUnreserved(path: string): string {
-  return path.replace(/%[0-9A-Fa-f]{2}/g, (encoded) => {
-    const char = String.fromCharCode(Number.parseInt(encoded.slice(1), 16));
-    return UNRESERVED.test(char) ? char : encoded;
-  });
-}
+import { normalizePath } from "../url/index.js";
 
 /** True for the prefix itself and anything below it (segment-aware). */
 export function isAdminPath(path: string, prefix: string): boolean {
@@ -63,7 +56,7 @@ export function adminRequest(request: Request, prefix: string, host?: string): R
   if (host !== undefined && !onHost(href, host)) return undefined;
   if (!mayBeAdmin(href, prefix)) return undefined;
   const url = new URL(href);
-  const path = decodeUnreserved(url.pathname);
+  const path = normalizePath(url.pathname);
   if (!isAdminPath(path, prefix)) return undefined;
   url.pathname = path.slice(prefix.length) || "/";
   return new Request(url, request);

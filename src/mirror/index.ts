@@ -34,9 +34,10 @@ import {
 } from "../headers/marker.js";
 import type { Isolate, Recorder } from "../isolate/index.js";
 import type { Route } from "../policy/index.js";
-import { errorResponse, type PrimaryRequest, rawPathAndQuery } from "../proxy/index.js";
+import { errorResponse, type PrimaryRequest } from "../proxy/index.js";
 import type { MirrorErrorKind, OutcomeSink, SkipReason } from "../record/index.js";
 import type { DeploymentSecret } from "../secret/index.js";
+import { rawPathAndQuery } from "../url/index.js";
 import type { MirrorBreaker } from "./breaker.js";
 import { type CompareTarget, compareBodyCap, type MirrorPlan, type MirrorTarget, planMirrors } from "./plan.js";
 import { rewritePathAndQuery } from "./rewrite.js";

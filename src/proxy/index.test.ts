@@ -1,19 +1,7 @@
 import { describe, expect, it, vi } from "vitest";
 import { UpstreamError } from "../errors/index.js";
 import { parseRoute } from "../policy/index.js";
-import { errorResponse, pickBackend, primaryOrigin, rawPathAndQuery } from "./index.js";
-
-describe("rawPathAndQuery", () => {
-  it.each([
-    ["https://h.test/a%2Fb/%7Euser?x=1&x=2&y=%20#frag", "/a%2Fb/%7Euser?x=1&x=2&y=%20"],
-    ["https://h.test:8443/", "/"],
-    ["https://h.test?q=1", "/?q=1"],
-    ["http://[::1]:8787/api/v1/push", "/api/v1/push"],
-    ["https://h.test/p?redirect=https://other.test/x", "/p?redirect=https://other.test/x"],
-  ])("%s → %s", (url, expected) => {
-    expect(rawPathAndQuery(url)).toBe(expected);
-  });
-});
+import { errorResponse, pickBackend, primaryOrigin } from "./index.js";
 
 describe("pickBackend", () => {
   const backends = [

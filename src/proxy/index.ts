@@ -12,18 +12,7 @@ import { UpstreamError } from "../errors/index.js";
 import { applyHeaderOps, dropUnforwardable, forwardedFrom, HOP_HEADER, setForwarded } from "../headers/index.js";
 import type { Backend, Route } from "../policy/index.js";
 import type { LogLevel } from "../record/index.js";
-
-/** `https://h:1/a%2Fb?x=1#f` → `/a%2Fb?x=1`, copied from the URL string rather than re-serialised. */
-export function rawPathAndQuery(url: string): string {
-  const afterScheme = url.indexOf("//") + 2;
-  const pathAt = url.indexOf("/", afterScheme);
-  const queryAt = url.indexOf("?", afterScheme);
-  const start = pathAt === -1 ? queryAt : queryAt === -1 ? pathAt : Math.min(pathAt, queryAt);
-  if (start === -1) return "/";
-  const hashAt = url.indexOf("#", start);
-  const tail = hashAt === -1 ? url.slice(start) : url.slice(start, hashAt);
-  return tail.startsWith("/") ? tail : `/${tail}`;
-}
+import { rawPathAndQuery } from "../url/index.js";
 
 /** HTTPRoute-style weighted choice; weight 0 backends never receive traffic. */
 export function pickBackend(backends: readonly Backend[], random: () => number): Backend | undefined {
