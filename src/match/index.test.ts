@@ -1,13 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { parseRoute, type Route, type RouteInput } from "../policy/index.js";
-import { compileRoutes, type RequestFacts } from "./index.js";
+import { normalizePath } from "../url/index.js";
+import { compileRoutes, matchRoute, type RequestFacts } from "./index.js";
 
 function facts(url: string, init: { method?: string; headers?: Record<string, string> } = {}): RequestFacts {
   const u = new URL(url);
   return {
     method: init.method ?? "GET",
     host: u.hostname,
-    path: u.pathname,
+    path: normalizePath(u.pathname),
     headers: new Headers(init.headers),
     query: u.searchParams,
   };
@@ -49,6 +50,105 @@ describe("path matching", () => {
 
   it("a PathPrefix of / matches everything", () => {
     expect(table(prefix("all", "/")).find(facts("https://h/anything/at/all"))?.id).toBe("all");
+  });
+});
+
+describe("the path matched is the normal form, as the origin routes it", () => {
+  const t = table(
+    prefix("pay", "/pay"),
+    { id: "exact", match: { path: { type: "Exact", value: "/api/v1/push" } } },
+    { id: "re", match: { path: { type: "RegularExpression", value: "/v[0-9]+/items" } } },
+  );
+  const find = (url: string) => {
+    const u = new URL(url);
+    return matchRoute(t, new Request(u), u)?.id;
+  };
+
+  it.each([
+    ["/%70ay/transfer", "pay"],
+    ["/%70%61%79/transfer", "pay"],
+    ["/p%61y", "pay"],
+    ["/a/../%70ay/transfer", "pay"],
+    ["/%2e%2e/%70ay/transfer", "pay"],
+    ["/%61pi/v1/%70ush", "exact"],
+    ["/api/v1/p%75sh", "exact"],
+    ["/%76%31%32/items", "re"],
+  ])("%s matches route %s", (path, id) => {
+    expect(find(`https://h${path}`)).toBe(id);
+  });
+
+  it.each(["/pay%2Ftransfer", "/pay%2ftransfer", "/%2Fpay/transfer", "/pay%252Ftransfer", "/%2570ay/transfer"])(
+    "an encoded reserved character stays one: %s does not match /pay",
+    (path) => {
+      expect(find(`https://h${path}`)).toBeUndefined();
+    },
+  );
+
+  it("an encoded slash is no segment boundary for Exact either", () => {
+    expect(find("https://h/api%2Fv1/push")).toBeUndefined();
+    expect(find("https://h/api/v1%2Fpush")).toBeUndefined();
+  });
+
+  it("route values are read in the same normal form", () => {
+    const encoded = table(prefix("p", "/%70ay"), { id: "slash", match: { path: { type: "Exact", value: "/a%2fb" } } });
+    expect(encoded.find(facts("https://h/pay/x"))?.id).toBe("p");
+    expect(encoded.find(facts("https://h/a%2Fb"))?.id).toBe("slash");
+    expect(encoded.find(facts("https://h/a/b"))).toBeUndefined();
+  });
+
+  it("a path that is not a route's stays unmatched however it is spelt", () => {
+    expect(find("https://h/%71ay/transfer")).toBeUndefined();
+    expect(find("https://h/payment")).toBeUndefined();
+  });
+});
+
+describe("ignoreCase", () => {
+  const ci = (
+    id: string,
+    type: "Exact" | "PathPrefix",
+    value: string,
+    extra: Partial<RouteInput> = {},
+  ): RouteInput => ({
+    id,
+    match: { path: { type, value, ignoreCase: true } },
+    ...extra,
+  });
+
+  it("is off by default: /PAY/transfer is not /pay/transfer", () => {
+    const t = table(prefix("pay", "/pay"), { id: "e", match: { path: { type: "Exact", value: "/a/b" } } });
+    expect(t.find(facts("https://h/PAY/transfer"))).toBeUndefined();
+    expect(t.find(facts("https://h/Pay"))).toBeUndefined();
+    expect(t.find(facts("https://h/A/b"))).toBeUndefined();
+  });
+
+  it("makes PathPrefix and Exact compare without regard to case, in the normal form", () => {
+    const t = table(ci("pay", "PathPrefix", "/Pay"), ci("e", "Exact", "/api/V1/push"));
+    for (const path of ["/pay/transfer", "/PAY/transfer", "/pAy", "/%50AY/x", "/%70ay/x"]) {
+      expect(t.find(facts(`https://h${path}`))?.id, path).toBe("pay");
+    }
+    expect(t.find(facts("https://h/API/v1/PUSH"))?.id).toBe("e");
+    expect(t.find(facts("https://h/api/v1/push/"))).toBeUndefined();
+    expect(t.find(facts("https://h/payment"))).toBeUndefined();
+    expect(t.find(facts("https://h/PAY%2Ftransfer"))).toBeUndefined();
+  });
+
+  it("ranks a case-sensitive path before the same path with ignoreCase; priority still comes first", () => {
+    const t = table(ci("any", "PathPrefix", "/pay"), prefix("exact-case", "/pay"));
+    expect(t.find(facts("https://h/pay/x"))?.id).toBe("exact-case");
+    expect(t.find(facts("https://h/PAY/x"))?.id).toBe("any");
+    const prioritised = table(ci("any", "PathPrefix", "/pay", { priority: 1 }), prefix("exact-case", "/pay/x"));
+    expect(prioritised.find(facts("https://h/pay/x"))?.id).toBe("any");
+  });
+
+  it("merges both tries' candidates in precedence order", () => {
+    const t = table(
+      ci("short", "PathPrefix", "/a"),
+      prefix("long", "/a/b/c"),
+      ci("longest", "PathPrefix", "/a/b/c/d"),
+      prefix("root", "/", { priority: -1 }),
+    );
+    expect(t.candidates("/A/B/C/D/e")?.map((c) => c.route.id)).toEqual(["longest", "short", "root"]);
+    expect(t.candidates("/a/b/c/d")?.map((c) => c.route.id)).toEqual(["longest", "long", "short", "root"]);
   });
 });
 

@@ -3,17 +3,24 @@
  * Compiles routes once into a lookup table and finds the route for a request.
  * Exact and PathPrefix routes are indexed in a segment trie, so a lookup walks the request's
  * path segments instead of scanning every route; only RegularExpression routes are scanned.
+ * Paths are matched in their normal form (`normalizePath`): `/%70ay` is `/pay`, as the origin
+ * routes it. Routes with `ignoreCase` have a trie of their own, keyed in lower case and walked
+ * only when such routes exist, so that case-sensitive lookups cost what they did.
  */
 import type { Route } from "../policy/index.js";
 import { compileRegex } from "../regex/index.js";
 import { routeKey } from "../store/keys.js";
+import { normalizePath } from "../url/index.js";
 
 /** What a route is matched against; built once per request from the URL and headers. */
 export interface RequestFacts {
   method: string;
   /** Host without port, lower-case. */
   host: string;
-  /** Path as received (percent-encoding untouched). */
+  /**
+   * The path in its normal form (`normalizePath`): dot segments resolved, encoded unreserved
+   * characters decoded, other escapes kept (upper-cased).
+   */
   path: string;
   headers: Headers;
   query: URLSearchParams;
@@ -35,7 +42,7 @@ interface TrieNode {
 export interface RouteTable {
   readonly size: number;
   find(facts: RequestFacts): Route | undefined;
-  /** The routes whose path could match `path`, in precedence order; undefined when none. */
+  /** The routes whose path could match `path` (normalised), in precedence order; undefined when none. */
   candidates(path: string): CompiledRoute[] | undefined;
 }
 
@@ -43,14 +50,16 @@ const PATH_KIND_ORDER = { Exact: 0, PathPrefix: 1, RegularExpression: 2 } as con
 
 /**
  * Precedence: higher `priority` first; on a tie the most specific path (Exact, then the
- * longest PathPrefix, then RegularExpression), then more methods/headers/query conditions,
- * then route id so that the order never depends on KV listing order.
+ * longest PathPrefix, then RegularExpression; a case-sensitive path before the same one with
+ * `ignoreCase`), then more methods/headers/query conditions, then route id so that the order
+ * never depends on KV listing order.
  */
 export function comparePrecedence(a: Route, b: Route): number {
   return (
     b.priority - a.priority ||
     PATH_KIND_ORDER[a.match.path.type] - PATH_KIND_ORDER[b.match.path.type] ||
-    b.match.path.value.length - a.match.path.value.length ||
+    normalizePath(b.match.path.value).length - normalizePath(a.match.path.value).length ||
+    Number(a.match.path.ignoreCase === true) - Number(b.match.path.ignoreCase === true) ||
     conditionCount(b) - conditionCount(a) ||
     (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
   );
@@ -71,7 +80,9 @@ export function compileRoutes(
   onRejected: (route: Route, error: unknown) => void = () => {},
 ): RouteTable {
   const ordered = [...routes].sort(comparePrecedence);
-  const root = newNode();
+  const caseSensitive = newNode();
+  // Only a table with ignoreCase routes lower-cases request paths.
+  let anyCase: TrieNode | undefined;
   const scanned: CompiledRoute[] = [];
   let size = 0;
   ordered.forEach((route, rank) => {
@@ -88,24 +99,40 @@ export function compileRoutes(
       scanned.push(compiled);
       return;
     }
-    let node = root;
-    for (const segment of segments(path.value)) {
-      let child = node.children.get(segment);
-      if (!child) {
-        child = newNode();
-        node.children.set(segment, child);
-      }
-      node = child;
+    const value = normalizePath(path.value);
+    if (path.ignoreCase) {
+      anyCase ??= newNode();
+      insert(anyCase, value.toLowerCase(), path.type, compiled);
+    } else {
+      insert(caseSensitive, value, path.type, compiled);
     }
-    (path.type === "Exact" ? node.exact : node.prefix).push(compiled);
   });
 
-  const candidates = (path: string) => collectCandidates(root, scanned, path);
+  const candidates = (path: string) => {
+    let found = collectCandidates(caseSensitive, path, undefined);
+    if (anyCase) found = collectCandidates(anyCase, path.toLowerCase(), found);
+    if (scanned.length > 0) found = append(found, scanned);
+    if (found && found.length > 1) found.sort((a, b) => a.rank - b.rank);
+    return found;
+  };
   return {
     size,
     candidates,
     find: (facts) => firstMatch(candidates(facts.path), facts),
   };
+}
+
+function insert(root: TrieNode, path: string, type: "Exact" | "PathPrefix", compiled: CompiledRoute): void {
+  let node = root;
+  for (const segment of segments(path)) {
+    let child = node.children.get(segment);
+    if (!child) {
+      child = newNode();
+      node.children.set(segment, child);
+    }
+    node = child;
+  }
+  (type === "Exact" ? node.exact : node.prefix).push(compiled);
 }
 
 /** The first candidate whose conditions hold. */
@@ -150,42 +177,38 @@ function segments(path: string): string[] {
 
 const SLASH = 47;
 
+/** `found` with `list` added; allocated only when there is something to add. */
+function append(found: CompiledRoute[] | undefined, list: readonly CompiledRoute[]): CompiledRoute[] | undefined {
+  if (list.length === 0) return found;
+  const into = found ?? [];
+  for (const c of list) into.push(c);
+  return into;
+}
+
 /**
  * Walks the trie along `path` without splitting it: most of a zone's requests leave the trie at
  * their first segment, and then nothing is allocated but that segment.
  */
 function collectCandidates(
   root: TrieNode,
-  scanned: readonly CompiledRoute[],
   path: string,
+  found: CompiledRoute[] | undefined,
 ): CompiledRoute[] | undefined {
-  let found: CompiledRoute[] | undefined;
-  const add = (list: readonly CompiledRoute[]) => {
-    if (list.length === 0) return;
-    found ??= [];
-    for (const c of list) found.push(c);
-  };
-  add(root.prefix);
+  found = append(found, root.prefix);
   let node: TrieNode = root;
   let at = 0;
   for (;;) {
     while (at < path.length && path.charCodeAt(at) === SLASH) at++;
-    if (at >= path.length) {
-      add(node.exact);
-      break;
-    }
-    if (node.children.size === 0) break;
+    if (at >= path.length) return append(found, node.exact);
+    if (node.children.size === 0) return found;
     let end = path.indexOf("/", at);
     if (end === -1) end = path.length;
     const child = node.children.get(path.slice(at, end));
-    if (!child) break;
+    if (!child) return found;
     node = child;
-    add(node.prefix);
+    found = append(found, node.prefix);
     at = end;
   }
-  add(scanned);
-  if (found && found.length > 1) found.sort((a, b) => a.rank - b.rank);
-  return found;
 }
 
 function compileConditions(route: Route): (facts: RequestFacts) => boolean {
@@ -193,8 +216,13 @@ function compileConditions(route: Route): (facts: RequestFacts) => boolean {
   const checks: Array<(facts: RequestFacts) => boolean> = [];
   const path = m.path;
   if (path.type === "Exact") {
-    const want = path.value;
-    checks.push((f) => f.path === want);
+    const want = normalizePath(path.value);
+    if (path.ignoreCase) {
+      const lower = want.toLowerCase();
+      checks.push((f) => f.path.length === lower.length && f.path.toLowerCase() === lower);
+    } else {
+      checks.push((f) => f.path === want);
+    }
   } else if (path.type === "RegularExpression") {
     const re = compileRegex(path.value);
     checks.push((f) => re.test(f.path));
@@ -249,16 +277,17 @@ function compileValue(type: "Exact" | "RegularExpression", value: string): (actu
  */
 export function matchRoute(table: RouteTable, request: Request, url: URL): Route | undefined {
   if (table.size === 0) return undefined;
-  const candidates = table.candidates(url.pathname);
-  return candidates && firstMatch(candidates, requestFacts(request, url));
+  const path = normalizePath(url.pathname);
+  const candidates = table.candidates(path);
+  return candidates && firstMatch(candidates, requestFacts(request, url, path));
 }
 
 /** Reads the facts the matcher needs; never throws, whatever the URL holds. */
-export function requestFacts(request: Request, url: URL): RequestFacts {
+export function requestFacts(request: Request, url: URL, path = normalizePath(url.pathname)): RequestFacts {
   return {
     method: request.method,
     host: url.hostname.toLowerCase(),
-    path: url.pathname,
+    path,
     headers: request.headers,
     // Read only by routes with query conditions: most requests never build it.
     get query() {

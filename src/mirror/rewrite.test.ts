@@ -25,7 +25,15 @@ const MORE_EXAMPLES = [
   ["/foo/a%2Fb/%E2%9C%93/", "/foo", "/xyz", "/xyz/a%2Fb/%E2%9C%93/"],
   ["/foo//bar", "/foo", "/xyz", "/xyz//bar"],
   ["//foo/bar", "/foo", "/xyz", "/xyz/bar"],
+  // The path the route matched is the normal form: encoded unreserved characters are decoded,
+  // wherever they are, and the other escapes are kept with their hex upper-cased.
   ["/f%6Fo/bar", "/f%6Fo", "/xyz", "/xyz/bar"],
+  ["/%70ay/transfer", "/pay", "/audit", "/audit/transfer"],
+  ["/pay/%74ransfer/a%2fb", "/pay", "/audit", "/audit/transfer/a%2Fb"],
+  ["/p%61y/x", "/%70ay", "/audit", "/audit/x"],
+  // A route with ignoreCase matched /PAY/transfer under /pay: the prefix ends where it does.
+  ["/PAY/transfer", "/pay", "/audit", "/audit/transfer"],
+  ["/%50ay/Transfer", "/pay", "", "/Transfer"],
 ] as const;
 
 describe("ReplacePrefixMatch", () => {
@@ -40,6 +48,7 @@ describe("ReplacePrefixMatch", () => {
     ["/foobar", "/foo"],
     ["/fo", "/foo"],
     ["/bar/foo", "/foo"],
+    ["/foo%2Fbar", "/foo"],
   ])("refuses %s, which prefix %s does not match", (path, prefix) => {
     expect(() => replacePrefixMatch(path, prefix, "/xyz")).toThrow(
       `path does not start with the route's prefix ${prefix}`,
@@ -54,6 +63,7 @@ describe("rewritePathAndQuery", () => {
       "/v2/search?q=a%20b&q=%2F&flag&x=1?y=2",
     );
     expect(rewritePathAndQuery("/api/v1?", rewrite)).toBe("/v2?");
+    expect(rewritePathAndQuery("/%61pi/v1/x?%61=%2f", rewrite)).toBe("/v2/x?%61=%2f");
   });
 
   it("replaces the full path and keeps the query", () => {

@@ -1,9 +1,12 @@
 /**
  * @module mirror/rewrite
- * Gateway API `HTTPURLRewriteFilter` path modifiers, applied to copies only. Pure string work
- * on the path as received: whatever is not replaced keeps its bytes (percent-encoding included)
+ * Gateway API `HTTPURLRewriteFilter` path modifiers, applied to copies only. Pure string work.
+ * `ReplacePrefixMatch` works on the path the route matched: its normal form (`normalizePath`),
+ * which RFC 3986 makes the same URI as the path received, so `/%70ay/x` under the prefix `/pay`
+ * is rewritten as `/pay/x` is. What is not replaced keeps its bytes but for that normalisation,
  * and the query string follows untouched.
  */
+import { normalizePath } from "../url/index.js";
 
 /** A copy's path change; `prefix` is the route's `PathPrefix` value that `ReplacePrefixMatch` replaces. */
 export type PathRewrite = { replaceFullPath: string } | { replacePrefixMatch: string; prefix: string };
@@ -20,12 +23,14 @@ export function rewritePathAndQuery(pathAndQuery: string, rewrite: PathRewrite):
 }
 
 /**
- * Replaces the whole segments of `path` that `prefix` matched with `replacement`; a trailing `/`
- * on the prefix or the replacement is ignored, one on the path is kept (`/foo/` → `/xyz/`), and an
- * empty result is `/` — the Gateway API's table of examples, row for row.
+ * Replaces the whole segments of `path` (in its normal form) that `prefix` matched with
+ * `replacement`; a trailing `/` on the prefix or the replacement is ignored, one on the path is
+ * kept (`/foo/` → `/xyz/`), and an empty result is `/` — the Gateway API's table of examples, row
+ * for row.
  */
 export function replacePrefixMatch(path: string, prefix: string, replacement: string): string {
-  const rest = path.slice(matchedPrefixEnd(path, prefix));
+  const matched = normalizePath(path);
+  const rest = matched.slice(matchedPrefixEnd(matched, normalizePath(prefix)));
   let end = replacement.length;
   while (end > 0 && replacement.charCodeAt(end - 1) === SLASH) end--;
   const rewritten = replacement.slice(0, end) + rest;
@@ -34,7 +39,9 @@ export function replacePrefixMatch(path: string, prefix: string, replacement: st
 
 /**
  * Where the part of `path` that `prefix` matched ends: after its last segment, at the end of the
- * path or at a `/`. Empty segments are skipped as the matcher skips them (`/foo//bar`).
+ * path or at a `/`. Empty segments are skipped as the matcher skips them (`/foo//bar`). Segments
+ * are compared without regard to case: the route matched already, and one with `ignoreCase`
+ * matched `/PAY/x` under `/pay`; only where its prefix ends is sought here.
  */
 function matchedPrefixEnd(path: string, prefix: string): number {
   let at = 0;
@@ -42,7 +49,8 @@ function matchedPrefixEnd(path: string, prefix: string): number {
     if (segment === "") continue;
     while (path.charCodeAt(at) === SLASH) at++;
     const end = at + segment.length;
-    if (!path.startsWith(segment, at) || (end < path.length && path.charCodeAt(end) !== SLASH)) {
+    const same = path.slice(at, end).toLowerCase() === segment.toLowerCase();
+    if (!same || (end < path.length && path.charCodeAt(end) !== SLASH)) {
       throw new Error(`path does not start with the route's prefix ${prefix}`);
     }
     at = end;

@@ -58,6 +58,25 @@ describe("parseRoute", () => {
     });
   });
 
+  it("accepts ignoreCase on Exact and PathPrefix, and an explicit false on RegularExpression", () => {
+    for (const type of ["Exact", "PathPrefix"] as const) {
+      expect(parseRoute({ id: "r", match: { path: { type, value: "/pay", ignoreCase: true } } }).match.path).toEqual({
+        type,
+        value: "/pay",
+        ignoreCase: true,
+      });
+    }
+    const re = parseRoute({
+      id: "r",
+      match: { path: { type: "RegularExpression", value: "/p.*", ignoreCase: false } },
+    });
+    expect(re.match.path.ignoreCase).toBe(false);
+    // Off unless asked for: Gateway API matches paths case-sensitively.
+    expect(parseRoute({ id: "r", match: { path: { type: "PathPrefix", value: "/pay" } } }).match.path.ignoreCase).toBe(
+      undefined,
+    );
+  });
+
   it.each([
     [{ mirrors: [{ cluster: "c", percent: 150 }] }, "mirrors[0].percent: must be ≤ 100"],
     [{ mirrors: [{ cluster: "c", percent: -1 }] }, "mirrors[0].percent: must be ≥ 0"],
@@ -105,6 +124,14 @@ describe("parseRoute", () => {
     [
       { match: { path: { type: "RegularExpression", value: "([a-z" } } },
       "match.path.value: is not a valid regular expression",
+    ],
+    [
+      { match: { path: { type: "RegularExpression", value: "/pay/.*", ignoreCase: true } } },
+      "match.path.ignoreCase: applies only to Exact and PathPrefix: a RegularExpression is matched as written, so spell the letters whose case may vary as classes, such as /[Pp][Aa][Yy]/.*",
+    ],
+    [
+      { match: { path: { type: "PathPrefix", value: "/pay", ignoreCase: "yes" } } },
+      "match.path.ignoreCase: must be a boolean",
     ],
     [{ match: { methods: ["FETCH"] } }, "match.methods[0]: must be one of"],
     [{ match: { hosts: ["exa mple.com"] } }, "match.hosts[0]: must be a host name"],

@@ -119,10 +119,35 @@ export const HeaderOps = z
 
 const absolutePath = z.string().check(z.maxLength(2048), z.startsWith("/", { error: "must start with '/'" }));
 
+/**
+ * Exact and PathPrefix compare case-insensitively, for origins that ignore case. An extension:
+ * Gateway API path matching is case-sensitive, and so is the default.
+ */
+const ignoreCase = z.optional(z.boolean());
+
 const PathMatch = z.discriminatedUnion("type", [
-  z.strictObject({ type: z.literal("Exact"), value: absolutePath }),
-  z.strictObject({ type: z.literal("PathPrefix"), value: absolutePath }),
-  z.strictObject({ type: z.literal("RegularExpression"), value: safeRegex }),
+  z.strictObject({ type: z.literal("Exact"), value: absolutePath, ignoreCase }),
+  z.strictObject({ type: z.literal("PathPrefix"), value: absolutePath, ignoreCase }),
+  z
+    .strictObject({
+      type: z.literal("RegularExpression"),
+      value: safeRegex,
+      // For editors, which then flag `true`; the message comes from the check below.
+      ignoreCase: z.optional(z.boolean().register(z.globalRegistry, { const: false })),
+    })
+    .check(
+      // As in Envoy, whose case_sensitive does not apply to regex matches: a pattern means what it says.
+      z.superRefine((match, ctx) => {
+        if (match.ignoreCase !== true) return;
+        ctx.issues.push({
+          code: "custom",
+          message:
+            "applies only to Exact and PathPrefix: a RegularExpression is matched as written, so spell the letters whose case may vary as classes, such as /[Pp][Aa][Yy]/.*",
+          path: ["ignoreCase"],
+          input: match.ignoreCase,
+        });
+      }),
+    ),
 ]);
 
 const valueMatch = <N extends z.ZodMiniType<string>>(name: N) =>

@@ -107,6 +107,24 @@ describe("route lookup", () => {
   });
 });
 
+describe("paths in other cases", () => {
+  it("are lower-cased for the lookup only when some route has ignoreCase", () => {
+    const route = (ignoreCase: boolean) =>
+      parseRoute({ id: "pay", match: { path: { type: "PathPrefix", value: "/pay", ignoreCase } } });
+    const caseSensitive = compileRoutes([route(false)]);
+    const anyCase = compileRoutes([route(true)]);
+    const lowerCase = vi.spyOn(String.prototype, "toLowerCase");
+    try {
+      expect(caseSensitive.candidates("/PAY/transfer")).toBeUndefined();
+      expect(lowerCase).not.toHaveBeenCalled();
+      expect(anyCase.candidates("/PAY/transfer")?.map((c) => c.route.id)).toEqual(["pay"]);
+      expect(lowerCase).toHaveBeenCalledTimes(1);
+    } finally {
+      lowerCase.mockRestore();
+    }
+  });
+});
+
 /** Sends a POST of `size` bytes on a route whose one mirror has `percent`; returns the bodies fetch was given. */
 async function bodiesHandedToFetch(percent: number, size = 10_000) {
   await putPolicies({

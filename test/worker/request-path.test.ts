@@ -445,6 +445,108 @@ describe("URL rewrite for copies", () => {
   });
 });
 
+describe("paths are matched as the origin routes them", () => {
+  const AUDIT = "http://audit.test:9005";
+  const payRoute = (path: object, mirror: object = {}) => ({
+    id: "pay",
+    match: { path: { type: "PathPrefix", value: "/pay", ...path } },
+    mirrors: [{ origin: AUDIT, requestHeaders: { remove: ["authorization"] }, ...mirror }],
+  });
+
+  beforeEach(async () => {
+    fetches.restore();
+    fetches = interceptFetch({ [PRIMARY]: echo(201), [AUDIT]: echo() });
+  });
+
+  it("copies POST /%70ay/transfer to the audit mirror; the primary gets the path, method and body byte for byte", async () => {
+    await putPolicies({ routes: [payRoute({})] });
+    const payload = randomBytes(4096);
+    const { response } = await send(
+      new Request("https://edge.example.com/%70ay/transfer?to=%41b", { method: "POST", body: payload }),
+    );
+    expect(response.status).toBe(201);
+    const [primary] = fetches.to(PRIMARY);
+    expect(primary?.url).toBe(`${PRIMARY}/%70ay/transfer?to=%41b`);
+    expect(primary?.method).toBe("POST");
+    expect(primary?.body).toEqual(payload);
+    const copies = fetches.to(AUDIT);
+    expect(copies.map((c) => [c.method, c.url])).toEqual([["POST", `${AUDIT}/%70ay/transfer?to=%41b`]]);
+    expect(copies[0]?.body).toEqual(payload);
+    expect(outcomes).toEqual([expect.objectContaining({ route: "pay", kind: "sent" })]);
+  });
+
+  it("does not take /pay%2Ftransfer for /pay/transfer: an encoded slash is part of one segment", async () => {
+    await putPolicies({ routes: [payRoute({})] });
+    for (const path of ["/pay%2Ftransfer", "/pay%2ftransfer", "/%70ay%2Ftransfer"]) {
+      await send(new Request(`https://edge.example.com${path}`, { method: "POST", body: "x" }));
+    }
+    expect(fetches.to(PRIMARY).map((s) => s.url)).toEqual([
+      `${PRIMARY}/pay%2Ftransfer`,
+      `${PRIMARY}/pay%2ftransfer`,
+      `${PRIMARY}/%70ay%2Ftransfer`,
+    ]);
+    expect(fetches.to(AUDIT)).toEqual([]);
+    expect(outcomes).toEqual([]);
+  });
+
+  it("copies /PAY/transfer only when the route has ignoreCase", async () => {
+    await putPolicies({ routes: [payRoute({})] });
+    await send(new Request("https://edge.example.com/PAY/transfer", { method: "POST", body: "x" }));
+    expect(fetches.to(AUDIT)).toEqual([]);
+
+    await putPolicies({ routes: [payRoute({ ignoreCase: true })] });
+    await send(new Request("https://edge.example.com/PAY/transfer", { method: "POST", body: "x" }));
+    await send(new Request("https://edge.example.com/%50%41Y/transfer", { method: "POST", body: "x" }));
+    expect(fetches.to(AUDIT).map((s) => s.url)).toEqual([`${AUDIT}/PAY/transfer`, `${AUDIT}/%50%41Y/transfer`]);
+    expect(fetches.to(PRIMARY).map((s) => s.url)).toEqual([
+      `${PRIMARY}/PAY/transfer`,
+      `${PRIMARY}/PAY/transfer`,
+      `${PRIMARY}/%50%41Y/transfer`,
+    ]);
+  });
+
+  it("rewrites a copy of an encoded or differently cased path from the path the route matched", async () => {
+    const rewrite = { urlRewrite: { path: { type: "ReplacePrefixMatch", replacePrefixMatch: "/audit" } } };
+    await putPolicies({ routes: [payRoute({ ignoreCase: true }, rewrite)] });
+    for (const path of ["/%70ay/transfer/a%2fb?to=%41b", "/PAY/Transfer?x", "/pay"]) {
+      await send(new Request(`https://edge.example.com${path}`, { method: "POST", body: "x" }));
+    }
+    expect(fetches.to(AUDIT).map((s) => s.url)).toEqual([
+      `${AUDIT}/audit/transfer/a%2Fb?to=%41b`,
+      `${AUDIT}/audit/Transfer?x`,
+      `${AUDIT}/audit`,
+    ]);
+    expect(fetches.to(PRIMARY).map((s) => s.url)).toEqual([
+      `${PRIMARY}/%70ay/transfer/a%2fb?to=%41b`,
+      `${PRIMARY}/PAY/Transfer?x`,
+      `${PRIMARY}/pay`,
+    ]);
+    expect(outcomes.every((o) => o.kind === "sent")).toBe(true);
+  });
+
+  it("refuses ignoreCase on a RegularExpression route: it is skipped, never matched", async () => {
+    await putPolicies({
+      routes: [{ ...payRoute({}), match: { path: { type: "RegularExpression", value: "/pay/.*", ignoreCase: true } } }],
+    });
+    const logged: string[] = [];
+    const ctx = createExecutionContext();
+    const response = await handleRequest(
+      new Request("https://edge.example.com/pay/transfer", { method: "POST", body: "x" }),
+      testEnv,
+      ctx,
+      { sink: (o) => outcomes.push(o), cache: new PolicyCache({ ttlMs: 0, log: (line) => logged.push(line) }) },
+    );
+    await response.arrayBuffer();
+    await waitOnExecutionContext(ctx);
+    expect(fetches.to(AUDIT)).toEqual([]);
+    expect(logged.map((line) => JSON.parse(line))).toContainEqual({
+      msg: "edge-mirror.invalid_policy",
+      key: "route:pay",
+      error: expect.stringContaining("match.path.ignoreCase: applies only to Exact and PathPrefix"),
+    });
+  });
+});
+
 describe("sticky sampling", () => {
   const users = Array.from({ length: 40 }, (_, i) => `user-${i}`);
 
