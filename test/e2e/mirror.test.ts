@@ -200,6 +200,25 @@ describe("edge-mirror in workerd with real origins", () => {
     expect(p?.headers["x-edge-mirror"]).toBeUndefined();
   });
 
+  it("copies a request whose path spells the route's with escapes; the primary gets it byte for byte", async () => {
+    const body = randomBytes(16 * 1024);
+    const res = await fetch(`${worker.url}/%73ervice/%31/upload?to=%41b&enc=%2f`, { method: "POST", body });
+    expect(((await res.json()) as { servedBy: string }).servedBy).toBe("primary");
+    // And a rewritten copy: from the path the route matched, /api/v1.
+    await fetch(`${worker.url}/api/%76%31/users/a%2fb?q=%76`);
+    await mirror1.waitForCount(2);
+    expect(primary.requests.map((r) => [r.method, r.url])).toEqual([
+      ["POST", "/%73ervice/%31/upload?to=%41b&enc=%2f"],
+      ["GET", "/api/%76%31/users/a%2fb?q=%76"],
+    ]);
+    expect(primary.requests[0]?.sha256).toBe(sha256(body));
+    expect(mirror1.requests.map((r) => [r.method, r.url, r.headers["x-edge-mirror"]])).toEqual([
+      ["POST", "/%73ervice/%31/upload?to=%41b&enc=%2f", "service-1"],
+      ["GET", "/v2/users/a%2Fb?q=%76", "v1"],
+    ]);
+    expect(mirror1.requests[0]?.sha256).toBe(sha256(body));
+  });
+
   it("mirrors to the cluster named by x-mirror-cluster, and not to unknown or unlisted ones (seed 002)", async () => {
     for (const name of [undefined, "service2-mirror-non-existent", "service1-mirror", "service2-mirror"]) {
       const res = await fetch(`${worker.url}/service/2`, { headers: name ? { "x-mirror-cluster": name } : {} });
