@@ -19,12 +19,27 @@ export class PolicyValidationError extends Error {
   }
 }
 
-/** A regular expression that edge-mirror refuses: invalid, unsupported, or too large to match in linear time. */
+/**
+ * A regular expression that edge-mirror refuses: invalid, unsupported, or too large to match in
+ * linear time. `compileCost` is the work spent before it was refused, in `src/regex`'s units.
+ */
 export class RegexError extends Error {
   readonly code = "invalid_regex";
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly compileCost = 0,
+  ) {
     super(message);
     this.name = "RegexError";
+  }
+}
+
+/** A route left out of a policy snapshot because the routes before it used the snapshot's compile budget. */
+export class CompileBudgetError extends Error {
+  readonly code = "compile_budget";
+  constructor(message: string) {
+    super(message);
+    this.name = "CompileBudgetError";
   }
 }
 

@@ -32,6 +32,12 @@ const INITIAL = 1;
 
 export interface Dfa {
   readonly stateCount: number;
+  /**
+   * The work that building it took, counted rather than timed so that it is the same on every
+   * machine: alphabet pieces and the pieces visited while cutting it, states visited and
+   * transitions gathered (the steps that `MAX_BUILD_STEPS` caps), and table cells filled.
+   */
+  readonly buildWork: number;
   readonly classCount: number;
   /** The class of each ASCII code unit. */
   readonly ascii: Uint16Array;
@@ -76,6 +82,8 @@ interface Alphabet {
   wideClasses: number[];
   /** For each distinct set, the classes it contains. */
   classesOfSet: number[][];
+  /** Pieces cut and visited: what building the alphabet cost. */
+  work: number;
 }
 
 /**
@@ -92,10 +100,12 @@ function buildAlphabet(sets: readonly CodeUnitSet[]): Alphabet {
   }
   const pieceStarts = [...cuts].sort((a, b) => a - b);
   const pieceAt = new Map(pieceStarts.map((start, piece) => [start, piece]));
+  let work = pieceStarts.length;
   const forEachPiece = (set: CodeUnitSet, visit: (piece: number) => void) => {
     for (let i = 0; i < set.length; i += 2) {
       const hi = set[i + 1] as number;
       for (let piece = pieceAt.get(set[i] as number) as number; (pieceStarts[piece] ?? Infinity) <= hi; piece++) {
+        work++;
         visit(piece);
       }
     }
@@ -136,7 +146,7 @@ function buildAlphabet(sets: readonly CodeUnitSet[]): Alphabet {
     });
     return classes;
   });
-  return { classCount: classBySignature.size, ascii, wideStarts, wideClasses, classesOfSet };
+  return { classCount: classBySignature.size, ascii, wideStarts, wideClasses, classesOfSet, work };
 }
 
 const ascending = (a: number, b: number) => a - b;
@@ -151,9 +161,11 @@ function internedId<K>(ids: Map<K, number>, key: K): number {
   return id;
 }
 
-function tooComplex(need: string): RegexError {
+/** `spent`: the work counted until the pattern was refused (see `Dfa.buildWork`). */
+function tooComplex(need: string, spent: number): RegexError {
   return new RegexError(
     `is too complex to match in linear time: its automaton needs ${need} (a counted repeat after .* or after a wide class, as in .*a.{20}, multiplies states)`,
+    spent,
   );
 }
 
@@ -164,9 +176,10 @@ export function buildDfa(nfa: Nfa): Dfa {
   const setIdOfState = nfa.sets.map((set) => (set === undefined ? -1 : internedId(setIds, set)));
   const alphabet = buildAlphabet([...setIds.keys()]);
   const classesOfState = setIdOfState.map((id) => (id < 0 ? [] : (alphabet.classesOfSet[id] as number[])));
-  const built = new SubsetConstruction(nfa, alphabet.classCount, classesOfState).run();
+  const built = new SubsetConstruction(nfa, alphabet.classCount, classesOfState, alphabet.work).run();
   return {
     stateCount: built.accepting.length,
+    buildWork: built.work,
     classCount: alphabet.classCount,
     ascii: alphabet.ascii,
     wideStarts: alphabet.wideStarts,
@@ -199,12 +212,14 @@ class SubsetConstruction {
     private readonly nfa: Nfa,
     private readonly classCount: number,
     private readonly classesOfState: readonly number[][],
+    /** What building the alphabet took. */
+    private readonly alphabetWork: number,
   ) {
     this.visited = new Array(nfa.size).fill(0);
     this.buckets = new Array(classCount);
   }
 
-  run(): { table: Uint16Array; accepting: Uint8Array } {
+  run(): { table: Uint16Array; accepting: Uint8Array; work: number } {
     this.addState([], false); // DEAD: every transition leads back to it, and it never accepts
     // The initial state is never looked up by key: the same set reached later has no `^` to cross.
     const start = [this.nfa.start];
@@ -213,6 +228,7 @@ class SubsetConstruction {
     return {
       table: Uint16Array.from(this.table),
       accepting: Uint8Array.from(this.accepting),
+      work: this.work(),
     };
   }
 
@@ -258,8 +274,10 @@ class SubsetConstruction {
 
   private addState(important: number[], accepts: boolean, key?: string): number {
     const id = this.sets.length;
-    if (id >= MAX_DFA_STATES) throw tooComplex(`more than ${MAX_DFA_STATES} states`);
-    if ((id + 1) * this.classCount > MAX_TABLE_CELLS) throw tooComplex(`more than ${MAX_TABLE_CELLS} transitions`);
+    if (id >= MAX_DFA_STATES) throw tooComplex(`more than ${MAX_DFA_STATES} states`, this.work());
+    if ((id + 1) * this.classCount > MAX_TABLE_CELLS) {
+      throw tooComplex(`more than ${MAX_TABLE_CELLS} transitions`, this.work());
+    }
     for (let cls = 0; cls < this.classCount; cls++) this.table.push(DEAD);
     this.sets.push(important);
     if (key !== undefined) this.idByKey.set(key, id);
@@ -310,6 +328,11 @@ class SubsetConstruction {
 
   private count(steps: number): void {
     this.steps += steps;
-    if (this.steps > MAX_BUILD_STEPS) throw tooComplex(`more than ${MAX_BUILD_STEPS} steps to build`);
+    if (this.steps > MAX_BUILD_STEPS) throw tooComplex(`more than ${MAX_BUILD_STEPS} steps to build`, this.work());
+  }
+
+  /** The alphabet's work, the steps counted and the table cells filled so far. */
+  private work(): number {
+    return this.alphabetWork + this.steps + this.table.length;
   }
 }

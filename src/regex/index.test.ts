@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { RegexError } from "../errors/index.js";
-import { MAX_DFA_STATES } from "./dfa.js";
-import { compileRegex, MAX_PATTERN_LENGTH, regexProblem } from "./index.js";
+import { MAX_BUILD_STEPS, MAX_DFA_STATES } from "./dfa.js";
+import { compileRegex, MAX_PATTERN_LENGTH, PATTERN_BASE_COST, regexProblem } from "./index.js";
 import { REDOS_ACCEPTED, REDOS_REFUSED } from "./redos-corpus.js";
 
 /** What JavaScript answers for the same whole-input match: the reference for every pattern accepted. */
@@ -222,5 +222,37 @@ describe("the ReDoS corpus", () => {
 
   it.each(REDOS_REFUSED)("%s is refused", (pattern, reason) => {
     expect(regexProblem(pattern)).toMatch(reason);
+  });
+});
+
+describe("compile cost", () => {
+  it("is counted, not timed: the same pattern always costs the same", () => {
+    const costs = new Set(Array.from({ length: 5 }, () => compileRegex(".*a.{6}").compileCost));
+    expect(costs.size).toBe(1);
+  });
+
+  it("grows with the work the automata take", () => {
+    const [small, medium, large] = ["x", ".*a.{5}", ".*a.{8}"].map((p) => compileRegex(p));
+    expect(small?.compileCost).toBeGreaterThan(PATTERN_BASE_COST);
+    expect(medium?.compileCost).toBeGreaterThan(small?.compileCost ?? 0);
+    expect(large?.compileCost).toBeGreaterThan(8 * (medium?.compileCost ?? 0));
+    // At least one unit per table cell, and a DFA has a row per state.
+    expect(large?.compileCost).toBeGreaterThan(large?.stateCount ?? 0);
+  });
+
+  it("is carried by a refusal: what was spent before the pattern was refused", () => {
+    const spent = (pattern: string) => {
+      try {
+        compileRegex(pattern);
+      } catch (err) {
+        expect(err).toBeInstanceOf(RegexError);
+        return (err as RegexError).compileCost;
+      }
+      throw new Error(`${pattern} was accepted`);
+    };
+    expect(spent("(")).toBe(PATTERN_BASE_COST + 1);
+    expect(spent("a".repeat(MAX_PATTERN_LENGTH + 100))).toBe(PATTERN_BASE_COST + MAX_PATTERN_LENGTH);
+    expect(spent("(?:a?){300}")).toBeGreaterThan(MAX_BUILD_STEPS);
+    expect(spent(".*a.{20}")).toBeGreaterThan(MAX_DFA_STATES);
   });
 });

@@ -29,9 +29,24 @@ export interface FullMatcher {
   test(input: string): boolean;
 }
 
-/** A compiled pattern; `stateCount` is its DFA's size, for diagnostics and tests. */
+/**
+ * What compiling a pattern costs besides the work counted while building its automata: checking
+ * it with `RegExp`, parsing it and allocating its tables (a few microseconds, about what 100
+ * units of counted work take).
+ */
+export const PATTERN_BASE_COST = 100;
+
+/**
+ * A compiled pattern. `stateCount` is its DFA's size, for diagnostics and tests; `compileCost` is
+ * what compiling it took, in units of the engine's counted work (`PATTERN_BASE_COST`, one per
+ * character, NFA state, alphabet piece visited, build step and table cell): the same on every
+ * machine, so that budgets built on it are deterministic (see `src/match`).
+ */
 export class DfaMatcher implements FullMatcher {
-  constructor(private readonly dfa: Dfa) {}
+  constructor(
+    private readonly dfa: Dfa,
+    readonly compileCost: number,
+  ) {}
 
   get stateCount(): number {
     return this.dfa.stateCount;
@@ -44,13 +59,23 @@ export class DfaMatcher implements FullMatcher {
 
 /** Compiles `pattern` for whole-input matching, or throws a `RegexError` saying why it is refused. */
 export function compileRegex(pattern: string): DfaMatcher {
-  if (pattern.length > MAX_PATTERN_LENGTH) throw new RegexError(`must be at most ${MAX_PATTERN_LENGTH} characters`);
+  // A refused pattern is charged what it cost too, so that budgets bound refusals as well.
+  let spent = PATTERN_BASE_COST + Math.min(pattern.length, MAX_PATTERN_LENGTH);
   try {
-    new RegExp(pattern);
+    if (pattern.length > MAX_PATTERN_LENGTH) throw new RegexError(`must be at most ${MAX_PATTERN_LENGTH} characters`);
+    try {
+      new RegExp(pattern);
+    } catch (err) {
+      throw new RegexError(`is not a valid regular expression (${(err as Error).message})`);
+    }
+    const nfa = buildNfa(parsePattern(pattern));
+    spent += nfa.size;
+    const dfa = buildDfa(nfa);
+    return new DfaMatcher(dfa, spent + dfa.buildWork);
   } catch (err) {
-    throw new RegexError(`is not a valid regular expression (${(err as Error).message})`);
+    if (err instanceof RegexError) throw new RegexError(err.message, spent + err.compileCost);
+    throw err;
   }
-  return new DfaMatcher(buildDfa(buildNfa(parsePattern(pattern))));
 }
 
 /** Why `pattern` is refused (invalid, unsupported, too long or too large), or `undefined`. */
