@@ -1,7 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { parseRoute, type Route, type RouteInput } from "../policy/index.js";
+import { CompileBudgetError, PolicyValidationError } from "../errors/index.js";
+import { MAX_ROUTE_PATTERN_COST, parseRoute, parseRouteFields, type Route, type RouteInput } from "../policy/index.js";
+import { compileRegex } from "../regex/index.js";
 import { normalizePath } from "../url/index.js";
-import { compileRoutes, matchRoute, type RequestFacts } from "./index.js";
+import { compileRoutes, matchRoute, type RequestFacts, SNAPSHOT_PATTERN_BUDGET } from "./index.js";
 
 function facts(url: string, init: { method?: string; headers?: Record<string, string> } = {}): RequestFacts {
   const u = new URL(url);
@@ -265,5 +267,110 @@ describe("a route that fails to compile or to match", () => {
       } as unknown as Headers,
     };
     expect(table.find(hostile)?.id).toBe("good");
+  });
+});
+
+describe("the compile budget", () => {
+  /** A route whose one header pattern costs `compileRegex(COSTLY).compileCost` to compile. */
+  const COSTLY = "(?:a?){200}";
+  const cost = compileRegex(COSTLY).compileCost;
+  const costly = (id: string, priority: number, value = COSTLY): Route =>
+    // Written around the validator where `value` is refused: the table must hold whatever is stored.
+    parseRouteFields({
+      id,
+      priority,
+      match: {
+        path: { type: "PathPrefix", value: `/${id}` },
+        headers: [{ name: "x-a", type: "RegularExpression", value }],
+      },
+    });
+  const rejectedBy = (routes: Route[], budget?: number) => {
+    const rejected = new Map<string, unknown>();
+    const table = compileRoutes(routes, (route, err) => rejected.set(route.id, err), budget);
+    return { table, rejected };
+  };
+
+  it("spends it in precedence order: the route that passes it and every later route with patterns are skipped", () => {
+    const { table, rejected } = rejectedBy(
+      [
+        costly("third", 8),
+        costly("first", 10),
+        costly("fourth", 7),
+        costly("second", 9),
+        parseRoute(prefix("plain", "/plain", { priority: 1 })),
+        // Never compiled: compiling it would have refused its pattern.
+        costly("fifth", 6, "(a)\\1"),
+      ],
+      2.5 * cost,
+    );
+    expect(table.size).toBe(3);
+    expect(table.find(facts("https://h/first", { headers: { "x-a": "aa" } }))?.id).toBe("first");
+    expect(table.find(facts("https://h/second", { headers: { "x-a": "aa" } }))?.id).toBe("second");
+    expect(table.find(facts("https://h/third", { headers: { "x-a": "aa" } }))).toBeUndefined();
+    expect(table.find(facts("https://h/plain"))?.id).toBe("plain");
+    expect([...rejected.keys()]).toEqual(["third", "fourth", "fifth"]);
+    for (const err of rejected.values()) {
+      expect(err).toBeInstanceOf(CompileBudgetError);
+      expect((err as Error).message).toBe(
+        `skipped: a policy snapshot's patterns may cost at most ${2.5 * cost} to compile, and routes of higher precedence spent it (it ran out at route "third"); each route may cost at most ${MAX_ROUTE_PATTERN_COST}: use fewer or simpler patterns, or raise the priority of the routes that matter`,
+      );
+    }
+  });
+
+  it("charges refused patterns too, and reports them as validation does", () => {
+    const refused = costly("refused", 10, "(?:a?){300}");
+    const { table, rejected } = rejectedBy([refused, costly("after", 9)], 1.5 * cost);
+    expect(table.size).toBe(0);
+    expect(rejected.get("refused")).toBeInstanceOf(PolicyValidationError);
+    expect((rejected.get("refused") as Error).message).toMatch(
+      /^match\.headers\[0\]\.value: is too complex to match in linear time: its automaton needs more than 100000 steps/,
+    );
+    expect(rejected.get("after")).toBeInstanceOf(CompileBudgetError);
+  });
+
+  it("refuses a route past its own cap, written around the validator, without compiling all of it", () => {
+    const values = ["(?:a?){250}", "(?:b?){250}", "(?:c?){250}", "(?:d?){250}", "(?:e?){250}", "("];
+    const heavy = parseRouteFields({
+      id: "heavy",
+      match: { headers: values.map((value, i) => ({ name: `x-${i}`, type: "RegularExpression", value })) },
+    });
+    const { rejected } = rejectedBy([heavy]);
+    // The refused last pattern is never reached: compiling stopped at the cap.
+    expect((rejected.get("heavy") as Error).message).toMatch(
+      new RegExp(
+        `^match: its patterns cost more than ${MAX_ROUTE_PATTERN_COST} to compile together \\(\\d+ by match\\.headers\\[2\\]\\.value\\)`,
+      ),
+    );
+  });
+
+  it("bounds a snapshot of many routes at the cap: only the budget's worth is compiled", () => {
+    // Five patterns under the cap together: 96,000 × 2 + 16,000 × 3.
+    const values = ["(?:a?){250}", "(?:b?){250}", "(?:a?){100}", "(?:b?){100}", "(?:c?){100}"];
+    const atTheCap = (i: number, broken = false) =>
+      parseRouteFields({
+        id: `r${i}`,
+        priority: -i,
+        match: {
+          headers: [...values, ...(broken ? ["("] : [])].map((value, n) => ({
+            name: `x-${n}`,
+            type: "RegularExpression",
+            value,
+          })),
+        },
+      });
+    const routeCost = values.reduce((sum, value) => sum + compileRegex(value).compileCost, 0);
+    expect(routeCost).toBeLessThanOrEqual(MAX_ROUTE_PATTERN_COST);
+    const fit = Math.floor(SNAPSHOT_PATTERN_BUDGET / routeCost);
+    // Every route after the ones that fit has a refused pattern: had it been compiled, it would say so.
+    const routes = Array.from({ length: 300 }, (_, i) => atTheCap(i, i > fit));
+    const { table, rejected } = rejectedBy(routes);
+    expect(table.size).toBe(fit);
+    expect(rejected.size).toBe(300 - fit);
+    expect([...rejected.values()].every((err) => err instanceof CompileBudgetError)).toBe(true);
+  });
+
+  it("costs nothing for routes without patterns", () => {
+    const routes = Array.from({ length: 1000 }, (_, i) => parseRoute(prefix(`r${i}`, `/r/${i}`)));
+    expect(rejectedBy(routes, 0).table.size).toBe(1000);
   });
 });

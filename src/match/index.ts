@@ -6,9 +6,20 @@
  * Paths are matched in their normal form (`normalizePath`): `/%70ay` is `/pay`, as the origin
  * routes it. Routes with `ignoreCase` have a trie of their own, keyed in lower case and walked
  * only when such routes exist, so that case-sensitive lookups cost what they did.
+ *
+ * Compiling is bounded: a snapshot's patterns may cost at most `SNAPSHOT_PATTERN_BUDGET` to
+ * compile, spent in precedence order (see `compileRoutes`).
  */
-import type { Route } from "../policy/index.js";
-import { compileRegex } from "../regex/index.js";
+import { CompileBudgetError, PolicyValidationError } from "../errors/index.js";
+import {
+  type CompiledPatterns,
+  compileRoutePatterns,
+  formatPath,
+  MAX_ROUTE_PATTERN_COST,
+  type Route,
+  routePatterns,
+} from "../policy/index.js";
+import type { FullMatcher } from "../regex/index.js";
 import { routeKey } from "../store/keys.js";
 import { normalizePath } from "../url/index.js";
 
@@ -71,13 +82,30 @@ function conditionCount(route: Route): number {
 }
 
 /**
+ * What compiling the patterns of one snapshot's routes may cost, in `src/regex`'s units (about
+ * 0.1 µs each in workerd: some 100 ms). Every new isolate compiles them before its first request,
+ * and so does every refresh that finds the policies changed. Four routes at
+ * `MAX_ROUTE_PATTERN_COST` fit, and so do a thousand routes with two UUID patterns each (about 400
+ * apiece; a twenty-word alternation costs about 3,800).
+ */
+export const SNAPSHOT_PATTERN_BUDGET = 1_000_000;
+
+/**
  * Compiles every route inside its own guard: a route that cannot be compiled (a pattern the
- * validator let through by mistake, a policy written around the validator) is left out and
- * reported through `onRejected`, and the others keep working.
+ * engine refuses, a policy written around the validator) is left out and reported through
+ * `onRejected`, and the others keep working.
+ *
+ * Patterns are compiled in precedence order, each route's charged to `patternBudget` (refused
+ * patterns included, so that the budget bounds the work whatever is stored). The route whose
+ * patterns take the total past it, and every later route that has patterns, are left out with
+ * a `CompileBudgetError`: the least preferred go first, and routes without patterns, which cost
+ * nothing to compile, are kept. The work done is at most the budget plus one route's
+ * (`MAX_ROUTE_PATTERN_COST`, and one more pattern).
  */
 export function compileRoutes(
   routes: readonly Route[],
   onRejected: (route: Route, error: unknown) => void = () => {},
+  patternBudget = SNAPSHOT_PATTERN_BUDGET,
 ): RouteTable {
   const ordered = [...routes].sort(comparePrecedence);
   const caseSensitive = newNode();
@@ -85,10 +113,26 @@ export function compileRoutes(
   let anyCase: TrieNode | undefined;
   const scanned: CompiledRoute[] = [];
   let size = 0;
+  let spent = 0;
+  let budgetSpentAt: string | undefined;
   ordered.forEach((route, rank) => {
     let compiled: CompiledRoute;
     try {
-      compiled = { route, rank, matches: guarded(route, compileConditions(route)) };
+      let patterns: CompiledPatterns | undefined;
+      if (routePatterns(route.match).length > 0) {
+        if (budgetSpentAt !== undefined) throw budgetSpent(patternBudget, budgetSpentAt);
+        patterns = compileRoutePatterns(route.match);
+        spent += patterns.cost;
+        // A route refused for its own patterns has spent the budget all the same.
+        if (spent > patternBudget) budgetSpentAt = route.id;
+        if (patterns.issues.length > 0) {
+          throw new PolicyValidationError(
+            patterns.issues.map((issue) => ({ path: formatPath(issue.at), message: issue.message })),
+          );
+        }
+        if (budgetSpentAt !== undefined) throw budgetSpent(patternBudget, budgetSpentAt);
+      }
+      compiled = { route, rank, matches: guarded(route, compileConditions(route, patterns?.matchers)) };
     } catch (err) {
       onRejected(route, err);
       return;
@@ -120,6 +164,12 @@ export function compileRoutes(
     candidates,
     find: (facts) => firstMatch(candidates(facts.path), facts),
   };
+}
+
+function budgetSpent(budget: number, at: string): CompileBudgetError {
+  return new CompileBudgetError(
+    `skipped: a policy snapshot's patterns may cost at most ${budget} to compile, and routes of higher precedence spent it (it ran out at route "${at}"); each route may cost at most ${MAX_ROUTE_PATTERN_COST}: use fewer or simpler patterns, or raise the priority of the routes that matter`,
+  );
 }
 
 function insert(root: TrieNode, path: string, type: "Exact" | "PathPrefix", compiled: CompiledRoute): void {
@@ -211,7 +261,16 @@ function collectCandidates(
   }
 }
 
-function compileConditions(route: Route): (facts: RequestFacts) => boolean {
+/** `patterns`: the route's compiled patterns, by pattern (see `compileRoutePatterns`). */
+function compileConditions(
+  route: Route,
+  patterns: ReadonlyMap<string, FullMatcher> = new Map(),
+): (facts: RequestFacts) => boolean {
+  const compiled = (pattern: string): FullMatcher => {
+    const matcher = patterns.get(pattern);
+    if (!matcher) throw new Error(`pattern ${JSON.stringify(pattern)} was not compiled`);
+    return matcher;
+  };
   const m = route.match;
   const checks: Array<(facts: RequestFacts) => boolean> = [];
   const path = m.path;
@@ -224,7 +283,7 @@ function compileConditions(route: Route): (facts: RequestFacts) => boolean {
       checks.push((f) => f.path === want);
     }
   } else if (path.type === "RegularExpression") {
-    const re = compileRegex(path.value);
+    const re = compiled(path.value);
     checks.push((f) => re.test(f.path));
   }
   if (m.methods.length) {
@@ -235,8 +294,8 @@ function compileConditions(route: Route): (facts: RequestFacts) => boolean {
     const hostChecks = m.hosts.map(compileHost);
     checks.push((f) => hostChecks.some((check) => check(f.host)));
   }
-  for (const h of m.headers) checks.push(valueCondition(h, (f) => f.headers.get(h.name)));
-  for (const q of m.query) checks.push(valueCondition(q, (f) => f.query.get(q.name)));
+  for (const h of m.headers) checks.push(valueCondition(h, compiled, (f) => f.headers.get(h.name)));
+  for (const q of m.query) checks.push(valueCondition(q, compiled, (f) => f.query.get(q.name)));
   return (facts) => {
     for (const check of checks) if (!check(facts)) return false;
     return true;
@@ -246,9 +305,10 @@ function compileConditions(route: Route): (facts: RequestFacts) => boolean {
 /** A header or query condition: the value must be present and match. */
 function valueCondition(
   condition: { type: "Exact" | "RegularExpression"; value: string },
+  compiled: (pattern: string) => FullMatcher,
   read: (facts: RequestFacts) => string | null,
 ): (facts: RequestFacts) => boolean {
-  const test = compileValue(condition.type, condition.value);
+  const test = compileValue(condition.type, condition.value, compiled);
   return (facts) => {
     const actual = read(facts);
     return actual !== null && test(actual);
@@ -265,9 +325,13 @@ function compileHost(pattern: string): (host: string) => boolean {
   return (host) => host === lower;
 }
 
-function compileValue(type: "Exact" | "RegularExpression", value: string): (actual: string) => boolean {
+function compileValue(
+  type: "Exact" | "RegularExpression",
+  value: string,
+  compiled: (pattern: string) => FullMatcher,
+): (actual: string) => boolean {
   if (type === "Exact") return (actual) => actual === value;
-  const re = compileRegex(value);
+  const re = compiled(value);
   return (actual) => re.test(actual);
 }
 

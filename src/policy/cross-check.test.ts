@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { SNAPSHOT_PATTERN_BUDGET } from "../match/index.js";
 import { crossCheck } from "./cross-check.js";
 import { parseRoute, type RouteInput } from "./index.js";
 
@@ -84,5 +85,33 @@ describe("crossCheck", () => {
         message: 'route "low" can never match: route "high" (routes[1]) has the same match and wins',
       },
     ]);
+  });
+
+  it("warns of the routes the worker would skip, past the snapshot's compile budget", () => {
+    const values = ["(?:a?){250}", "(?:b?){250}", "(?:a?){100}", "(?:b?){100}", "(?:c?){100}"];
+    const costly = (i: number) =>
+      at(
+        {
+          id: `r${i}`,
+          priority: -i,
+          match: {
+            path: { type: "PathPrefix", value: `/r${i}` },
+            headers: values.map((value, n) => ({ name: `x-${n}`, type: "RegularExpression", value })),
+          },
+        },
+        `routes[${i}]`,
+      );
+    const result = crossCheck([0, 1, 2, 3, 4, 5].map(costly), new Set());
+    expect(result.errors).toEqual([]);
+    expect(result.warnings).toEqual(
+      [4, 5].map((i) => ({
+        path: `routes[${i}]`,
+        message: expect.stringMatching(
+          new RegExp(
+            `^route "r${i}" would not be served: skipped: a policy snapshot's patterns may cost at most ${SNAPSHOT_PATTERN_BUDGET} to compile`,
+          ),
+        ),
+      })),
+    );
   });
 });

@@ -2,10 +2,11 @@
  * @module policy/cross-check
  * Rules that span documents, shared by the CLI (`policy validate`/`apply`) and the admin API:
  * a route may only name defined clusters, route ids are unique, and a route that can never
- * match (an identical, higher-ranked match exists) is reported as a warning.
+ * match (an identical, higher-ranked match exists) or that the worker would skip (past the
+ * snapshot's compile budget) is reported as a warning.
  */
-import type { PolicyIssue } from "../errors/index.js";
-import { comparePrecedence } from "../match/index.js";
+import { CompileBudgetError, type PolicyIssue } from "../errors/index.js";
+import { comparePrecedence, compileRoutes } from "../match/index.js";
 import type { Mirror, Route } from "./index.js";
 
 export interface CrossCheckResult {
@@ -73,5 +74,14 @@ export function crossCheck(routes: readonly LocatedRoute[], clusters: ReadonlySe
       seen.set(key, located);
     }
   }
+  // Bounded like the worker's own snapshot: nothing is compiled once the budget is spent.
+  const locations = new Map(routes.map((located) => [located.route, located.at]));
+  compileRoutes([...locations.keys()], (route, err) => {
+    if (!(err instanceof CompileBudgetError)) return;
+    result.warnings.push({
+      path: locations.get(route) ?? route.id,
+      message: `route "${route.id}" would not be served: ${err.message}`,
+    });
+  });
   return result;
 }

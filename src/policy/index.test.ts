@@ -1,6 +1,17 @@
 import { describe, expect, it } from "vitest";
 import { PolicyValidationError } from "../errors/index.js";
-import { compareSpec, type Mirror, type MirrorFromHeader, parseCluster, parsePolicyFile, parseRoute } from "./index.js";
+import { compileRegex } from "../regex/index.js";
+import { REDOS_ACCEPTED } from "../regex/redos-corpus.js";
+import {
+  compareSpec,
+  MAX_ROUTE_PATTERN_COST,
+  type Mirror,
+  type MirrorFromHeader,
+  parseCluster,
+  parsePolicyFile,
+  parseRoute,
+  parseRouteFields,
+} from "./index.js";
 
 const issueExample = {
   id: "service-2",
@@ -38,6 +49,59 @@ function issuesOf(fn: () => unknown): string[] {
   }
   throw new Error("expected a PolicyValidationError");
 }
+
+describe("what a route's patterns may cost", () => {
+  const withHeaders = (values: string[]) => ({
+    id: "r",
+    match: { headers: values.map((value, i) => ({ name: `x-${i}`, type: "RegularExpression", value })) },
+  });
+
+  it("refuses a route whose patterns cost too much together, though each is accepted alone", () => {
+    const values = ["(?:a?){250}", "(?:b?){250}", "(?:c?){250}"];
+    for (const value of values) expect(() => parseRoute(withHeaders([value]))).not.toThrow();
+    expect(issuesOf(() => parseRoute(withHeaders(values)))).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^match: its patterns cost more than ${MAX_ROUTE_PATTERN_COST} to compile together \\(\\d+ by match\\.headers\\[2\\]\\.value\\), and every new isolate compiles them before its first request: use fewer or simpler patterns$`,
+        ),
+      ),
+    ]);
+  });
+
+  it("charges a pattern used twice in one route once", () => {
+    expect(() => parseRoute(withHeaders(Array(32).fill("(?:a?){250}")))).not.toThrow();
+  });
+
+  it("lets any one pattern the engine accepts fit", () => {
+    // The costliest kinds: the most build steps, the most table cells, the widest alphabet.
+    const costly = [
+      "(?:a?){250}",
+      ".*a.{8}",
+      "(?:x|y|z)*a{900}",
+      `[${Array.from({ length: 250 }, (_, i) => String.fromCharCode(0x100 + i * 3)).join("")}](?:${Array.from({ length: 50 }, (_, i) => `[^${String.fromCharCode(0x100 + i * 3)}]`).join("|")})`,
+      ...REDOS_ACCEPTED.map((c) => c.pattern),
+    ];
+    for (const pattern of costly) expect(compileRegex(pattern).compileCost).toBeLessThan(MAX_ROUTE_PATTERN_COST);
+  });
+
+  it("reports refused patterns beside the other fields' issues", () => {
+    expect(
+      issuesOf(() =>
+        parseRoute({ id: "", match: { headers: [{ name: "x-a", type: "RegularExpression", value: "a(?=b)" }] } }),
+      ),
+    ).toEqual([
+      "id: must be at least 1 characters",
+      "id: must start with a letter or digit and use only letters, digits, '.', '_' or '-'",
+      expect.stringMatching(/^match\.headers\[0\]\.value: must not use lookahead or lookbehind/),
+    ]);
+  });
+
+  it("leaves patterns unchecked in parseRouteFields, for a caller that compiles them itself", () => {
+    const route = { id: "r", match: { path: { type: "RegularExpression", value: "(" } } };
+    expect(() => parseRoute(route)).toThrow(PolicyValidationError);
+    expect(parseRouteFields(route).match.path.value).toBe("(");
+  });
+});
 
 describe("parseRoute", () => {
   it("accepts the documented example and fills defaults", () => {

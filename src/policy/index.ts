@@ -6,9 +6,9 @@
  * Vocabulary follows the Gateway API HTTPRoute (match, backends, RequestMirror).
  */
 import * as z from "zod/mini";
-import { type PolicyIssue, PolicyValidationError } from "../errors/index.js";
+import { type PolicyIssue, PolicyValidationError, RegexError } from "../errors/index.js";
 import { headerChangeRefusal, refusedHeaderPattern } from "../headers/index.js";
-import { regexProblem } from "../regex/index.js";
+import { compileRegex, type DfaMatcher } from "../regex/index.js";
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -32,16 +32,10 @@ export const MAX_ALLOWED_CLUSTERS = 256;
 const intBetween = (min: number, max: number) => z.int().check(z.minimum(min), z.maximum(max));
 
 /**
- * Every pattern (path, header, query) is compiled by edge-mirror's linear-time engine
- * (`src/regex`), and refused here when that engine would refuse it: invalid syntax, an
- * unsupported construct, or an automaton past its size caps.
+ * A regular expression for edge-mirror's linear-time engine (`src/regex`). Patterns are compiled
+ * and checked once per route, after its other fields (see `Route`).
  */
-function reportRegexProblem(pattern: string, ctx: z.core.$RefinementCtx, path: PropertyKey[] = []): void {
-  const problem = regexProblem(pattern);
-  if (problem) ctx.issues.push({ code: "custom", message: problem, input: pattern, path });
-}
-
-const safeRegex = z.string().check(z.superRefine((pattern, ctx) => reportRegexProblem(pattern, ctx)));
+const regexPattern = z.string();
 
 const headerName = z
   .string()
@@ -131,7 +125,7 @@ const PathMatch = z.discriminatedUnion("type", [
   z
     .strictObject({
       type: z.literal("RegularExpression"),
-      value: safeRegex,
+      value: regexPattern,
       // For editors, which then flag `true`; the message comes from the check below.
       ignoreCase: z.optional(z.boolean().register(z.globalRegistry, { const: false })),
     })
@@ -150,18 +144,13 @@ const PathMatch = z.discriminatedUnion("type", [
     ),
 ]);
 
+/** A header or query condition; a RegularExpression value is checked with the route's patterns. */
 const valueMatch = <N extends z.ZodMiniType<string>>(name: N) =>
-  z
-    .strictObject({
-      name,
-      type: z._default(z.enum(["Exact", "RegularExpression"]), "Exact"),
-      value: z.string().check(z.maxLength(4096)),
-    })
-    .check(
-      z.superRefine((match, ctx) => {
-        if (match.type === "RegularExpression") reportRegexProblem(match.value, ctx, ["value"]);
-      }),
-    );
+  z.strictObject({
+    name,
+    type: z._default(z.enum(["Exact", "RegularExpression"]), "Exact"),
+    value: z.string().check(z.maxLength(4096)),
+  });
 
 const HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"] as const;
 
@@ -353,7 +342,12 @@ export const MirrorFromHeader = z.strictObject({
   ...copySettings,
 });
 
-export const Route = z
+/**
+ * A route's fields and the rules between them, its patterns not yet compiled: what the worker
+ * parses stored routes with (`parseRouteFields`), leaving the patterns to its route table, which
+ * compiles each once, under its snapshot's budget (`src/match`). Everything else parses `Route`.
+ */
+export const RouteFields = z
   .strictObject({
     id: z.string().check(z.minLength(1), z.maxLength(128), z.regex(NAME, { error: NAME_RULE })),
     priority: z._default(intBetween(-1_000_000, 1_000_000), 0),
@@ -400,6 +394,101 @@ export const Route = z
     }),
   );
 
+/**
+ * A route, its patterns included: each must compile in edge-mirror's engine (valid, supported,
+ * within the automaton's size caps), and together they may cost at most
+ * `MAX_ROUTE_PATTERN_COST`. Checked whenever `match` itself is valid, beside the other fields'
+ * issues, as a field's own check would be.
+ */
+export const Route = RouteFields.check(
+  z.superRefine(
+    (route, ctx) => {
+      for (const issue of compileRoutePatterns(route.match).issues) {
+        ctx.issues.push({ code: "custom", message: issue.message, path: issue.at, input: route.match, continue: true });
+      }
+    },
+    { when: (payload) => isObject(payload.value) && !payload.issues.some(aboutMatch) },
+  ),
+);
+
+function isObject(value: unknown): boolean {
+  return typeof value === "object" && value !== null;
+}
+
+/** An issue with `match`, or with the route as a whole (an issue's path is filled in on the way up). */
+function aboutMatch(issue: { path?: PropertyKey[] | undefined }): boolean {
+  return issue.path === undefined || issue.path.length === 0 || issue.path[0] === "match";
+}
+
+/**
+ * The most that compiling one route's patterns may cost together, in `src/regex`'s units (about
+ * 0.1 µs each in workerd): any one pattern the engine accepts fits, a 65-pattern route built from
+ * costly ones does not. Every new isolate compiles every route's patterns before its first
+ * request; the snapshot as a whole has a budget of its own (`src/match`).
+ */
+export const MAX_ROUTE_PATTERN_COST = 250_000;
+
+/** Where a pattern sits in a route, from the route: `["match", "headers", 3, "value"]`. */
+type PatternPath = Array<string | number>;
+
+/** The RegularExpression values of a route's match (path, headers, query), with where each sits. */
+export function routePatterns(match: Route["match"]): Array<{ at: PatternPath; pattern: string }> {
+  const found: Array<{ at: PatternPath; pattern: string }> = [];
+  if (match.path.type === "RegularExpression") {
+    found.push({ at: ["match", "path", "value"], pattern: match.path.value });
+  }
+  for (const [field, conditions] of [
+    ["headers", match.headers],
+    ["query", match.query],
+  ] as const) {
+    conditions.forEach((condition, i) => {
+      if (condition.type === "RegularExpression") {
+        found.push({ at: ["match", field, i, "value"], pattern: condition.value });
+      }
+    });
+  }
+  return found;
+}
+
+export interface CompiledPatterns {
+  /** By pattern: a pattern used twice in one route is compiled once. */
+  matchers: Map<string, DfaMatcher>;
+  /** What compiling them cost, refused ones included (see `DfaMatcher.compileCost`). */
+  cost: number;
+  /** Patterns the engine refused, and a route past `MAX_ROUTE_PATTERN_COST`; empty when all is well. */
+  issues: Array<{ at: PatternPath; message: string }>;
+}
+
+/**
+ * Compiles a route's patterns, the one check of a route that costs: validation and the worker's
+ * route table both compile through here, so that a pattern is refused, and a route is too
+ * costly, for the same reason everywhere. Compiling stops once the route is past
+ * `MAX_ROUTE_PATTERN_COST`, so that a route written around the validator costs little more.
+ */
+export function compileRoutePatterns(match: Route["match"]): CompiledPatterns {
+  const compiled: CompiledPatterns = { matchers: new Map(), cost: 0, issues: [] };
+  for (const { at, pattern } of routePatterns(match)) {
+    if (compiled.matchers.has(pattern)) continue;
+    try {
+      const matcher = compileRegex(pattern);
+      compiled.matchers.set(pattern, matcher);
+      compiled.cost += matcher.compileCost;
+    } catch (err) {
+      if (!(err instanceof RegexError)) throw err;
+      compiled.cost += err.compileCost;
+      compiled.issues.push({ at, message: err.message });
+    }
+    if (compiled.cost > MAX_ROUTE_PATTERN_COST) {
+      compiled.issues.push({
+        at: ["match"],
+        message: `its patterns cost more than ${MAX_ROUTE_PATTERN_COST} to compile together (${compiled.cost} by ${formatPath(at)}), and every new isolate compiles them before its first request: use fewer or simpler patterns`,
+      });
+      break;
+    }
+  }
+  return compiled;
+}
+
 export const Cluster = z.strictObject({ origin: Origin });
 
 export const PolicyFile = z.strictObject({
@@ -437,6 +526,11 @@ export function compareSpec(mirror: Pick<Mirror, "compare">): CompareSpec | unde
 
 export function parseRoute(input: unknown): Route {
   return parseWith(Route, input);
+}
+
+/** A route whose patterns the caller compiles itself, with `compileRoutePatterns` (see `RouteFields`). */
+export function parseRouteFields(input: unknown): Route {
+  return parseWith(RouteFields, input);
 }
 
 export function parseCluster(input: unknown): Cluster {

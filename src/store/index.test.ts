@@ -1,6 +1,10 @@
 import { reset } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
+import { PolicyValidationError } from "../errors/index.js";
+import { SNAPSHOT_PATTERN_BUDGET } from "../match/index.js";
+import { parseRoute } from "../policy/index.js";
+import { compileRegex } from "../regex/index.js";
 import { loadSnapshot, PolicyCache } from "./index.js";
 import { clusterKey, routeKey, SESSION_EPOCH_KEY } from "./keys.js";
 import { parseStoredRoute } from "./parse.js";
@@ -78,6 +82,59 @@ describe("a broken route never harms the others", () => {
     const snap = await loadSnapshot(store, 1);
     expect(snap.routes.find({ ...facts("/any"), headers: new Headers({ "x-a": "(" }) })?.id).toBe("good");
     expect(snap.invalid.map((e) => e.key).sort()).toEqual([routeKey("bad-header"), routeKey("bad-query")]);
+  });
+
+  it("reports a pattern the route table refuses exactly as validation does", async () => {
+    const route = { id: "bad", match: { query: [{ name: "q", type: "RegularExpression", value: ".*a.{20}" }] } };
+    await kv.put(routeKey("bad"), JSON.stringify(route));
+    let validation = "";
+    try {
+      parseRoute(route);
+    } catch (err) {
+      expect(err).toBeInstanceOf(PolicyValidationError);
+      validation = (err as Error).message;
+    }
+    expect(validation).toMatch(/^match\.query\[0\]\.value: is too complex/);
+    expect((await loadSnapshot(store, 1)).invalid).toEqual([{ key: routeKey("bad"), error: validation }]);
+  });
+});
+
+describe("the snapshot's compile budget", () => {
+  // Five patterns under a route's cap together; four such routes fit the snapshot's budget.
+  const values = ["(?:a?){250}", "(?:b?){250}", "(?:a?){100}", "(?:b?){100}", "(?:c?){100}"];
+  const routeCost = values.reduce((sum, value) => sum + compileRegex(value).compileCost, 0);
+  const costly = (id: string, priority: number) => ({
+    id,
+    priority,
+    match: {
+      path: { type: "PathPrefix", value: `/${id}` },
+      headers: values.map((value, i) => ({ name: `x-${i}`, type: "RegularExpression", value })),
+    },
+  });
+
+  it("leaves out the least preferred routes past it, logged with the reason; the others and plain routes are served", async () => {
+    expect(Math.floor(SNAPSHOT_PATTERN_BUDGET / routeCost)).toBe(4);
+    for (let i = 0; i < 6; i++) await kv.put(routeKey(`r${i}`), JSON.stringify(costly(`r${i}`, 10 - i)));
+    await kv.put(
+      routeKey("plain"),
+      JSON.stringify({ id: "plain", priority: -5, match: { path: { type: "Exact", value: "/p" } } }),
+    );
+    const lines: string[] = [];
+    const cache = new PolicyCache({ ttlMs: 0, log: (line) => lines.push(line) });
+    const snap = await cache.get(kv, () => {});
+    expect(snap.routes.size).toBe(5);
+    expect(snap.routes.find(facts("/p"))?.id).toBe("plain");
+    const skipped = `skipped: a policy snapshot's patterns may cost at most ${SNAPSHOT_PATTERN_BUDGET} to compile, and routes of higher precedence spent it (it ran out at route "r4")`;
+    expect(lines.map((line) => JSON.parse(line))).toEqual(
+      ["r4", "r5"].map((id) => ({
+        msg: "edge-mirror.invalid_policy",
+        key: routeKey(id),
+        error: expect.stringContaining(skipped),
+      })),
+    );
+    const headers = new Headers(values.map((_, i) => [`x-${i}`, ""]));
+    expect(snap.routes.find({ ...facts("/r3"), headers })?.id).toBe("r3");
+    expect(snap.routes.find({ ...facts("/r4"), headers })).toBeUndefined();
   });
 });
 

@@ -6,6 +6,7 @@
  * An invalid stored policy is skipped and logged; an unreachable KV keeps the last good
  * snapshot, or an empty one, so that the primary is always served.
  */
+import { CompileBudgetError, PolicyValidationError } from "../errors/index.js";
 import { compileRoutes, type RouteTable } from "../match/index.js";
 import type { Route } from "../policy/index.js";
 import { routeKey } from "./keys.js";
@@ -60,16 +61,26 @@ export async function loadSnapshot(store: PolicyStore, now: number): Promise<Pol
   return buildSnapshot(await store.readAll(), now);
 }
 
+/**
+ * Parses and compiles the stored texts. The routes' patterns are compiled once, by the route
+ * table, in precedence order and under its budget (`compileRoutes`): a pattern it refuses is
+ * reported as validation would report it, and a route past the budget is skipped, saying so.
+ */
 function buildSnapshot(texts: ReadonlyMap<string, string>, now: number): PolicySnapshot {
-  const stored = parseStoredPolicies(texts);
+  const stored = parseStoredPolicies(texts, { compilePatterns: false });
   const clusters = new Map<string, string>();
   for (const [name, cluster] of stored.clusters) clusters.set(name, cluster.origin);
   const invalid = [...stored.invalid];
   const routes = compileRoutes([...stored.routes.values()], (route, err) =>
-    invalid.push({ key: routeKey(route.id), error: `cannot be compiled: ${(err as Error)?.message ?? err}` }),
+    invalid.push({ key: routeKey(route.id), error: rejection(err) }),
   );
   const unknown = unknownBackends(stored.routes.values(), clusters);
   return { routes, clusters, invalid, unknownBackends: unknown, available: true, loadedAt: now };
+}
+
+function rejection(err: unknown): string {
+  if (err instanceof PolicyValidationError || err instanceof CompileBudgetError) return err.message;
+  return `cannot be compiled: ${(err as Error)?.message ?? err}`;
 }
 
 export interface CacheOptions {

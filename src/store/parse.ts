@@ -4,7 +4,7 @@
  * CLI — parses through here, so that a value is valid or invalid for the same reason everywhere.
  */
 import { PolicyValidationError } from "../errors/index.js";
-import { type Cluster, parseCluster, parseRoute, type Route } from "../policy/index.js";
+import { type Cluster, parseCluster, parseRoute, parseRouteFields, type Route } from "../policy/index.js";
 import { parsePolicyKey } from "./keys.js";
 
 export interface InvalidEntry {
@@ -29,22 +29,31 @@ function parseJson(text: string): unknown {
   }
 }
 
+export interface ParseOptions {
+  /**
+   * False leaves compiling the routes' patterns to the caller, which must then check them with
+   * `compileRoutePatterns` (the worker's route table does, under its snapshot's budget): the one
+   * costly check, done once instead of twice. Default true.
+   */
+  compilePatterns?: boolean;
+}
+
 /** One stored route; its `id` must equal the key's suffix. */
-export function parseStoredRoute(id: string, text: string): Route {
-  const route = parseRoute(parseJson(text));
+export function parseStoredRoute(id: string, text: string, options: ParseOptions = {}): Route {
+  const route = (options.compilePatterns === false ? parseRouteFields : parseRoute)(parseJson(text));
   if (route.id !== id) {
     throw new PolicyValidationError([{ path: "id", message: `must equal the key suffix "${id}"` }]);
   }
   return route;
 }
 
-export function parseStoredPolicies(texts: ReadonlyMap<string, string>): StoredPolicies {
+export function parseStoredPolicies(texts: ReadonlyMap<string, string>, options: ParseOptions = {}): StoredPolicies {
   const stored: StoredPolicies = { routes: new Map(), clusters: new Map(), invalid: [] };
   for (const [key, text] of texts) {
     const parsed = parsePolicyKey(key);
     if (!parsed) continue;
     try {
-      if (parsed.kind === "route") stored.routes.set(parsed.name, parseStoredRoute(parsed.name, text));
+      if (parsed.kind === "route") stored.routes.set(parsed.name, parseStoredRoute(parsed.name, text, options));
       else stored.clusters.set(parsed.name, parseCluster(parseJson(text)));
     } catch (err) {
       stored.invalid.push({ key, error: (err as Error).message });
