@@ -207,6 +207,9 @@ describe("edge-mirror in workerd with real origins", () => {
     // And a rewritten copy: from the path the route matched, /api/v1.
     await fetch(`${worker.url}/api/%76%31/users/a%2fb?q=%76`);
     await mirror1.waitForCount(2);
+    // The route's other mirror replaces the whole path; waited for, so that no copy outlives this test.
+    await mirror2.waitForCount(1);
+    expect(mirror2.requests.map((r) => r.url)).toEqual(["/shadow/sink?q=%76"]);
     expect(primary.requests.map((r) => [r.method, r.url])).toEqual([
       ["POST", "/%73ervice/%31/upload?to=%41b&enc=%2f"],
       ["GET", "/api/%76%31/users/a%2fb?q=%76"],
