@@ -56,7 +56,7 @@ export async function handleRequest(
   }
   const planned = planCopies(route, request, url, snapshot.clusters, isolate, random);
   const plan = planned instanceof Promise ? await planned : planned;
-  const upload = splitUpload(request, plan.targets.length > 0 ? route.maxMirrorBodyBytes : undefined);
+  const upload = splitUpload(request, plan.targets.length > 0 ? route.maxMirrorBodyBytes : undefined, isolate.budget);
 
   // proxy
   const primary = primaryRequest(request, url, origin, hops, route, upload.primary);

@@ -1,14 +1,19 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { forwardToPrimary } from "../proxy/index.js";
+import { MemoryBudget } from "./budget.js";
 import {
+  captureResponse,
   DRAIN_READ_BYTES,
   declaredLength,
   discardAnswer,
+  mirrorBodyBytes,
   REUSABLE_ANSWER_BYTES,
   RUNTIME_DRAINS_BYTES,
   readCapped,
   readDeclared,
   relayBody,
+  splitUpload,
+  teeForComparison,
 } from "./index.js";
 
 function streamOf(...chunks: number[]): ReadableStream<Uint8Array> {
@@ -61,6 +66,33 @@ describe("readCapped", () => {
     const read = await readCapped(stream, 10);
     expect(read).toMatchObject({ ok: false, reason: "body_too_large" });
     expect(cancelled).toBe(true);
+  });
+
+  it("takes each chunk from its hold, and stops and cancels once the budget is spent", async () => {
+    let cancelled = false;
+    let pulled = 0;
+    const stream = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        pulled++;
+        controller.enqueue(new Uint8Array(400));
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    const budget = new MemoryBudget(1000);
+    const hold = budget.hold();
+    const read = await readCapped(stream, 10_000, hold);
+    expect(read).toMatchObject({
+      ok: false,
+      reason: "memory_budget",
+      detail: "body at 1200 bytes does not fit the isolate's memory budget (200 of 1000 bytes free)",
+    });
+    expect(cancelled).toBe(true);
+    expect(pulled).toBeLessThanOrEqual(4);
+    expect(hold.bytes).toBe(800);
+    hold.release();
+    expect(budget.held).toBe(0);
   });
 
   it("reports a failing stream instead of throwing", async () => {
@@ -328,5 +360,161 @@ describe("declaredLength", () => {
     ["99999999999999999999", undefined],
   ])("%s → %s", (value, expected) => {
     expect(declaredLength(value)).toBe(expected);
+  });
+});
+
+/** `size` bytes that differ from one offset to the next. */
+function bytesOf(size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  for (let i = 0; i < size; i++) bytes[i] = (i * 7 + 3) % 256;
+  return bytes;
+}
+
+/** A byte stream of unknown length, as the runtime hands a chunked upload: `chunks` writes of `size` bytes. */
+function unframedUpload(chunks: number, size: number): { stream: ReadableStream<Uint8Array>; sent: Uint8Array } {
+  const sent = bytesOf(chunks * size);
+  const { readable, writable } = new IdentityTransformStream();
+  const writer = writable.getWriter();
+  (async () => {
+    for (let at = 0; at < sent.length; at += size) await writer.write(sent.slice(at, at + size));
+    await writer.close();
+  })().catch(() => {});
+  return { stream: readable as ReadableStream<Uint8Array>, sent };
+}
+
+function upload(body: BodyInit, headers: Record<string, string> = {}): Request {
+  return new Request("https://edge.example.com/upload", { method: "POST", body, headers });
+}
+
+describe("splitUpload and mirrorBodyBytes under the memory budget", () => {
+  it("does not tee a body declared larger than the budget has left: the primary gets the untouched stream, the copy a memory_budget skip", async () => {
+    const budget = new MemoryBudget(1500);
+    budget.hold().take(600);
+    const request = upload(bytesOf(1000), { "content-length": "1000" });
+    const split = splitUpload(request, 2000, budget);
+    // Not tee'd: the request's own stream, which a tee would have locked.
+    expect(request.body?.locked).toBe(false);
+    expect(split.mirrors).toEqual({
+      kind: "over_budget",
+      detail: "content-length 1000 does not fit the isolate's memory budget (900 of 1500 bytes free)",
+    });
+    expect(budget.held).toBe(600);
+    expect(await mirrorBodyBytes(split.mirrors)).toMatchObject({ ok: false, reason: "memory_budget" });
+    expect(new Uint8Array(await new Response(split.primary).arrayBuffer())).toEqual(bytesOf(1000));
+  });
+
+  it("takes a declared length before the tee, and holds it until released", async () => {
+    const budget = new MemoryBudget(1500);
+    const request = upload(bytesOf(1000), { "content-length": "1000" });
+    const split = splitUpload(request, 2000, budget);
+    expect(request.body?.locked).toBe(true);
+    expect(split.mirrors).toMatchObject({ kind: "stream" });
+    expect(budget.held).toBe(1000);
+    const [primary, read] = await Promise.all([
+      new Response(split.primary).arrayBuffer(),
+      mirrorBodyBytes(split.mirrors),
+    ]);
+    expect(new Uint8Array(primary)).toEqual(bytesOf(1000));
+    expect(read).toEqual({ ok: true, bytes: bytesOf(1000) });
+    expect(budget.held).toBe(1000);
+    if (split.mirrors.kind === "stream") split.mirrors.hold.release();
+    expect(budget.held).toBe(0);
+  });
+
+  it("takes a body of unknown length as it arrives, and cancels the copy's branch once the budget is spent; the primary still gets every byte", async () => {
+    const budget = new MemoryBudget(40_000);
+    const { stream, sent } = unframedUpload(10, 10_000);
+    const split = splitUpload(upload(stream), 200_000, budget);
+    const [primary, read] = await Promise.all([
+      new Response(split.primary).arrayBuffer(),
+      mirrorBodyBytes(split.mirrors),
+    ]);
+    expect(new Uint8Array(primary)).toEqual(sent);
+    expect(read).toMatchObject({
+      ok: false,
+      reason: "memory_budget",
+      detail: expect.stringMatching(/^body at \d+ bytes does not fit the isolate's memory budget/),
+    });
+    expect(budget.held).toBeLessThanOrEqual(40_000);
+    if (split.mirrors.kind === "stream") split.mirrors.hold.release();
+    expect(budget.held).toBe(0);
+  });
+});
+
+describe("comparison captures under the memory budget", () => {
+  /** An answer whose body counts how often it was read, and whether it was cancelled. */
+  function answer(size: number, headers: Record<string, string> = {}) {
+    const seen = { pulls: 0, cancelled: false };
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        seen.pulls++;
+        if (sent >= size) return controller.close();
+        const chunk = Math.min(500, size - sent);
+        controller.enqueue(new Uint8Array(chunk).fill(1));
+        sent += chunk;
+      },
+      cancel() {
+        seen.cancelled = true;
+      },
+    });
+    return { response: new Response(body, { headers }), seen };
+  }
+
+  it("refuses an answer declared larger than the budget has left without reading it", async () => {
+    const budget = new MemoryBudget(1000);
+    const { response, seen } = answer(2000, { "content-length": "2000" });
+    const pullsBefore = seen.pulls;
+    const captured = await captureResponse(response, 4096, budget.hold());
+    expect(captured).toEqual({
+      ok: false,
+      error: "content-length 2000 does not fit the isolate's memory budget (1000 of 1000 bytes free)",
+    });
+    expect(seen.pulls).toBe(pullsBefore);
+    expect(seen.cancelled).toBe(true);
+    expect(budget.held).toBe(0);
+  });
+
+  it("stops reading an answer of unknown length once the budget is spent", async () => {
+    const budget = new MemoryBudget(1200);
+    const hold = budget.hold();
+    const { response, seen } = answer(5000);
+    const captured = await captureResponse(response, 10_000, hold);
+    expect(captured).toMatchObject({ ok: false, error: expect.stringContaining("memory budget") });
+    expect(seen.cancelled).toBe(true);
+    hold.release();
+    expect(budget.held).toBe(0);
+  });
+
+  it("leaves the primary's answer untouched, not tee'd, when its declared length does not fit", async () => {
+    const budget = new MemoryBudget(1000);
+    const { response } = answer(2000, { "content-length": "2000" });
+    const split = teeForComparison(response, 4096, budget.hold());
+    expect(split.response).toBe(response);
+    expect(await split.capture).toMatchObject({ ok: false, error: expect.stringContaining("memory budget") });
+    expect((await split.response.arrayBuffer()).byteLength).toBe(2000);
+  });
+
+  it("tees a primary answer that fits, its declared length taken until the hold is released", async () => {
+    const budget = new MemoryBudget(3000);
+    const hold = budget.hold();
+    const { response } = answer(2000, { "content-length": "2000" });
+    const split = teeForComparison(response, 4096, hold);
+    expect(split.response).not.toBe(response);
+    expect(budget.held).toBe(2000);
+    const [client, captured] = await Promise.all([split.response.arrayBuffer(), split.capture]);
+    expect(client.byteLength).toBe(2000);
+    expect(captured).toMatchObject({ ok: true });
+    hold.release();
+    expect(budget.held).toBe(0);
+  });
+
+  it("streams a primary answer of unknown length to the client whole after its capture ran out of budget", async () => {
+    const budget = new MemoryBudget(1200);
+    const { response } = answer(5000);
+    const split = teeForComparison(response, 10_000, budget.hold());
+    const [client, captured] = await Promise.all([split.response.arrayBuffer(), split.capture]);
+    expect(client.byteLength).toBe(5000);
+    expect(captured).toMatchObject({ ok: false, error: expect.stringContaining("memory budget") });
   });
 });

@@ -3,10 +3,12 @@
  * Every stream edge-mirror touches: the client's upload on its way to the primary (`relayBody`),
  * its copy for the mirrors (`splitUpload`, `readCapped`), and the primary's answer read a
  * second time for comparison (`teeForComparison`, `captureResponse`). Bodies are never buffered
- * on the client's path; what is buffered for mirrors and comparisons is capped before it is read.
+ * on the client's path; what is buffered for mirrors and comparisons is capped before it is read,
+ * and taken from the isolate's memory budget (`./budget.js`) before it is held.
  */
 import type { Capture } from "../compare/index.js";
 import { UpstreamError } from "../errors/index.js";
+import type { Hold, MemoryBudget } from "./budget.js";
 
 /** `Content-Length` as a byte count, or undefined when absent or not a plain non-negative integer. */
 export function declaredLength(value: string | null): number | undefined {
@@ -18,8 +20,10 @@ export function declaredLength(value: string | null): number | undefined {
 /** The mirrors' copy of the request body, decided before anything is buffered. */
 export type MirrorBody =
   | { kind: "none" }
-  | { kind: "stream"; stream: ReadableStream<Uint8Array>; cap: number }
-  | { kind: "too_large"; declared: number; cap: number };
+  /** `hold` has taken the declared length already; a body of unknown length takes as it is read. */
+  | { kind: "stream"; stream: ReadableStream<Uint8Array>; cap: number; declared: number | undefined; hold: Hold }
+  | { kind: "too_large"; declared: number; cap: number }
+  | { kind: "over_budget"; detail: string };
 
 const NO_BODY: MirrorBody = { kind: "none" };
 
@@ -30,36 +34,50 @@ export function isBodyless(method: string): boolean {
 
 /**
  * Splits the client's upload between the primary and the mirrors, only when some mirror was
- * sampled (`cap` given). A body declared larger than `cap` is never tee'd: the mirrors get a
- * skip, the primary the untouched stream. A GET or HEAD that arrived with a body keeps it for
- * the primary; its copies go without.
+ * sampled (`cap` given). A body declared larger than `cap`, or than what `budget` has left, is
+ * never tee'd: the mirrors get a skip, the primary the untouched stream. A body of unknown length
+ * is tee'd and takes from the budget as it is read. A GET or HEAD that arrived with a body keeps
+ * it for the primary; its copies go without.
  */
 export function splitUpload(
   request: Request,
   cap: number | undefined,
+  budget: MemoryBudget,
 ): { primary: ReadableStream<Uint8Array> | null; mirrors: MirrorBody } {
   const body = request.body;
   if (!body || cap === undefined || isBodyless(request.method)) return { primary: body, mirrors: NO_BODY };
   const declared = declaredLength(request.headers.get("content-length"));
-  if (declared !== undefined && declared > cap) {
-    return { primary: body, mirrors: { kind: "too_large", declared, cap } };
+  if (declared !== undefined && declared > cap) return { primary: body, mirrors: { kind: "too_large", declared, cap } };
+  const hold = budget.hold();
+  if (declared !== undefined) {
+    if (!hold.take(declared)) {
+      return { primary: body, mirrors: { kind: "over_budget", detail: hold.refusal(`content-length ${declared}`) } };
+    }
   }
   const [primary, mirrors] = body.tee();
-  return { primary, mirrors: { kind: "stream", stream: mirrors, cap } };
+  return { primary, mirrors: { kind: "stream", stream: mirrors, cap, declared, hold } };
 }
 
-export type BodyRead =
-  | { ok: true; bytes: Uint8Array | null }
-  | { ok: false; reason: "body_too_large" | "body_read_failed"; detail: string };
+type ReadFailure = { ok: false; reason: "body_too_large" | "body_read_failed" | "memory_budget"; detail: string };
+
+export type BodyRead = { ok: true; bytes: Uint8Array | null } | ReadFailure;
 
 /**
- * Reads at most `cap` bytes. Past the cap the branch is cancelled at once, so a tee stops
- * holding chunks for it and the other branch streams on unhindered.
+ * Reads at most `cap` bytes, taking each chunk from `hold` beyond the first `covered` bytes (taken
+ * already, from a declared length); without a hold, only the cap applies. Past the cap, or once
+ * the budget is spent, the stream is cancelled at once, so a tee stops holding chunks for it and
+ * the other branch streams on unhindered.
  */
-export async function readCapped(stream: ReadableStream<Uint8Array>, cap: number): Promise<BodyRead> {
+async function readChunks(
+  stream: ReadableStream<Uint8Array>,
+  cap: number,
+  hold: Hold | undefined,
+  covered: number,
+): Promise<{ ok: true; chunks: Uint8Array[]; size: number } | ReadFailure> {
   const reader = stream.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
+  let taken = covered;
   try {
     for (;;) {
       const { done, value } = await reader.read();
@@ -69,19 +87,30 @@ export async function readCapped(stream: ReadableStream<Uint8Array>, cap: number
         await reader.cancel("body cap reached").catch(() => {});
         return { ok: false, reason: "body_too_large", detail: `body exceeds maxMirrorBodyBytes (${cap})` };
       }
+      if (hold && size > taken) {
+        if (!hold.take(size - taken)) {
+          await reader.cancel("memory budget spent").catch(() => {});
+          return { ok: false, reason: "memory_budget", detail: hold.refusal(`body at ${size} bytes`) };
+        }
+        taken = size;
+      }
       chunks.push(value);
     }
   } catch (err) {
     return { ok: false, reason: "body_read_failed", detail: String(err) };
   }
-  if (chunks.length === 1) return { ok: true, bytes: chunks[0] as Uint8Array };
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.byteLength;
-  }
-  return { ok: true, bytes };
+  return { ok: true, chunks, size };
+}
+
+/** Reads at most `cap` bytes into one array (see `readChunks`). */
+export async function readCapped(
+  stream: ReadableStream<Uint8Array>,
+  cap: number,
+  hold?: Hold,
+  covered = 0,
+): Promise<BodyRead> {
+  const read = await readChunks(stream, cap, hold, covered);
+  return read.ok ? { ok: true, bytes: joined(read.chunks, read.size) } : read;
 }
 
 /** The mirrors' body bytes, read once and shared by every copy. */
@@ -95,9 +124,23 @@ export async function mirrorBodyBytes(body: MirrorBody): Promise<BodyRead> {
         reason: "body_too_large",
         detail: `content-length ${body.declared} exceeds maxMirrorBodyBytes (${body.cap})`,
       };
+    case "over_budget":
+      return { ok: false, reason: "memory_budget", detail: body.detail };
     case "stream":
-      return readCapped(body.stream, body.cap);
+      return readCapped(body.stream, body.cap, body.hold, body.declared ?? 0);
   }
+}
+
+/** One array of `parts`. */
+function joined(parts: readonly Uint8Array[], size: number): Uint8Array {
+  if (parts.length === 1) return parts[0] as Uint8Array;
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const part of parts) {
+    bytes.set(part, at);
+    at += part.byteLength;
+  }
+  return bytes;
 }
 
 /** A mirror's answer up to this long is read to its end and dropped (see `discardAnswer`). */
@@ -160,9 +203,24 @@ async function drainChunks(reader: ReadableStreamDefaultReader<Uint8Array>, limi
   }
 }
 
-/** Reads a response body up to `cap` for comparison; past the cap there is nothing to compare. */
-export async function captureResponse(response: Response, cap: number): Promise<Capture> {
-  const read: BodyRead = response.body ? await readCapped(response.body, cap) : { ok: true, bytes: null };
+/**
+ * How much of a response a comparison may read is decided, where it can be, before anything is
+ * read: an answer declared (and not encoded, which would change its length once decoded) longer
+ * than `cap`, or than what `hold` can take, is refused at once; otherwise its declared length is
+ * taken (`covered`), and a body of unknown length takes as it is read.
+ */
+function admitCapture(response: Response, cap: number, hold: Hold | undefined): { covered: number } | string {
+  const length = declaredLength(response.headers.get("content-length"));
+  if (length === undefined || response.headers.has("content-encoding")) return { covered: 0 };
+  if (length > cap) return `content-length ${length} exceeds maxBodyBytes (${cap})`;
+  if (!hold) return { covered: 0 };
+  return hold.take(length) ? { covered: length } : hold.refusal(`content-length ${length}`);
+}
+
+async function capture(response: Response, cap: number, hold: Hold | undefined, covered: number): Promise<Capture> {
+  const read: BodyRead = response.body
+    ? await readCapped(response.body, cap, hold, covered)
+    : { ok: true, bytes: null };
   if (!read.ok) return { ok: false, error: read.detail };
   return {
     ok: true,
@@ -171,17 +229,38 @@ export async function captureResponse(response: Response, cap: number): Promise<
 }
 
 /**
- * Splits the primary's body so that the client streams one branch untouched while the other is
- * read, up to `cap`, for comparison. Past the cap the comparison branch is cancelled, so at most
- * `cap` bytes are ever held for it.
+ * Reads a response body up to `cap` for comparison, taking its bytes from `hold`; past the cap,
+ * or past the budget, there is nothing to compare.
  */
-export function teeForComparison(response: Response, cap: number): { response: Response; capture: Promise<Capture> } {
-  if (!response.body) return { response, capture: captureResponse(response, cap) };
+export async function captureResponse(response: Response, cap: number, hold?: Hold): Promise<Capture> {
+  if (!response.body) return capture(response, cap, hold, 0);
+  const admitted = admitCapture(response, cap, hold);
+  if (typeof admitted === "string") {
+    await response.body.cancel().catch(() => {});
+    return { ok: false, error: admitted };
+  }
+  return capture(response, cap, hold, admitted.covered);
+}
+
+/**
+ * Splits the primary's body so that the client streams one branch untouched while the other is
+ * read, up to `cap`, for comparison. Past the cap, or once `hold` can take no more, the comparison
+ * branch is cancelled, so at most `cap` bytes are ever held for it; an answer declared too long
+ * for either is not split at all.
+ */
+export function teeForComparison(
+  response: Response,
+  cap: number,
+  hold?: Hold,
+): { response: Response; capture: Promise<Capture> } {
+  if (!response.body) return { response, capture: capture(response, cap, hold, 0) };
+  const admitted = admitCapture(response, cap, hold);
+  if (typeof admitted === "string") return { response, capture: Promise.resolve({ ok: false, error: admitted }) };
   const [toClient, toCompare] = response.body.tee();
-  const capture = captureResponse(new Response(toCompare, response), cap).catch(
+  const captured = capture(new Response(toCompare, response), cap, hold, admitted.covered).catch(
     (err: unknown): Capture => ({ ok: false, error: `primary body: ${String(err)}` }),
   );
-  return { response: new Response(toClient, response), capture };
+  return { response: new Response(toClient, response), capture: captured };
 }
 
 /**

@@ -2,12 +2,13 @@
  * @module isolate
  * What an isolate keeps between requests: the settings parsed from env vars (once — vars cannot
  * change within an isolate), the policy cache, the counter buffer, the mirror breaker, the
- * noise memory and the deployment's secret. Every other module is handed these rather than
- * keeping module-level state.
+ * noise memory, the deployment's secret and the memory budget for copies. Every other module is
+ * handed these rather than keeping module-level state.
  */
 import { AdmittedAddresses } from "../admin/limits.js";
 import { SessionEpochCache, SessionKeys } from "../admin/session.js";
 import { adminHost, adminPrefix, adminToken, loginLimiter } from "../admin/settings.js";
+import { DEFAULT_MEMORY_BUDGET_BYTES, MemoryBudget, parseBudgetBytes } from "../body/budget.js";
 import { NoiseMemory } from "../compare/index.js";
 import { markerKeySetting } from "../headers/marker.js";
 import { MirrorBreaker } from "../mirror/breaker.js";
@@ -33,6 +34,8 @@ export interface Settings {
   stats: StatsSettings;
   /** `MIRROR_MARKER_KEY` when it is long enough; else undefined (the deployment key in KV serves). */
   markerKey: string | undefined;
+  /** What copies and comparisons may hold at once, in bytes (`MIRROR_MEMORY_BUDGET_BYTES`). */
+  memoryBudgetBytes: number;
 }
 
 /** Reads a non-negative number of milliseconds, or the default. */
@@ -54,6 +57,20 @@ function originOf(value: string | undefined): string | undefined {
   }
 }
 
+function memoryBudgetBytes(value: string | undefined): number {
+  if (value === undefined || value.trim() === "") return DEFAULT_MEMORY_BUDGET_BYTES;
+  const bytes = parseBudgetBytes(value);
+  if (bytes !== undefined) return bytes;
+  console.error(
+    JSON.stringify({
+      msg: "edge-mirror.invalid_setting",
+      name: "MIRROR_MEMORY_BUDGET_BYTES",
+      error: `not a whole number of bytes; using ${DEFAULT_MEMORY_BUDGET_BYTES}`,
+    }),
+  );
+  return DEFAULT_MEMORY_BUDGET_BYTES;
+}
+
 export function parseSettings(env: Env): Settings {
   return {
     primaryOrigin: originOf(env.PRIMARY_ORIGIN),
@@ -65,6 +82,7 @@ export function parseSettings(env: Env): Settings {
     adminToken: adminToken(env),
     stats: statsSettings(env),
     markerKey: markerKeySetting(env.MIRROR_MARKER_KEY),
+    memoryBudgetBytes: memoryBudgetBytes(env.MIRROR_MEMORY_BUDGET_BYTES),
   };
 }
 
@@ -82,6 +100,7 @@ function fingerprint(env: Env): string {
     env.ADMIN_HOST,
     env.STATS_FLUSH_MS,
     env.STATS_SHARDS,
+    env.MIRROR_MEMORY_BUDGET_BYTES,
     env.MIRROR_STATS ? "counted" : "",
     env.MIRROR_MARKER_KEY,
     env.ADMIN_TOKEN,
@@ -105,6 +124,8 @@ export interface Isolate {
   readonly sessionKeys: SessionKeys;
   /** Addresses whose right bearer token the rate limit admitted lately (admin/limits). */
   readonly admittedAddresses: AdmittedAddresses;
+  /** What the bodies that copies and comparisons hold take from; shared by every request. */
+  readonly budget: MemoryBudget;
 }
 
 function buildIsolate(env: Env, settings: Settings, previous: Isolate | undefined): Isolate {
@@ -120,6 +141,7 @@ function buildIsolate(env: Env, settings: Settings, previous: Isolate | undefine
     sessionEpoch: new SessionEpochCache(),
     sessionKeys: new SessionKeys(),
     admittedAddresses: new AdmittedAddresses(),
+    budget: new MemoryBudget(settings.memoryBudgetBytes),
   };
 }
 

@@ -1,7 +1,13 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
+import { interceptFetch } from "../../test/worker/helpers.js";
 import { seeded } from "../../test/worker/seeded.js";
+import { MemoryBudget } from "../body/budget.js";
+import { splitUpload, teeForComparison } from "../body/index.js";
+import { type Capture, NoiseMemory } from "../compare/index.js";
 import { parseRoute } from "../policy/index.js";
-import { classifyMirrorError, isSampled, planMirrors } from "./index.js";
+import type { MirrorOutcome } from "../record/index.js";
+import { MirrorBreaker } from "./breaker.js";
+import { classifyMirrorError, isSampled, type MirrorJob, planMirrors, runMirrors } from "./index.js";
 import { NOT_ALLOWED } from "./plan.js";
 
 const clusters = new Map([
@@ -223,5 +229,188 @@ describe("classifyMirrorError", () => {
     [new Error("Network connection lost."), "network"],
   ])("%s → %s", (err, kind) => {
     expect(classifyMirrorError(err)).toBe(kind);
+  });
+});
+
+describe("runMirrors and the memory budget", () => {
+  const CANARY = "http://canary.test:9002";
+  const OTHER = "http://other.test:9004";
+  // No key yet: copies carry the bare route id, which is all these tests need of the marker.
+  const secret = { signingKey: async () => undefined };
+  let fetches: ReturnType<typeof interceptFetch> | undefined;
+  afterEach(() => fetches?.restore());
+
+  function upload(size: number, declared = true): Request {
+    const body = new Uint8Array(size).fill(7);
+    return new Request("https://edge.example.com/up", {
+      method: "POST",
+      body: declared
+        ? body
+        : new ReadableStream({
+            start(c) {
+              c.enqueue(body);
+              c.close();
+            },
+          }),
+      headers: declared ? { "content-length": String(size) } : {},
+    });
+  }
+
+  /** The job the request path would start for `request` on a route with `mirrors`. */
+  function job(budget: MemoryBudget, request: Request, mirrors: object[], extra: Partial<MirrorJob> = {}) {
+    const route = parseRoute({ id: "r", maxMirrorBodyBytes: 8000, mirrors });
+    const plan = planMirrors(route, request.headers, clusters, () => 0);
+    const split = splitUpload(request, route.maxMirrorBodyBytes, budget);
+    // The primary reads its branch, as the relay would.
+    void new Response(split.primary).arrayBuffer();
+    const outcomes: MirrorOutcome[] = [];
+    const mirrorJob: MirrorJob = {
+      routeId: route.id,
+      requestId: "req",
+      method: request.method,
+      pathAndQuery: "/up",
+      headers: new Headers(),
+      host: "edge.example.com",
+      hops: 0,
+      secret,
+      targets: plan.targets,
+      body: split.mirrors,
+      sink: (o) => outcomes.push(o),
+      breaker: new MirrorBreaker(),
+      noise: new NoiseMemory(),
+      budget,
+      ...extra,
+    };
+    return { job: mirrorJob, outcomes };
+  }
+
+  it("holds the body's bytes until the last copy of the request is done, then gives them all back", async () => {
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    fetches = interceptFetch({
+      [CANARY]: () => new Response("fast"),
+      [OTHER]: async () => {
+        await held;
+        return new Response("slow");
+      },
+    });
+    const budget = new MemoryBudget(10_000);
+    const { job: mirrorJob, outcomes } = job(budget, upload(5000), [{ cluster: "canary" }, { cluster: "other" }]);
+    expect(budget.held).toBe(5000);
+    const running = runMirrors(mirrorJob);
+    while (outcomes.length === 0) await new Promise((r) => setTimeout(r, 5));
+    expect(outcomes).toEqual([expect.objectContaining({ mirror: "canary", kind: "sent", bodyBytes: 5000 })]);
+    expect(budget.held).toBe(5000);
+    release();
+    await running;
+    expect(outcomes).toHaveLength(2);
+    expect(budget.held).toBe(0);
+  });
+
+  it("gives every byte back however the copies end: sent, failed, timed out, skipped, compared, or the job crashing", async () => {
+    fetches = interceptFetch({
+      [CANARY]: (req) => {
+        const path = new URL(req.url).pathname;
+        if (path === "/fail") throw new TypeError("Network connection lost.");
+        if (path === "/hang") {
+          return new Promise((_, reject) =>
+            req.signal.addEventListener("abort", () => reject(new DOMException("timed out", "TimeoutError"))),
+          );
+        }
+        return new Response(JSON.stringify({ from: "canary" }), { headers: { "content-type": "application/json" } });
+      },
+      [OTHER]: () => new Response(JSON.stringify({ from: "reference" }), { headers: { "content-length": "21" } }),
+    });
+    const budget = new MemoryBudget(15_000);
+    const compared = { cluster: "canary", compare: { reference: { cluster: "other" } } };
+    const primaryAnswer = () =>
+      new Response(JSON.stringify({ from: "primary" }), { headers: { "content-length": "18" } });
+    const jobs: Array<{ job: MirrorJob; outcomes: MirrorOutcome[] }> = [
+      job(budget, upload(3000), [{ cluster: "canary" }]),
+      job(budget, upload(3000), [{ cluster: "canary" }], { pathAndQuery: "/fail" }),
+      job(budget, upload(3000), [{ cluster: "canary", timeoutMs: 20 }], { pathAndQuery: "/hang" }),
+      job(budget, upload(9000), [{ cluster: "canary" }]),
+      job(budget, upload(3000, false), [{ cluster: "canary" }, { cluster: "other" }]),
+    ];
+    // Taken before anything is read: the three bodies declared under the cap (the fourth is over
+    // it, the fifth takes as it is read).
+    expect(budget.held).toBe(9000);
+    const over = job(budget, upload(7000), [{ cluster: "canary" }]);
+    expect(over.job.body.kind).toBe("over_budget");
+    jobs.push(over);
+    for (const path of ["/ok", "/fail"]) {
+      const primaryHold = budget.hold();
+      const split = teeForComparison(primaryAnswer(), 4096, primaryHold);
+      void split.response.arrayBuffer();
+      jobs.push(job(budget, upload(100), [compared], { pathAndQuery: path, primary: split.capture, primaryHold }));
+    }
+    await Promise.all(jobs.map((j) => runMirrors(j.job)));
+    const crashing = job(budget, upload(3000), [{ cluster: "canary" }], {
+      sink: () => {
+        throw new Error("sink broke");
+      },
+    });
+    expect(budget.held).toBe(3000);
+    await expect(runMirrors(crashing.job)).rejects.toThrow("sink broke");
+
+    const seen = jobs.map((j) => j.outcomes.map((o) => (o.kind === "skipped" ? o.reason : o.kind)));
+    expect(seen).toEqual([
+      ["sent"],
+      ["failed"],
+      ["failed"],
+      ["body_too_large"],
+      ["sent", "sent"],
+      ["memory_budget"],
+      ["sent"],
+      ["failed"],
+    ]);
+    expect(jobs[6]?.outcomes[0]).toMatchObject({ compare: { verdict: "differ" } });
+    expect(budget.held).toBe(0);
+  });
+
+  it("skips every copy of a body that runs out of budget as it is read, with reason memory_budget", async () => {
+    fetches = interceptFetch({ [CANARY]: () => new Response("ok") });
+    const budget = new MemoryBudget(2000);
+    const { job: mirrorJob, outcomes } = job(budget, upload(3000, false), [{ cluster: "canary" }, { origin: OTHER }]);
+    await runMirrors(mirrorJob);
+    expect(outcomes).toEqual([
+      expect.objectContaining({ mirror: "canary", kind: "skipped", reason: "memory_budget" }),
+      expect.objectContaining({ mirror: OTHER, kind: "skipped", reason: "memory_budget" }),
+    ]);
+    expect(fetches.seen).toEqual([]);
+    expect(budget.held).toBe(0);
+  });
+
+  it("ends a comparison whose answers do not fit with verdict error, saying so", async () => {
+    fetches = interceptFetch({
+      [CANARY]: () => new Response("x".repeat(3000), { headers: { "content-length": "3000" } }),
+      [OTHER]: () => new Response("{}"),
+    });
+    const budget = new MemoryBudget(2500);
+    const primaryHold = budget.hold();
+    const split = teeForComparison(new Response("{}"), 4096, primaryHold);
+    void split.response.arrayBuffer();
+    const { job: mirrorJob, outcomes } = job(
+      budget,
+      new Request("https://edge.example.com/up"),
+      [{ cluster: "canary", compare: true }],
+      {
+        primary: split.capture as Promise<Capture>,
+        primaryHold,
+      },
+    );
+    await runMirrors(mirrorJob);
+    expect(outcomes).toEqual([
+      expect.objectContaining({
+        kind: "sent",
+        compare: expect.objectContaining({
+          verdict: "error",
+          error: expect.stringMatching(/^mirror: content-length 3000 does not fit the isolate's memory budget/),
+        }),
+      }),
+    ]);
+    expect(budget.held).toBe(0);
   });
 });

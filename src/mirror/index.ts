@@ -3,8 +3,11 @@
  * Sends the planned copies. Runs only inside `ctx.waitUntil`: the body copy is read from its
  * tee branch once, up to the route's cap, and shared by every mirror; each copy carries a marker
  * made for it (headers/marker); each mirror has its own timeout (never the client's signal) and
- * its answer is dropped (see `discardAnswer`).
+ * its answer is dropped (see `discardAnswer`). What the body copy and a comparison's reads hold is
+ * taken from the isolate's memory budget and given back once the copies that needed it are done,
+ * however they ended.
  */
+import type { Hold, MemoryBudget } from "../body/budget.js";
 import {
   captureResponse,
   discardAnswer,
@@ -142,6 +145,7 @@ export function sendCopies(c: Copies): PrimaryHooks {
 
   // Only when a sampled mirror compares is the primary's answer read a second time.
   const compareCap = compareBodyCap(plan.targets);
+  const primaryHold = compareCap === undefined ? undefined : c.isolate.budget.hold();
   let capturePrimary: (capture: Capture | Promise<Capture>) => void = () => {};
   const primary =
     compareCap === undefined
@@ -165,7 +169,8 @@ export function sendCopies(c: Copies): PrimaryHooks {
       sink: recorder.outcome,
       breaker: c.breaker ?? c.isolate.breaker,
       noise: c.isolate.noise,
-      ...(primary ? { primary } : {}),
+      budget: c.isolate.budget,
+      ...(primary ? { primary, primaryHold } : {}),
     }).catch((err: unknown) =>
       console.error(JSON.stringify({ msg: "edge-mirror.mirror_crashed", error: String(err) })),
     ),
@@ -173,7 +178,7 @@ export function sendCopies(c: Copies): PrimaryHooks {
   if (compareCap === undefined) return passThrough;
   return {
     answered(response) {
-      const split = teeForComparison(response, compareCap);
+      const split = teeForComparison(response, compareCap, primaryHold);
       capturePrimary(split.capture);
       // Read even when the compared mirror fails first, so the branch never holds chunks unread.
       c.waitUntil(split.capture);
@@ -209,8 +214,12 @@ export interface MirrorJob {
   /** Isolate-wide ejection state and learned compare noise. */
   breaker: MirrorBreaker;
   noise: NoiseMemory;
+  /** What comparisons' reads take from. */
+  budget: MemoryBudget;
   /** The primary's answer as read for comparison; set when a sampled mirror compares. */
   primary?: Promise<Capture>;
+  /** What the primary's answer, read for comparison, holds: given back when the job ends. */
+  primaryHold?: Hold | undefined;
 }
 
 export function classifyMirrorError(err: unknown): MirrorErrorKind {
@@ -223,6 +232,17 @@ export function classifyMirrorError(err: unknown): MirrorErrorKind {
 }
 
 export async function runMirrors(job: MirrorJob): Promise<void> {
+  try {
+    await sendAll(job);
+  } finally {
+    // Every copy and comparison of the request is done with the body and the primary's answer
+    // (or the job failed): their bytes are dropped, and a read still under way stops.
+    if (job.body.kind === "stream") job.body.hold.release();
+    job.primaryHold?.release();
+  }
+}
+
+async function sendAll(job: MirrorJob): Promise<void> {
   const body = job.body.kind === "none" ? NO_BYTES : await mirrorBodyBytes(job.body);
   if (!body.ok) return skipAll(job, body.reason, body.detail);
   // GET and HEAD copies cannot carry a body: it is dropped rather than failing the copy.
@@ -234,11 +254,13 @@ export async function runMirrors(job: MirrorJob): Promise<void> {
   const marker = copyMarkers(job, digest);
   const deadline = sharedDeadlines();
   try {
-    await Promise.all(
+    // Settled, not merely all resolved: the body is shared until the last copy is done with it.
+    const copies = await Promise.allSettled(
       job.targets.map((target) =>
         sendOne({ job, target, bytes, headers: headers(target), marker, signal: deadline(target.timeoutMs) }),
       ),
     );
+    for (const copy of copies) if (copy.status === "rejected") throw copy.reason;
   } finally {
     deadline.clear();
   }
@@ -383,8 +405,10 @@ async function sendOne(parts: CopyOf): Promise<void> {
     });
     return;
   }
+  // What this copy's comparison reads (the mirror's answer and the reference's) holds, until it ends.
+  const hold = target.compare ? job.budget.hold() : undefined;
   // The reference answers in parallel with the mirror so that both see the same moment.
-  const reference = target.compare ? fetchReference(parts, target.compare) : undefined;
+  const reference = target.compare ? fetchReference(parts, target.compare, hold) : undefined;
   try {
     const url = target.origin + pathAndQuery;
     const response = await fetch(url, await copyInit(parts, url));
@@ -394,7 +418,7 @@ async function sendOne(parts: CopyOf): Promise<void> {
     let compared = {};
     let dropped: Promise<void> | undefined;
     if (target.compare && reference) {
-      compared = await compareWithPrimary(job, target, target.compare, response, reference);
+      compared = await compareWithPrimary(job, target, target.compare, response, reference, hold);
     } else {
       // Mirror answers are ignored (as in Envoy and Gateway API): at most 64 KiB is read, then dropped.
       dropped = discardAnswer(response);
@@ -420,6 +444,9 @@ async function sendOne(parts: CopyOf): Promise<void> {
       latencyMs: now - started,
       ...comparedError(target, "mirror failed"),
     });
+  } finally {
+    // A reference still being read after the mirror failed is refused its next chunk and stops.
+    hold?.release();
   }
 }
 
@@ -436,7 +463,7 @@ function comparedError(target: MirrorTarget, error: string): { compare?: Compare
   return target.compare ? compareError(error) : {};
 }
 
-async function fetchReference(copy: CopyOf, compare: CompareTarget): Promise<Capture | undefined> {
+async function fetchReference(copy: CopyOf, compare: CompareTarget, hold?: Hold): Promise<Capture | undefined> {
   const reference = compare.reference;
   if (!reference) return undefined;
   if ("problem" in reference) return { ok: false, error: reference.problem };
@@ -446,7 +473,8 @@ async function fetchReference(copy: CopyOf, compare: CompareTarget): Promise<Cap
     // for the mirror's version.
     const url = reference.origin + copy.job.pathAndQuery;
     const response = await fetch(url, await copyInit(copy, url));
-    return await captureResponse(response, compare.spec.maxBodyBytes);
+    const captured = await captureResponse(response, compare.spec.maxBodyBytes, hold);
+    return captured.ok ? captured : { ok: false, error: `reference: ${captured.error}` };
   } catch (err) {
     return { ok: false, error: `reference: ${errorMessage(err)}` };
   }
@@ -458,9 +486,10 @@ async function compareWithPrimary(
   compare: CompareTarget,
   response: Response,
   reference: Promise<Capture | undefined>,
+  hold: Hold | undefined,
 ): Promise<{ compare: CompareSummary; sample?: DiffSample }> {
   const [candidate, primary, ref] = await Promise.all([
-    captureResponse(response, compare.spec.maxBodyBytes).catch(
+    captureResponse(response, compare.spec.maxBodyBytes, hold).catch(
       (err: unknown): Capture => ({ ok: false, error: String(err) }),
     ),
     job.primary ?? Promise.resolve<Capture>({ ok: false, error: "primary response not captured" }),

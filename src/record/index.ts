@@ -10,6 +10,8 @@ export type SkipReason =
   | "not_sampled"
   | "body_too_large"
   | "body_read_failed"
+  /** The body copy would not fit the isolate's memory budget (`MIRROR_MEMORY_BUDGET_BYTES`). */
+  | "memory_budget"
   | "loop_marker"
   | "unknown_cluster"
   | "cluster_not_allowed"

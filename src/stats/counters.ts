@@ -16,6 +16,7 @@ const SKIP_REASONS = Object.keys({
   not_sampled: 1,
   body_too_large: 1,
   body_read_failed: 1,
+  memory_budget: 1,
   loop_marker: 1,
   unknown_cluster: 1,
   cluster_not_allowed: 1,

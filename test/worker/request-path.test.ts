@@ -652,6 +652,133 @@ describe("bodies and the mirror body cap", () => {
   });
 });
 
+describe("the isolate's memory budget for copies", () => {
+  const budgetEnv = { ...testEnv, MIRROR_MEMORY_BUDGET_BYTES: "20000" } as Env;
+  const budget = () => isolateFor(budgetEnv).budget;
+
+  beforeEach(async () => {
+    await putPolicies({
+      routes: [
+        {
+          id: "budgeted",
+          match: { path: { type: "PathPrefix", value: "/budgeted" } },
+          maxMirrorBodyBytes: 100_000,
+          mirrors: [{ cluster: "canary", timeoutMs: 50 }],
+        },
+        {
+          id: "compared",
+          match: { path: { type: "PathPrefix", value: "/compared" } },
+          mirrors: [{ cluster: "canary", compare: { reference: { cluster: "other" } } }],
+        },
+      ],
+    });
+  });
+
+  it("skips a copy whose declared body does not fit, before any tee (memory_budget); the primary gets every byte", async () => {
+    const payload = randomBytes(25_000);
+    const { response } = await send(
+      new Request("https://edge.example.com/budgeted", {
+        method: "PUT",
+        body: payload,
+        headers: { "content-length": String(payload.byteLength) },
+      }),
+      { environment: budgetEnv },
+    );
+    expect(response.status).toBe(201);
+    expect(fetches.to(PRIMARY)[0]?.body).toEqual(payload);
+    expect(fetches.to(CANARY)).toHaveLength(0);
+    expect(outcomes).toEqual([
+      {
+        kind: "skipped",
+        route: "budgeted",
+        mirror: "canary",
+        requestId: expect.any(String),
+        reason: "memory_budget",
+        detail: "content-length 25000 does not fit the isolate's memory budget (20000 of 20000 bytes free)",
+      },
+    ]);
+    expect(budget().held).toBe(0);
+  });
+
+  it("skips a streamed copy once the budget runs out; the primary gets every byte", async () => {
+    const payload = randomBytes(40 * 1024);
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let i = 0; i < payload.length; i += 512) controller.enqueue(payload.slice(i, i + 512));
+        controller.close();
+      },
+    });
+    await send(new Request("https://edge.example.com/budgeted", { method: "POST", body: stream }), {
+      environment: budgetEnv,
+    });
+    expect(fetches.to(PRIMARY)[0]?.body).toEqual(payload);
+    expect(fetches.to(CANARY)).toHaveLength(0);
+    expect(outcomes).toEqual([expect.objectContaining({ kind: "skipped", reason: "memory_budget" })]);
+    expect(budget().held).toBe(0);
+  });
+
+  it("gives every byte back after many requests: copies sent, failed, timed out or skipped, and comparisons", async () => {
+    let hang: () => void = () => {};
+    const hanging = new Promise<void>((resolve) => {
+      hang = resolve;
+    });
+    fetches.restore();
+    fetches = interceptFetch({
+      [PRIMARY]: echo(201),
+      [OTHER]: echo(),
+      [CANARY]: async (req) => {
+        const kind = new URL(req.url).searchParams.get("mirror");
+        if (kind === "fails") throw new TypeError("Network connection lost.");
+        if (kind === "hangs") {
+          hang();
+          return new Promise((_, reject) =>
+            req.signal.addEventListener("abort", () => reject(new DOMException("timed out", "TimeoutError"))),
+          );
+        }
+        return echo()(req);
+      },
+    });
+    const post = (query: string, size: number, declared: boolean) =>
+      new Request(`https://edge.example.com/budgeted?${query}`, {
+        method: "POST",
+        body: randomBytes(size),
+        headers: declared ? { "content-length": String(size) } : {},
+      });
+    const requests = (i: number) => [
+      post(`i=${i}`, 1000, false),
+      post(`i=${i}`, 2000, true),
+      post(`mirror=fails&i=${i}`, 800, false),
+      post(`too-large&i=${i}`, 100_001, true),
+      post(`over-budget&i=${i}`, 20_001, true),
+      new Request(`https://edge.example.com/compared?i=${i}`),
+      new Request(`https://edge.example.com/compared?mirror=fails&i=${i}`),
+    ];
+    const through = async (request: Request, ctx = createExecutionContext()) => {
+      const answer = await handleRequest(request, budgetEnv, ctx, {
+        sink: (o) => outcomes.push(o),
+        cache: new PolicyCache({ ttlMs: 0, log: () => {} }),
+      });
+      expect(answer.status).toBe(201);
+      await answer.arrayBuffer();
+      return ctx;
+    };
+    const waiting = await through(post("mirror=hangs", 600, true));
+    await hanging;
+    // While a copy waits for its mirror, its body is held.
+    expect(budget().held).toBe(600);
+    for (let i = 0; i < 5; i++) {
+      for (const request of requests(i)) await waitOnExecutionContext(await through(request));
+    }
+    await waitOnExecutionContext(waiting);
+    const seen = new Set(outcomes.map((o) => (o.kind === "skipped" ? o.reason : o.kind)));
+    expect(seen).toEqual(new Set(["sent", "failed", "body_too_large", "memory_budget"]));
+    expect(outcomes.some((o) => o.kind === "failed" && o.error === "timeout")).toBe(true);
+    // Comparisons read all three answers (the verdict is whatever the reference made of them).
+    expect(outcomes.filter((o) => o.kind === "sent" && o.compare && o.compare.verdict !== "error")).toHaveLength(5);
+    expect(budget().held).toBe(0);
+  });
+});
+
 describe("mirror failures never reach the client", () => {
   it.each([
     [
