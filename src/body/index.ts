@@ -113,25 +113,44 @@ export async function readCapped(
   return read.ok ? { ok: true, bytes: joined(read.chunks, read.size) } : read;
 }
 
-/** The mirrors' body bytes, read once and shared by every copy. */
-export async function mirrorBodyBytes(body: MirrorBody): Promise<BodyRead> {
-  switch (body.kind) {
-    case "none":
-      return { ok: true, bytes: null };
-    case "too_large":
-      return {
-        ok: false,
-        reason: "body_too_large",
-        detail: `content-length ${body.declared} exceeds maxMirrorBodyBytes (${body.cap})`,
-      };
-    case "over_budget":
-      return { ok: false, reason: "memory_budget", detail: body.detail };
-    case "stream":
-      return readCapped(body.stream, body.cap, body.hold, body.declared ?? 0);
+/**
+ * The mirrors' copy of a request body, read once and shared by every copy of the request (and a
+ * comparison's reference) until they are done.
+ */
+export interface CopyBody {
+  /** The bytes in order: one part of the declared length, or the buffers or chunks of a body of unknown length. */
+  readonly parts: readonly Uint8Array[];
+  readonly size: number;
+}
+
+export type MirrorBodyRead = { ok: true; body: CopyBody | null } | ReadFailure;
+
+/**
+ * A body of unknown length is read into buffers that grow with it: the first of
+ * `FIRST_BLOCK_BYTES`, each next one as large as what came before, up to `BODY_BLOCK_BYTES`.
+ */
+export const FIRST_BLOCK_BYTES = 16 * 1024;
+export const BODY_BLOCK_BYTES = 1024 * 1024;
+
+/**
+ * A body up to this size goes to each copy's `fetch` as one array, which `fetch` copies; a larger
+ * one is streamed to each copy from the shared parts (see `copyRequestBody`).
+ */
+export const COPIED_BODY_BYTES = 64 * 1024;
+
+/**
+ * Frees a buffer this module allocated and never handed on, at once: left to the collector, a
+ * body's worth would stay resident a while after its read failed.
+ */
+function free(bytes: Uint8Array): void {
+  try {
+    (bytes.buffer as ArrayBuffer & { transfer?: (length: number) => ArrayBuffer }).transfer?.(0);
+  } catch {
+    // Already detached.
   }
 }
 
-/** One array of `parts`. */
+/** One array of `parts`, for a small body. */
 function joined(parts: readonly Uint8Array[], size: number): Uint8Array {
   if (parts.length === 1) return parts[0] as Uint8Array;
   const bytes = new Uint8Array(size);
@@ -141,6 +160,128 @@ function joined(parts: readonly Uint8Array[], size: number): Uint8Array {
     at += part.byteLength;
   }
   return bytes;
+}
+
+/** A body of unknown length read chunk by chunk: a small one is joined, so that copies get one array. */
+function chunkedBody(chunks: Uint8Array[], size: number): CopyBody {
+  return { parts: size <= COPIED_BODY_BYTES ? [joined(chunks, size)] : chunks, size };
+}
+
+/**
+ * Reads the mirrors' copy with BYOB reads into buffers of its own: one of the declared length
+ * (taken before the tee), or, for a body of unknown length, growing ones, each taken from `hold`
+ * before it is allocated — a buffer holds its whole size however little of it is filled. Chunks
+ * the runtime allocated for each read would be as many again, resident until collected. A stream
+ * that cannot be read so (one built in JavaScript; tests) is read chunk by chunk, each chunk taken
+ * as it comes.
+ */
+async function readCopyBody(
+  stream: ReadableStream<Uint8Array>,
+  cap: number,
+  declared: number | undefined,
+  hold: Hold,
+): Promise<MirrorBodyRead> {
+  let reader: ReadableStreamBYOBReader;
+  try {
+    reader = stream.getReader({ mode: "byob" });
+  } catch {
+    const read = await readChunks(stream, cap, hold, declared ?? 0);
+    return read.ok ? { ok: true, body: chunkedBody(read.chunks, read.size) } : read;
+  }
+  const blocks: Uint8Array[] = [];
+  let block: Uint8Array | undefined;
+  let filled = 0;
+  let size = 0;
+  const fail = async (failure: ReadFailure, cancel?: string): Promise<ReadFailure> => {
+    if (cancel !== undefined) await reader.cancel(cancel).catch(() => {});
+    for (const full of blocks) free(full);
+    if (block) free(block);
+    return failure;
+  };
+  /** The next buffer, taken from the budget (a declared length's was taken before the tee). */
+  const nextBlock = (): Uint8Array | undefined => {
+    // Once the declared length is in, a byte is enough to read the end.
+    if (size === declared) return new Uint8Array(1);
+    const length = Math.min(BODY_BLOCK_BYTES, Math.max(FIRST_BLOCK_BYTES, size), cap - size + 1);
+    return hold.take(length) ? new Uint8Array(length) : undefined;
+  };
+  block = declared ? new Uint8Array(declared) : nextBlock();
+  try {
+    for (;;) {
+      if (!block) {
+        const detail = hold.refusal(`body past ${size} bytes`);
+        return fail({ ok: false, reason: "memory_budget", detail }, "memory budget spent");
+      }
+      const { done, value } = await reader.read(block.subarray(filled));
+      // The read takes the buffer over and hands it back in its result (not if the stream was cancelled).
+      if (!value) return fail({ ok: false, reason: "body_read_failed", detail: "body stream cancelled" });
+      block = new Uint8Array(value.buffer);
+      if (done) break;
+      filled += value.byteLength;
+      size += value.byteLength;
+      if (size > cap) {
+        const detail = `body exceeds maxMirrorBodyBytes (${cap})`;
+        return fail({ ok: false, reason: "body_too_large", detail }, "body cap reached");
+      }
+      if (filled < block.byteLength) continue;
+      blocks.push(block);
+      filled = 0;
+      block = nextBlock();
+    }
+  } catch (err) {
+    return fail({ ok: false, reason: "body_read_failed", detail: String(err) });
+  }
+  if (filled > 0) blocks.push(block.subarray(0, filled));
+  else free(block);
+  return { ok: true, body: { parts: blocks, size } };
+}
+
+/** The mirrors' body, read once (see `readCopyBody`) and shared by every copy. */
+export async function readMirrorBody(body: MirrorBody): Promise<MirrorBodyRead> {
+  switch (body.kind) {
+    case "none":
+      return { ok: true, body: null };
+    case "too_large":
+      return {
+        ok: false,
+        reason: "body_too_large",
+        detail: `content-length ${body.declared} exceeds maxMirrorBodyBytes (${body.cap})`,
+      };
+    case "over_budget":
+      return { ok: false, reason: "memory_budget", detail: body.detail };
+    case "stream":
+      return readCopyBody(body.stream, body.cap, body.declared, body.hold);
+  }
+}
+
+/** What one write of a streamed copy hands the runtime, which copies it. */
+const COPY_SLICE_BYTES = 256 * 1024;
+
+const NOTHING_TO_STOP = () => {};
+
+/**
+ * One copy's request body. `fetch` copies an array body for every request it sends (and holds
+ * that copy until the request is collected), so a body larger than `COPIED_BODY_BYTES` is
+ * streamed instead, from the shared parts, a slice at a time, with its length declared: the
+ * request's copies then hold the body once, not once each. `stop` ends the stream once the copy
+ * is done (a mirror that answered before reading it all would leave it waiting).
+ */
+export function copyRequestBody(body: CopyBody): { init: BodyInit; stop: () => void } {
+  const { parts, size } = body;
+  if (size <= COPIED_BODY_BYTES) return { init: joined(parts, size), stop: NOTHING_TO_STOP };
+  const { readable, writable } = new FixedLengthStream(size);
+  const writer = writable.getWriter();
+  const pump = async () => {
+    for (const part of parts) {
+      for (let at = 0; at < part.byteLength; at += COPY_SLICE_BYTES) {
+        await writer.write(part.subarray(at, at + COPY_SLICE_BYTES));
+      }
+    }
+    await writer.close();
+  };
+  // A copy that failed or was stopped cancels the stream: the write then fails, and the pump ends.
+  pump().catch(() => {});
+  return { init: readable, stop: () => void writer.abort("copy done").catch(() => {}) };
 }
 
 /** A mirror's answer up to this long is read to its end and dropped (see `discardAnswer`). */

@@ -41,9 +41,17 @@ describe("bodyDigest", () => {
   it("is the SHA-256 of the bytes, and of no bytes for no body", async () => {
     expect(await bodyDigest(null)).toBe(EMPTY_BODY_DIGEST);
     expect(await bodyDigest(new Uint8Array(0))).toBe(EMPTY_BODY_DIGEST);
+    expect(await bodyDigest([new Uint8Array(0)])).toBe(EMPTY_BODY_DIGEST);
     expect(await bodyDigest(new TextEncoder().encode("abc"))).toBe(
       "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
     );
+  });
+
+  it("hashes a body held in parts as the bytes they make in order, without joining them", async () => {
+    const bytes = crypto.getRandomValues(new Uint8Array(50_000));
+    const parts = [bytes.subarray(0, 1), bytes.subarray(1, 20_000), new Uint8Array(0), bytes.subarray(20_000)];
+    expect(await bodyDigest(parts)).toBe(await bodyDigest(bytes));
+    expect(await bodyDigest([bytes.subarray(0, 7)])).toBe(await bodyDigest(bytes.subarray(0, 7)));
   });
 });
 

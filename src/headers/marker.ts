@@ -59,10 +59,21 @@ export function copyAddress(method: string, url: URL): CopyAddress {
   return { method, host: url.hostname.toLowerCase(), pathAndQuery: url.pathname + url.search };
 }
 
-/** SHA-256 of a copy's body as lowercase hex; no body and an empty one are alike. */
-export async function bodyDigest(bytes: Uint8Array | null): Promise<string> {
-  if (bytes === null || bytes.byteLength === 0) return EMPTY_BODY_DIGEST;
-  return hex(await crypto.subtle.digest("SHA-256", bytes));
+/**
+ * SHA-256 of a copy's body as lowercase hex; no body and an empty one are alike. A body held in
+ * several parts (the copy's buffers, see body/`CopyBody`) is hashed as it lies, through a
+ * `DigestStream`, rather than joined into one more copy of itself first.
+ */
+export async function bodyDigest(body: Uint8Array | readonly Uint8Array[] | null): Promise<string> {
+  const parts = body === null ? [] : body instanceof Uint8Array ? [body] : body;
+  const nonEmpty = parts.filter((part) => part.byteLength > 0);
+  if (nonEmpty.length === 0) return EMPTY_BODY_DIGEST;
+  if (nonEmpty.length === 1) return hex(await crypto.subtle.digest("SHA-256", nonEmpty[0] as Uint8Array));
+  const stream = new crypto.DigestStream("SHA-256");
+  const writer = stream.getWriter();
+  for (const part of nonEmpty) await writer.write(part);
+  await writer.close();
+  return hex(await stream.digest);
 }
 
 /**

@@ -9,11 +9,13 @@
  */
 import type { Hold, MemoryBudget } from "../body/budget.js";
 import {
+  type CopyBody,
   captureResponse,
+  copyRequestBody,
   discardAnswer,
   isBodyless,
   type MirrorBody,
-  mirrorBodyBytes,
+  readMirrorBody,
   teeForComparison,
 } from "../body/index.js";
 import {
@@ -243,11 +245,11 @@ export async function runMirrors(job: MirrorJob): Promise<void> {
 }
 
 async function sendAll(job: MirrorJob): Promise<void> {
-  const body = job.body.kind === "none" ? NO_BYTES : await mirrorBodyBytes(job.body);
-  if (!body.ok) return skipAll(job, body.reason, body.detail);
+  const read = job.body.kind === "none" ? NO_BODY : await readMirrorBody(job.body);
+  if (!read.ok) return skipAll(job, read.reason, read.detail);
   // GET and HEAD copies cannot carry a body: it is dropped rather than failing the copy.
-  const bytes = BODYLESS.has(job.method) ? null : body.bytes;
-  const digest = await bodyDigest(bytes);
+  const body = BODYLESS.has(job.method) ? null : read.body;
+  const digest = await bodyDigest(body?.parts ?? null);
   // The request's marker was made for this very copy, body included: it is a copy already.
   if (digest === job.markedBodyDigest) return skipAll(job, "loop_marker");
   const headers = copyHeadersOnce(job);
@@ -257,7 +259,7 @@ async function sendAll(job: MirrorJob): Promise<void> {
     // Settled, not merely all resolved: the body is shared until the last copy is done with it.
     const copies = await Promise.allSettled(
       job.targets.map((target) =>
-        sendOne({ job, target, bytes, headers: headers(target), marker, signal: deadline(target.timeoutMs) }),
+        sendOne({ job, target, body, headers: headers(target), marker, signal: deadline(target.timeoutMs) }),
       ),
     );
     for (const copy of copies) if (copy.status === "rejected") throw copy.reason;
@@ -329,7 +331,7 @@ function sharedDeadlines(): ((timeoutMs: number) => AbortSignal) & { clear(): vo
   });
 }
 
-const NO_BYTES = { ok: true, bytes: null } as const;
+const NO_BODY = { ok: true, body: null } as const;
 const BODYLESS = new Set(["GET", "HEAD"]);
 
 /**
@@ -359,27 +361,34 @@ function copyHeadersOnce(job: MirrorJob): (target: MirrorTarget) => Headers {
 
 /**
  * The copy for one mirror (or its compare reference): `origin` + `pathAndQuery`, the mirror's
- * header changes applied, and the marker made for its URL. Everything in it was valid on the way
- * in (a GET or HEAD goes without a body), so it is handed to `fetch` as is rather than built into
- * a `Request` first.
+ * header changes applied, the marker made for its URL, and `body` (see `copyRequestBody`).
+ * Everything in it was valid on the way in (a GET or HEAD goes without a body), so it is handed to
+ * `fetch` as is rather than built into a `Request` first.
  */
-async function copyInit(copy: CopyOf, url: string): Promise<RequestInit> {
+async function copyInit(copy: CopyOf, url: string, body: BodyInit | null): Promise<RequestInit> {
   const headers = new Headers(copy.headers);
   headers.set(MIRROR_MARKER, await copy.marker(new URL(url)));
   return {
     method: copy.job.method,
     headers,
-    body: copy.bytes,
+    body,
     redirect: "manual",
     signal: copy.signal,
   };
 }
 
-/** One copy's parts: the job, its mirror, the body bytes, the headers, the markers and the deadline. */
+const NO_REQUEST_BODY = { init: null, stop: () => {} };
+
+/** One request's body for a copy, and what ends it once the copy is done. */
+function requestBody(copy: CopyOf): { init: BodyInit | null; stop: () => void } {
+  return copy.body ? copyRequestBody(copy.body) : NO_REQUEST_BODY;
+}
+
+/** One copy's parts: the job, its mirror, the body, the headers and the deadline. */
 interface CopyOf {
   job: MirrorJob;
   target: MirrorTarget;
-  bytes: Uint8Array | null;
+  body: CopyBody | null;
   headers: Headers;
   /** The marker for a copy sent to a URL (see copyMarkers). */
   marker: (url: URL) => Promise<string>;
@@ -409,9 +418,10 @@ async function sendOne(parts: CopyOf): Promise<void> {
   const hold = target.compare ? job.budget.hold() : undefined;
   // The reference answers in parallel with the mirror so that both see the same moment.
   const reference = target.compare ? fetchReference(parts, target.compare, hold) : undefined;
+  const body = requestBody(parts);
   try {
     const url = target.origin + pathAndQuery;
-    const response = await fetch(url, await copyInit(parts, url));
+    const response = await fetch(url, await copyInit(parts, url, body.init));
     // A mirror that answers 5xx is as unhealthy as one that does not answer.
     breaker.record(target.origin, response.status < 500, Date.now());
     const latencyMs = Date.now() - started;
@@ -428,7 +438,7 @@ async function sendOne(parts: CopyOf): Promise<void> {
       kind: "sent",
       status: response.status,
       latencyMs,
-      bodyBytes: parts.bytes?.byteLength ?? 0,
+      bodyBytes: parts.body?.size ?? 0,
       ...compared,
     });
     await dropped;
@@ -445,8 +455,11 @@ async function sendOne(parts: CopyOf): Promise<void> {
       ...comparedError(target, "mirror failed"),
     });
   } finally {
-    // A reference still being read after the mirror failed is refused its next chunk and stops.
+    body.stop();
+    // A reference still being read after the mirror failed is refused its next chunk and stops;
+    // it is waited for, as it reads the shared body too.
     hold?.release();
+    await reference;
   }
 }
 
@@ -467,16 +480,19 @@ async function fetchReference(copy: CopyOf, compare: CompareTarget, hold?: Hold)
   const reference = compare.reference;
   if (!reference) return undefined;
   if ("problem" in reference) return { ok: false, error: reference.problem };
+  const body = requestBody(copy);
   try {
     // The reference gets the mirror's copy, so that only the versions differ, but at the client's
     // path: it runs the primary's version, which serves that path, not the one a rewrite made
     // for the mirror's version.
     const url = reference.origin + copy.job.pathAndQuery;
-    const response = await fetch(url, await copyInit(copy, url));
+    const response = await fetch(url, await copyInit(copy, url, body.init));
     const captured = await captureResponse(response, compare.spec.maxBodyBytes, hold);
     return captured.ok ? captured : { ok: false, error: `reference: ${captured.error}` };
   } catch (err) {
     return { ok: false, error: `reference: ${errorMessage(err)}` };
+  } finally {
+    body.stop();
   }
 }
 
