@@ -10,8 +10,9 @@
 
 /**
  * The default budget: one copy at the 32 MiB `maxMirrorBodyBytes` ceiling and 16 MiB besides
- * (comparisons, smaller copies), leaving about half of an isolate's 128 MB to the worker itself
- * and to what a held body briefly costs on top (the chunks it was read in, until collected).
+ * (comparisons, smaller copies). The rest of an isolate's 128 MB is left to the worker itself and
+ * to what a tee holds beside a body being read: the primary's share, when the primary reads more
+ * slowly than the copy, at most as much again while the read lasts.
  */
 export const DEFAULT_MEMORY_BUDGET_BYTES = 48 * 1024 * 1024;
 
