@@ -328,7 +328,13 @@ describe("mirror faults never reach the client", () => {
         res.on("close", () => clearInterval(timer));
       },
     });
-    await run({ name: "mirror answers byte by byte", mirrors: [trickle], allowed: ["sent 200"] });
+    // Each copy holds its body for the second the answer takes, while the lanes go on: a burst of
+    // large bodies can fill the isolate's memory budget, and the copies past it are skipped, logged.
+    await run({
+      name: "mirror answers byte by byte",
+      mirrors: [trickle],
+      allowed: ["sent 200", "skipped memory_budget"],
+    });
   });
 
   it("a mirror that returns a 50 MB body", async () => {
