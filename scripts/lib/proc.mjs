@@ -4,7 +4,7 @@
  * memory. Counts, read by the benchmarks and the memory tests; never timings of their own.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 
 /**
  * The pid of the process listening on `port` on loopback (Linux): with Miniflare, the workerd
@@ -62,6 +62,33 @@ export function cpuMs(pid) {
 export function peakMemoryMiB(pid) {
   const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return Number(match?.[1] ?? 0) / 1024;
+}
+
+/**
+ * Sets a process's peak (`VmHWM`) back to what it holds now and returns that, in MiB: what a
+ * scenario then adds to the peak is its own, whatever ran before it.
+ * @param {number} pid
+ */
+export function resetPeakMemoryMiB(pid) {
+  writeFileSync(`/proc/${pid}/clear_refs`, "5");
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return Number(match?.[1] ?? 0) / 1024;
+}
+
+/**
+ * The newest workerd this process started (Miniflare's child): the one `startWorker` launched last.
+ * @returns {number}
+ */
+export function newestWorkerdPid() {
+  const out = execFileSync("ps", ["-o", "pid=,comm=", "--ppid", String(process.pid)]).toString();
+  const pids = out
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([, comm]) => comm === "workerd")
+    .map(([pid]) => Number(pid));
+  const pid = pids.at(-1);
+  if (!pid) throw new Error("no workerd child process found");
+  return pid;
 }
 
 /** USER_HZ: 100 on every Linux the project runs on; `getconf CLK_TCK` says so. */

@@ -26,13 +26,18 @@ export function differingPaths(a: unknown, b: unknown, path: JsonPath = "$"): Js
 function collect(a: unknown, b: unknown, path: JsonPath, out: JsonPath[]): void {
   if (Object.is(a, b)) return;
   if (Array.isArray(a) && Array.isArray(b)) {
-    for (let i = 0; i < Math.max(a.length, b.length); i++) collect(a[i], b[i], `${path}[${i}]`, out);
+    for (let i = 0; i < Math.max(a.length, b.length); i++) {
+      if (!Object.is(a[i], b[i])) collect(a[i], b[i], `${path}[${i}]`, out);
+    }
     return;
   }
   if (isPlainObject(a) && isPlainObject(b)) {
     // Sorted, so that the same two documents always list their differences in the same order.
     const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
-    for (const key of keys) collect(a[key], b[key], step(path, key), out);
+    for (const key of keys) {
+      // Equal values add no path, so none is built: a key can be as long as the answer itself.
+      if (!Object.is(a[key], b[key])) collect(a[key], b[key], step(path, key), out);
+    }
     return;
   }
   out.push(path);

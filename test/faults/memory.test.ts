@@ -1,9 +1,8 @@
-import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
 import { Agent } from "node:http";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startOrigin } from "../../scripts/lib/origins.mjs";
+import { newestWorkerdPid, peakMemoryMiB, resetPeakMemoryMiB } from "../../scripts/lib/proc.mjs";
 import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
 import { DEFAULT_MEMORY_BUDGET_BYTES } from "../../src/body/budget.js";
 import { exchange, mirrorOutcomes, until } from "../e2e/helpers.ts";
@@ -22,34 +21,6 @@ let mirror: Awaited<ReturnType<typeof startOrigin>>;
 let worker: Awaited<ReturnType<typeof startWorker>>;
 const logs: string[] = [];
 const memoryFigures: Array<{ what: string; peakGrowthMiB: number }> = [];
-
-/** The newest workerd started by this process: the one startWorker just launched. */
-function workerdPid(): number {
-  const out = execFileSync("ps", ["-o", "pid=,comm=", "--ppid", String(process.pid)]).toString();
-  const pids = out
-    .split("\n")
-    .map((l) => l.trim().split(/\s+/))
-    .filter(([, comm]) => comm === "workerd")
-    .map(([pid]) => Number(pid));
-  const pid = pids.at(-1);
-  if (!pid) throw new Error("no workerd child process found");
-  return pid;
-}
-
-function peakRssMiB(pid: number): number {
-  const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return Number(match?.[1] ?? 0) / 1024;
-}
-
-/**
- * Sets workerd's peak (VmHWM) back to what it holds now and returns that, in MiB: what a scenario
- * then adds to the peak is its own, whatever the scenarios before it left behind.
- */
-function resetPeakMiB(pid: number): number {
-  writeFileSync(`/proc/${pid}/clear_refs`, "5");
-  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return Number(match?.[1] ?? 0) / 1024;
-}
 
 function pattern(size: number, seed = 0): Buffer {
   const b = Buffer.allocUnsafe(size);
@@ -96,8 +67,8 @@ describe("large bodies", () => {
   /** POSTs 100 MB to `path`, checks the primary got every byte and the copy was skipped; returns workerd's peak RSS growth. */
   async function hundredMegabytes(path: string, streamed: boolean): Promise<number> {
     logs.length = 0;
-    const pid = workerdPid();
-    const before = peakRssMiB(pid);
+    const pid = newestWorkerdPid();
+    const before = peakMemoryMiB(pid);
     const body = pattern(100 * MiB);
     const init: RequestInit & { duplex?: "half" } = streamed
       ? {
@@ -118,7 +89,7 @@ describe("large bodies", () => {
       sha256: sha(body),
     });
     expect(await outcome("hundred")).toMatchObject({ kind: "skipped", reason: "body_too_large" });
-    return peakRssMiB(pid) - before;
+    return peakMemoryMiB(pid) - before;
   }
 
   it("100 MB, declared length, over the 1 MiB cap: not copied at all, skip logged, primary byte-identical", async () => {
@@ -193,15 +164,15 @@ describe("concurrent uploads and the isolate's memory budget", () => {
       // A fresh connection per request: a keep-alive one the worker has just closed would fail the upload.
       const agent = new Agent({ keepAlive: false });
       await exchange(agent, `${uploader.url}/warm-up`, "GET");
-      const pid = workerdPid();
+      const pid = newestWorkerdPid();
       const bodies = Array.from({ length: n }, (_, i) => pattern(30 * MiB, i + 1));
-      const before = resetPeakMiB(pid);
+      const before = resetPeakMemoryMiB(pid);
       const answers = await Promise.all(
         bodies.map((body, i) => exchange(agent, `${uploader.url}/uploads/${i}`, "POST", body, chunked)),
       );
       const outcomes = () => mirrorOutcomes(logs).filter((o) => o.route === "uploads");
       await until(() => outcomes().length === n, 60_000);
-      const growth = peakRssMiB(pid) - before;
+      const growth = peakMemoryMiB(pid) - before;
       const sent = outcomes().filter((o) => o.kind === "sent");
       const skipped = outcomes().filter((o) => o.kind === "skipped");
       figures.push(
