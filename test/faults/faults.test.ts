@@ -234,7 +234,10 @@ async function run(s: Scenario): Promise<Row> {
       `answers that were not the expected ones (${counts(result.answers)}; ${alterations.join("; ")})`,
     ).toBe(0);
     expect(outcomes.length, "one outcome per copy").toBe(expected);
-    for (const key of Object.keys(row.outcomes)) expect(s.allowed, `unexpected outcome "${key}"`).toContain(key);
+    // A mirror slow to answer (or a burst of large bodies) can fill the isolate's memory budget:
+    // copies past it are skipped and counted, in any scenario, and the table shows how many.
+    const allowed = [...s.allowed, "skipped memory_budget"];
+    for (const key of Object.keys(row.outcomes)) expect(allowed, `unexpected outcome "${key}"`).toContain(key);
     expect(
       logs.filter((l) => /Uncaught|unhandled/i.test(l)),
       "unhandled errors in the worker",
@@ -328,13 +331,7 @@ describe("mirror faults never reach the client", () => {
         res.on("close", () => clearInterval(timer));
       },
     });
-    // Each copy holds its body for the second the answer takes, while the lanes go on: a burst of
-    // large bodies can fill the isolate's memory budget, and the copies past it are skipped, logged.
-    await run({
-      name: "mirror answers byte by byte",
-      mirrors: [trickle],
-      allowed: ["sent 200", "skipped memory_budget"],
-    });
+    await run({ name: "mirror answers byte by byte", mirrors: [trickle], allowed: ["sent 200"] });
   });
 
   it("a mirror that returns a 50 MB body", async () => {
