@@ -21,6 +21,7 @@ const MODES = {
     "exact counts per request of what workerd does (JavaScript entries, stream reads, timers, Headers), by uprobes",
   profile: "a V8 CPU profile of one scenario: where the time goes",
   regex: "CPU per match of the regex engine on hostile input, against JavaScript's RegExp",
+  startup: "the CPU a new isolate spends evaluating the bundle before its first request (wrangler check startup)",
 };
 
 const argv = process.argv.slice(2);
