@@ -6,9 +6,9 @@
  * the handler differs.
  */
 
-import { dropUnforwardable, forwardedFrom, HOP_HEADER, setForwarded } from "../../src/headers/index.js";
 import edgeMirror from "../../src/index.js";
 import floor from "./floor.mjs";
+import floorWithHeaders from "./floor-headers.js";
 
 export { MirrorStatsShard } from "../../src/index.js";
 
@@ -16,28 +16,6 @@ export { MirrorStatsShard } from "../../src/index.js";
 const FLOOR_PREFIX = "/floor/";
 /** The floor-with-headers' requests: their path starts here. */
 const FLOOR_HEADERS_PREFIX = "/floor-headers/";
-
-/**
- * The floor plus what edge-mirror changes on the primary's headers for traffic no route
- * claims (hop-by-hop and the edge's `cf-*` fields out, X-Forwarded-* and the hop count in), with
- * edge-mirror's own functions: edge-mirror ÷ this is what the rest of its code costs.
- */
-const floorWithHeaders = {
-  fetch(request: Request, env: Env) {
-    const url = new URL(request.url);
-    const sent = new Request(env.PRIMARY_ORIGIN + url.pathname + url.search, {
-      method: request.method,
-      headers: request.headers,
-      body: request.body,
-      redirect: "manual",
-    });
-    const headers = sent.headers;
-    const carried = dropUnforwardable(headers, request.method);
-    setForwarded(headers, forwardedFrom(request, url), carried);
-    headers.set(HOP_HEADER, "1");
-    return fetch(sent);
-  },
-};
 
 export default {
   fetch(request: Request, env: Env, ctx: ExecutionContext) {
