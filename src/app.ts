@@ -6,13 +6,12 @@
  * sent inside `ctx.waitUntil`.
  */
 import { splitUpload } from "./body/index.js";
-import { UpstreamError } from "./errors/index.js";
 import { hopsSoFar, MAX_HOPS } from "./headers/index.js";
 import { type Isolate, isolateFor, type Recorder, recorderFor } from "./isolate/index.js";
 import { matchRoute } from "./match/index.js";
 import type { MirrorBreaker } from "./mirror/breaker.js";
 import { planCopies, sendCopies } from "./mirror/index.js";
-import { errorResponse, forwardToPrimary, primaryOrigin, primaryRequest } from "./proxy/index.js";
+import { errorResponse, forwardToPrimary, primaryOrigin, primaryRequest, UpstreamError } from "./proxy/index.js";
 import type { LogLevel, OutcomeSink } from "./record/index.js";
 import type { PolicyCache, PolicySnapshot } from "./store/index.js";
 

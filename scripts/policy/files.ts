@@ -6,9 +6,8 @@
  */
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
-import { PolicyValidationError } from "../../src/errors/index.js";
 import { crossCheck, type LocatedRoute } from "../../src/policy/cross-check.js";
-import { parsePolicyFile } from "../../src/policy/index.js";
+import { PolicyValidationError, parsePolicyFile } from "../../src/policy/index.js";
 import { clusterKey, routeKey } from "../../src/store/keys.js";
 
 export interface Problem {

@@ -6,13 +6,13 @@
  * by the isolate that made it; elsewhere within the policy cache TTL plus KV's propagation (≤ 60 s).
  */
 import { Hono } from "hono";
-import { ConflictError, InvalidJsonError, NotFoundError, PolicyValidationError } from "../errors/index.js";
 import { isolateFor } from "../isolate/index.js";
 import { clusterReferences, crossCheck } from "../policy/cross-check.js";
-import { ClusterName, parseCluster, parseRoute } from "../policy/index.js";
+import { ClusterName, PolicyValidationError, parseCluster, parseRoute } from "../policy/index.js";
 import { clusterKey, type PolicyKind, parsePolicyKey, policyKey, routeKey } from "../store/keys.js";
 import { parseStoredPolicies, storedDocument } from "../store/parse.js";
 import { kvPolicyStore, type PolicyStore } from "../store/policy-store.js";
+import { ConflictError, InvalidJsonError, NotFoundError } from "./errors.js";
 import type { AdminEnv } from "./http.js";
 
 export const policyApi = new Hono<AdminEnv>();

@@ -1,18 +1,65 @@
 /**
  * @module admin/errors
- * Typed errors → HTTP answers, for the whole admin surface (the app's `onError`): handlers throw
- * what went wrong and never pick a status themselves.
+ * The admin surface's typed errors, and how each becomes an HTTP answer (the app's `onError`):
+ * handlers throw what went wrong and never pick a status themselves. Each error carries a stable
+ * `code` that clients branch on rather than on message text.
  */
 import { HTTPException } from "hono/http-exception";
-import {
-  BodyTooLargeError,
-  ConflictError,
-  InvalidJsonError,
-  NotFoundError,
-  PolicyValidationError,
-  RateLimitedError,
-} from "../errors/index.js";
+import { PolicyValidationError } from "../policy/index.js";
 import { jsonError } from "./http.js";
+
+/** A request body that is not the JSON it must be. */
+export class InvalidJsonError extends Error {
+  readonly code = "invalid_json";
+  constructor(cause: unknown) {
+    super(`the body is not valid JSON: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = "InvalidJsonError";
+  }
+}
+
+/** A request body over its limit, refused before it was read further than the limit. */
+export class BodyTooLargeError extends Error {
+  readonly code = "too_large";
+  constructor(
+    readonly limitBytes: number,
+    what: string,
+  ) {
+    super(`${what} must be at most ${limitBytes} bytes`);
+    this.name = "BodyTooLargeError";
+  }
+}
+
+/** The named route, cluster or endpoint does not exist. */
+export class NotFoundError extends Error {
+  readonly code = "not_found";
+  constructor(message: string) {
+    super(message);
+    this.name = "NotFoundError";
+  }
+}
+
+/** The change would break something that is stored, e.g. deleting a cluster that routes still name. */
+export class ConflictError extends Error {
+  constructor(
+    readonly code: "cluster_in_use",
+    message: string,
+  ) {
+    super(message);
+    this.name = "ConflictError";
+  }
+}
+
+/** Too many attempts from one client; try again after `retryAfterSeconds`. */
+export class RateLimitedError extends Error {
+  readonly code = "rate_limited";
+  constructor(
+    readonly retryAfterSeconds: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = "RateLimitedError";
+  }
+}
 
 export function adminErrorResponse(err: Error): Response {
   if (err instanceof PolicyValidationError) {

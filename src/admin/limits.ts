@@ -7,7 +7,7 @@
  */
 import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { BodyTooLargeError, RateLimitedError } from "../errors/index.js";
+import { BodyTooLargeError, RateLimitedError } from "./errors.js";
 import type { AdminEnv } from "./http.js";
 import { loginLimiter } from "./settings.js";
 

@@ -7,8 +7,20 @@
  * and taken from the isolate's memory budget (`./budget.js`) before it is held.
  */
 import type { Capture } from "../compare/index.js";
-import { UpstreamError } from "../errors/index.js";
 import type { Hold, MemoryBudget } from "./budget.js";
+
+/**
+ * The primary's small answer was lost with its connection before its body arrived (see
+ * `readSmallAnswer`): the client can only be told the primary failed, which the proxy says.
+ */
+export class AnswerLostError extends Error {
+  /** The code the proxy answers it with: to the client, the primary could not be reached. */
+  readonly code = "primary_unreachable";
+  constructor() {
+    super("primary closed the connection before its answer's body arrived: the answer was lost");
+    this.name = "AnswerLostError";
+  }
+}
 
 /** `Content-Length` as a byte count, or undefined when absent or not a plain non-negative integer. */
 export function declaredLength(value: string | null): number | undefined {
@@ -529,12 +541,7 @@ function readSmallAnswer(response: Response, limitMs?: number): Response | Promi
 async function readInFull(response: Response, length: number, limitMs: number | undefined): Promise<Response> {
   const reading = readDeclared(response.body as ReadableStream<Uint8Array>, length);
   const read = limitMs === undefined ? await reading : await within(reading, limitMs);
-  if (read === LATE || !read.ok) {
-    throw new UpstreamError(
-      "primary_unreachable",
-      "primary closed the connection before its answer's body arrived: the answer was lost",
-    );
-  }
+  if (read === LATE || !read.ok) throw new AnswerLostError();
   return new Response(read.bytes, response);
 }
 

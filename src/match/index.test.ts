@@ -1,9 +1,16 @@
 import { describe, expect, it } from "vitest";
-import { CompileBudgetError, PolicyValidationError } from "../errors/index.js";
-import { MAX_ROUTE_PATTERN_COST, parseRoute, parseRouteFields, type Route, type RouteInput } from "../policy/index.js";
+import {
+  MAX_ROUTE_PATTERN_COST,
+  PolicyValidationError,
+  parseRoute,
+  parseRouteFields,
+  type Route,
+  type RouteInput,
+} from "../policy/index.js";
+import { CompileBudgetError, SNAPSHOT_PATTERN_BUDGET } from "../policy/precedence.js";
 import { compileRegex } from "../regex/index.js";
 import { normalizePath } from "../url/index.js";
-import { compileRoutes, matchRoute, type RequestFacts, SNAPSHOT_PATTERN_BUDGET } from "./index.js";
+import { compileRoutes, matchRoute, type RequestFacts } from "./index.js";
 
 function facts(url: string, init: { method?: string; headers?: Record<string, string> } = {}): RequestFacts {
   const u = new URL(url);
@@ -245,7 +252,7 @@ describe("a route that fails to compile or to match", () => {
       match: { ...good.match, path: { type: "RegularExpression", value: "(" } },
     } as Route;
     const rejected: string[] = [];
-    const table = compileRoutes([broken, good], (route) => rejected.push(route.id));
+    const table = compileRoutes([broken, good], { rejected: (route) => rejected.push(route.id) });
     expect(rejected).toEqual(["broken"]);
     expect(table.size).toBe(1);
     expect(table.find(facts("https://h.test/x"))?.id).toBe("good");
@@ -286,7 +293,7 @@ describe("the compile budget", () => {
     });
   const rejectedBy = (routes: Route[], budget?: number) => {
     const rejected = new Map<string, unknown>();
-    const table = compileRoutes(routes, (route, err) => rejected.set(route.id, err), budget);
+    const table = compileRoutes(routes, { rejected: (route, err) => rejected.set(route.id, err) }, budget);
     return { table, rejected };
   };
 

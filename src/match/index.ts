@@ -10,17 +10,9 @@
  * Compiling is bounded: a snapshot's patterns may cost at most `SNAPSHOT_PATTERN_BUDGET` to
  * compile, spent in precedence order (see `compileRoutes`).
  */
-import { CompileBudgetError, PolicyValidationError } from "../errors/index.js";
-import {
-  type CompiledPatterns,
-  compileRoutePatterns,
-  formatPath,
-  MAX_ROUTE_PATTERN_COST,
-  type Route,
-  routePatterns,
-} from "../policy/index.js";
+import type { Route } from "../policy/index.js";
+import { compileInPrecedence, SNAPSHOT_PATTERN_BUDGET } from "../policy/precedence.js";
 import type { FullMatcher } from "../regex/index.js";
-import { routeKey } from "../store/keys.js";
 import { normalizePath } from "../url/index.js";
 
 /** What a route is matched against; built once per request from the URL and headers. */
@@ -57,91 +49,47 @@ export interface RouteTable {
   candidates(path: string): CompiledRoute[] | undefined;
 }
 
-const PATH_KIND_ORDER = { Exact: 0, PathPrefix: 1, RegularExpression: 2 } as const;
-
-/**
- * Precedence: higher `priority` first; on a tie the most specific path (Exact, then the
- * longest PathPrefix, then RegularExpression; a case-sensitive path before the same one with
- * `ignoreCase`), then more methods/headers/query conditions, then route id so that the order
- * never depends on KV listing order.
- */
-export function comparePrecedence(a: Route, b: Route): number {
-  return (
-    b.priority - a.priority ||
-    PATH_KIND_ORDER[a.match.path.type] - PATH_KIND_ORDER[b.match.path.type] ||
-    normalizePath(b.match.path.value).length - normalizePath(a.match.path.value).length ||
-    Number(a.match.path.ignoreCase === true) - Number(b.match.path.ignoreCase === true) ||
-    conditionCount(b) - conditionCount(a) ||
-    (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
-  );
-}
-
-function conditionCount(route: Route): number {
-  const m = route.match;
-  return (m.methods.length ? 1 : 0) + (m.hosts.length ? 1 : 0) + m.headers.length + m.query.length;
+/** What the table's builder is told of routes it cannot serve (it serves the others). */
+export interface RouteProblems {
+  /**
+   * A route left out: a pattern the engine refuses, one past the snapshot's compile budget
+   * (`CompileBudgetError`), or a policy written around the validator.
+   */
+  rejected?: (route: Route, error: unknown) => void;
+  /** A route whose check threw on a request: skipped for that request; told once per route. */
+  failed?: (route: Route, error: unknown) => void;
 }
 
 /**
- * What compiling the patterns of one snapshot's routes may cost, in `src/regex`'s units (about
- * 0.1 µs each in workerd: some 100 ms). Every new isolate compiles them before its first request,
- * and so does every refresh that finds the policies changed. Four routes at
- * `MAX_ROUTE_PATTERN_COST` fit, and so do a thousand routes with two UUID patterns each (about 400
- * apiece; a twenty-word alternation costs about 3,800).
- */
-export const SNAPSHOT_PATTERN_BUDGET = 1_000_000;
-
-/**
- * Compiles every route inside its own guard: a route that cannot be compiled (a pattern the
- * engine refuses, a policy written around the validator) is left out and reported through
- * `onRejected`, and the others keep working.
- *
- * Patterns are compiled in precedence order, each route's charged to `patternBudget` (refused
- * patterns included, so that the budget bounds the work whatever is stored). The route whose
- * patterns take the total past it, and every later route that has patterns, are left out with
- * a `CompileBudgetError`: the least preferred go first, and routes without patterns, which cost
- * nothing to compile, are kept. The work done is at most the budget plus one route's
- * (`MAX_ROUTE_PATTERN_COST`, and one more pattern).
+ * Compiles every route inside its own guard: a route that cannot be compiled is left out and
+ * reported through `problems.rejected`, and the others keep working. Patterns are compiled in
+ * precedence order within `patternBudget` (`compileInPrecedence`, src/policy/precedence).
  */
 export function compileRoutes(
   routes: readonly Route[],
-  onRejected: (route: Route, error: unknown) => void = () => {},
+  problems: RouteProblems = {},
   patternBudget = SNAPSHOT_PATTERN_BUDGET,
 ): RouteTable {
-  const ordered = [...routes].sort(comparePrecedence);
   const caseSensitive = newNode();
   // Only a table with ignoreCase routes lower-cases request paths.
   let anyCase: TrieNode | undefined;
   const scanned: CompiledRoute[] = [];
   let size = 0;
-  let spent = 0;
-  let budgetSpentAt: string | undefined;
-  ordered.forEach((route, rank) => {
+  for (const ranked of compileInPrecedence(routes, patternBudget)) {
+    const { route, rank } = ranked;
     let compiled: CompiledRoute;
     try {
-      let patterns: CompiledPatterns | undefined;
-      if (routePatterns(route.match).length > 0) {
-        if (budgetSpentAt !== undefined) throw budgetSpent(patternBudget, budgetSpentAt);
-        patterns = compileRoutePatterns(route.match);
-        spent += patterns.cost;
-        // A route refused for its own patterns has spent the budget all the same.
-        if (spent > patternBudget) budgetSpentAt = route.id;
-        if (patterns.issues.length > 0) {
-          throw new PolicyValidationError(
-            patterns.issues.map((issue) => ({ path: formatPath(issue.at), message: issue.message })),
-          );
-        }
-        if (budgetSpentAt !== undefined) throw budgetSpent(patternBudget, budgetSpentAt);
-      }
-      compiled = { route, rank, matches: guarded(route, compileConditions(route, patterns?.matchers)) };
+      if (ranked.kind === "rejected") throw ranked.error;
+      compiled = { route, rank, matches: guarded(route, compileConditions(route, ranked.patterns), problems.failed) };
     } catch (err) {
-      onRejected(route, err);
-      return;
+      problems.rejected?.(route, err);
+      continue;
     }
     size++;
     const path = route.match.path;
     if (path.type === "RegularExpression") {
       scanned.push(compiled);
-      return;
+      continue;
     }
     const value = normalizePath(path.value);
     if (path.ignoreCase) {
@@ -150,7 +98,7 @@ export function compileRoutes(
     } else {
       insert(caseSensitive, value, path.type, compiled);
     }
-  });
+  }
 
   const candidates = (path: string) => {
     let found = collectCandidates(caseSensitive, path, undefined);
@@ -164,12 +112,6 @@ export function compileRoutes(
     candidates,
     find: (facts) => firstMatch(candidates(facts.path), facts),
   };
-}
-
-function budgetSpent(budget: number, at: string): CompileBudgetError {
-  return new CompileBudgetError(
-    `skipped: a policy snapshot's patterns may cost at most ${budget} to compile, and routes of higher precedence spent it (it ran out at route "${at}"); each route may cost at most ${MAX_ROUTE_PATTERN_COST}: use fewer or simpler patterns, or raise the priority of the routes that matter`,
-  );
 }
 
 function insert(root: TrieNode, path: string, type: "Exact" | "PathPrefix", compiled: CompiledRoute): void {
@@ -195,7 +137,11 @@ export function firstMatch(candidates: readonly CompiledRoute[] | undefined, fac
 }
 
 /** A route whose check throws on some request is skipped for that request, and said so once. */
-function guarded(route: Route, matches: (facts: RequestFacts) => boolean): (facts: RequestFacts) => boolean {
+function guarded(
+  route: Route,
+  matches: (facts: RequestFacts) => boolean,
+  failed: RouteProblems["failed"],
+): (facts: RequestFacts) => boolean {
   let reported = false;
   return (facts) => {
     try {
@@ -203,13 +149,7 @@ function guarded(route: Route, matches: (facts: RequestFacts) => boolean): (fact
     } catch (err) {
       if (!reported) {
         reported = true;
-        console.error(
-          JSON.stringify({
-            msg: "edge-mirror.invalid_policy",
-            key: routeKey(route.id),
-            error: `match failed: ${String(err)}`,
-          }),
-        );
+        failed?.(route, err);
       }
       return false;
     }

@@ -27,7 +27,6 @@ import {
   type NoiseMemory,
   summarizeComparison,
 } from "../compare/index.js";
-import { UpstreamError } from "../errors/index.js";
 import { applyHeaderOps, HOP_HEADER, isWebSocketUpgrade, MIRROR_MARKER, shadowHost } from "../headers/index.js";
 import {
   bodyDigest,
@@ -39,7 +38,7 @@ import {
 } from "../headers/marker.js";
 import type { Isolate, Recorder } from "../isolate/index.js";
 import type { Route } from "../policy/index.js";
-import { errorResponse, type PrimaryRequest } from "../proxy/index.js";
+import { errorResponse, type PrimaryRequest, UpstreamError } from "../proxy/index.js";
 import type { MirrorErrorKind, OutcomeSink, SkipReason } from "../record/index.js";
 import type { DeploymentSecret } from "../secret/index.js";
 import { rawPathAndQuery } from "../url/index.js";

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { SNAPSHOT_PATTERN_BUDGET } from "../match/index.js";
 import { crossCheck } from "./cross-check.js";
 import { parseRoute, type RouteInput } from "./index.js";
+import { SNAPSHOT_PATTERN_BUDGET } from "./precedence.js";
 
 const at = (route: RouteInput, where: string) => ({ route: parseRoute(route), at: where });
 

@@ -5,9 +5,8 @@
  * match (an identical, higher-ranked match exists) or that the worker would skip (past the
  * snapshot's compile budget) is reported as a warning.
  */
-import { CompileBudgetError, type PolicyIssue } from "../errors/index.js";
-import { comparePrecedence, compileRoutes } from "../match/index.js";
-import type { Mirror, Route } from "./index.js";
+import type { Mirror, PolicyIssue, Route } from "./index.js";
+import { CompileBudgetError, comparePrecedence, compileInPrecedence } from "./precedence.js";
 
 export interface CrossCheckResult {
   errors: PolicyIssue[];
@@ -76,12 +75,13 @@ export function crossCheck(routes: readonly LocatedRoute[], clusters: ReadonlySe
   }
   // Bounded like the worker's own snapshot: nothing is compiled once the budget is spent.
   const locations = new Map(routes.map((located) => [located.route, located.at]));
-  compileRoutes([...locations.keys()], (route, err) => {
-    if (!(err instanceof CompileBudgetError)) return;
+  for (const ranked of compileInPrecedence([...locations.keys()])) {
+    if (ranked.kind !== "rejected" || !(ranked.error instanceof CompileBudgetError)) continue;
+    const { route } = ranked;
     result.warnings.push({
       path: locations.get(route) ?? route.id,
-      message: `route "${route.id}" would not be served: ${err.message}`,
+      message: `route "${route.id}" would not be served: ${ranked.error.message}`,
     });
-  });
+  }
   return result;
 }

@@ -1,10 +1,10 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { PolicyValidationError } from "../errors/index.js";
 import { compileRoutes } from "../match/index.js";
 import { rewritePathAndQuery } from "../mirror/rewrite.js";
 import { regexProblem } from "../regex/index.js";
 import { REDOS_ACCEPTED, REDOS_REFUSED } from "../regex/redos-corpus.js";
+import { PolicyValidationError } from "./errors.js";
 import { compareSpec, parseRoute } from "./index.js";
 
 /**

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { PolicyValidationError } from "../errors/index.js";
 import { compileRegex } from "../regex/index.js";
 import { REDOS_ACCEPTED } from "../regex/redos-corpus.js";
+import { PolicyValidationError } from "./errors.js";
 import {
   compareSpec,
   MAX_ROUTE_PATTERN_COST,

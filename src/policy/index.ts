@@ -6,9 +6,11 @@
  * Vocabulary follows the Gateway API HTTPRoute (match, backends, RequestMirror).
  */
 import * as z from "zod/mini";
-import { type PolicyIssue, PolicyValidationError, RegexError } from "../errors/index.js";
 import { headerChangeRefusal, refusedHeaderPattern } from "../headers/index.js";
-import { compileRegex, type DfaMatcher } from "../regex/index.js";
+import { compileRegex, type DfaMatcher, RegexError } from "../regex/index.js";
+import { type PolicyIssue, PolicyValidationError } from "./errors.js";
+
+export { type PolicyIssue, PolicyValidationError } from "./errors.js";
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;

@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
-import { UpstreamError } from "../errors/index.js";
 import { parseRoute } from "../policy/index.js";
+import { UpstreamError } from "./errors.js";
 import { errorResponse, pickBackend, primaryOrigin } from "./index.js";
 
 describe("pickBackend", () => {

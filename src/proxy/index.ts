@@ -7,12 +7,14 @@
  * (`dropUnforwardable` keeps `Upgrade` and `Connection` for it, and for nothing else: any other
  * request with them would leave as a WebSocket GET without its body).
  */
-import { isBodyless, type RelayedBody, relayBody } from "../body/index.js";
-import { UpstreamError } from "../errors/index.js";
+import { AnswerLostError, isBodyless, type RelayedBody, relayBody } from "../body/index.js";
 import { applyHeaderOps, dropUnforwardable, forwardedFrom, HOP_HEADER, setForwarded } from "../headers/index.js";
 import type { Backend, Route } from "../policy/index.js";
 import type { LogLevel } from "../record/index.js";
 import { rawPathAndQuery } from "../url/index.js";
+import { UpstreamError } from "./errors.js";
+
+export { UpstreamError, type UpstreamFailure } from "./errors.js";
 
 /** HTTPRoute-style weighted choice; weight 0 backends never receive traffic. */
 export function pickBackend(backends: readonly Backend[], random: () => number): Backend | undefined {
@@ -157,7 +159,15 @@ function send(req: PrimaryRequest): Promise<Response> {
 
 /** The primary's answer as the client gets it: held while a relayed upload is finished (see `RelayedBody.answered`). */
 function handedOn(req: PrimaryRequest, response: Response): Response | Promise<Response> {
-  return req.body ? req.body.answered(response, DRAIN_AFTER_FAILURE_MS) : response;
+  if (!req.body) return response;
+  const answer = req.body.answered(response, DRAIN_AFTER_FAILURE_MS);
+  return answer instanceof Promise ? answer.catch(answerLost) : answer;
+}
+
+/** A small answer lost with its connection is, for the client, a primary that could not be reached. */
+function answerLost(err: unknown): never {
+  if (err instanceof AnswerLostError) throw new UpstreamError("primary_unreachable", err.message);
+  throw err;
 }
 
 async function failed(req: PrimaryRequest, err: unknown, timedOut: boolean): Promise<never> {

@@ -11,8 +11,9 @@
  * and the work spent, turns those patterns into a clear refusal at validation instead, and
  * leaves matching with nothing but table lookups.
  */
-import { RegexError } from "../errors/index.js";
+
 import { type CodeUnitSet, MAX_CODE_UNIT } from "./charset.js";
+import { RegexError } from "./error.js";
 import { CHAR, END, MATCH, type Nfa, SPLIT, START } from "./nfa.js";
 
 /*

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { RegexError } from "../errors/index.js";
+import { RegexError } from "./error.js";
 import { compileRegex, regexProblem } from "./index.js";
 
 /**

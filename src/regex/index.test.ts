@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { RegexError } from "../errors/index.js";
 import { MAX_BUILD_STEPS, MAX_DFA_STATES } from "./dfa.js";
+import { RegexError } from "./error.js";
 import { compileRegex, MAX_PATTERN_LENGTH, PATTERN_BASE_COST, regexProblem } from "./index.js";
 import { REDOS_ACCEPTED, REDOS_REFUSED } from "./redos-corpus.js";
 

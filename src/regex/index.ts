@@ -17,10 +17,13 @@
  * backreferences, lookaround, `\b` and `\B`, inline modifiers, `\c`, octal and unknown letter
  * escapes, counts over 1,000, and patterns whose automata would pass the size caps.
  */
-import { RegexError } from "../errors/index.js";
+
 import { buildDfa, type Dfa, matchesWhole } from "./dfa.js";
+import { RegexError } from "./error.js";
 import { buildNfa } from "./nfa.js";
 import { parsePattern } from "./parse.js";
+
+export { RegexError } from "./error.js";
 
 export const MAX_PATTERN_LENGTH = 512;
 

@@ -4,8 +4,9 @@
  * repetition expanded into copies of its body. The size of that expansion is computed from the
  * tree, and capped, before a single state is built.
  */
-import { RegexError } from "../errors/index.js";
+
 import type { CodeUnitSet } from "./charset.js";
+import { RegexError } from "./error.js";
 import type { RegexNode } from "./parse.js";
 
 /** Consumes one code unit of `sets[state]`, then goes to `next`. */

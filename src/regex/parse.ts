@@ -6,8 +6,9 @@
  * than guessed at: a refused pattern can be rewritten, a misread one would silently match
  * something else than the JavaScript engine would.
  */
-import { RegexError } from "../errors/index.js";
+
 import { type CodeUnitSet, complementOf, DIGIT, DOT, EMPTY_SET, SPACE, singleton, unionOf, WORD } from "./charset.js";
+import { RegexError } from "./error.js";
 
 /** Groups only group: nothing is captured, so every group kind becomes its content. */
 export type RegexNode =

@@ -1,9 +1,8 @@
 import { reset } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
-import { PolicyValidationError } from "../errors/index.js";
-import { SNAPSHOT_PATTERN_BUDGET } from "../match/index.js";
-import { parseRoute } from "../policy/index.js";
+import { PolicyValidationError, parseRoute } from "../policy/index.js";
+import { SNAPSHOT_PATTERN_BUDGET } from "../policy/precedence.js";
 import { compileRegex } from "../regex/index.js";
 import { loadSnapshot, PolicyCache } from "./index.js";
 import { clusterKey, routeKey, SESSION_EPOCH_KEY } from "./keys.js";

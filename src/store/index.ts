@@ -6,9 +6,9 @@
  * An invalid stored policy is skipped and logged; an unreachable KV keeps the last good
  * snapshot, or an empty one, so that the primary is always served.
  */
-import { CompileBudgetError, PolicyValidationError } from "../errors/index.js";
 import { compileRoutes, type RouteTable } from "../match/index.js";
-import type { Route } from "../policy/index.js";
+import { PolicyValidationError, type Route } from "../policy/index.js";
+import { CompileBudgetError } from "../policy/precedence.js";
 import { routeKey } from "./keys.js";
 import { type InvalidEntry, parseStoredPolicies } from "./parse.js";
 import { kvPolicyStore, type PolicyStore } from "./policy-store.js";
@@ -71,9 +71,17 @@ function buildSnapshot(texts: ReadonlyMap<string, string>, now: number): PolicyS
   const clusters = new Map<string, string>();
   for (const [name, cluster] of stored.clusters) clusters.set(name, cluster.origin);
   const invalid = [...stored.invalid];
-  const routes = compileRoutes([...stored.routes.values()], (route, err) =>
-    invalid.push({ key: routeKey(route.id), error: rejection(err) }),
-  );
+  const routes = compileRoutes([...stored.routes.values()], {
+    rejected: (route, err) => invalid.push({ key: routeKey(route.id), error: rejection(err) }),
+    failed: (route, err) =>
+      console.error(
+        JSON.stringify({
+          msg: "edge-mirror.invalid_policy",
+          key: routeKey(route.id),
+          error: `match failed: ${String(err)}`,
+        }),
+      ),
+  });
   const unknown = unknownBackends(stored.routes.values(), clusters);
   return { routes, clusters, invalid, unknownBackends: unknown, available: true, loadedAt: now };
 }

@@ -3,8 +3,14 @@
  * Pure: what stored policy texts mean. Every reader — the worker's snapshot, the admin API, the
  * CLI — parses through here, so that a value is valid or invalid for the same reason everywhere.
  */
-import { PolicyValidationError } from "../errors/index.js";
-import { type Cluster, parseCluster, parseRoute, parseRouteFields, type Route } from "../policy/index.js";
+import {
+  type Cluster,
+  PolicyValidationError,
+  parseCluster,
+  parseRoute,
+  parseRouteFields,
+  type Route,
+} from "../policy/index.js";
 import { parsePolicyKey } from "./keys.js";
 
 export interface InvalidEntry {
