@@ -11,7 +11,7 @@ import { statsSettings } from "../stats/index.js";
 import { readFieldSamples, readStats, resetStats, StatsUnavailableError } from "../stats/shards.js";
 import { summarize } from "../stats/summary.js";
 import { kvPolicyStore } from "../store/policy-store.js";
-import { type AdminEnv, jsonError } from "./index.js";
+import { type AdminEnv, jsonError } from "./http.js";
 
 export const statsApi = new Hono<AdminEnv>();
 

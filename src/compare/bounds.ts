@@ -8,7 +8,7 @@
  * step, least useful parts first. The stats shard applies the same bounds again to what it is
  * sent. Pure.
  */
-import type { DiffSample, SampleDifference, SampleSide } from "./index.js";
+import type { DiffSample, SampleDifference, SampleSide } from "./sample.js";
 
 /** The longest field name or JSON path reported, counted or stored, in UTF-16 units. */
 export const MAX_FIELD_CHARS = 256;

@@ -9,7 +9,6 @@
  * is never noise. Pure apart from hashing.
  */
 import type { CompareSpec } from "../policy/index.js";
-import { statusClass } from "../record/index.js";
 import {
   boundSample,
   clip,
@@ -30,7 +29,15 @@ import {
   valueAt,
 } from "./json.js";
 
+import type { DiffSample, SampleSide } from "./sample.js";
+
 export { boundSample, clipField, MAX_FIELD_CHARS, MAX_SAMPLE_BYTES, utf8Bytes } from "./bounds.js";
+export type { DiffSample, SampleDifference, SampleSide } from "./sample.js";
+
+/** HTTP status → "2xx" … "5xx": the class a comparison holds the reference to, and the metrics' dimension. */
+export function statusClass(status: number): string {
+  return `${Math.floor(status / 100)}xx`;
+}
 
 /** A response read within the comparison's body cap. */
 export interface CapturedResponse {
@@ -57,40 +64,6 @@ export interface CompareSummary {
   /** How many distinct fields did not fit in `fields` and `noise`; counted as `(other)`. */
   overflow?: { fields: number; noise: number };
   error?: string;
-}
-
-export interface SampleSide {
-  status: number;
-  headers: Record<string, string>;
-  bodyBytes: number;
-  sha256: string;
-  /** Redacted, pretty JSON (clipped), or empty for bodies compared by hash. */
-  excerpt: string;
-}
-
-export interface SampleDifference {
-  /** The counted (folded) field, as in `CompareSummary.fields`. */
-  field: string;
-  /** Where it first differs in this answer, such as `$.items[3].price`. */
-  path: string;
-  primary: string;
-  candidate: string;
-}
-
-export interface DiffSample {
-  at: number;
-  route: string;
-  mirror: string;
-  requestId: string;
-  method: string;
-  /** The request path without its query, which may carry secrets. */
-  path: string;
-  fields: string[];
-  noise: string[];
-  /** One per field of `fields`, with both (redacted) values. */
-  differences: SampleDifference[];
-  primary: SampleSide;
-  candidate: SampleSide;
 }
 
 /** Distinct (folded) fields one comparison reports; an answer that differs everywhere is still bounded. */

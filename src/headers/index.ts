@@ -4,8 +4,6 @@
  * (hop-by-hop, Cloudflare's edge fields), the forwarding fields (X-Forwarded-*, Forwarded,
  * X-Real-IP), and HTTPRoute-style set/add/remove.
  */
-import type { HeaderOps } from "../policy/index.js";
-
 /**
  * The header that marks a mirrored copy. Only a signed marker (see `headers/marker`) stops a
  * request from being mirrored again; whatever a client sends under this name is dropped.
@@ -258,8 +256,18 @@ export function refusedHeaderPattern(): string {
   return `^(?:${exact})$|^${anyCase("cf-")}(?!${anyCase("access-")})`;
 }
 
+/**
+ * A route's or a mirror's changes to the request's headers, as applied here: the policy's
+ * `HeaderOps` (src/policy), validated against this module's refusals before it gets here.
+ */
+export interface HeaderChanges {
+  readonly set: Readonly<Record<string, string>>;
+  readonly add: Readonly<Record<string, string>>;
+  readonly remove: readonly string[];
+}
+
 /** HTTPRoute semantics: `set` overwrites, `add` appends to an existing value with ",", `remove` deletes. */
-export function applyHeaderOps(headers: Headers, ops: HeaderOps | undefined): void {
+export function applyHeaderOps(headers: Headers, ops: HeaderChanges | undefined): void {
   if (!ops) return;
   for (const [name, value] of Object.entries(ops.set)) headers.set(name, value);
   for (const [name, value] of Object.entries(ops.add)) {

@@ -14,8 +14,8 @@ import {
   type SampleBy,
 } from "../policy/index.js";
 import type { SkipReason } from "../record/index.js";
+import { type SipKey, sipHash24 } from "../siphash/index.js";
 import type { PathRewrite } from "./rewrite.js";
-import { type SipKey, sipHash24 } from "./siphash.js";
 
 export interface MirrorTarget {
   /** Cluster name, or the origin for an `origin` mirror: the metrics label. */

@@ -1,8 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { parseRoute, type RouteInput } from "../policy/index.js";
+import { type SipKey, sipHash24, sipKey } from "../siphash/index.js";
 import { cookieValue, MAX_STICKY_VALUE_LENGTH, planMirrors, stickyPoint } from "./plan.js";
-import { type SipKey, sipHash24, sipKey } from "./siphash.js";
 
 const clusters = new Map([
   ["canary", "http://canary.test"],

@@ -6,6 +6,8 @@
 
 import type { CompareSummary, DiffSample } from "../compare/index.js";
 
+export { statusClass } from "../compare/index.js";
+
 export type SkipReason =
   | "not_sampled"
   | "body_too_large"
@@ -54,11 +56,6 @@ export function parseSampleRate(value: string | undefined): number {
   if (value === undefined || value.trim() === "") return DEFAULT_LOG_SAMPLE_RATE;
   const rate = Number(value);
   return Number.isFinite(rate) && rate >= 0 && rate <= 1 ? rate : DEFAULT_LOG_SAMPLE_RATE;
-}
-
-/** HTTP status → "2xx" … "5xx"; the metrics dimension for mirror answers. */
-export function statusClass(status: number): string {
-  return `${Math.floor(status / 100)}xx`;
 }
 
 /** Anything that wants every outcome (logs now; counters and Analytics Engine later). */

@@ -18,7 +18,7 @@
  * Both keys come out of HKDF-SHA-256 with their own `info`, so the secret itself keys nothing,
  * and a sticky bucket tells nothing about the marker key.
  */
-import { type SipKey, sipKey } from "../mirror/siphash.js";
+import { type SipKey, sipKey } from "../siphash/index.js";
 import { newDeploymentKey, readDeploymentKey, writeDeploymentKey } from "../store/deployment-key.js";
 
 /** HKDF `info` of the marker's HMAC key. */

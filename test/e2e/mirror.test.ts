@@ -4,7 +4,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "v
 import { startOrigin } from "../../scripts/lib/origins.mjs";
 import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
 import { stickyPoint } from "../../src/mirror/plan.js";
-import { sipKey } from "../../src/mirror/siphash.js";
+import { sipKey } from "../../src/siphash/index.js";
 import { clusterKey, DEPLOYMENT_KEY_KEY, routeKey } from "../../src/store/keys.js";
 import { logged, until } from "./helpers.ts";
 

@@ -7,8 +7,8 @@ import app from "../../src/index.js";
 import { isolateFor } from "../../src/isolate/index.js";
 import { MirrorBreaker } from "../../src/mirror/breaker.js";
 import { stickyPoint } from "../../src/mirror/plan.js";
-import type { SipKey } from "../../src/mirror/siphash.js";
 import type { MirrorOutcome } from "../../src/record/index.js";
+import type { SipKey } from "../../src/siphash/index.js";
 import { PolicyCache } from "../../src/store/index.js";
 import { interceptFetch, putPolicies, randomBytes, sendThrough } from "./helpers.js";
 

@@ -1,5 +1,5 @@
 /**
- * @module mirror/siphash
+ * @module siphash
  * SipHash-2-4 (Aumasson and Bernstein, 2012): a keyed pseudo-random function of a byte string,
  * 64 bits out. Pure and synchronous, so that sticky sampling can key its hash on the request path
  * without a call into WebCrypto. JavaScript has no 64-bit integer short of BigInt (far slower),
