@@ -3,80 +3,115 @@
  * One request's way through edge-mirror: match → proxy → mirror → record. Traffic that no
  * route claims (most of a zone's) goes straight to the primary. For a matched route the
  * client's response still depends only on the primary; the copies are planned without I/O and
- * sent inside `ctx.waitUntil`.
+ * sent inside `ctx.waitUntil`. The request owns the primary's answer: when a copy compares, it is
+ * tee'd here, and the copies get the comparison's read of it, never the answer itself.
  */
-import { splitUpload } from "./body/index.js";
+import type { Hold } from "./body/budget.js";
+import { splitUpload, teeForComparison } from "./body/index.js";
+import type { Capture } from "./compare/index.js";
 import { hopsSoFar, MAX_HOPS } from "./headers/index.js";
-import { type Isolate, isolateFor, type Recorder, recorderFor } from "./isolate/index.js";
+import type { IsolateState } from "./isolate/index.js";
 import { matchRoute } from "./match/index.js";
-import type { MirrorBreaker } from "./mirror/breaker.js";
-import { planCopies, sendCopies } from "./mirror/index.js";
+import { compareBodyCap, planCopies, recordSkips, sendCopies } from "./mirror/index.js";
 import { errorResponse, forwardToPrimary, primaryOrigin, primaryRequest, UpstreamError } from "./proxy/index.js";
-import type { LogLevel, OutcomeSink } from "./record/index.js";
-import type { PolicyCache, PolicySnapshot } from "./store/index.js";
-
-export interface HandleOptions {
-  random?: () => number;
-  /** Replaces every default sink (logs, counters, Analytics Engine); requests are then not counted. */
-  sink?: OutcomeSink;
-  cache?: PolicyCache;
-  breaker?: MirrorBreaker;
-}
+import type { LogLevel } from "./record/index.js";
+import type { PolicySnapshot } from "./store/index.js";
+import { rawPathAndQuery } from "./url/index.js";
 
 export async function handleRequest(
   request: Request,
-  env: Env,
+  state: IsolateState,
   ctx: Pick<ExecutionContext, "waitUntil">,
-  options: HandleOptions = {},
 ): Promise<Response> {
-  const isolate = isolateFor(env);
   const url = new URL(request.url);
   const hops = hopsSoFar(request.headers);
-  if (hops >= MAX_HOPS) return loopDetected(hops, isolate.settings.logLevel);
+  const { primaryOrigin: primaryAt, logLevel } = state.settings;
+  if (hops >= MAX_HOPS) return loopDetected(hops, logLevel);
   const waitUntil = (p: Promise<unknown>) => ctx.waitUntil(p);
-  const policies = options.cache ?? isolate.policies;
-  const snapshot = policies.fresh(Date.now()) ?? (await loadPolicies(policies, isolate, env, waitUntil));
+  const snapshot = state.policies.fresh(Date.now()) ?? (await loadPolicies(state, waitUntil));
 
   // match: most of a zone's requests match no route and go straight to the primary.
   const route = matchRoute(snapshot.routes, request, url);
-  const { primaryOrigin: primaryAt, logLevel } = isolate.settings;
   if (!route) {
-    const primary = primaryRequest(request, url, primaryAt ?? url.origin, hops, undefined, request.body);
+    const primary = primaryRequest({ request, url, origin: primaryAt ?? url.origin, hops, body: request.body });
     return forwardToPrimary(primary).catch(UNMATCHED_FAILURE[logLevel]);
   }
 
   // mirror: which copies, decided before the body is touched (it is split only for them).
-  const random = options.random ?? Math.random;
+  const random = state.random;
   let origin: string;
   try {
     origin = primaryOrigin(route, snapshot.clusters, primaryAt, url, random);
   } catch (err) {
     return errorResponse(err, route.id, logLevel);
   }
-  const planned = planCopies(route, request, url, snapshot.clusters, isolate, random);
+  const planned = planCopies(route, request, url, snapshot.clusters, state.secret, random);
   const plan = planned instanceof Promise ? await planned : planned;
-  const upload = splitUpload(request, plan.targets.length > 0 ? route.maxMirrorBodyBytes : undefined, isolate.budget);
+  const { targets } = plan;
+  const upload = splitUpload(request, targets.length > 0 ? route.maxMirrorBodyBytes : undefined, state.budget);
 
   // proxy
-  const primary = primaryRequest(request, url, origin, hops, route, upload.primary);
+  const primary = primaryRequest({ request, url, origin, hops, route, body: upload.primary });
   const answer = forwardToPrimary(primary);
+  const failed = (err: unknown) => errorResponse(err, route.id, logLevel);
 
-  // mirror and record: the copies leave inside waitUntil; the answer is tee'd only when one compares.
-  const recorder = options.sink ? sinkOnly(options.sink) : recorderFor(isolate, env, waitUntil);
-  const copies = sendCopies({
-    route,
-    plan,
-    request,
-    primary,
-    host: url.host,
-    hops,
-    body: upload.mirrors,
-    recorder,
-    isolate,
+  // record, and the copies inside waitUntil.
+  const recorder = state.recorder(waitUntil);
+  recorder.countRequest(route.id, targets.length > 0);
+  if (targets.length === 0 && plan.skipped.length === 0) return answer.catch(failed);
+  const requestId = request.headers.get("cf-ray") ?? crypto.randomUUID();
+  recordSkips(plan.skipped, route.id, requestId, recorder.outcome);
+  if (targets.length === 0) return answer.catch(failed);
+
+  // Only when a sampled mirror compares is the primary's answer read a second time.
+  const compareCap = compareBodyCap(targets);
+  const compared = compareCap === undefined ? undefined : teeWhenAnswered(answer, compareCap, state.budget.hold());
+  sendCopies(
+    {
+      routeId: route.id,
+      requestId,
+      method: request.method,
+      pathAndQuery: rawPathAndQuery(request.url),
+      headers: primary.request.headers,
+      host: url.host,
+      hops,
+      targets,
+      markedBodyDigest: plan.markedBodyDigest,
+      body: upload.mirrors,
+      sink: recorder.outcome,
+      breaker: state.breaker,
+      noise: state.noise,
+      secret: state.secret,
+      budget: state.budget,
+      primary: compared && { capture: compared.capture, hold: compared.hold },
+    },
     waitUntil,
-    breaker: options.breaker,
-  });
-  return answer.then(copies.answered, copies.failed);
+  );
+  if (!compared) return answer.catch(failed);
+  // Read even when the compared mirror fails first, so that the branch never holds chunks unread.
+  waitUntil(compared.capture);
+  return compared.response.catch(failed);
+}
+
+/**
+ * The primary's answer, once it comes, split: the client's branch streams untouched while the
+ * other is read, up to `cap` and within `hold`, for comparison (`teeForComparison`). A primary
+ * that failed leaves the comparison its error code to report.
+ */
+function teeWhenAnswered(
+  answer: Promise<Response>,
+  cap: number,
+  hold: Hold,
+): { response: Promise<Response>; capture: Promise<Capture>; hold: Hold } {
+  const split = answer.then((response) => teeForComparison(response, cap, hold));
+  return {
+    response: split.then((teed) => teed.response),
+    capture: split.then(
+      (teed) => teed.capture,
+      (err: unknown): Capture => ({ ok: false, error: err instanceof UpstreamError ? err.code : "primary failed" }),
+    ),
+    hold,
+  };
 }
 
 /**
@@ -84,15 +119,10 @@ export async function handleRequest(
  * both at once, so that the secret costs the hot path nothing and sticky sampling has its key
  * from the first request on. Later calls re-read the secret now and then, in the background.
  */
-async function loadPolicies(
-  policies: PolicyCache,
-  isolate: Isolate,
-  env: Env,
-  waitUntil: (p: Promise<unknown>) => void,
-): Promise<PolicySnapshot> {
+async function loadPolicies(state: IsolateState, waitUntil: (p: Promise<unknown>) => void): Promise<PolicySnapshot> {
   const [snapshot] = await Promise.all([
-    policies.get(env.MIRROR_CONFIG, waitUntil),
-    isolate.secret.load(env.MIRROR_CONFIG, waitUntil),
+    state.policies.get(state.kv, waitUntil),
+    state.secret.load(state.kv, waitUntil),
   ]);
   return snapshot;
 }
@@ -106,11 +136,6 @@ const UNMATCHED_FAILURE: Record<LogLevel, (err: unknown) => Response> = {
   info: (err) => errorResponse(err, undefined, "info"),
   off: (err) => errorResponse(err, undefined, "off"),
 };
-
-/** Tests' own sink: every outcome, no counters. */
-function sinkOnly(outcome: OutcomeSink): Recorder {
-  return { outcome, request: () => {} };
-}
 
 function loopDetected(hops: number, level: LogLevel): Response {
   const loop = new UpstreamError(

@@ -1,27 +1,54 @@
 /**
  * @module edge-mirror
- * Worker entry point: every request is answered from the primary origin and, where a route
- * policy in KV says so, copied to mirror origins inside `ctx.waitUntil`. Requests under the
- * admin prefix go to the admin surface (a Hono app) instead and are never proxied or mirrored.
- * The zone's own traffic does not go through a router: one string check sends it on its way
- * (with ADMIN_HOST set, a check of the host first, which sends other hosts' traffic on sooner).
+ * Worker entry point and composition root: every request is answered from the primary origin
+ * and, where a route policy in KV says so, copied to mirror origins inside `ctx.waitUntil`.
+ * Requests under the admin prefix go to the admin surface (a Hono app) instead and are never
+ * proxied or mirrored. The zone's own traffic does not go through a router: one string check
+ * sends it on its way (with ADMIN_HOST set, a check of the host first, which sends other hosts'
+ * traffic on sooner).
+ *
+ * `createWorker` builds the worker; the isolate's state (src/isolate) is built from the first
+ * env the worker sees and kept in the worker's closure, one per env object: the runtime passes
+ * one per isolate, and a test that passes its own gets a state of its own. Each request then
+ * costs one WeakMap lookup. Nothing is kept at module level.
  */
 import { createAdminApp } from "./admin/index.js";
 import { adminRequest } from "./admin/paths.js";
 import { handleRequest } from "./app.js";
-import { isolateFor } from "./isolate/index.js";
+import { buildIsolate, type IsolateOptions, type IsolateState } from "./isolate/index.js";
 
-const admin = createAdminApp();
+/** What a worker may be built with instead of the runtime's defaults (tests: their own draws and sinks). */
+export type WorkerOptions = IsolateOptions;
 
-const worker = {
-  fetch(request: Request, env: Env, ctx: ExecutionContext) {
-    const { adminPrefix, adminHost } = isolateFor(env).settings;
-    const forAdmin = adminRequest(request, adminPrefix, adminHost);
-    if (forAdmin) return admin.fetch(forAdmin, env, ctx);
-    return handleRequest(request, env, ctx);
-  },
-} satisfies ExportedHandler<Env>;
+export interface EdgeMirrorWorker {
+  fetch(request: Request, env: Env, ctx: ExecutionContext): Response | Promise<Response>;
+  /** The state this worker keeps for `env`, built on first use: what tests and benchmarks read. */
+  isolate(env: Env): IsolateState;
+}
+
+export function createWorker(options: WorkerOptions = {}): EdgeMirrorWorker {
+  const states = new WeakMap<Env, IsolateState>();
+  const isolate = (env: Env): IsolateState => {
+    let state = states.get(env);
+    if (state === undefined) {
+      state = buildIsolate(env, options);
+      states.set(env, state);
+    }
+    return state;
+  };
+  const admin = createAdminApp((env) => isolate(env).admin);
+  return {
+    fetch(request, env, ctx) {
+      const state = isolate(env);
+      const { adminPrefix, adminHost } = state.settings;
+      const forAdmin = adminRequest(request, adminPrefix, adminHost);
+      if (forAdmin) return admin.fetch(forAdmin, env, ctx);
+      return handleRequest(request, state, ctx);
+    },
+    isolate,
+  };
+}
 
 export { MirrorStatsShard } from "./stats/durable-object.js";
 
-export default worker;
+export default createWorker() satisfies ExportedHandler<Env>;

@@ -5,7 +5,6 @@
  */
 
 import app from "../../src/index.js";
-import { isolateFor } from "../../src/isolate/index.js";
 
 export { MirrorStatsShard } from "../../src/index.js";
 
@@ -31,7 +30,7 @@ export default {
     // A new env object per request, or a URL parsed twice, would be cost the deployed worker has not.
     if (wrapped?.from !== env) wrapped = { from: env, env: { ...env, MIRROR_CONFIG: countingKv(env.MIRROR_CONFIG) } };
     if (request.url.endsWith("/__bench/kv-reads"))
-      return Response.json({ reads, loads: isolateFor(wrapped.env).policies.loads });
+      return Response.json({ reads, loads: app.isolate(wrapped.env).policies.loads });
     return app.fetch(request, wrapped.env, ctx);
   },
 } satisfies ExportedHandler<Env>;

@@ -1,7 +1,7 @@
-import { createExecutionContext, reset, waitOnExecutionContext } from "cloudflare:test";
+import { reset } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import app from "../index.js";
+import { callWorker } from "../../test/worker/helpers.js";
 import { routeKey } from "../store/keys.js";
 import { ADMIN_BODY_MAX_BYTES } from "./index.js";
 
@@ -25,9 +25,7 @@ async function call(
   if (body !== undefined) {
     init.body = typeof body === "string" || body instanceof ReadableStream ? body : JSON.stringify(body);
   }
-  const ctx = createExecutionContext();
-  const res = await app.fetch(new Request(`https://edge.test/__mirror/api${path}`, init), adminEnv, ctx);
-  await waitOnExecutionContext(ctx);
+  const res = await callWorker(new Request(`https://edge.test/__mirror/api${path}`, init), adminEnv);
   const text = await res.text();
   return { status: res.status, json: text ? JSON.parse(text) : undefined };
 }
@@ -127,9 +125,7 @@ describe("routes", () => {
   it("creates a route that the same isolate serves at once", async () => {
     await call("PUT", "/clusters/canary", { origin: "http://canary.test" });
     // Load the (empty) snapshot first, so that the write must invalidate it.
-    const warm = createExecutionContext();
-    await app.fetch(new Request("https://edge.test/svc/x"), adminEnv, warm);
-    await waitOnExecutionContext(warm);
+    await callWorker(new Request("https://edge.test/svc/x"), adminEnv);
     fetchSpy.mockClear();
 
     const put = await call("PUT", "/routes/svc", {
@@ -140,9 +136,7 @@ describe("routes", () => {
     expect(put.status).toBe(201);
     expect(put.json.warnings).toEqual([]);
 
-    const ctx = createExecutionContext();
-    await app.fetch(new Request("https://edge.test/svc/x"), adminEnv, ctx);
-    await waitOnExecutionContext(ctx);
+    await callWorker(new Request("https://edge.test/svc/x"), adminEnv);
     const urls = fetchSpy.mock.calls.map(([input]) => (input instanceof Request ? input.url : String(input)));
     expect(urls).toEqual(["http://primary.test/svc/x", "http://canary.test/svc/x"]);
 

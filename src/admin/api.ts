@@ -5,8 +5,7 @@
  * Handlers throw typed errors; the admin app turns them into statuses. A write is seen at once
  * by the isolate that made it; elsewhere within the policy cache TTL plus KV's propagation (≤ 60 s).
  */
-import { Hono } from "hono";
-import { isolateFor } from "../isolate/index.js";
+import { type Context, Hono } from "hono";
 import { clusterReferences, crossCheck } from "../policy/cross-check.js";
 import { ClusterName, PolicyValidationError, parseCluster, parseRoute } from "../policy/index.js";
 import { clusterKey, type PolicyKind, parsePolicyKey, policyKey, routeKey } from "../store/keys.js";
@@ -14,8 +13,6 @@ import { parseStoredPolicies, storedDocument } from "../store/parse.js";
 import { kvPolicyStore, type PolicyStore } from "../store/policy-store.js";
 import { ConflictError, InvalidJsonError, NotFoundError } from "./errors.js";
 import type { AdminEnv } from "./http.js";
-
-export const policyApi = new Hono<AdminEnv>();
 
 const storeOf = (env: Env): PolicyStore => kvPolicyStore(env.MIRROR_CONFIG);
 
@@ -45,13 +42,13 @@ async function getOne(store: PolicyStore, kind: PolicyKind, name: string): Promi
   return Response.json(storedDocument(text));
 }
 
-async function deleteOne(env: Env, kind: PolicyKind, name: string, beforeDelete?: () => Promise<void>) {
-  const store = storeOf(env);
+async function deleteOne(c: Context<AdminEnv>, kind: PolicyKind, name: string, beforeDelete?: () => Promise<void>) {
+  const store = storeOf(c.env);
   const key = policyKey(kind, name);
   if ((await store.get(key)) === null) throw new NotFoundError(`no ${kind} "${name}"`);
   await beforeDelete?.();
   await store.delete([key]);
-  isolateFor(env).policies.invalidate();
+  c.get("admin").policies.invalidate();
   return new Response(null, { status: 204 });
 }
 
@@ -62,66 +59,71 @@ function ownIssues(issues: ReadonlyArray<{ path: string; message: string }>) {
     .map((issue) => ({ path: issue.path.replace(/^route\.?/, ""), message: issue.message }));
 }
 
-policyApi.get("/routes", async (c) => c.json({ routes: Object.values(await documents(storeOf(c.env), "route")) }));
+/** The policy API: every route answers from KV, and a write is seen at once by this isolate. */
+export function policyApi(): Hono<AdminEnv> {
+  const policyApi = new Hono<AdminEnv>();
+  policyApi.get("/routes", async (c) => c.json({ routes: Object.values(await documents(storeOf(c.env), "route")) }));
 
-policyApi.get("/routes/:id", (c) => getOne(storeOf(c.env), "route", c.req.param("id")));
+  policyApi.get("/routes/:id", (c) => getOne(storeOf(c.env), "route", c.req.param("id")));
 
-policyApi.put("/routes/:id", async (c) => {
-  const id = c.req.param("id");
-  const document = await jsonBody(c.req.raw);
-  const route = parseRoute(document);
-  if (route.id !== id)
-    throw new PolicyValidationError([{ path: "id", message: `must equal the id in the URL ("${id}")` }]);
-  const store = storeOf(c.env);
-  const texts = await store.readAll();
-  const stored = parseStoredPolicies(texts);
-  const others = [...stored.routes].filter(([other]) => other !== id);
-  const checks = crossCheck(
-    [...others.map(([other, r]) => ({ route: r, at: routeKey(other) })), { route, at: "route" }],
-    new Set(stored.clusters.keys()),
-  );
-  const errors = ownIssues(checks.errors);
-  if (errors.length > 0) throw new PolicyValidationError(errors);
-  const key = routeKey(id);
-  await store.put([[key, JSON.stringify(document)]]);
-  isolateFor(c.env).policies.invalidate();
-  return c.json({ route: document, warnings: checks.warnings.map((w) => w.message) }, texts.has(key) ? 200 : 201);
-});
+  policyApi.put("/routes/:id", async (c) => {
+    const id = c.req.param("id");
+    const document = await jsonBody(c.req.raw);
+    const route = parseRoute(document);
+    if (route.id !== id)
+      throw new PolicyValidationError([{ path: "id", message: `must equal the id in the URL ("${id}")` }]);
+    const store = storeOf(c.env);
+    const texts = await store.readAll();
+    const stored = parseStoredPolicies(texts);
+    const others = [...stored.routes].filter(([other]) => other !== id);
+    const checks = crossCheck(
+      [...others.map(([other, r]) => ({ route: r, at: routeKey(other) })), { route, at: "route" }],
+      new Set(stored.clusters.keys()),
+    );
+    const errors = ownIssues(checks.errors);
+    if (errors.length > 0) throw new PolicyValidationError(errors);
+    const key = routeKey(id);
+    await store.put([[key, JSON.stringify(document)]]);
+    c.get("admin").policies.invalidate();
+    return c.json({ route: document, warnings: checks.warnings.map((w) => w.message) }, texts.has(key) ? 200 : 201);
+  });
 
-policyApi.delete("/routes/:id", (c) => deleteOne(c.env, "route", c.req.param("id")));
+  policyApi.delete("/routes/:id", (c) => deleteOne(c, "route", c.req.param("id")));
 
-policyApi.get("/clusters", async (c) => c.json({ clusters: await documents(storeOf(c.env), "cluster") }));
+  policyApi.get("/clusters", async (c) => c.json({ clusters: await documents(storeOf(c.env), "cluster") }));
 
-policyApi.get("/clusters/:name", (c) => getOne(storeOf(c.env), "cluster", c.req.param("name")));
+  policyApi.get("/clusters/:name", (c) => getOne(storeOf(c.env), "cluster", c.req.param("name")));
 
-policyApi.put("/clusters/:name", async (c) => {
-  const name = c.req.param("name");
-  const named = ClusterName.safeParse(name);
-  if (!named.success) {
-    throw new PolicyValidationError([
-      { path: "name", message: named.error.issues[0]?.message ?? "is not a valid cluster name" },
-    ]);
-  }
-  const document = await jsonBody(c.req.raw);
-  parseCluster(document);
-  const store = storeOf(c.env);
-  const key = clusterKey(name);
-  const existed = (await store.get(key)) !== null;
-  await store.put([[key, JSON.stringify(document)]]);
-  isolateFor(c.env).policies.invalidate();
-  return c.json({ cluster: document }, existed ? 200 : 201);
-});
-
-policyApi.delete("/clusters/:name", (c) =>
-  deleteOne(c.env, "cluster", c.req.param("name"), async () => {
+  policyApi.put("/clusters/:name", async (c) => {
     const name = c.req.param("name");
-    const { routes } = parseStoredPolicies(await storeOf(c.env).readAll());
-    const users = [...routes.values()].filter((route) => clusterReferences(route).some((r) => r.cluster === name));
-    if (users.length > 0) {
-      throw new ConflictError(
-        "cluster_in_use",
-        `routes ${users.map((u) => `"${u.id}"`).join(", ")} still name cluster "${name}"`,
-      );
+    const named = ClusterName.safeParse(name);
+    if (!named.success) {
+      throw new PolicyValidationError([
+        { path: "name", message: named.error.issues[0]?.message ?? "is not a valid cluster name" },
+      ]);
     }
-  }),
-);
+    const document = await jsonBody(c.req.raw);
+    parseCluster(document);
+    const store = storeOf(c.env);
+    const key = clusterKey(name);
+    const existed = (await store.get(key)) !== null;
+    await store.put([[key, JSON.stringify(document)]]);
+    c.get("admin").policies.invalidate();
+    return c.json({ cluster: document }, existed ? 200 : 201);
+  });
+
+  policyApi.delete("/clusters/:name", (c) =>
+    deleteOne(c, "cluster", c.req.param("name"), async () => {
+      const name = c.req.param("name");
+      const { routes } = parseStoredPolicies(await storeOf(c.env).readAll());
+      const users = [...routes.values()].filter((route) => clusterReferences(route).some((r) => r.cluster === name));
+      if (users.length > 0) {
+        throw new ConflictError(
+          "cluster_in_use",
+          `routes ${users.map((u) => `"${u.id}"`).join(", ")} still name cluster "${name}"`,
+        );
+      }
+    }),
+  );
+  return policyApi;
+}

@@ -8,7 +8,6 @@
  */
 import type { Context, MiddlewareHandler } from "hono";
 import { getCookie } from "hono/cookie";
-import { isolateFor } from "../isolate/index.js";
 import { type AdminEnv, jsonError } from "./http.js";
 import { clientAddress, limitBearer } from "./limits.js";
 import { SESSION_COOKIE, sessionValid } from "./session.js";
@@ -28,7 +27,7 @@ export async function tokenMatches(presented: string, secret: string): Promise<b
 }
 
 export const requireEnabled: MiddlewareHandler<AdminEnv> = async (c, next) => {
-  const token = isolateFor(c.env).settings.adminToken;
+  const { token } = c.get("admin");
   if (token === undefined) {
     return jsonError(
       404,
@@ -83,10 +82,10 @@ export async function hasSession(c: Context<AdminEnv>): Promise<boolean> {
   const value = getCookie(c, SESSION_COOKIE);
   if (!value) return false;
   const now = Date.now();
-  const isolate = isolateFor(c.env);
+  const { sessionEpoch, sessionKeys } = c.get("admin");
   const [epoch, key] = await Promise.all([
-    isolate.sessionEpoch.current(c.env.MIRROR_CONFIG, now),
-    isolate.sessionKeys.of(c.get("adminToken")),
+    sessionEpoch.current(c.env.MIRROR_CONFIG, now),
+    sessionKeys.of(c.get("adminToken")),
   ]);
   return sessionValid(value, key, epoch, now);
 }
@@ -95,15 +94,15 @@ export const requireAdmin: MiddlewareHandler<AdminEnv> = async (c, next) => {
   const bearer = /^Bearer\s+(.+)$/i.exec(c.req.header("authorization") ?? "");
   if (bearer) {
     const matches = await tokenMatches((bearer[1] as string).trim(), c.get("adminToken"));
-    const isolate = isolateFor(c.env);
-    await limitBearer(loginLimiter(c.env), isolate.admittedAddresses, clientAddress(c), matches, Date.now());
+    const { admittedAddresses } = c.get("admin");
+    await limitBearer(loginLimiter(c.env), admittedAddresses, clientAddress(c), matches, Date.now());
     if (!matches) return jsonError(403, "forbidden", "the bearer token does not match ADMIN_TOKEN");
     return next();
   }
   const reads = c.req.method === "GET" || c.req.method === "HEAD";
   if (reads && (await hasSession(c))) return next();
   if (reads && (c.req.header("accept") ?? "").includes("text/html")) {
-    return c.redirect(`${isolateFor(c.env).settings.adminPrefix}/login`, 303);
+    return c.redirect(`${c.get("admin").prefix}/login`, 303);
   }
   return jsonError(401, "unauthorized", "send Authorization: Bearer <ADMIN_TOKEN>", {
     "www-authenticate": 'Bearer realm="edge-mirror"',

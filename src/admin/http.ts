@@ -1,9 +1,12 @@
 /**
  * @module admin/http
- * What every admin handler shares: the Hono environment (the token that opened the surface is
- * a context variable, set once by the gate) and the JSON error body.
+ * What every admin handler shares: the Hono environment — the isolate's admin state (admin/state),
+ * set by the app's first middleware, and the token that opened the surface, set by the gate — and
+ * the JSON error body.
  */
-export type AdminEnv = { Bindings: Env; Variables: { adminToken: string } };
+import type { AdminState } from "./state.js";
+
+export type AdminEnv = { Bindings: Env; Variables: { admin: AdminState; adminToken: string } };
 
 export function jsonError(status: number, error: string, message: string, headers: HeadersInit = {}): Response {
   return Response.json({ error, message }, { status, headers });

@@ -1,7 +1,6 @@
-import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import app from "../index.js";
+import { callWorker } from "../../test/worker/helpers.js";
 import { tokenMatches } from "./auth.js";
 import { isAdminPath } from "./paths.js";
 import {
@@ -18,11 +17,8 @@ const base = { ...env, PRIMARY_ORIGIN: "http://primary.test" } as Env;
 const withToken = { ...base, ADMIN_TOKEN: TOKEN } as Env;
 const bearer = { authorization: `Bearer ${TOKEN}` };
 
-async function call(path: string, environment: Env, init: RequestInit = {}) {
-  const ctx = createExecutionContext();
-  const response = await app.fetch(new Request(`https://edge.example.com${path}`, init), environment, ctx);
-  await waitOnExecutionContext(ctx);
-  return response;
+function call(path: string, environment: Env, init: RequestInit = {}) {
+  return callWorker(new Request(`https://edge.example.com${path}`, init), environment);
 }
 
 const fetchSpy = vi.spyOn(globalThis, "fetch").mockImplementation(async () => new Response("from primary"));
@@ -186,12 +182,7 @@ describe("guesses at the token: wrong bearer tokens count against the sign-in li
 
 describe("ADMIN_HOST: the admin surface on a host of its own", () => {
   const onHost = { ...withToken, ADMIN_HOST: "admin.example.com" } as Env;
-  async function at(url: string, environment: Env) {
-    const ctx = createExecutionContext();
-    const response = await app.fetch(new Request(url, { headers: bearer }), environment, ctx);
-    await waitOnExecutionContext(ctx);
-    return response;
-  }
+  const at = (url: string, environment: Env) => callWorker(new Request(url, { headers: bearer }), environment);
 
   it("serves the surface on that host only; elsewhere the prefix is proxied like any path", async () => {
     expect((await at("https://admin.example.com/__mirror/api/routes", onHost)).status).toBe(200);

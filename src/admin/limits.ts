@@ -3,16 +3,15 @@
  * What the admin surface refuses before it reads anything: bodies over a size (checked against
  * Content-Length, or counted while streaming, and never read past the limit), and guesses at the
  * admin token — sign-in attempts and wrong bearer tokens alike — over the rate the
- * `ADMIN_LOGIN_LIMIT` binding allows per client address. State: `AdmittedAddresses`, per isolate.
+ * `ADMIN_LOGIN_LIMIT` binding allows per client address. Its state, `AdmittedAddresses`, is the
+ * isolate's (admin/state).
  */
 import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { BodyTooLargeError, RateLimitedError } from "./errors.js";
 import type { AdminEnv } from "./http.js";
-import { loginLimiter } from "./settings.js";
-
-/** The period of `[[ratelimits]] ADMIN_LOGIN_LIMIT` in wrangler.toml, in seconds. */
-const LOGIN_LIMIT_PERIOD_SECONDS = 60;
+import { LOGIN_LIMIT_PERIOD_SECONDS, loginLimiter } from "./settings.js";
+import type { AdmittedAddresses } from "./state.js";
 
 /** Refuses (413) a body over `maxBytes`; one of exactly `maxBytes` passes. */
 export function limitBody(maxBytes: number, what: string): MiddlewareHandler<AdminEnv> {
@@ -44,34 +43,6 @@ export const limitSignIns: MiddlewareHandler<AdminEnv> = async (c, next) => {
   }
   await next();
 };
-
-/**
- * Addresses that showed the right bearer token while under the limit, each remembered for one
- * period of the limit. Only the token's holders get in, so it stays small; at `max` the oldest
- * goes, which costs that address one more count, never a refusal.
- */
-export class AdmittedAddresses {
-  private readonly until = new Map<string, number>();
-
-  constructor(
-    private readonly ttlMs = LOGIN_LIMIT_PERIOD_SECONDS * 1000,
-    private readonly max = 256,
-  ) {}
-
-  has(address: string, now: number): boolean {
-    return (this.until.get(address) ?? 0) > now;
-  }
-
-  add(address: string, now: number): void {
-    this.until.delete(address);
-    this.until.set(address, now + this.ttlMs);
-    if (this.until.size > this.max) this.until.delete(this.until.keys().next().value as string);
-  }
-
-  delete(address: string): void {
-    this.until.delete(address);
-  }
-}
 
 /**
  * Spends from the address's allowance — the sign-in form's — for a bearer token, and refuses it

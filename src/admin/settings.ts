@@ -103,6 +103,9 @@ export function adminToken(env: Env, log: Log = stderr): string | undefined {
   return token;
 }
 
+/** The period of `[[ratelimits]] ADMIN_LOGIN_LIMIT` in wrangler.toml, in seconds. */
+export const LOGIN_LIMIT_PERIOD_SECONDS = 60;
+
 /** No request URL's host: a `/` cannot appear in one. */
 export const INVALID_ADMIN_HOST = "/";
 

@@ -7,13 +7,10 @@
  * `DELETE` clears every shard (for example after changing a route's mirrors).
  */
 import { Hono } from "hono";
-import { statsSettings } from "../stats/index.js";
 import { readFieldSamples, readStats, resetStats, StatsUnavailableError } from "../stats/shards.js";
 import { summarize } from "../stats/summary.js";
 import { kvPolicyStore } from "../store/policy-store.js";
 import { type AdminEnv, jsonError } from "./http.js";
-
-export const statsApi = new Hono<AdminEnv>();
 
 const NO_STORE = { "cache-control": "no-store" };
 
@@ -33,61 +30,66 @@ function windowParam(value: string | undefined): number | undefined {
 
 const invalidWindow = () => jsonError(400, "invalid_query", "minutes must be an integer from 1 to 60");
 
-statsApi.get("/", async (c) => {
-  const namespace = c.env.MIRROR_STATS;
-  if (!namespace) return unbound();
-  const minutes = windowParam(c.req.query("minutes"));
-  if (minutes === undefined) return invalidWindow();
-  const [read, configured] = await Promise.all([
-    readStats(namespace, statsSettings(c.env).shards, minutes).catch(unavailable),
-    kvPolicyStore(c.env.MIRROR_CONFIG)
-      .list("route")
-      .catch(() => [] as string[]),
-  ]);
-  if (read instanceof Response) return read;
-  const first = read.minutes[0] as number;
-  return c.json(
-    {
-      window: {
-        minutes,
-        from: new Date(first * 60_000).toISOString(),
-        to: new Date().toISOString(),
+/** The live counters of every stats shard, merged; and clearing them. */
+export function statsApi(): Hono<AdminEnv> {
+  const statsApi = new Hono<AdminEnv>();
+  statsApi.get("/", async (c) => {
+    const namespace = c.env.MIRROR_STATS;
+    if (!namespace) return unbound();
+    const minutes = windowParam(c.req.query("minutes"));
+    if (minutes === undefined) return invalidWindow();
+    const [read, configured] = await Promise.all([
+      readStats(namespace, c.get("admin").statsShards, minutes).catch(unavailable),
+      kvPolicyStore(c.env.MIRROR_CONFIG)
+        .list("route")
+        .catch(() => [] as string[]),
+    ]);
+    if (read instanceof Response) return read;
+    const first = read.minutes[0] as number;
+    return c.json(
+      {
+        window: {
+          minutes,
+          from: new Date(first * 60_000).toISOString(),
+          to: new Date().toISOString(),
+        },
+        routes: summarize(read.merged, read.minutes, configured),
+        samples: read.merged.samples,
+        sources: {
+          counters: true,
+          analyticsEngine: Boolean(c.env.MIRROR_ANALYTICS),
+          shards: read.shards,
+        },
       },
-      routes: summarize(read.merged, read.minutes, configured),
-      samples: read.merged.samples,
-      sources: {
-        counters: true,
-        analyticsEngine: Boolean(c.env.MIRROR_ANALYTICS),
-        shards: read.shards,
-      },
-    },
-    200,
-    NO_STORE,
-  );
-});
+      200,
+      NO_STORE,
+    );
+  });
 
-statsApi.get("/samples", async (c) => {
-  const namespace = c.env.MIRROR_STATS;
-  if (!namespace) return unbound();
-  const minutes = windowParam(c.req.query("minutes"));
-  if (minutes === undefined) return invalidWindow();
-  const { route, mirror, field } = c.req.query();
-  if (!route || !mirror || !field) {
-    return jsonError(400, "invalid_query", "route, mirror and field are required");
-  }
-  const samples = await readFieldSamples(
-    namespace,
-    statsSettings(c.env).shards,
-    { route, mirror, field },
-    minutes,
-  ).catch(unavailable);
-  if (samples instanceof Response) return samples;
-  return c.json({ route, mirror, field, samples }, 200, NO_STORE);
-});
+  statsApi.get("/samples", async (c) => {
+    const namespace = c.env.MIRROR_STATS;
+    if (!namespace) return unbound();
+    const minutes = windowParam(c.req.query("minutes"));
+    if (minutes === undefined) return invalidWindow();
+    const { route, mirror, field } = c.req.query();
+    if (!route || !mirror || !field) {
+      return jsonError(400, "invalid_query", "route, mirror and field are required");
+    }
+    const samples = await readFieldSamples(
+      namespace,
+      c.get("admin").statsShards,
+      { route, mirror, field },
+      minutes,
+    ).catch(unavailable);
+    if (samples instanceof Response) return samples;
+    return c.json({ route, mirror, field, samples }, 200, NO_STORE);
+  });
 
-statsApi.delete("/", async (c) => {
-  const namespace = c.env.MIRROR_STATS;
-  if (!namespace) return unbound();
-  await resetStats(namespace, statsSettings(c.env).shards);
-  return c.body(null, 204);
-});
+  statsApi.delete("/", async (c) => {
+    const namespace = c.env.MIRROR_STATS;
+    if (!namespace) return unbound();
+    await resetStats(namespace, c.get("admin").statsShards);
+    return c.body(null, 204);
+  });
+  return statsApi;
+}

@@ -1,21 +1,20 @@
 /**
  * @module isolate
- * What an isolate keeps between requests: the settings parsed from env vars (once — vars cannot
- * change within an isolate), the policy cache, the counter buffer, the mirror breaker, the
- * noise memory, the deployment's secret and the memory budget for copies. Every other module is
- * handed these rather than keeping module-level state.
+ * What an isolate keeps between requests, built once from the env it serves (vars cannot change
+ * within an isolate): the settings parsed from env vars, the policy cache, the counter buffer,
+ * the mirror breaker, the noise memory, the deployment's secret, the memory budget for copies
+ * and the admin surface's state. Nothing here is kept at module level: the composition root
+ * (src/index.ts) builds one `IsolateState` per env and hands each module what it uses.
  */
-import { AdmittedAddresses } from "../admin/limits.js";
-import { SessionEpochCache, SessionKeys } from "../admin/session.js";
-import { adminHost, adminPrefix, adminToken, loginLimiter } from "../admin/settings.js";
+import { type AdminState, adminState } from "../admin/index.js";
+import { adminHost, adminPrefix, adminToken } from "../admin/settings.js";
 import { DEFAULT_MEMORY_BUDGET_BYTES, MemoryBudget, parseBudgetBytes } from "../body/budget.js";
 import { NoiseMemory } from "../compare/index.js";
 import { markerKeySetting } from "../headers/marker.js";
-import { MirrorBreaker } from "../mirror/breaker.js";
+import { type BreakerOptions, MirrorBreaker } from "../mirror/breaker.js";
 import { analyticsSink } from "../record/analytics.js";
 import { fanOut, type LogLevel, logSink, type OutcomeSink, parseLogLevel, parseSampleRate } from "../record/index.js";
 import { DeploymentSecret } from "../secret/index.js";
-import type { StatsBuffer } from "../stats/buffer.js";
 import { createStatsBuffer, type StatsSettings, statsSettings } from "../stats/index.js";
 import { PolicyCache } from "../store/index.js";
 
@@ -87,102 +86,104 @@ export function parseSettings(env: Env): Settings {
 }
 
 /**
- * What `Settings` are parsed from (the vars, the admin token, whether a sign-in limiter is bound),
- * joined: equal fingerprints parse to equal settings.
+ * What a worker may be built with instead of the runtime's defaults, once, at construction
+ * (src/index.ts `createWorker`): tests give their own draws, outcome sink, breaker thresholds and
+ * log. Every isolate state the worker builds takes them.
  */
-function fingerprint(env: Env): string {
-  return [
-    env.PRIMARY_ORIGIN,
-    env.POLICY_CACHE_TTL_MS,
-    env.LOG_LEVEL,
-    env.LOG_SAMPLE_RATE,
-    env.ADMIN_PREFIX,
-    env.ADMIN_HOST,
-    env.STATS_FLUSH_MS,
-    env.STATS_SHARDS,
-    env.MIRROR_MEMORY_BUDGET_BYTES,
-    env.MIRROR_STATS ? "counted" : "",
-    env.MIRROR_MARKER_KEY,
-    env.ADMIN_TOKEN,
-    loginLimiter(env) ? "login-limited" : "",
-  ].join("\n");
-}
-
-export interface Isolate {
-  readonly settings: Settings;
-  readonly policies: PolicyCache;
-  /** Undefined without the `MIRROR_STATS` binding. */
-  readonly stats: StatsBuffer | undefined;
-  readonly breaker: MirrorBreaker;
-  readonly noise: NoiseMemory;
-  readonly log: OutcomeSink;
-  /** Keys the markers copies carry and sticky sampling (src/secret). */
-  readonly secret: DeploymentSecret;
-  /** The dashboard's session epoch, as this isolate last read it. */
-  readonly sessionEpoch: SessionEpochCache;
-  /** The dashboard session cookie's HMAC key, derived from ADMIN_TOKEN once. */
-  readonly sessionKeys: SessionKeys;
-  /** Addresses whose right bearer token the rate limit admitted lately (admin/limits). */
-  readonly admittedAddresses: AdmittedAddresses;
-  /** What the bodies that copies and comparisons hold take from; shared by every request. */
-  readonly budget: MemoryBudget;
-}
-
-function buildIsolate(env: Env, settings: Settings, previous: Isolate | undefined): Isolate {
-  return {
-    settings,
-    policies: new PolicyCache({ ttlMs: settings.policyTtlMs }),
-    stats: createStatsBuffer(env, settings.stats),
-    // Ejections and learned noise describe the mirrors, not the settings: they survive.
-    breaker: previous?.breaker ?? new MirrorBreaker(),
-    noise: previous?.noise ?? new NoiseMemory(),
-    log: logSink({ level: settings.logLevel, sampleRate: settings.logSampleRate }),
-    secret: new DeploymentSecret(settings.markerKey),
-    sessionEpoch: new SessionEpochCache(),
-    sessionKeys: new SessionKeys(),
-    admittedAddresses: new AdmittedAddresses(),
-    budget: new MemoryBudget(settings.memoryBudgetBytes),
-  };
-}
-
-let current: { env: Env; fingerprint: string; isolate: Isolate } | undefined;
-
-/**
- * This isolate's state. The first request builds it; later ones get it back after one identity
- * check. (An env whose vars differ — tests pass their own — rebuilds the settings.)
- */
-export function isolateFor(env: Env): Isolate {
-  if (current?.env === env) return current.isolate;
-  const print = fingerprint(env);
-  if (current?.fingerprint === print) {
-    current.env = env;
-    return current.isolate;
-  }
-  const isolate = buildIsolate(env, parseSettings(env), current?.isolate);
-  current = { env, fingerprint: print, isolate };
-  return isolate;
+export interface IsolateOptions {
+  /** The draws of sampling and of weighted backends; default `Math.random`. */
+  random?: () => number;
+  /**
+   * Replaces every default sink (the log line, the counters, Analytics Engine): each outcome goes
+   * here alone, and requests are not counted.
+   */
+  outcomes?: OutcomeSink;
+  /** The mirror breaker's threshold and backoff; default `DEFAULT_BREAKER`. */
+  breaker?: BreakerOptions;
+  /** Where the policy cache writes its lines (invalid policies, KV unavailable); default stderr. */
+  policyLog?: (line: string) => void;
 }
 
 /** Where a matched request's outcomes and counts go. */
 export interface Recorder {
   outcome: OutcomeSink;
-  request: (route: string, mirrored: boolean) => void;
+  /** Counts a matched request, and whether any of its copies was sampled. */
+  countRequest: (route: string, mirrored: boolean) => void;
 }
 
-/** The log line, the live counters and, when bound, Analytics Engine: all fed the same outcome. */
-export function recorderFor(isolate: Isolate, env: Env, waitUntil: (p: Promise<unknown>) => void): Recorder {
-  const { stats } = isolate;
-  const sinks = [isolate.log];
-  if (stats) sinks.push(stats.sink(waitUntil));
-  if (env.MIRROR_ANALYTICS) sinks.push(analyticsSink(env.MIRROR_ANALYTICS));
+export interface IsolateState {
+  readonly settings: Settings;
+  /** The `MIRROR_CONFIG` namespace: the policies, and the deployment's secret when it keeps one. */
+  readonly kv: KVNamespace;
+  readonly policies: PolicyCache;
+  /** The draws of sampling and of weighted backends. */
+  readonly random: () => number;
+  /** Ejected mirrors: isolate-wide, like the mirrors they describe. */
+  readonly breaker: MirrorBreaker;
+  /** Learned compare noise. */
+  readonly noise: NoiseMemory;
+  /** Keys the markers copies carry and sticky sampling (src/secret). */
+  readonly secret: DeploymentSecret;
+  /** What the bodies that copies and comparisons hold take from; shared by every request. */
+  readonly budget: MemoryBudget;
+  /** The admin surface's settings and caches (admin/state). */
+  readonly admin: AdminState;
+  /**
+   * The log line, the live counters and, when bound, Analytics Engine, all fed the same outcome;
+   * counts wait in the request's `waitUntil`.
+   */
+  recorder(waitUntil: (promise: Promise<unknown>) => void): Recorder;
+}
+
+/** The isolate's state for `env`: built once per env by the composition root. */
+export function buildIsolate(env: Env, options: IsolateOptions = {}): IsolateState {
+  const settings = parseSettings(env);
+  const policies = new PolicyCache({
+    ttlMs: settings.policyTtlMs,
+    ...(options.policyLog ? { log: options.policyLog } : {}),
+  });
   return {
-    outcome: fanOut(sinks),
-    request: (route, mirrored) => {
-      try {
-        stats?.countRequest(route, mirrored, waitUntil);
-      } catch {
-        // Counting is best effort, never the client's problem.
-      }
-    },
+    settings,
+    kv: env.MIRROR_CONFIG,
+    policies,
+    random: options.random ?? Math.random,
+    breaker: new MirrorBreaker(options.breaker),
+    noise: new NoiseMemory(),
+    secret: new DeploymentSecret(settings.markerKey),
+    budget: new MemoryBudget(settings.memoryBudgetBytes),
+    admin: adminState(
+      { prefix: settings.adminPrefix, token: settings.adminToken, statsShards: settings.stats.shards },
+      policies,
+    ),
+    recorder: options.outcomes ? outcomesOnly(options.outcomes) : recorderOf(env, settings),
+  };
+}
+
+const NOT_COUNTED = () => {};
+
+/** Tests' own sink: every outcome, no counters. */
+function outcomesOnly(outcome: OutcomeSink): IsolateState["recorder"] {
+  const recorder: Recorder = { outcome, countRequest: NOT_COUNTED };
+  return () => recorder;
+}
+
+function recorderOf(env: Env, settings: Settings): IsolateState["recorder"] {
+  const stats = createStatsBuffer(env, settings.stats);
+  const log = logSink({ level: settings.logLevel, sampleRate: settings.logSampleRate });
+  const analytics = env.MIRROR_ANALYTICS ? analyticsSink(env.MIRROR_ANALYTICS) : undefined;
+  return (waitUntil) => {
+    const sinks = [log];
+    if (stats) sinks.push(stats.sink(waitUntil));
+    if (analytics) sinks.push(analytics);
+    return {
+      outcome: fanOut(sinks),
+      countRequest: (route, mirrored) => {
+        try {
+          stats?.countRequest(route, mirrored, waitUntil);
+        } catch {
+          // Counting is best effort, never the client's problem.
+        }
+      },
+    };
   };
 }

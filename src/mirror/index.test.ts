@@ -7,7 +7,7 @@ import { type Capture, NoiseMemory } from "../compare/index.js";
 import { parseRoute } from "../policy/index.js";
 import type { MirrorOutcome } from "../record/index.js";
 import { MirrorBreaker } from "./breaker.js";
-import { classifyMirrorError, isSampled, type MirrorJob, planMirrors, runMirrors } from "./index.js";
+import { type CopyJob, classifyMirrorError, isSampled, planMirrors, runMirrors } from "./index.js";
 import { NOT_ALLOWED } from "./plan.js";
 
 const clusters = new Map([
@@ -257,14 +257,14 @@ describe("runMirrors and the memory budget", () => {
   }
 
   /** The job the request path would start for `request` on a route with `mirrors`. */
-  function job(budget: MemoryBudget, request: Request, mirrors: object[], extra: Partial<MirrorJob> = {}) {
+  function job(budget: MemoryBudget, request: Request, mirrors: object[], extra: Partial<CopyJob> = {}) {
     const route = parseRoute({ id: "r", maxMirrorBodyBytes: 8000, mirrors });
     const plan = planMirrors(route, request.headers, clusters, () => 0);
     const split = splitUpload(request, route.maxMirrorBodyBytes, budget);
     // The primary reads its branch, as the relay would.
     void new Response(split.primary).arrayBuffer();
     const outcomes: MirrorOutcome[] = [];
-    const mirrorJob: MirrorJob = {
+    const mirrorJob: CopyJob = {
       routeId: route.id,
       requestId: "req",
       method: request.method,
@@ -327,7 +327,7 @@ describe("runMirrors and the memory budget", () => {
     const compared = { cluster: "canary", compare: { reference: { cluster: "other" } } };
     const primaryAnswer = () =>
       new Response(JSON.stringify({ from: "primary" }), { headers: { "content-length": "18" } });
-    const jobs: Array<{ job: MirrorJob; outcomes: MirrorOutcome[] }> = [
+    const jobs: Array<{ job: CopyJob; outcomes: MirrorOutcome[] }> = [
       job(budget, upload(3000), [{ cluster: "canary" }]),
       job(budget, upload(3000), [{ cluster: "canary" }], { pathAndQuery: "/fail" }),
       job(budget, upload(3000), [{ cluster: "canary", timeoutMs: 20 }], { pathAndQuery: "/hang" }),
@@ -344,7 +344,12 @@ describe("runMirrors and the memory budget", () => {
       const primaryHold = budget.hold();
       const split = teeForComparison(primaryAnswer(), 4096, primaryHold);
       void split.response.arrayBuffer();
-      jobs.push(job(budget, upload(100), [compared], { pathAndQuery: path, primary: split.capture, primaryHold }));
+      jobs.push(
+        job(budget, upload(100), [compared], {
+          pathAndQuery: path,
+          primary: { capture: split.capture, hold: primaryHold },
+        }),
+      );
     }
     await Promise.all(jobs.map((j) => runMirrors(j.job)));
     const crashing = job(budget, upload(3000), [{ cluster: "canary" }], {
@@ -396,10 +401,7 @@ describe("runMirrors and the memory budget", () => {
       budget,
       new Request("https://edge.example.com/up"),
       [{ cluster: "canary", compare: true }],
-      {
-        primary: split.capture as Promise<Capture>,
-        primaryHold,
-      },
+      { primary: { capture: split.capture as Promise<Capture>, hold: primaryHold } },
     );
     await runMirrors(mirrorJob);
     expect(outcomes).toEqual([

@@ -16,7 +16,6 @@ import {
   isBodyless,
   type MirrorBody,
   readMirrorBody,
-  teeForComparison,
 } from "../body/index.js";
 import {
   type Capture,
@@ -36,14 +35,11 @@ import {
   signMarker,
   verifyMarker,
 } from "../headers/marker.js";
-import type { Isolate, Recorder } from "../isolate/index.js";
 import type { Route } from "../policy/index.js";
-import { errorResponse, type PrimaryRequest, UpstreamError } from "../proxy/index.js";
 import type { MirrorErrorKind, OutcomeSink, SkipReason } from "../record/index.js";
 import type { DeploymentSecret } from "../secret/index.js";
-import { rawPathAndQuery } from "../url/index.js";
 import type { MirrorBreaker } from "./breaker.js";
-import { type CompareTarget, compareBodyCap, type MirrorPlan, type MirrorTarget, planMirrors } from "./plan.js";
+import { type CompareTarget, type MirrorPlan, type MirrorTarget, planMirrors } from "./plan.js";
 import { rewritePathAndQuery } from "./rewrite.js";
 
 export { compareBodyCap, isSampled, type MirrorPlan, type MirrorTarget, planMirrors } from "./plan.js";
@@ -59,7 +55,7 @@ export function planCopies(
   request: Request,
   url: URL,
   clusters: ReadonlyMap<string, string>,
-  isolate: Isolate,
+  secret: Pick<DeploymentSecret, "stickyKey" | "verifyingKeys">,
   random: () => number,
 ): MirrorPlan | Promise<MirrorPlan> {
   const plan = (marked: boolean): MirrorPlan => {
@@ -70,7 +66,7 @@ export function planCopies(
         get query() {
           return url.searchParams;
         },
-        stickyKey: isolate.secret.stickyKey,
+        stickyKey: secret.stickyKey,
       });
     } catch (err) {
       console.error(JSON.stringify({ msg: "edge-mirror.plan_failed", route: route.id, error: String(err) }));
@@ -80,7 +76,7 @@ export function planCopies(
   // Only a request that carries a marker waits for its signature to be checked.
   const marker = request.headers.get(MIRROR_MARKER);
   if (marker === null) return plan(false);
-  return markedBody(marker, request, url, isolate.secret).then((digest) => {
+  return markedBody(marker, request, url, secret).then((digest) => {
     if (digest === undefined) return plan(false);
     // Copies of a GET or HEAD, and of a request without a body, carry none: the marker decides now.
     if (isBodyless(request.method) || request.body === null) return plan(digest === EMPTY_BODY_DIGEST);
@@ -95,7 +91,7 @@ async function markedBody(
   marker: string,
   request: Request,
   url: URL,
-  secret: DeploymentSecret,
+  secret: Pick<DeploymentSecret, "verifyingKeys">,
 ): Promise<string | undefined> {
   try {
     return await verifyMarker(marker, copyAddress(request.method, url), await secret.verifyingKeys(), Date.now());
@@ -104,123 +100,57 @@ async function markedBody(
   }
 }
 
-export interface Copies {
-  route: Route;
-  plan: MirrorPlan;
-  request: Request;
-  /** What the primary is sent: each copy starts from its headers (route changes applied). */
-  primary: PrimaryRequest;
-  /** The client-facing host, for `X-Forwarded-Host: <host><suffix>`. */
-  host: string;
-  hops: number;
-  body: MirrorBody;
-  recorder: Recorder;
-  isolate: Isolate;
-  waitUntil: (promise: Promise<unknown>) => void;
-  /** Replaces the isolate's breaker (tests). */
-  breaker?: MirrorBreaker | undefined;
-}
-
-/** What the request path does with the primary's outcome once it is known. */
-export interface PrimaryHooks {
-  /** The response for the client: the primary's, with its body tee'd when a copy compares. */
-  answered: (response: Response) => Response;
-  /** The client's error response when the primary failed (a comparison then has nothing to read). */
-  failed: (err: unknown) => Response;
-}
-
 /**
- * Records the matched request and its skipped mirrors, and sends the planned copies inside
- * `waitUntil`. Returns how the primary's answer is to be handed on: untouched, or tee'd when a
- * sampled mirror compares (the client's branch streams untouched).
+ * Everything a request's copies are made of, gathered once by the request path (src/app.ts):
+ * the request as the primary was sent it, the planned targets, the body's copy, where outcomes
+ * go, and the isolate's breaker, noise, secret and budget.
  */
-export function sendCopies(c: Copies): PrimaryHooks {
-  const { route, plan, recorder } = c;
-  recorder.request(route.id, plan.targets.length > 0);
-  const failed = (err: unknown) => errorResponse(err, route.id, c.isolate.settings.logLevel);
-  const passThrough: PrimaryHooks = { answered: (response) => response, failed };
-  if (plan.targets.length === 0 && plan.skipped.length === 0) return passThrough;
-  const requestId = c.request.headers.get("cf-ray") ?? crypto.randomUUID();
-  for (const skip of plan.skipped) recorder.outcome({ kind: "skipped", route: route.id, requestId, ...skip });
-  if (plan.targets.length === 0) return passThrough;
-
-  // Only when a sampled mirror compares is the primary's answer read a second time.
-  const compareCap = compareBodyCap(plan.targets);
-  const primaryHold = compareCap === undefined ? undefined : c.isolate.budget.hold();
-  let capturePrimary: (capture: Capture | Promise<Capture>) => void = () => {};
-  const primary =
-    compareCap === undefined
-      ? undefined
-      : new Promise<Capture>((resolve) => {
-          capturePrimary = resolve;
-        });
-  c.waitUntil(
-    runMirrors({
-      routeId: route.id,
-      requestId,
-      method: c.request.method,
-      pathAndQuery: rawPathAndQuery(c.request.url),
-      headers: c.primary.request.headers,
-      host: c.host,
-      hops: c.hops,
-      secret: c.isolate.secret,
-      targets: plan.targets,
-      ...(plan.markedBodyDigest === undefined ? {} : { markedBodyDigest: plan.markedBodyDigest }),
-      body: c.body,
-      sink: recorder.outcome,
-      breaker: c.breaker ?? c.isolate.breaker,
-      noise: c.isolate.noise,
-      budget: c.isolate.budget,
-      ...(primary ? { primary, primaryHold } : {}),
-    }).catch((err: unknown) =>
-      console.error(JSON.stringify({ msg: "edge-mirror.mirror_crashed", error: String(err) })),
-    ),
-  );
-  if (compareCap === undefined) return passThrough;
-  return {
-    answered(response) {
-      const split = teeForComparison(response, compareCap, primaryHold);
-      capturePrimary(split.capture);
-      // Read even when the compared mirror fails first, so the branch never holds chunks unread.
-      c.waitUntil(split.capture);
-      return split.response;
-    },
-    failed(err) {
-      capturePrimary({ ok: false, error: err instanceof UpstreamError ? err.code : "primary failed" });
-      return failed(err);
-    },
-  };
-}
-
-export interface MirrorJob {
+export interface CopyJob {
   routeId: string;
+  /** The request's `cf-ray` (or a generated id), to join with the primary's logs. */
   requestId: string;
   method: string;
+  /** The path and query as the client sent them (`rawPathAndQuery`). */
   pathAndQuery: string;
   /** Headers as sent to the primary (route changes applied), before mirror-only changes. */
   headers: Headers;
   /** The client-facing host, for `X-Forwarded-Host: <host><suffix>`. */
   host: string;
   hops: number;
-  /** Signs the `x-edge-mirror` marker every copy carries. */
-  secret: Pick<DeploymentSecret, "signingKey">;
   targets: readonly MirrorTarget[];
   /**
    * Set when the request carries a verified marker whose body digest is still to be compared:
    * when the body read for the copies has this digest, the request is a copy already.
    */
-  markedBodyDigest?: string;
+  markedBodyDigest?: string | undefined;
   body: MirrorBody;
   sink: OutcomeSink;
   /** Isolate-wide ejection state and learned compare noise. */
   breaker: MirrorBreaker;
   noise: NoiseMemory;
+  /** Signs the `x-edge-mirror` marker every copy carries. */
+  secret: Pick<DeploymentSecret, "signingKey">;
   /** What comparisons' reads take from. */
   budget: MemoryBudget;
-  /** The primary's answer as read for comparison; set when a sampled mirror compares. */
-  primary?: Promise<Capture>;
-  /** What the primary's answer, read for comparison, holds: given back when the job ends. */
-  primaryHold?: Hold | undefined;
+  /**
+   * The primary's answer as the request path reads it for comparison, and what that read holds
+   * (given back when the job ends); set when a sampled mirror compares.
+   */
+  primary?: { capture: Promise<Capture>; hold: Hold } | undefined;
+}
+
+/** Records each mirror the plan skipped, one outcome apiece. */
+export function recordSkips(skipped: MirrorPlan["skipped"], route: string, requestId: string, sink: OutcomeSink): void {
+  for (const skip of skipped) sink({ kind: "skipped", route, requestId, ...skip });
+}
+
+/** Sends the job's copies inside `waitUntil`; a crash is logged, and never reaches the client. */
+export function sendCopies(job: CopyJob, waitUntil: (promise: Promise<unknown>) => void): void {
+  waitUntil(
+    runMirrors(job).catch((err: unknown) =>
+      console.error(JSON.stringify({ msg: "edge-mirror.mirror_crashed", error: String(err) })),
+    ),
+  );
 }
 
 export function classifyMirrorError(err: unknown): MirrorErrorKind {
@@ -232,18 +162,18 @@ export function classifyMirrorError(err: unknown): MirrorErrorKind {
   return "network";
 }
 
-export async function runMirrors(job: MirrorJob): Promise<void> {
+export async function runMirrors(job: CopyJob): Promise<void> {
   try {
     await sendAll(job);
   } finally {
     // Every copy and comparison of the request is done with the body and the primary's answer
     // (or the job failed): their bytes are dropped, and a read still under way stops.
     if (job.body.kind === "stream") job.body.hold.release();
-    job.primaryHold?.release();
+    job.primary?.hold.release();
   }
 }
 
-async function sendAll(job: MirrorJob): Promise<void> {
+async function sendAll(job: CopyJob): Promise<void> {
   const read = job.body.kind === "none" ? NO_BODY : await readMirrorBody(job.body);
   if (!read.ok) return skipAll(job, read.reason, read.detail);
   // GET and HEAD copies cannot carry a body: it is dropped rather than failing the copy.
@@ -258,7 +188,7 @@ async function sendAll(job: MirrorJob): Promise<void> {
     // Settled, not merely all resolved: the body is shared until the last copy is done with it.
     const copies = await Promise.allSettled(
       job.targets.map((target) =>
-        sendOne({ job, target, body, headers: headers(target), marker, signal: deadline(target.timeoutMs) }),
+        sendOne(job, target, { body, headers: headers(target), marker, signal: deadline(target.timeoutMs) }),
       ),
     );
     for (const copy of copies) if (copy.status === "rejected") throw copy.reason;
@@ -267,7 +197,7 @@ async function sendAll(job: MirrorJob): Promise<void> {
   }
 }
 
-function skipAll(job: MirrorJob, reason: SkipReason, detail?: string): void {
+function skipAll(job: CopyJob, reason: SkipReason, detail?: string): void {
   for (const target of job.targets) {
     job.sink({
       kind: "skipped",
@@ -284,7 +214,7 @@ function skipAll(job: MirrorJob, reason: SkipReason, detail?: string): void {
  * Each copy's marker, made for the URL it is sent to (headers/marker): one signature per distinct
  * host and path of the request's copies, at one time, over the one body digest.
  */
-function copyMarkers(job: MirrorJob, digest: string): (url: URL) => Promise<string> {
+function copyMarkers(job: CopyJob, digest: string): (url: URL) => Promise<string> {
   const seconds = Math.floor(Date.now() / 1000);
   const made = new Map<string, Promise<string>>();
   let key: Promise<CryptoKey | undefined> | undefined;
@@ -338,7 +268,7 @@ const BODYLESS = new Set(["GET", "HEAD"]);
  * and the hop count. Mirrors without header changes of their own share one set per host suffix —
  * the copies of one request are alike, and each copy adds its marker to a copy of them.
  */
-function copyHeadersOnce(job: MirrorJob): (target: MirrorTarget) => Headers {
+function copyHeadersOnce(job: CopyJob): (target: MirrorTarget) => Headers {
   const shared = new Map<string, Headers>();
   const build = (target: MirrorTarget) => {
     const headers = new Headers(job.headers);
@@ -364,11 +294,11 @@ function copyHeadersOnce(job: MirrorJob): (target: MirrorTarget) => Headers {
  * Everything in it was valid on the way in (a GET or HEAD goes without a body), so it is handed to
  * `fetch` as is rather than built into a `Request` first.
  */
-async function copyInit(copy: CopyOf, url: string, body: BodyInit | null): Promise<RequestInit> {
+async function copyInit(method: string, copy: CopyParts, url: string, body: BodyInit | null): Promise<RequestInit> {
   const headers = new Headers(copy.headers);
   headers.set(MIRROR_MARKER, await copy.marker(new URL(url)));
   return {
-    method: copy.job.method,
+    method,
     headers,
     body,
     redirect: "manual",
@@ -379,14 +309,12 @@ async function copyInit(copy: CopyOf, url: string, body: BodyInit | null): Promi
 const NO_REQUEST_BODY = { init: null, stop: () => {} };
 
 /** One request's body for a copy, and what ends it once the copy is done. */
-function requestBody(copy: CopyOf): { init: BodyInit | null; stop: () => void } {
+function requestBody(copy: CopyParts): { init: BodyInit | null; stop: () => void } {
   return copy.body ? copyRequestBody(copy.body) : NO_REQUEST_BODY;
 }
 
-/** One copy's parts: the job, its mirror, the body, the headers and the deadline. */
-interface CopyOf {
-  job: MirrorJob;
-  target: MirrorTarget;
+/** What one copy is sent with, made once the body is read: the body, the headers, the marker and the deadline. */
+interface CopyParts {
   body: CopyBody | null;
   headers: Headers;
   /** The marker for a copy sent to a URL (see copyMarkers). */
@@ -394,8 +322,7 @@ interface CopyOf {
   signal: AbortSignal;
 }
 
-async function sendOne(parts: CopyOf): Promise<void> {
-  const { job, target } = parts;
+async function sendOne(job: CopyJob, target: MirrorTarget, parts: CopyParts): Promise<void> {
   const base = { route: job.routeId, mirror: target.label, requestId: job.requestId };
   const pathAndQuery = target.rewrite ? rewritePathAndQuery(job.pathAndQuery, target.rewrite) : job.pathAndQuery;
   const { breaker } = job;
@@ -416,11 +343,11 @@ async function sendOne(parts: CopyOf): Promise<void> {
   // What this copy's comparison reads (the mirror's answer and the reference's) holds, until it ends.
   const hold = target.compare ? job.budget.hold() : undefined;
   // The reference answers in parallel with the mirror so that both see the same moment.
-  const reference = target.compare ? fetchReference(parts, target.compare, hold) : undefined;
+  const reference = target.compare ? fetchReference(job, parts, target.compare, hold) : undefined;
   const body = requestBody(parts);
   try {
     const url = target.origin + pathAndQuery;
-    const response = await fetch(url, await copyInit(parts, url, body.init));
+    const response = await fetch(url, await copyInit(job.method, parts, url, body.init));
     // A mirror that answers 5xx is as unhealthy as one that does not answer.
     breaker.record(target.origin, response.status < 500, Date.now());
     const latencyMs = Date.now() - started;
@@ -475,7 +402,12 @@ function comparedError(target: MirrorTarget, error: string): { compare?: Compare
   return target.compare ? compareError(error) : {};
 }
 
-async function fetchReference(copy: CopyOf, compare: CompareTarget, hold?: Hold): Promise<Capture | undefined> {
+async function fetchReference(
+  job: CopyJob,
+  copy: CopyParts,
+  compare: CompareTarget,
+  hold?: Hold,
+): Promise<Capture | undefined> {
   const reference = compare.reference;
   if (!reference) return undefined;
   if ("problem" in reference) return { ok: false, error: reference.problem };
@@ -484,8 +416,8 @@ async function fetchReference(copy: CopyOf, compare: CompareTarget, hold?: Hold)
     // The reference gets the mirror's copy, so that only the versions differ, but at the client's
     // path: it runs the primary's version, which serves that path, not the one a rewrite made
     // for the mirror's version.
-    const url = reference.origin + copy.job.pathAndQuery;
-    const response = await fetch(url, await copyInit(copy, url, body.init));
+    const url = reference.origin + job.pathAndQuery;
+    const response = await fetch(url, await copyInit(job.method, copy, url, body.init));
     const captured = await captureResponse(response, compare.spec.maxBodyBytes, hold);
     return captured.ok ? captured : { ok: false, error: `reference: ${captured.error}` };
   } catch (err) {
@@ -496,7 +428,7 @@ async function fetchReference(copy: CopyOf, compare: CompareTarget, hold?: Hold)
 }
 
 async function compareWithPrimary(
-  job: MirrorJob,
+  job: CopyJob,
   target: MirrorTarget,
   compare: CompareTarget,
   response: Response,
@@ -507,7 +439,7 @@ async function compareWithPrimary(
     captureResponse(response, compare.spec.maxBodyBytes, hold).catch(
       (err: unknown): Capture => ({ ok: false, error: String(err) }),
     ),
-    job.primary ?? Promise.resolve<Capture>({ ok: false, error: "primary response not captured" }),
+    job.primary?.capture ?? Promise.resolve<Capture>({ ok: false, error: "primary response not captured" }),
     reference,
   ]);
   if (!primary.ok) return compareError(`primary: ${primary.error}`);

@@ -54,6 +54,22 @@ export function primaryOrigin(
   return fallbackOrigin || requestUrl.origin;
 }
 
+/** What the primary leg is made of. */
+export interface PrimaryLeg {
+  /** The client's request, whose headers the primary's start from. */
+  request: Request;
+  /** `request.url`, parsed once for the whole request path. */
+  url: URL;
+  /** Where the primary is (`primaryOrigin`). */
+  origin: string;
+  /** Times the request has passed through edge-mirror before (`hopsSoFar`). */
+  hops: number;
+  /** The matched route, for its timeout and header changes; undefined for traffic no route claims. */
+  route?: Route | undefined;
+  /** The client's body, or the primary's branch of it when it was split for the copies. */
+  body: ReadableStream | null;
+}
+
 /**
  * What the primary is sent: the client's headers minus hop-by-hop and Cloudflare's own, the
  * X-Forwarded-* set, the route's header changes, and the hop count that ends a loop through
@@ -63,14 +79,7 @@ export function primaryOrigin(
  * one step and `fetch` takes the built request as it is. (A `Headers` assembled field by field,
  * then handed to `fetch`, was copied twice and cost the unmatched path most of its overhead.)
  */
-export function primaryRequest(
-  request: Request,
-  url: URL,
-  origin: string,
-  hops: number,
-  route: Route | undefined,
-  body: ReadableStream | null,
-): PrimaryRequest {
+export function primaryRequest({ request, url, origin, hops, route, body }: PrimaryLeg): PrimaryRequest {
   const method = request.method;
   const target = origin + rawPathAndQuery(request.url);
   // Traffic no route claims keeps the zone's own timeouts: edge-mirror adds none of its own.

@@ -10,7 +10,7 @@ import { listeningPid, peakMemoryMiB } from "../../scripts/lib/proc.mjs";
 import { startWorker } from "../../scripts/lib/worker.mjs";
 
 const TOKEN = "admin-e2e-test-token-0123456789abcdef";
-const LOGIN_FORM_MAX_BYTES = 4096; // src/dashboard/index.ts
+const LOGIN_FORM_MAX_BYTES = 4096; // src/admin/dashboard/index.ts
 const ADMIN_BODY_MAX_BYTES = 256 * 1024; // src/admin/index.ts
 const MiB = 1024 * 1024;
 

@@ -8,7 +8,7 @@
 import { type Browser, type BrowserContext, chromium, type Page, type Request, type Route } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { startWorker } from "../../scripts/lib/worker.mjs";
-import type * as Wire from "../../src/dashboard/wire.js";
+import type * as Wire from "../../src/admin/dashboard/wire.js";
 import { until } from "./helpers.js";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";

@@ -1,11 +1,18 @@
-import { createExecutionContext, reset, waitOnExecutionContext } from "cloudflare:test";
+import { reset } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { MAX_FIELD_CHARS, MAX_SAMPLE_BYTES } from "../../src/compare/index.js";
-import app from "../../src/index.js";
 import type { MirrorOutcome } from "../../src/record/index.js";
 import type { StatsBatch } from "../../src/stats/tally.js";
-import { interceptFetch, putPolicies, randomBytes, sendThrough } from "./helpers.js";
+import {
+  adminStats,
+  callWorker,
+  interceptFetch,
+  putPolicies,
+  randomBytes,
+  type TestWorker,
+  testWorker,
+} from "./helpers.js";
 
 const PRIMARY = "http://primary.test:8080";
 const CANARY = "http://canary.test:9002";
@@ -13,6 +20,7 @@ const REPLICA = "http://replica.test:9005";
 const testEnv = { ...env, PRIMARY_ORIGIN: PRIMARY, ADMIN_TOKEN: "compare-test-admin-token-0123456789" } as Env;
 
 let canaryBody: unknown;
+let through: TestWorker;
 let outcomes: MirrorOutcome[];
 let fetches: ReturnType<typeof interceptFetch>;
 let primaryBytes: Uint8Array | undefined;
@@ -22,12 +30,13 @@ function json(body: unknown, status = 200): Response {
 }
 
 function send(path: string, init: RequestInit = {}) {
-  return sendThrough(new Request(`https://edge.example.com${path}`, init), testEnv, outcomes);
+  return through.send(new Request(`https://edge.example.com${path}`, init), testEnv);
 }
 
 beforeEach(async () => {
   await reset();
-  outcomes = [];
+  through = testWorker();
+  outcomes = through.outcomes;
   primaryBytes = undefined;
   canaryBody = { user: { id: 7, token: "c-token" }, version: "v2", ts: 2 };
   fetches = interceptFetch({
@@ -239,21 +248,12 @@ describe("compare mode", () => {
 });
 
 describe("live counters through the exported worker", () => {
-  async function viaWorker(request: Request, environment: Env = testEnv) {
-    const ctx = createExecutionContext();
-    const response = await app.fetch(request, environment, ctx);
-    // Read a copy so that the body is complete before waiting, and still readable by the test.
-    await response.clone().arrayBuffer();
-    await waitOnExecutionContext(ctx);
-    return response;
-  }
+  // The body is read before waiting, and still readable by the test.
+  const viaWorker = (request: Request, environment: Env = testEnv) =>
+    callWorker(request, environment, { readFirst: true });
 
   const stats = async () => {
-    const res = await viaWorker(
-      new Request("https://edge.example.com/__mirror/api/stats?minutes=5", {
-        headers: { authorization: "Bearer compare-test-admin-token-0123456789" },
-      }),
-    );
+    const res = await adminStats(testEnv, "?minutes=5");
     expect(res.status).toBe(200);
     return (await res.json()) as {
       routes: Array<{ route: string; requests: number; mirrors: Array<Record<string, unknown>> }>;

@@ -5,14 +5,12 @@
  * examples unless a route opts out, and names that plain objects would confuse with their
  * prototype's are counted like any other.
  */
-import { createExecutionContext, reset, waitOnExecutionContext } from "cloudflare:test";
+import { reset } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { DiffSample } from "../../src/compare/index.js";
-import app from "../../src/index.js";
-import type { MirrorOutcome } from "../../src/record/index.js";
 import type { RouteSummary } from "../../src/stats/summary.js";
-import { interceptFetch, putPolicies, sendThrough } from "./helpers.js";
+import { adminStats, callWorker, interceptFetch, putPolicies, testWorker } from "./helpers.js";
 
 const PRIMARY = "http://primary.test:8080";
 const CANARY = "http://canary.test:9002";
@@ -67,20 +65,16 @@ beforeEach(async () => {
 
 afterEach(() => fetches.restore());
 
-async function viaWorker(path: string, init: RequestInit = {}): Promise<Response> {
-  const ctx = createExecutionContext();
-  const response = await app.fetch(new Request(`https://edge.example.com${path}`, init), testEnv, ctx);
-  await response.clone().arrayBuffer();
-  await waitOnExecutionContext(ctx);
-  return response;
+function viaWorker(path: string, init: RequestInit = {}): Promise<Response> {
+  return callWorker(new Request(`https://edge.example.com${path}`, init), testEnv, { readFirst: true });
 }
 
 const admin = { authorization: "Bearer fields-test-admin-token-0123456789" };
 
 describe("field counts on the request path", () => {
   it("reports each differing field once per request, indexes folded, secrets redacted", async () => {
-    const outcomes: MirrorOutcome[] = [];
-    for (let i = 0; i < 3; i++) await sendThrough(new Request("https://edge.example.com/catalog"), testEnv, outcomes);
+    const { outcomes, send } = testWorker();
+    for (let i = 0; i < 3; i++) await send(new Request("https://edge.example.com/catalog"), testEnv);
     expect(outcomes.map((o) => (o.kind === "sent" ? o.compare?.fields : undefined))).toEqual([
       ["$.items[*].id", "$.session.id", "$.token"],
       ["$.items[*].id", "$.session.id", "$.token"],
@@ -104,7 +98,7 @@ describe("field counts on the request path", () => {
   it("counts them exactly in the stats API, with examples and per-field samples", async () => {
     const N = 12;
     for (let i = 0; i < N; i++) await viaWorker("/catalog/x", { headers: { "cf-ray": `ray-${i}` } });
-    const res = await viaWorker("/__mirror/api/stats?minutes=5", { headers: admin });
+    const res = await adminStats(testEnv, "?minutes=5");
     const data = (await res.json()) as { routes: RouteSummary[]; samples: DiffSample[] };
     const mirror = data.routes.find((r) => r.route === "catalog")?.mirrors[0];
     expect(mirror?.compare).toMatchObject({ match: 0, differ: N, error: 0 });
@@ -130,8 +124,8 @@ describe("field counts on the request path", () => {
   });
 
   it("shows secrets when the route opts out with redactSecrets: false", async () => {
-    const outcomes: MirrorOutcome[] = [];
-    await sendThrough(new Request("https://edge.example.com/open"), testEnv, outcomes);
+    const { outcomes, send } = testWorker();
+    await send(new Request("https://edge.example.com/open"), testEnv);
     const sample = outcomes[0]?.kind === "sent" ? outcomes[0].sample : undefined;
     expect(sample?.differences.find((d) => d.field === "$.token")).toMatchObject({
       primary: '"primary-token-value"',
@@ -144,7 +138,7 @@ describe("field counts on the request path", () => {
     for (const name of ["__proto__", "constructor", "__proto__"]) {
       await viaWorker("/ctor", { headers: { "x-mirror-cluster": name } });
     }
-    const res = await viaWorker("/__mirror/api/stats?minutes=5", { headers: admin });
+    const res = await adminStats(testEnv, "?minutes=5");
     const data = (await res.json()) as { routes: RouteSummary[] };
     const route = data.routes.find((r) => r.route === "constructor");
     expect(route).toMatchObject({ requests: 3, mirrored: 0 });

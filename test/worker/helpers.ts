@@ -1,10 +1,15 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { vi } from "vitest";
-import { handleRequest } from "../../src/app.js";
+import app, { createWorker, type EdgeMirrorWorker, type WorkerOptions } from "../../src/index.js";
 import type { MirrorOutcome } from "../../src/record/index.js";
-import { PolicyCache } from "../../src/store/index.js";
 import { clusterKey, routeKey } from "../../src/store/keys.js";
+
+/**
+ * What the worker-pool tests share: their own worker (`testWorker`), a request through a worker
+ * and its `waitUntil` work (`callWorker`, `TestWorker.send`), the admin stats (`adminStats`), and
+ * fetch, KV and body helpers.
+ */
 
 export interface SeenRequest {
   url: string;
@@ -53,22 +58,67 @@ export function randomBytes(size: number): Uint8Array {
 }
 
 /**
- * Runs one request through `handleRequest` with a fresh policy cache, collects its mirror
- * outcomes into `outcomes`, reads the whole answer and waits for the `waitUntil` work.
+ * `request` through `worker` (the exported one unless given) with `environment`, and every piece
+ * of `waitUntil` work it left; the answer's body is the caller's to read, unless `readFirst`,
+ * which reads a copy of it before waiting (work that waits for the answer to be read).
  */
-export async function sendThrough(
+export async function callWorker(
   request: Request,
   environment: Env,
-  outcomes: MirrorOutcome[],
-  random: () => number = () => 0,
-): Promise<{ response: Response; body: Uint8Array }> {
+  options: { worker?: Pick<EdgeMirrorWorker, "fetch">; readFirst?: boolean } = {},
+): Promise<Response> {
   const ctx = createExecutionContext();
-  const response = await handleRequest(request, environment, ctx, {
-    sink: (o) => outcomes.push(o),
-    cache: new PolicyCache({ ttlMs: 0, log: () => {} }),
-    random,
-  });
-  const body = new Uint8Array(await response.arrayBuffer());
+  const response = await (options.worker ?? app).fetch(request, environment, ctx);
+  if (options.readFirst) await response.clone().arrayBuffer();
   await waitOnExecutionContext(ctx);
-  return { response, body };
+  return response;
+}
+
+/** `GET <ADMIN_PREFIX>/api/stats` through the exported worker, with the admin token of `environment`. */
+export function adminStats(environment: Env, query = ""): Promise<Response> {
+  return callWorker(
+    new Request(`https://edge.example.com/__mirror/api/stats${query}`, {
+      headers: { authorization: `Bearer ${environment.ADMIN_TOKEN}` },
+    }),
+    environment,
+  );
+}
+
+/** A worker of a test's own (`testWorker`): fresh breaker, noise, secret, budget and caches. */
+export interface TestWorker {
+  worker: EdgeMirrorWorker;
+  /** Every outcome of every request it served, in order; requests are not counted. */
+  outcomes: MirrorOutcome[];
+  /**
+   * Runs one request through the worker, sampling with `random` (0 unless given), reads the whole
+   * answer and waits for the `waitUntil` work.
+   */
+  send(request: Request, environment: Env, random?: () => number): Promise<{ response: Response; body: Uint8Array }>;
+}
+
+/**
+ * A worker built for one test (or one file): its outcomes collected, its draws the test's, its
+ * policy log silent unless `options` says otherwise, and nothing shared with any other test.
+ */
+export function testWorker(options: Omit<WorkerOptions, "outcomes" | "random"> = {}): TestWorker {
+  const outcomes: MirrorOutcome[] = [];
+  let draw: () => number = () => 0;
+  const worker = createWorker({
+    policyLog: () => {},
+    ...options,
+    random: () => draw(),
+    outcomes: (outcome) => outcomes.push(outcome),
+  });
+  return {
+    worker,
+    outcomes,
+    async send(request, environment, random = () => 0) {
+      draw = random;
+      const ctx = createExecutionContext();
+      const response = await worker.fetch(request, environment, ctx);
+      const body = new Uint8Array(await response.arrayBuffer());
+      await waitOnExecutionContext(ctx);
+      return { response, body };
+    },
+  };
 }

@@ -1,11 +1,9 @@
-import { createExecutionContext, reset, waitOnExecutionContext } from "cloudflare:test";
+import { reset } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import { handleRequest } from "../../src/app.js";
 import { compileRoutes } from "../../src/match/index.js";
 import { parseRoute } from "../../src/policy/index.js";
-import { PolicyCache } from "../../src/store/index.js";
-import { putPolicies } from "./helpers.js";
+import { callWorker, putPolicies, testWorker } from "./helpers.js";
 
 /**
  * Structural guards for the hot path (the timings live in `npm run bench`): what a request
@@ -39,22 +37,14 @@ describe("steady state", () => {
   it("does no KV read per request once the snapshot is loaded", async () => {
     await putPolicies({ routes: [{ id: "r", match: { path: { type: "PathPrefix", value: "/r" } } }] });
     const counted = countingKv(env.MIRROR_CONFIG);
-    const cache = new PolicyCache({ ttlMs: 60_000, log: () => {} });
+    const { worker, send } = testWorker();
+    // One env object, as the runtime passes one per isolate: one state, one policy cache.
+    const environment = { ...testEnv, MIRROR_CONFIG: counted.kv, POLICY_CACHE_TTL_MS: "60000" } as Env;
+    const cache = worker.isolate(environment).policies;
     const fetchSpy = vi.spyOn(globalThis, "fetch").mockImplementation(async () => new Response("ok"));
     try {
       const serve = async () => {
-        const ctx = createExecutionContext();
-        const res = await handleRequest(
-          new Request("https://edge.test/r/x"),
-          { ...testEnv, MIRROR_CONFIG: counted.kv },
-          ctx,
-          {
-            cache,
-            sink: () => {},
-          },
-        );
-        await res.arrayBuffer();
-        await waitOnExecutionContext(ctx);
+        await send(new Request("https://edge.test/r/x"), environment);
       };
       await serve();
       const afterFirst = counted.reads();
@@ -148,9 +138,7 @@ async function bodiesHandedToFetch(percent: number, size = 10_000) {
       headers: { "content-length": String(size) },
     });
     const original = request.body;
-    const ctx = createExecutionContext();
-    await handleRequest(request, testEnv, ctx, { cache: new PolicyCache({ ttlMs: 0, log: () => {} }), sink: () => {} });
-    await waitOnExecutionContext(ctx);
+    await callWorker(request, testEnv, { worker: testWorker().worker });
     return { bodies, original };
   } finally {
     fetchSpy.mockRestore();

@@ -1,16 +1,11 @@
 import { createExecutionContext, reset, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { handleRequest } from "../../src/app.js";
 import { bodyDigest, EMPTY_BODY_DIGEST } from "../../src/headers/marker.js";
-import app from "../../src/index.js";
-import { isolateFor } from "../../src/isolate/index.js";
-import { MirrorBreaker } from "../../src/mirror/breaker.js";
 import { stickyPoint } from "../../src/mirror/plan.js";
 import type { MirrorOutcome } from "../../src/record/index.js";
 import type { SipKey } from "../../src/siphash/index.js";
-import { PolicyCache } from "../../src/store/index.js";
-import { interceptFetch, putPolicies, randomBytes, sendThrough } from "./helpers.js";
+import { callWorker, interceptFetch, putPolicies, randomBytes, type TestWorker, testWorker } from "./helpers.js";
 
 const PRIMARY = "http://primary.test:8080";
 const CANARY = "http://canary.test:9002";
@@ -29,16 +24,19 @@ function echo(status = 200): (req: Request) => Response {
     });
 }
 
+/** Each test's own worker, and the outcomes it collects. */
+let through: TestWorker;
 let outcomes: MirrorOutcome[];
 let fetches: ReturnType<typeof interceptFetch>;
 
 function send(request: Request, options: { random?: () => number; environment?: Env } = {}) {
-  return sendThrough(request, options.environment ?? testEnv, outcomes, options.random);
+  return through.send(request, options.environment ?? testEnv, options.random);
 }
 
 beforeEach(async () => {
   await reset();
-  outcomes = [];
+  through = testWorker();
+  outcomes = through.outcomes;
   fetches = interceptFetch({
     [PRIMARY]: echo(201),
     [CANARY]: echo(),
@@ -303,14 +301,8 @@ describe("the copy marker: honoured only on the copy it was made for", () => {
       fetches = interceptFetch({
         [PRIMARY]: echo(201),
         [EDGE]: async (copy) => {
-          const ctx = createExecutionContext();
-          const response = await handleRequest(copy, testEnv, ctx, {
-            sink: (o) => outcomes.push(o),
-            cache: new PolicyCache({ ttlMs: 0, log: () => {} }),
-          });
-          const answer = await response.arrayBuffer();
-          await waitOnExecutionContext(ctx);
-          return new Response(answer, { status: response.status });
+          const { response, body } = await through.send(copy, testEnv);
+          return new Response(body, { status: response.status });
         },
       });
       await send(new Request("https://edge.example.com/echo/1?q=1", { method, body }));
@@ -529,15 +521,9 @@ describe("paths are matched as the origin routes them", () => {
       routes: [{ ...payRoute({}), match: { path: { type: "RegularExpression", value: "/pay/.*", ignoreCase: true } } }],
     });
     const logged: string[] = [];
-    const ctx = createExecutionContext();
-    const response = await handleRequest(
-      new Request("https://edge.example.com/pay/transfer", { method: "POST", body: "x" }),
-      testEnv,
-      ctx,
-      { sink: (o) => outcomes.push(o), cache: new PolicyCache({ ttlMs: 0, log: (line) => logged.push(line) }) },
-    );
-    await response.arrayBuffer();
-    await waitOnExecutionContext(ctx);
+    through = testWorker({ policyLog: (line) => logged.push(line) });
+    outcomes = through.outcomes;
+    await send(new Request("https://edge.example.com/pay/transfer", { method: "POST", body: "x" }));
     expect(fetches.to(AUDIT)).toEqual([]);
     expect(logged.map((line) => JSON.parse(line))).toContainEqual({
       msg: "edge-mirror.invalid_policy",
@@ -563,7 +549,7 @@ describe("sticky sampling", () => {
     }
     const chosen = (origin: string) => fetches.to(origin).map((s) => new URL(s.url).searchParams.get("user") as string);
     // The deployment's own key decides (created in KV on the first request), which clients cannot know.
-    const key = isolateFor(testEnv).secret.stickyKey as SipKey;
+    const key = through.worker.isolate(testEnv).secret.stickyKey as SipKey;
     expect(key).toBeDefined();
     const expected = (label: string) => users.filter((user) => stickyPoint(user, label, key) < 0.5);
     expect(expected("canary").length).toBeGreaterThan(0);
@@ -654,7 +640,7 @@ describe("bodies and the mirror body cap", () => {
 
 describe("the isolate's memory budget for copies", () => {
   const budgetEnv = { ...testEnv, MIRROR_MEMORY_BUDGET_BYTES: "20000" } as Env;
-  const budget = () => isolateFor(budgetEnv).budget;
+  const budget = () => through.worker.isolate(budgetEnv).budget;
 
   beforeEach(async () => {
     await putPolicies({
@@ -753,21 +739,18 @@ describe("the isolate's memory budget for copies", () => {
       new Request(`https://edge.example.com/compared?i=${i}`),
       new Request(`https://edge.example.com/compared?mirror=fails&i=${i}`),
     ];
-    const through = async (request: Request, ctx = createExecutionContext()) => {
-      const answer = await handleRequest(request, budgetEnv, ctx, {
-        sink: (o) => outcomes.push(o),
-        cache: new PolicyCache({ ttlMs: 0, log: () => {} }),
-      });
+    const serve = async (request: Request, ctx = createExecutionContext()) => {
+      const answer = await through.worker.fetch(request, budgetEnv, ctx);
       expect(answer.status).toBe(201);
       await answer.arrayBuffer();
       return ctx;
     };
-    const waiting = await through(post("mirror=hangs", 600, true));
+    const waiting = await serve(post("mirror=hangs", 600, true));
     await hanging;
     // While a copy waits for its mirror, its body is held.
     expect(budget().held).toBe(600);
     for (let i = 0; i < 5; i++) {
-      for (const request of requests(i)) await waitOnExecutionContext(await through(request));
+      for (const request of requests(i)) await waitOnExecutionContext(await serve(request));
     }
     await waitOnExecutionContext(waiting);
     const seen = new Set(outcomes.map((o) => (o.kind === "skipped" ? o.reason : o.kind)));
@@ -810,17 +793,11 @@ describe("mirror failures never reach the client", () => {
         throw new TypeError("internal error; reference = 8vqk5g4q");
       },
     });
-    const breaker = new MirrorBreaker({ threshold: 3, baseEjectionMs: 60_000, maxEjectionMs: 60_000 });
+    through = testWorker({ breaker: { threshold: 3, baseEjectionMs: 60_000, maxEjectionMs: 60_000 } });
+    outcomes = through.outcomes;
     for (let i = 0; i < 10; i++) {
-      const ctx = createExecutionContext();
-      const res = await handleRequest(new Request("https://edge.example.com/service/1"), testEnv, ctx, {
-        sink: (o) => outcomes.push(o),
-        cache: new PolicyCache({ ttlMs: 0, log: () => {} }),
-        breaker,
-      });
+      const { response: res } = await send(new Request("https://edge.example.com/service/1"));
       expect(res.status).toBe(201);
-      await res.arrayBuffer();
-      await waitOnExecutionContext(ctx);
     }
     expect(attempts).toBe(3);
     const errors = outcomes.map((o) => (o.kind === "failed" ? o.error : o.kind));
@@ -844,10 +821,7 @@ describe("mirror failures never reach the client", () => {
       },
     });
     const ctx = createExecutionContext();
-    const response = await handleRequest(new Request("https://edge.example.com/service/1"), testEnv, ctx, {
-      sink: (o) => outcomes.push(o),
-      cache: new PolicyCache({ ttlMs: 0, log: () => {} }),
-    });
+    const response = await through.worker.fetch(new Request("https://edge.example.com/service/1"), testEnv, ctx);
     expect(await response.text()).toBe(`answer from ${PRIMARY}`);
     expect(mirrorAnswered).toBe(false);
     expect(outcomes).toEqual([]);
@@ -1003,10 +977,8 @@ describe("policy store unavailable", () => {
 
 describe("the exported worker", () => {
   it("serves through Hono with env and ctx, and mirrors inside waitUntil", async () => {
-    const ctx = createExecutionContext();
-    const response = await app.fetch(new Request("https://edge.example.com/service/1/x"), testEnv, ctx);
+    const response = await callWorker(new Request("https://edge.example.com/service/1/x"), testEnv);
     expect(response.status).toBe(201);
-    await waitOnExecutionContext(ctx);
     expect(fetches.to(CANARY).map((s) => s.url)).toEqual([`${CANARY}/service/1/x`]);
   });
 });

@@ -6,11 +6,10 @@
  * must write exactly the rows its batch changed, and the shards must share the writes. The
  * figures printed here are the measured ones in docs/scale.md.
  */
-import { createExecutionContext, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { CompareSummary, DiffSample } from "../../src/compare/index.js";
-import app from "../../src/index.js";
 import type { MirrorOutcome } from "../../src/record/index.js";
 import { StatsBuffer } from "../../src/stats/buffer.js";
 import type { MirrorStatsShard } from "../../src/stats/durable-object.js";
@@ -19,6 +18,7 @@ import { shardName } from "../../src/stats/shards.js";
 import type { FlushResult } from "../../src/stats/store.js";
 import type { RouteSummary } from "../../src/stats/summary.js";
 import type { StatsBatch } from "../../src/stats/tally.js";
+import { adminStats } from "./helpers.js";
 import { seeded } from "./seeded.js";
 
 const ISOLATES = 2000;
@@ -212,15 +212,7 @@ describe("stats at the edge's scale (simulation)", () => {
     }
 
     // Totals through the worker's own API: every shard read and merged.
-    const ctx = createExecutionContext();
-    const res = await app.fetch(
-      new Request("https://edge.example.com/__mirror/api/stats?minutes=60", {
-        headers: { authorization: `Bearer ${TOKEN}` },
-      }),
-      { ...env, ADMIN_TOKEN: TOKEN } as Env,
-      ctx,
-    );
-    await waitOnExecutionContext(ctx);
+    const res = await adminStats({ ...env, ADMIN_TOKEN: TOKEN } as Env, "?minutes=60");
     expect(res.status).toBe(200);
     const data = (await res.json()) as { routes: RouteSummary[]; sources: { shards: Array<{ answered: boolean }> } };
     expect(data.sources.shards.every((s) => s.answered)).toBe(true);

@@ -1,6 +1,7 @@
-import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { callWorker } from "../../../test/worker/helpers.js";
+import { SESSION_EPOCH_KEY } from "../../store/keys.js";
 import {
   deriveSessionKey,
   SESSION_COOKIE,
@@ -8,20 +9,15 @@ import {
   SessionEpochCache,
   sessionValid,
   sessionValue,
-} from "../admin/session.js";
-import app from "../index.js";
-import { SESSION_EPOCH_KEY } from "../store/keys.js";
+} from "../session.js";
 import { LOGIN_FORM_MAX_BYTES } from "./index.js";
 
 const TOKEN = "dashboard-unit-test-token-0123456789";
 const withToken = { ...env, PRIMARY_ORIGIN: "http://primary.test", ADMIN_TOKEN: TOKEN } as Env;
 const LIMIT = 10; // [[ratelimits]] ADMIN_LOGIN_LIMIT in wrangler.toml
 
-async function call(path: string, init: RequestInit = {}, environment: Env = withToken) {
-  const ctx = createExecutionContext();
-  const response = await app.fetch(new Request(`https://edge.example.com${path}`, init), environment, ctx);
-  await waitOnExecutionContext(ctx);
-  return response;
+function call(path: string, init: RequestInit = {}, environment: Env = withToken) {
+  return callWorker(new Request(`https://edge.example.com${path}`, init), environment);
 }
 
 /** Each sign-in comes from its own address unless a test names one: rate limits never mix between tests. */

@@ -1,5 +1,5 @@
 /**
- * @module dashboard/page
+ * @module admin/dashboard/page
  * The dashboard's static parts: the page, its stylesheet and its script (dashboard.browser.js,
  * imported as text). No framework and no build step: the script polls `api/stats` and renders
  * with `textContent` only, because diff samples carry values chosen by clients and mirrors and

@@ -1,7 +1,7 @@
 import { describe, expectTypeOf, it } from "vitest";
-import type { Merged } from "../stats/merge.js";
-import type { readFieldSamples, StatsRead } from "../stats/shards.js";
-import type { summarize } from "../stats/summary.js";
+import type { Merged } from "../../stats/merge.js";
+import type { readFieldSamples, StatsRead } from "../../stats/shards.js";
+import type { summarize } from "../../stats/summary.js";
 import type { FieldSamplesAnswer, StatsAnswer } from "./wire.js";
 
 /**

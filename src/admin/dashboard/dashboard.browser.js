@@ -1,6 +1,6 @@
 // @ts-check
 /**
- * @module dashboard/browser
+ * @module admin/dashboard/browser
  * The dashboard's script, run by the browser: it polls `api/stats` every two seconds and draws
  * the routes table, one hand-written SVG chart per route (requests vs mirrored, failures, and the
  * diff rate where a mirror compares), a field table per compared mirror (a field opens to show

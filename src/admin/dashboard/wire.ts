@@ -1,5 +1,5 @@
 /**
- * @module dashboard/wire
+ * @module admin/dashboard/wire
  * What the dashboard's browser script (dashboard.browser.js) reads of `api/stats` and
  * `api/stats/samples`: the fields it uses, as JSON carries them, and no more. Types only, with no
  * imports, so that the script's own type check (tsconfig.browser.json, the browser's libraries)
