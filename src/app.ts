@@ -13,7 +13,7 @@ import { hopsSoFar, MAX_HOPS } from "./headers/index.js";
 import type { IsolateState } from "./isolate/index.js";
 import { matchRoute } from "./match/index.js";
 import { compareBodyCap, planCopies, recordSkips, sendCopies } from "./mirror/index.js";
-import { errorResponse, forwardToPrimary, primaryOrigin, primaryRequest, UpstreamError } from "./proxy/index.js";
+import { chooseBackend, errorResponse, forwardToPrimary, primaryRequest, UpstreamError } from "./proxy/index.js";
 import type { LogLevel } from "./record/index.js";
 import type { PolicySnapshot } from "./store/index.js";
 import { rawPathAndQuery } from "./url/index.js";
@@ -25,7 +25,7 @@ export async function handleRequest(
 ): Promise<Response> {
   const url = new URL(request.url);
   const hops = hopsSoFar(request.headers);
-  const { primaryOrigin: primaryAt, logLevel } = state.settings;
+  const { defaultOrigin, logLevel } = state.settings;
   if (hops >= MAX_HOPS) return loopDetected(hops, logLevel);
   const waitUntil = (p: Promise<unknown>) => ctx.waitUntil(p);
   const snapshot = state.policies.fresh(Date.now()) ?? (await loadPolicies(state, waitUntil));
@@ -33,7 +33,7 @@ export async function handleRequest(
   // match: most of a zone's requests match no route and go straight to the primary.
   const route = matchRoute(snapshot.routes, request, url);
   if (!route) {
-    const primary = primaryRequest({ request, url, origin: primaryAt ?? url.origin, hops, body: request.body });
+    const primary = primaryRequest({ request, url, origin: defaultOrigin ?? url.origin, hops, body: request.body });
     return forwardToPrimary(primary).catch(UNMATCHED_FAILURE[logLevel]);
   }
 
@@ -41,7 +41,7 @@ export async function handleRequest(
   const random = state.random;
   let origin: string;
   try {
-    origin = primaryOrigin(route, snapshot.clusters, primaryAt, url, random);
+    origin = chooseBackend(route, snapshot.clusters, defaultOrigin, url, random);
   } catch (err) {
     return errorResponse(err, route.id, logLevel);
   }

@@ -20,7 +20,7 @@ import { PolicyCache } from "../store/index.js";
 
 export interface Settings {
   /** `PRIMARY_ORIGIN` reduced to its origin, or undefined: requests then go to their own URL. */
-  primaryOrigin: string | undefined;
+  defaultOrigin: string | undefined;
   policyTtlMs: number;
   logLevel: LogLevel;
   logSampleRate: number;
@@ -72,7 +72,7 @@ function memoryBudgetBytes(value: string | undefined): number {
 
 export function parseSettings(env: Env): Settings {
   return {
-    primaryOrigin: originOf(env.PRIMARY_ORIGIN),
+    defaultOrigin: originOf(env.PRIMARY_ORIGIN),
     policyTtlMs: millis(env.POLICY_CACHE_TTL_MS, 5000),
     logLevel: parseLogLevel(env.LOG_LEVEL),
     logSampleRate: parseSampleRate(env.LOG_SAMPLE_RATE),

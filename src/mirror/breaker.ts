@@ -52,8 +52,8 @@ export class MirrorBreaker {
     return { allowed: true };
   }
 
-  /** Records the result of a copy that was admitted. Returns the new ejection end, if this ejected it. */
-  record(target: string, answered: boolean, now: number): number | undefined {
+  /** Reports how a copy that was admitted went. Returns the new ejection end, if this ejected it. */
+  report(target: string, answered: boolean, now: number): number | undefined {
     const s = this.state(target);
     s.probing = false;
     if (answered) {

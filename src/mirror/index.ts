@@ -349,7 +349,7 @@ async function sendOne(job: CopyJob, target: MirrorTarget, parts: CopyParts): Pr
     const url = target.origin + pathAndQuery;
     const response = await fetch(url, await copyInit(job.method, parts, url, body.init));
     // A mirror that answers 5xx is as unhealthy as one that does not answer.
-    breaker.record(target.origin, response.status < 500, Date.now());
+    breaker.report(target.origin, response.status < 500, Date.now());
     const latencyMs = Date.now() - started;
     let compared = {};
     let dropped: Promise<void> | undefined;
@@ -370,7 +370,7 @@ async function sendOne(job: CopyJob, target: MirrorTarget, parts: CopyParts): Pr
     await dropped;
   } catch (err) {
     const now = Date.now();
-    const ejectedUntil = breaker.record(target.origin, false, now);
+    const ejectedUntil = breaker.report(target.origin, false, now);
     const message = errorMessage(err);
     job.sink({
       ...base,

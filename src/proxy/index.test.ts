@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from "vitest";
 import { parseRoute } from "../policy/index.js";
 import { UpstreamError } from "./errors.js";
-import { errorResponse, pickBackend, primaryOrigin } from "./index.js";
+import { chooseBackend, errorResponse, pickBackend } from "./index.js";
 
 describe("pickBackend", () => {
   const backends = [
@@ -20,32 +20,32 @@ describe("pickBackend", () => {
   });
 });
 
-describe("primaryOrigin", () => {
+describe("chooseBackend", () => {
   const clusters = new Map([["svc", "http://127.0.0.1:9001"]]);
   const url = new URL("https://edge.example.com/x");
   it("prefers route backends, then PRIMARY_ORIGIN, then the request URL", () => {
     const route = parseRoute({ id: "r", backends: [{ cluster: "svc" }] });
-    expect(primaryOrigin(route, clusters, "http://fallback.test", url, Math.random)).toBe("http://127.0.0.1:9001");
-    expect(primaryOrigin(parseRoute({ id: "r" }), clusters, "http://fallback.test:81", url, Math.random)).toBe(
+    expect(chooseBackend(route, clusters, "http://fallback.test", url, Math.random)).toBe("http://127.0.0.1:9001");
+    expect(chooseBackend(parseRoute({ id: "r" }), clusters, "http://fallback.test:81", url, Math.random)).toBe(
       "http://fallback.test:81",
     );
-    expect(primaryOrigin(undefined, clusters, "", url, Math.random)).toBe("https://edge.example.com");
+    expect(chooseBackend(undefined, clusters, "", url, Math.random)).toBe("https://edge.example.com");
   });
   it("sends a backend whose cluster is not defined to the default primary: PRIMARY_ORIGIN, else the request URL", () => {
     const unknown = parseRoute({ id: "r", backends: [{ cluster: "nope" }] });
-    expect(primaryOrigin(unknown, clusters, "http://fallback.test:81", url, Math.random)).toBe(
+    expect(chooseBackend(unknown, clusters, "http://fallback.test:81", url, Math.random)).toBe(
       "http://fallback.test:81",
     );
-    expect(primaryOrigin(unknown, clusters, undefined, url, Math.random)).toBe("https://edge.example.com");
+    expect(chooseBackend(unknown, clusters, undefined, url, Math.random)).toBe("https://edge.example.com");
     const split = parseRoute({ id: "r", backends: [{ cluster: "svc" }, { cluster: "nope" }] });
-    expect(primaryOrigin(split, clusters, "", url, () => 0.1)).toBe("http://127.0.0.1:9001");
-    expect(primaryOrigin(split, clusters, "", url, () => 0.9)).toBe("https://edge.example.com");
+    expect(chooseBackend(split, clusters, "", url, () => 0.1)).toBe("http://127.0.0.1:9001");
+    expect(chooseBackend(split, clusters, "", url, () => 0.9)).toBe("https://edge.example.com");
   });
 
   it("throws a typed error when every weight is 0", () => {
     const zero = parseRoute({ id: "r", backends: [{ cluster: "svc", weight: 0 }] });
-    expect(() => primaryOrigin(zero, clusters, "", url, Math.random)).toThrowError(UpstreamError);
-    expect(() => primaryOrigin(zero, clusters, "", url, Math.random)).toThrowError(/no backend with weight > 0/);
+    expect(() => chooseBackend(zero, clusters, "", url, Math.random)).toThrowError(UpstreamError);
+    expect(() => chooseBackend(zero, clusters, "", url, Math.random)).toThrowError(/no backend with weight > 0/);
     expect(new UpstreamError("no_backend", "x").status).toBe(500);
   });
 });

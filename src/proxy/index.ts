@@ -30,17 +30,17 @@ export function pickBackend(backends: readonly Backend[], random: () => number):
 }
 
 /**
- * Resolves the primary's origin, or throws an `UpstreamError` the client will see.
- * `fallbackOrigin` is PRIMARY_ORIGIN already reduced to an origin (see `isolate`): the default
+ * The origin of the backend the primary leg goes to, or an `UpstreamError` the client will see.
+ * `defaultOrigin` is PRIMARY_ORIGIN already reduced to an origin (see `isolate`): the default
  * primary, which also serves a backend whose cluster is not defined (deleted, or not written
  * yet) rather than a 500 on every request of its route; the policy snapshot logs that backend
  * once (see `store`). Only a route whose every weight is 0 has no backend at all, as Gateway API
  * requires.
  */
-export function primaryOrigin(
+export function chooseBackend(
   route: Route | undefined,
   clusters: ReadonlyMap<string, string>,
-  fallbackOrigin: string | undefined,
+  defaultOrigin: string | undefined,
   requestUrl: URL,
   random: () => number,
 ): string {
@@ -51,7 +51,7 @@ export function primaryOrigin(
     const origin = clusters.get(backend.cluster as string);
     if (origin !== undefined) return origin;
   }
-  return fallbackOrigin || requestUrl.origin;
+  return defaultOrigin || requestUrl.origin;
 }
 
 /** What the primary leg is made of. */
@@ -60,7 +60,7 @@ export interface PrimaryLeg {
   request: Request;
   /** `request.url`, parsed once for the whole request path. */
   url: URL;
-  /** Where the primary is (`primaryOrigin`). */
+  /** Where the primary is (`chooseBackend`, or the default origin for traffic no route claims). */
   origin: string;
   /** Times the request has passed through edge-mirror before (`hopsSoFar`). */
   hops: number;

@@ -14,8 +14,8 @@ import {
   MINUTE_MS,
   RETAINED_MINUTES,
   type ShardRows,
-  StatsStore,
-} from "./store.js";
+  ShardTables,
+} from "./tables.js";
 import {
   countOutcome,
   countRequest,
@@ -88,8 +88,8 @@ beforeEach(() => reset());
 describe("MirrorStatsShard", () => {
   it("adds flushes into one row per minute, route and mirror, and reads them back", async () => {
     const shard = stub();
-    const first = await shard.record(batchOf(sentTo("r", "m"), sentTo("r", "m"), sentTo("r", "n")));
-    await shard.record(batchOf(sentTo("r", "m")));
+    const first = await shard.add(batchOf(sentTo("r", "m"), sentTo("r", "m"), sentTo("r", "n")));
+    await shard.add(batchOf(sentTo("r", "m")));
     // One route row and two mirror rows: the flush wrote what its batch changed, nothing else.
     expect(first.rowsWritten).toBe(3);
     // From the previous minute on, in case the flushes straddle a minute boundary.
@@ -103,7 +103,7 @@ describe("MirrorStatsShard", () => {
   });
 
   it("keeps its counts when the instance is evicted: a new one reads them from SQLite", async () => {
-    await stub().record(batchOf(sentTo("r", "m"), sentTo("constructor", "__proto__")));
+    await stub().add(batchOf(sentTo("r", "m"), sentTo("constructor", "__proto__")));
     const before = await readShard(minuteOf(Date.now()) - 1);
     await abortAllDurableObjects();
     const after = await readShard(minuteOf(Date.now()) - 1);
@@ -115,12 +115,12 @@ describe("MirrorStatsShard", () => {
 
   it("drops minutes older than the retained hour", async () => {
     await runInDurableObject(stub(), (_instance: MirrorStatsShard, state) => {
-      const store = new StatsStore(state.storage);
-      store.record(batchOf(sentTo("old", "m")), NOW - (RETAINED_MINUTES + 1) * MINUTE_MS);
-      store.record(batchOf(sentTo("edge", "m")), NOW - (RETAINED_MINUTES - 1) * MINUTE_MS);
-      expect(requests(store.read(0))).toEqual({ edge: 1, old: 1 });
-      store.record(batchOf(sentTo("new", "m")), NOW);
-      const left = store.read(0);
+      const tables = new ShardTables(state.storage);
+      tables.add(batchOf(sentTo("old", "m")), NOW - (RETAINED_MINUTES + 1) * MINUTE_MS);
+      tables.add(batchOf(sentTo("edge", "m")), NOW - (RETAINED_MINUTES - 1) * MINUTE_MS);
+      expect(requests(tables.read(0))).toEqual({ edge: 1, old: 1 });
+      tables.add(batchOf(sentTo("new", "m")), NOW);
+      const left = tables.read(0);
       expect(requests(left)).toEqual({ edge: 1, new: 1 });
       expect(new Set(left.mirrors.map(([, route]) => route))).toEqual(new Set(["edge", "new"]));
       const minutes = state.storage.sql.exec("SELECT DISTINCT minute FROM route_minute ORDER BY minute").toArray();
@@ -130,7 +130,7 @@ describe("MirrorStatsShard", () => {
 
   it("bounds mirror names per route and minute across flushes from many isolates", async () => {
     await runInDurableObject(stub(), (_instance: MirrorStatsShard, state) => {
-      const store = new StatsStore(state.storage);
+      const tables = new ShardTables(state.storage);
       for (let i = 0; i < MAX_MIRROR_NAMES_PER_ROUTE * 2; i++) {
         const skipped: MirrorOutcome = {
           route: "r",
@@ -139,9 +139,9 @@ describe("MirrorStatsShard", () => {
           kind: "skipped",
           reason: "unknown_cluster",
         };
-        store.record(batchOf(skipped), NOW);
+        tables.add(batchOf(skipped), NOW);
       }
-      const rows = store.read(0);
+      const rows = tables.read(0);
       const names = new Set(rows.mirrors.map(([, , mirror]) => mirror));
       expect(names.size).toBe(MAX_MIRROR_NAMES_PER_ROUTE);
       expect(names.has(OTHER)).toBe(true);
@@ -152,7 +152,7 @@ describe("MirrorStatsShard", () => {
 
   it("keeps a row for every configured mirror in a minute, flushed by many isolates after junk names", async () => {
     await runInDurableObject(stub(), (_instance: MirrorStatsShard, state) => {
-      const store = new StatsStore(state.storage);
+      const tables = new ShardTables(state.storage);
       const skipped = (mirror: string, reason: "cluster_not_allowed" | "unknown_cluster"): MirrorOutcome => ({
         route: "r",
         mirror,
@@ -161,13 +161,13 @@ describe("MirrorStatsShard", () => {
         reason,
       });
       // Junk names arrive as header-chosen names outside allow do: all as one label.
-      for (let i = 0; i < 40; i++) store.record(batchOf(skipped("(not allowed)", "cluster_not_allowed")), NOW);
+      for (let i = 0; i < 40; i++) tables.add(batchOf(skipped("(not allowed)", "cluster_not_allowed")), NOW);
       const configured = [
         ...Array.from({ length: MAX_MIRRORS_PER_ROUTE }, (_, i) => `https://audit-${i}.example.net`),
         ...Array.from({ length: MAX_ALLOWED_CLUSTERS }, (_, i) => `branch-${i}`),
       ];
-      for (const mirror of configured) store.record(batchOf(skipped(mirror, "unknown_cluster")), NOW);
-      const names = new Set(store.read(0).mirrors.map(([, , mirror]) => mirror));
+      for (const mirror of configured) tables.add(batchOf(skipped(mirror, "unknown_cluster")), NOW);
+      const names = new Set(tables.read(0).mirrors.map(([, , mirror]) => mirror));
       expect(names.has(OTHER)).toBe(false);
       expect(names.size).toBe(configured.length + 1);
       for (const mirror of configured) expect(names.has(mirror), mirror).toBe(true);
@@ -193,23 +193,23 @@ describe("MirrorStatsShard", () => {
       const storage = new Proxy(state.storage, {
         get: (target, name) => (name === "sql" ? sql : bound(target, name)),
       });
-      const store = new StatsStore(storage as DurableObjectStorage);
-      const result = store.record(batchOf(differing(NOW, ["$.a"]), sentTo("other", "m"), sentTo("other", "m")), NOW);
+      const tables = new ShardTables(storage as DurableObjectStorage);
+      const result = tables.add(batchOf(differing(NOW, ["$.a"]), sentTo("other", "m"), sentTo("other", "m")), NOW);
       expect(result.samplesFailed).toMatch(/SQLITE_TOOBIG/);
       expect(result.counterRows).toBe(5);
-      const rows = store.read(0);
+      const rows = tables.read(0);
       expect(requests(rows)).toEqual({ other: 2, r: 1 });
       expect(rows.fields).toEqual([["r", "m", "$.a", 1, 0]]);
       expect(rows.samples).toEqual([]);
       // The next flush counts as usual.
-      store.record(batchOf(sentTo("other", "m")), NOW);
-      expect(requests(store.read(0))).toEqual({ other: 3, r: 1 });
+      tables.add(batchOf(sentTo("other", "m")), NOW);
+      expect(requests(tables.read(0))).toEqual({ other: 3, r: 1 });
     });
   });
 
   it("clips field names and samples again, whatever an isolate sent", async () => {
     await runInDurableObject(stub(), (_instance: MirrorStatsShard, state) => {
-      const store = new StatsStore(state.storage);
+      const tables = new ShardTables(state.storage);
       // As an isolate that does not clip at the source would send the review's 2.5 MiB key.
       const key = `$.${"k".repeat(2.5 * 1024 * 1024)}`;
       const unclipped = sample(NOW, [key]);
@@ -221,8 +221,8 @@ describe("MirrorStatsShard", () => {
         } as Partial<MirrorOutcome>),
         sentTo("other", "m"),
       );
-      store.record(batch, NOW);
-      const rows = store.read(0);
+      tables.add(batch, NOW);
+      const rows = tables.read(0);
       expect(requests(rows)).toEqual({ other: 1, r: 1 });
       const [field] = rows.fields;
       expect(field?.[2]).toHaveLength(MAX_FIELD_CHARS);
@@ -236,25 +236,25 @@ describe("MirrorStatsShard", () => {
 
   it("keeps a few samples per field, the newest overall, and never more than the cap", async () => {
     await runInDurableObject(stub(), (_instance: MirrorStatsShard, state) => {
-      const store = new StatsStore(state.storage);
+      const tables = new ShardTables(state.storage);
       let at = NOW - 30 * MINUTE_MS;
       // A frequent difference and a rare one: the rare one keeps its samples.
-      store.record(batchOf(differing(at++, ["$.rare"])), at);
-      for (let i = 0; i < 40; i++) store.record(batchOf(differing(at++, ["$.common"])), at);
-      const rareSamples = store.fieldSamples("r", "m", "$.rare", 0);
+      tables.add(batchOf(differing(at++, ["$.rare"])), at);
+      for (let i = 0; i < 40; i++) tables.add(batchOf(differing(at++, ["$.common"])), at);
+      const rareSamples = tables.fieldSamples("r", "m", "$.rare", 0);
       expect(rareSamples).toHaveLength(1);
-      const common = store.fieldSamples("r", "m", "$.common", 0).map(([time]) => time);
+      const common = tables.fieldSamples("r", "m", "$.common", 0).map(([time]) => time);
       expect(common).toEqual([at - 1, at - 2, at - 3].slice(0, SAMPLES_PER_FIELD));
       const count = () => Number(state.storage.sql.exec("SELECT count(*) AS n FROM sample").one().n);
       // The rare field's sample, the newest per field, and the newest LATEST_SAMPLES overall.
       expect(count()).toBe(1 + LATEST_SAMPLES);
-      const rows = store.read(0);
+      const rows = tables.read(0);
       expect(rows.samples).toHaveLength(LATEST_SAMPLES);
       expect(rows.samples[0]?.[0]).toBe(at - 1);
 
       // Distinct fields (of distinct routes, so that no field folds into "(other)") each keep a
       // sample, up to the hard cap.
-      for (let i = 0; i < MAX_STORED_SAMPLES + 50; i++) store.record(batchOf(differing(at++, ["$.f"], `r${i}`)), at);
+      for (let i = 0; i < MAX_STORED_SAMPLES + 50; i++) tables.add(batchOf(differing(at++, ["$.f"], `r${i}`)), at);
       expect(count()).toBe(MAX_STORED_SAMPLES);
       const orphans = state.storage.sql
         .exec("SELECT count(*) AS n FROM sample_field WHERE sample_id NOT IN (SELECT id FROM sample)")
@@ -262,7 +262,7 @@ describe("MirrorStatsShard", () => {
       expect(orphans).toBe(0);
 
       // An hour later every sample has aged out.
-      store.record(batchOf(sentTo("r", "m")), at + (RETAINED_MINUTES + 1) * MINUTE_MS);
+      tables.add(batchOf(sentTo("r", "m")), at + (RETAINED_MINUTES + 1) * MINUTE_MS);
       expect(count()).toBe(0);
       expect(state.storage.sql.exec("SELECT count(*) AS n FROM sample_field").one().n).toBe(0);
     });
@@ -270,14 +270,14 @@ describe("MirrorStatsShard", () => {
 
   it("rebuilds its tables when it finds another layout, and clears them on reset", async () => {
     await runInDurableObject(stub(), (_instance: MirrorStatsShard, state) => {
-      new StatsStore(state.storage).record(batchOf(sentTo("r", "m")), NOW);
+      new ShardTables(state.storage).add(batchOf(sentTo("r", "m")), NOW);
       state.storage.sql.exec("UPDATE meta SET value = 'an older layout' WHERE key = 'schema'");
-      const store = new StatsStore(state.storage);
-      expect(store.read(0).routes).toEqual([]);
-      store.record(batchOf(sentTo("r", "m")), NOW);
-      expect(requests(store.read(0))).toEqual({ r: 1 });
-      store.reset();
-      expect(store.read(0)).toMatchObject({ routes: [], mirrors: [], fields: [], samples: [] });
+      const tables = new ShardTables(state.storage);
+      expect(tables.read(0).routes).toEqual([]);
+      tables.add(batchOf(sentTo("r", "m")), NOW);
+      expect(requests(tables.read(0))).toEqual({ r: 1 });
+      tables.reset();
+      expect(tables.read(0)).toMatchObject({ routes: [], mirrors: [], fields: [], samples: [] });
     });
   });
 });

@@ -2,11 +2,11 @@
  * @module stats/durable-object
  * `MirrorStatsShard`: one of `STATS_SHARDS` Durable Objects that share the isolates' counter
  * writes (stats/shards picks one per isolate). Each keeps the last hour in its own SQLite
- * (stats/store); readers ask every shard and merge. The object holds no counts in memory, so a
+ * (stats/tables); readers ask every shard and merge. The object holds no counts in memory, so a
  * new instance after eviction reads the same numbers back. docs/metrics.md explains the design.
  */
 import { DurableObject } from "cloudflare:workers";
-import { type FlushResult, type ShardRows, StatsStore } from "./store.js";
+import { type FlushResult, type ShardRows, ShardTables } from "./tables.js";
 import type { StatsBatch } from "./tally.js";
 
 /** Since this instance started: what the dashboard shows to size `STATS_SHARDS`. */
@@ -21,16 +21,17 @@ export interface ShardSnapshot extends ShardRows {
 }
 
 export class MirrorStatsShard extends DurableObject<Env> {
-  private readonly store: StatsStore;
+  private readonly tables: ShardTables;
   private readonly load: ShardLoad = { since: Date.now(), flushes: 0, rowsWritten: 0 };
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.store = new StatsStore(ctx.storage);
+    this.tables = new ShardTables(ctx.storage);
   }
 
-  async record(batch: StatsBatch): Promise<FlushResult> {
-    const result = this.store.record(batch, Date.now());
+  /** Adds an isolate's flush to the current minute (see `ShardTables.add`). */
+  async add(batch: StatsBatch): Promise<FlushResult> {
+    const result = this.tables.add(batch, Date.now());
     if (result.samplesFailed !== undefined) {
       // The counts are in; only this batch's diff samples are missing from the dashboard.
       console.error(JSON.stringify({ msg: "edge-mirror.stats_samples_failed", error: result.samplesFailed }));
@@ -42,14 +43,14 @@ export class MirrorStatsShard extends DurableObject<Env> {
 
   /** The rows of the minutes from `since` (an epoch minute) on, and this instance's load. */
   async read(since: number): Promise<ShardSnapshot> {
-    return { ...this.store.read(since), load: { ...this.load } };
+    return { ...this.tables.read(since), load: { ...this.load } };
   }
 
   async fieldSamples(route: string, mirror: string, field: string, since: number): Promise<Array<[number, string]>> {
-    return this.store.fieldSamples(route, mirror, field, since);
+    return this.tables.fieldSamples(route, mirror, field, since);
   }
 
   async reset(): Promise<void> {
-    this.store.reset();
+    this.tables.reset();
   }
 }

@@ -2,7 +2,7 @@
  * @module stats
  * Live per-route, per-mirror counters for the dashboard: what an isolate needs to count. Each
  * isolate batches its outcomes (stats/buffer, stats/tally) and flushes them to one of
- * `STATS_SHARDS` `MirrorStatsShard` Durable Objects (stats/durable-object, stats/store); reads
+ * `STATS_SHARDS` `MirrorStatsShard` Durable Objects (stats/durable-object, stats/tables); reads
  * merge every shard (stats/shards, stats/merge, stats/summary). Settings parsing is pure; the
  * buffer's send is the only I/O. docs/metrics.md explains the design, docs/scale.md its costs.
  */
@@ -48,5 +48,5 @@ export function createStatsBuffer(env: Env, settings: StatsSettings = statsSetti
   if (!namespace) return undefined;
   const id = namespace.idFromName(shardName(settings.shard));
   // A stub belongs to the request that made it, so each flush makes its own.
-  return new StatsBuffer((batch) => namespace.get(id).record(batch), settings.flushMs);
+  return new StatsBuffer((batch) => namespace.get(id).add(batch), settings.flushMs);
 }

@@ -7,7 +7,7 @@
  */
 import type { DiffSample } from "../compare/index.js";
 import { addCounts, type Counts, newCounts, outcomes } from "./counters.js";
-import { EXAMPLES_PER_FIELD, LATEST_SAMPLES, type ShardRows } from "./store.js";
+import { EXAMPLES_PER_FIELD, LATEST_SAMPLES, type ShardRows } from "./tables.js";
 import { type FieldCounts, MAX_FIELDS, MAX_MIRROR_NAMES_PER_ROUTE, OTHER } from "./tally.js";
 
 export interface FieldExample {

@@ -7,7 +7,7 @@
 import type { DiffSample } from "../compare/index.js";
 import type { MirrorStatsShard, ShardSnapshot } from "./durable-object.js";
 import { type Merged, mergeShards } from "./merge.js";
-import { MINUTE_MS, RETAINED_MINUTES } from "./store.js";
+import { MINUTE_MS, RETAINED_MINUTES } from "./tables.js";
 import { SAMPLES_PER_FIELD } from "./tally.js";
 
 /** One name per shard; the names are part of the storage layout (docs/storage-schema.md). */

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { type Counts, countLatency, countSent, countSkip, countVerdict, newCounts } from "./counters.js";
 import { mergeShards } from "./merge.js";
-import { LATEST_SAMPLES, MINUTE_MS, type ShardRows } from "./store.js";
 import { summarize } from "./summary.js";
+import { LATEST_SAMPLES, MINUTE_MS, type ShardRows } from "./tables.js";
 import { MAX_FIELDS, MAX_MIRROR_NAMES_PER_ROUTE, OTHER } from "./tally.js";
 
 const M = 29_000_000; // an epoch minute

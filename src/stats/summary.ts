@@ -17,7 +17,7 @@ import {
   verdicts,
 } from "./counters.js";
 import type { FieldExample, Merged, MergedMirror, MergedRoute } from "./merge.js";
-import { MINUTE_MS } from "./store.js";
+import { MINUTE_MS } from "./tables.js";
 
 export interface FieldSummary {
   field: string;

@@ -365,9 +365,9 @@ describe("live counters through the exported worker", () => {
     const namespace = {
       idFromName: (name: string) => env.MIRROR_STATS.idFromName(name),
       get: (id: DurableObjectId) => ({
-        record: (batch: StatsBatch) => {
+        add: (batch: StatsBatch) => {
           flushed.push(batch);
-          return env.MIRROR_STATS.get(id).record(batch);
+          return env.MIRROR_STATS.get(id).add(batch);
         },
       }),
     };

@@ -15,8 +15,8 @@ import { StatsBuffer } from "../../src/stats/buffer.js";
 import type { MirrorStatsShard } from "../../src/stats/durable-object.js";
 import { statsSettings } from "../../src/stats/index.js";
 import { shardName } from "../../src/stats/shards.js";
-import type { FlushResult } from "../../src/stats/store.js";
 import type { RouteSummary } from "../../src/stats/summary.js";
+import type { FlushResult } from "../../src/stats/tables.js";
 import type { StatsBatch } from "../../src/stats/tally.js";
 import { adminStats } from "./helpers.js";
 import { seeded } from "./seeded.js";
@@ -174,7 +174,7 @@ describe("stats at the edge's scale (simulation)", () => {
       );
       const id = env.MIRROR_STATS.idFromName(shardName(settings.shard));
       const buffer = new StatsBuffer(async (batch) => {
-        const result = (await env.MIRROR_STATS.get(id).record(batch)) as FlushResult;
+        const result = (await env.MIRROR_STATS.get(id).add(batch)) as FlushResult;
         const sampleFields = batch.samples.reduce((n, s) => n + s.differences.length, 0);
         flushes.push({
           shard: settings.shard,

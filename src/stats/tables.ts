@@ -1,5 +1,5 @@
 /**
- * @module stats/store
+ * @module stats/tables
  * One stats shard's SQLite tables (docs/storage-schema.md): a flush adds its batch to rows
  * keyed by (minute, route[, mirror[, field]]) with `INSERT … ON CONFLICT DO UPDATE SET x = x +
  * excluded.x`, so it writes only the rows its batch changed; diff samples are one row each,
@@ -120,7 +120,7 @@ class MinuteNames {
   }
 }
 
-export class StatsStore {
+export class ShardTables {
   private names: MinuteNames | undefined;
   private prunedAt: number | undefined;
 
@@ -159,7 +159,7 @@ export class StatsStore {
    * counts wholly or not at all; the samples follow in one of their own, and a sample that cannot
    * be written is reported in the result rather than losing the counts.
    */
-  record(batch: StatsBatch, now: number): FlushResult {
+  add(batch: StatsBatch, now: number): FlushResult {
     const minute = Math.floor(now / MINUTE_MS);
     const counted = this.guarded(() => this.storage.transactionSync(() => this.count(batch, minute, now)));
     if (batch.samples.length === 0) return counted;
