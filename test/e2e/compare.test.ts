@@ -2,10 +2,11 @@
  * Compare mode against real origins in workerd: the client's answer keeps its status, headers
  * (content-length included) and bytes, and does not wait for the compared mirror.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startOrigin } from "../../scripts/lib/origins.mjs";
 import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
+import { adminStats, sha256 } from "./helpers.ts";
 
 type Origin = Awaited<ReturnType<typeof startOrigin>>;
 type Worker = Awaited<ReturnType<typeof startWorker>>;
@@ -17,8 +18,6 @@ let canary: Origin;
 let branch: Origin;
 let worker: Worker;
 const logs: string[] = [];
-
-const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 
 beforeAll(async () => {
   const catalog = (version: string) => JSON.stringify({ items: [{ id: 1, price: 25 }], version });
@@ -111,8 +110,7 @@ describe("compare on a header-chosen mirror end to end", () => {
     const deadline = Date.now() + 15_000;
     while (!stats.samples.some((s) => s.requestId === "dev-ray-1") && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
-      const answer = await fetch(`${worker.url}/__mirror/api/stats`, { headers: { authorization: `Bearer ${TOKEN}` } });
-      stats = (await answer.json()) as Stats;
+      ({ stats } = await adminStats<Stats>(worker.url, TOKEN));
     }
     expect(stats.routes.find((r) => r.route === "catalog")?.mirrors).toEqual([
       expect.objectContaining({ mirror: "my-branch", compare: expect.objectContaining({ differ: 1, match: 0 }) }),

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ROOT } from "../../scripts/lib/build.mjs";
 import { startOrigin } from "../../scripts/lib/origins.mjs";
 import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
+import { adminStats } from "./helpers.ts";
 
 type Origin = Awaited<ReturnType<typeof startOrigin>>;
 type Worker = Awaited<ReturnType<typeof startWorker>>;
@@ -140,8 +141,7 @@ beforeAll(async () => {
   const expected = CATALOG + USERS + HEALTH + SAMPLED + 1;
   const deadline = Date.now() + 30_000;
   for (;;) {
-    const res = await fetch(`${worker.url}/__mirror/api/stats`, { headers: { authorization: `Bearer ${TOKEN}` } });
-    const data = (await res.json()) as { routes: Array<{ requests: number }> };
+    const { stats: data } = await adminStats<{ routes: Array<{ requests: number }> }>(worker.url, TOKEN);
     if (data.routes.reduce((n, r) => n + r.requests, 0) >= expected) break;
     if (Date.now() > deadline) throw new Error(`stats never reached ${expected} requests: ${JSON.stringify(data)}`);
     await new Promise((r) => setTimeout(r, 100));
@@ -187,10 +187,7 @@ interface Stats {
 }
 
 async function stats(minutes: number): Promise<Stats> {
-  const res = await fetch(`${worker.url}/__mirror/api/stats?minutes=${minutes}`, {
-    headers: { authorization: `Bearer ${TOKEN}` },
-  });
-  return (await res.json()) as Stats;
+  return (await adminStats<Stats>(worker.url, TOKEN, minutes)).stats;
 }
 
 const cell = (route: string, field: string, mirror?: string) =>

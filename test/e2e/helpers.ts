@@ -1,8 +1,9 @@
 /**
  * What the end-to-end tests and the fault suite read from a running worker: its outcome log
- * lines, conditions they wait for (bounded, never a fixed sleep), and requests as a keep-alive
- * client makes them.
+ * lines, its admin stats, conditions they wait for (bounded, never a fixed sleep), requests as a
+ * keep-alive client makes them, and the SHA-256 they compare bodies by.
  */
+import { createHash } from "node:crypto";
 import { type Agent, request } from "node:http";
 import type { Socket } from "node:net";
 
@@ -31,6 +32,25 @@ export function mirrorOutcomes(logs: readonly string[]): LoggedOutcome[] {
 export async function until(done: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await done()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+}
+
+/**
+ * `GET <url>/__mirror/api/stats` with the admin token (`minutes`, when given, as the API takes it):
+ * the status and the JSON the caller expects.
+ */
+export async function adminStats<T>(
+  url: string,
+  token: string,
+  minutes?: number,
+): Promise<{ status: number; stats: T }> {
+  const query = minutes === undefined ? "" : `?minutes=${minutes}`;
+  const res = await fetch(`${url}/__mirror/api/stats${query}`, { headers: { authorization: `Bearer ${token}` } });
+  return { status: res.status, stats: (await res.json()) as T };
+}
+
+/** The SHA-256 of `bytes`, in hex. */
+export function sha256(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
 }
 
 /** What a client saw of one request: the answer, or the error that ended it (a reset, say). */

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, expect, inject, it } from "vitest";
 import { ROOT } from "../../scripts/lib/build.mjs";
 import { startOrigin } from "../../scripts/lib/origins.mjs";
 import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
+import { adminStats } from "./helpers.ts";
 
 const REQUESTS = 800;
 const CONCURRENCY = 8;
@@ -102,12 +103,9 @@ it("logs every failure, about 1 in 100 successful copies, no unsampled request; 
 
   // The counters are not sampled: every request and every copy is there, once the last batch lands.
   const counted = async () => {
-    const res = await fetch(`${worker.url}/__mirror/api/stats?minutes=5`, {
-      headers: { authorization: `Bearer ${TOKEN}` },
-    });
-    const stats = (await res.json()) as {
+    const { stats } = await adminStats<{
       routes: Array<{ route: string; requests: number; mirrors: Array<{ sent: number }> }>;
-    };
+    }>(worker.url, TOKEN, 5);
     const route = stats.routes.find((r) => r.route === "logged");
     return { requests: route?.requests, sent: route?.mirrors.reduce((n, m) => n + m.sent, 0) };
   };

@@ -1,4 +1,4 @@
-import { createHash, hkdfSync, randomBytes } from "node:crypto";
+import { hkdfSync, randomBytes } from "node:crypto";
 import { request } from "node:http";
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { startOrigin } from "../../scripts/lib/origins.mjs";
@@ -6,7 +6,7 @@ import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
 import { stickyPoint } from "../../src/mirror/plan.js";
 import { sipKey } from "../../src/siphash/index.js";
 import { clusterKey, DEPLOYMENT_KEY_KEY, routeKey } from "../../src/store/keys.js";
-import { logged, until } from "./helpers.ts";
+import { logged, sha256, until } from "./helpers.ts";
 
 type Origin = Awaited<ReturnType<typeof startOrigin>>;
 type Worker = Awaited<ReturnType<typeof startWorker>>;
@@ -28,10 +28,6 @@ async function retry(attempt: () => Promise<boolean>): Promise<void> {
 
 function putRoute(route: { id: string; [field: string]: unknown }): Promise<void> {
   return worker.kv.put(routeKey(route.id), JSON.stringify(route));
-}
-
-function sha256(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
 }
 
 /**

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../scripts/lib/build.mjs";
+import { adminStats, until } from "./helpers.ts";
 
 /**
  * `npm start` as a user runs it: wrangler dev, demo origins and demo policies in local KV — on a
@@ -27,6 +28,8 @@ function listing(dir: string): string[] {
 const stateBefore = listing(developerState);
 let child: ChildProcess;
 let output = "";
+/** The admin token npm start gives the worker unless told otherwise (scripts/start.mjs). */
+const DEMO_ADMIN_TOKEN = "demo-admin-token-for-local-use-only";
 let edge = "";
 
 async function freePortRange(size: number): Promise<number> {
@@ -46,12 +49,10 @@ async function freePortRange(size: number): Promise<number> {
   throw new Error("no free port range");
 }
 
-async function until(predicate: () => boolean, what: string, timeoutMs = 15_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${output}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+/** Waits (helpers' `until`) for `predicate`, or fails naming `what`, with everything npm start printed. */
+async function waitFor(predicate: () => boolean, what: string, timeoutMs = 15_000) {
+  await until(predicate, timeoutMs);
+  if (!predicate()) throw new Error(`timed out waiting for ${what}\n${output}`);
 }
 
 beforeAll(async () => {
@@ -72,7 +73,7 @@ beforeAll(async () => {
   child.stderr?.on("data", (c) => {
     output += c.toString();
   });
-  await until(() => output.includes("READY "), "npm start to be ready", 90_000);
+  await waitFor(() => output.includes("READY "), "npm start to be ready", 90_000);
   edge = `http://localhost:${workerPort}`;
 });
 
@@ -91,7 +92,7 @@ describe("npm start reproduces the seed-002 sandbox", () => {
   it("mirrors /service/1 statically, with the -shadow host", async () => {
     const res = await fetch(`${edge}/service/1`);
     expect(((await res.json()) as { servedBy: string }).servedBy).toBe("primary");
-    await until(() => lines("service1-mirror").length === 1, "the service1-mirror log line");
+    await waitFor(() => lines("service1-mirror").length === 1, "the service1-mirror log line");
     expect(lines("service1-mirror")[0]).toMatch(/Host: localhost-shadow:\d+ "GET \/service\/1"/);
   });
 
@@ -99,16 +100,16 @@ describe("npm start reproduces the seed-002 sandbox", () => {
     await fetch(`${edge}/service/2`, { headers: { "x-mirror-cluster": "service2-mirror-non-existent" } });
     await fetch(`${edge}/service/2`);
     await fetch(`${edge}/service/2`, { headers: { "x-mirror-cluster": "service2-mirror" } });
-    await until(() => lines("service2-mirror").length >= 1, "the service2-mirror log line");
-    await until(() => lines("primary").filter((l) => l.includes("/service/2")).length === 3, "three primary lines");
+    await waitFor(() => lines("service2-mirror").length >= 1, "the service2-mirror log line");
+    await waitFor(() => lines("primary").filter((l) => l.includes("/service/2")).length === 3, "three primary lines");
     expect(lines("service2-mirror")).toHaveLength(1);
     // wrangler dev forwards the worker's log lines on its own schedule.
-    await until(() => output.includes('"reason":"cluster_not_allowed"'), "the cluster_not_allowed log line");
+    await waitFor(() => output.includes('"reason":"cluster_not_allowed"'), "the cluster_not_allowed log line");
   });
 });
 
 describe("npm start shows shadow testing on the dashboard", () => {
-  const auth = () => ({ authorization: "Bearer demo-admin-token-for-local-use-only" });
+  const auth = () => ({ authorization: `Bearer ${DEMO_ADMIN_TOKEN}` });
   type Stats = {
     routes: Array<{ route: string; mirrors: Array<{ mirror: string; compare: { differ: number } }> }>;
     samples: Array<{ route: string; fields: string[]; primary: { excerpt: string } }>;
@@ -131,7 +132,7 @@ describe("npm start shows shadow testing on the dashboard", () => {
     let stats: Stats | undefined;
     const deadline = Date.now() + 20_000;
     for (;;) {
-      stats = (await (await fetch(`${edge}/__mirror/api/stats`, { headers: auth() })).json()) as Stats;
+      ({ stats } = await adminStats<Stats>(edge, DEMO_ADMIN_TOKEN));
       const catalog = stats.routes.find((r) => r.route === "catalog");
       if ((catalog?.mirrors[0]?.compare.differ ?? 0) >= 3) break;
       if (Date.now() > deadline) throw new Error(`no diffs counted: ${JSON.stringify(stats)}`);

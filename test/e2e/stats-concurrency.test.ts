@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startOrigin } from "../../scripts/lib/origins.mjs";
 import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
+import { adminStats } from "./helpers.ts";
 
 type Origin = Awaited<ReturnType<typeof startOrigin>>;
 type Worker = Awaited<ReturnType<typeof startWorker>>;
@@ -79,11 +80,9 @@ afterAll(async () => {
 });
 
 async function stats(): Promise<Stats> {
-  const res = await fetch(`${worker.url}/__mirror/api/stats?minutes=60`, {
-    headers: { authorization: `Bearer ${TOKEN}` },
-  });
-  expect(res.status).toBe(200);
-  return (await res.json()) as Stats;
+  const { status, stats } = await adminStats<Stats>(worker.url, TOKEN, 60);
+  expect(status).toBe(200);
+  return stats;
 }
 
 /** Copies a mirror origin received for one route, by the request numbers they carried. */

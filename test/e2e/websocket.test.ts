@@ -4,7 +4,7 @@ import WebSocket from "ws";
 import { startOrigin } from "../../scripts/lib/origins.mjs";
 import { startWebSocketOrigin } from "../../scripts/lib/websocket-origin.mjs";
 import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
-import { mirrorOutcomes, until } from "./helpers.ts";
+import { adminStats, mirrorOutcomes, until } from "./helpers.ts";
 
 /**
  * edge-mirror sits in front of everything a zone serves, WebSockets included: a real `ws` client
@@ -128,15 +128,15 @@ async function onlyPlainCopies(worker: Worker, copies: number) {
 }
 
 async function stats(worker: Worker) {
-  const res = await fetch(`${worker.url}/__mirror/api/stats`, { headers: { authorization: `Bearer ${TOKEN}` } });
-  expect(res.status).toBe(200);
-  return (await res.json()) as {
+  const { status, stats } = await adminStats<{
     routes: Array<{
       route: string;
       requests: number;
       mirrors: Array<{ mirror: string; sent: number; skipped: object }>;
     }>;
-  };
+  }>(worker.url, TOKEN);
+  expect(status).toBe(200);
+  return stats;
 }
 
 /** The route's counters once `requests` requests have been counted (they reach the Durable Object in the background). */

@@ -1,11 +1,11 @@
 import { execFileSync } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { Agent, type ServerResponse } from "node:http";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startEarlyAnswerOrigin, startOrigin } from "../../scripts/lib/origins.mjs";
 import { writeBetweenMarkers } from "../../scripts/lib/report.mjs";
 import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
-import { type Exchange, exchange, logged, mirrorOutcomes, until } from "../e2e/helpers.ts";
+import { adminStats, type Exchange, exchange, logged, mirrorOutcomes, sha256, until } from "../e2e/helpers.ts";
 
 /**
  * The fault suite: real origins that misbehave, the bundled worker in workerd, and for each
@@ -58,10 +58,6 @@ function echo(name: string, status = 200) {
     });
     res.end(seen.body);
   };
-}
-
-function sha256(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
 }
 
 /** Sizes skewed towards small bodies (as real traffic is), spanning 0 B to 2 MB. */
@@ -600,8 +596,8 @@ describe("broken policies never harm the routes beside them (issue #14)", () => 
     type Counted = { route: string; requests: number; mirrors: Array<{ mirror: string }> };
     let row: Counted | undefined;
     await until(async () => {
-      const res = await fetch(`${worker.url}/__mirror/api/stats`, { headers: { authorization: `Bearer ${TOKEN}` } });
-      row = ((await res.json()) as { routes: Counted[] }).routes.find((r) => r.route === route);
+      const { stats } = await adminStats<{ routes: Counted[] }>(worker.url, TOKEN);
+      row = stats.routes.find((r) => r.route === route);
       return (row?.requests ?? 0) >= REQUESTS;
     }, 15_000);
     return row;

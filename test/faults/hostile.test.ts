@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { Agent, request } from "node:http";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startOrigin } from "../../scripts/lib/origins.mjs";
@@ -7,7 +7,7 @@ import { writeBetweenMarkers } from "../../scripts/lib/report.mjs";
 import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
 import { DEFAULT_MEMORY_BUDGET_BYTES } from "../../src/body/budget.js";
 import { NOT_ALLOWED } from "../../src/mirror/plan.js";
-import { exchange, mirrorOutcomes, until } from "../e2e/helpers.ts";
+import { adminStats, exchange, mirrorOutcomes, sha256, until } from "../e2e/helpers.ts";
 
 /**
  * Hostile clients beside an audit mirror. Three routes share one worker: `pay`, copied to an audit
@@ -63,8 +63,7 @@ interface Tally {
   intact: number;
 }
 
-const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
-const EMPTY = sha(new Uint8Array(0));
+const EMPTY = sha256(new Uint8Array(0));
 
 let primary: Origin;
 let audit: Origin;
@@ -209,7 +208,7 @@ function payRequest(i: number, kind: Kind): { sent: Sent; headers: Record<string
       break;
     }
   }
-  const sent = { kind, method, path, sha256: method === "GET" ? EMPTY : sha(body) };
+  const sent = { kind, method, path, sha256: method === "GET" ? EMPTY : sha256(body) };
   return { sent, headers, body: method === "GET" ? undefined : body };
 }
 
@@ -283,7 +282,7 @@ async function hugeKeyLoad(base: string): Promise<void> {
         headers: { "content-type": "application/json" },
       });
       const got = new Uint8Array(await res.arrayBuffer());
-      count("huge JSON key", res.status === 200 && sha(got) === sha(body));
+      count("huge JSON key", res.status === 200 && sha256(got) === sha256(body));
     } catch {
       count("huge JSON key", false);
     }
@@ -302,7 +301,7 @@ async function uploadLoad(base: string): Promise<void> {
       } catch {
         // An answer that is no JSON is an altered one.
       }
-      count("30 MiB upload", got.status === 200 && answer.sha256 === sha(body));
+      count("30 MiB upload", got.status === 200 && answer.sha256 === sha256(body));
     }),
   );
 }
@@ -314,10 +313,8 @@ interface StatsRoute {
 }
 
 async function stats(): Promise<StatsRoute[]> {
-  const res = await fetch(`${worker.url}/__mirror/api/stats?minutes=15`, {
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
-  });
-  return ((await res.json()) as { routes: StatsRoute[] }).routes;
+  const { stats } = await adminStats<{ routes: StatsRoute[] }>(worker.url, ADMIN_TOKEN, 15);
+  return stats.routes;
 }
 
 const copyKey = (c: { method: string; path: string; sha256: string }) => `${c.method} ${c.path} ${c.sha256}`;

@@ -1,11 +1,10 @@
-import { createHash } from "node:crypto";
 import { Agent } from "node:http";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startOrigin } from "../../scripts/lib/origins.mjs";
 import { newestWorkerdPid, peakMemoryMiB, resetPeakMemoryMiB } from "../../scripts/lib/proc.mjs";
 import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
 import { DEFAULT_MEMORY_BUDGET_BYTES } from "../../src/body/budget.js";
-import { exchange, mirrorOutcomes, until } from "../e2e/helpers.ts";
+import { exchange, mirrorOutcomes, sha256, until } from "../e2e/helpers.ts";
 
 /**
  * Large bodies through a mirrored route in workerd: the primary gets every byte; the mirror gets
@@ -55,8 +54,6 @@ afterAll(async () => {
   await Promise.all([primary?.close(), mirror?.close()]);
 });
 
-const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
-
 async function outcome(route: string) {
   const of = () => mirrorOutcomes(logs).find((o) => o.route === route);
   await until(() => of() !== undefined, 10_000);
@@ -86,7 +83,7 @@ describe("large bodies", () => {
     expect((await res.json()) as { sha256: string }).toMatchObject({
       servedBy: "primary",
       bytes: 100 * MiB,
-      sha256: sha(body),
+      sha256: sha256(body),
     });
     expect(await outcome("hundred")).toMatchObject({ kind: "skipped", reason: "body_too_large" });
     return peakMemoryMiB(pid) - before;
@@ -111,9 +108,9 @@ describe("large bodies", () => {
   it("10 MB under a 16 MiB cap: primary and mirror both get every byte", async () => {
     const body = pattern(10 * MiB);
     const res = await fetch(`${worker.url}/ten`, { method: "POST", body });
-    expect((await res.json()) as { sha256: string }).toMatchObject({ servedBy: "primary", sha256: sha(body) });
+    expect((await res.json()) as { sha256: string }).toMatchObject({ servedBy: "primary", sha256: sha256(body) });
     await mirror.waitForCount(1, 30_000);
-    expect(mirror.requests[0]?.sha256).toBe(sha(body));
+    expect(mirror.requests[0]?.sha256).toBe(sha256(body));
     expect(await outcome("ten")).toMatchObject({ kind: "sent", bodyBytes: 10 * MiB });
   });
 });
@@ -180,13 +177,15 @@ describe("concurrent uploads and the isolate's memory budget", () => {
       );
       expect(answers.map((a) => a.error ?? a.status)).toEqual(bodies.map(() => 200));
       expect(answers.map((a) => JSON.parse(String(a.body)))).toEqual(
-        bodies.map((body) => expect.objectContaining({ servedBy: "primary", bytes: body.length, sha256: sha(body) })),
+        bodies.map((body) =>
+          expect.objectContaining({ servedBy: "primary", bytes: body.length, sha256: sha256(body) }),
+        ),
       );
       expect(outcomes()).toHaveLength(n);
       expect(sent.map((o) => o.status)).toEqual(sent.map(() => 200));
       expect(skipped.map((o) => o.reason)).toEqual(skipped.map(() => "memory_budget"));
       // The mirror got the copies that were sent, each whole, and nothing else.
-      const sums = new Set(bodies.map(sha));
+      const sums = new Set(bodies.map(sha256));
       expect(slowMirror.requests.map((r) => sums.has(r.sha256))).toEqual(sent.map(() => true));
       return { growth, sent: sent.length, skipped: skipped.length };
     } finally {
