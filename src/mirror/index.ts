@@ -1,6 +1,10 @@
 /**
  * @module mirror
- * Sends the planned copies. Runs only inside `ctx.waitUntil`: the body copy is read from its
+ * Plans a matched request's copies (`planCopies`) and sends them (`sendCopies`), from one
+ * `CopyJob` the request path builds: the request as the primary got it, the targets, the body's
+ * copy, and the isolate's breaker, noise, secret and budget; for a comparison, the primary's
+ * answer as the request path reads it (src/app.ts owns the answer; nothing here touches it).
+ * Sending runs only inside `ctx.waitUntil`: the body copy is read from its
  * tee branch once, up to the route's cap, and shared by every mirror; each copy carries a marker
  * made for it (headers/marker); each mirror has its own timeout (never the client's signal) and
  * its answer is dropped (see `discardAnswer`). What the body copy and a comparison's reads hold is
