@@ -10,18 +10,23 @@
  * `createWorker` builds the worker; the isolate's state (src/isolate) is built from the first
  * env the worker sees and kept in the worker's closure, one per env object: the runtime passes
  * one per isolate, and a test that passes its own gets a state of its own. Each request then
- * costs one WeakMap lookup. Nothing is kept at module level.
+ * costs one WeakMap lookup. Nothing is kept at module level. The cron trigger (`scheduled`)
+ * publishes the policies when KV holds others than those published: edits made straight in KV.
  */
 import { createAdminApp } from "./admin/index.js";
 import { adminRequest } from "./admin/paths.js";
 import { handleRequest } from "./app.js";
 import { buildIsolate, type IsolateOptions, type IsolateState } from "./isolate/index.js";
+import { kvPolicyStore } from "./store/policy-store.js";
+import { reconcilePolicies } from "./store/publish.js";
 
 /** What a worker may be built with instead of the runtime's defaults (tests: their own draws and sinks). */
 export type WorkerOptions = IsolateOptions;
 
 export interface EdgeMirrorWorker {
   fetch(request: Request, env: Env, ctx: ExecutionContext): Response | Promise<Response>;
+  /** The cron trigger: publishes the policies when KV holds other ones than published (store/publish). */
+  scheduled(controller: ScheduledController, env: Env, ctx: ExecutionContext): void;
   /** The state this worker keeps for `env`, built on first use: what tests and benchmarks read. */
   isolate(env: Env): IsolateState;
 }
@@ -44,6 +49,10 @@ export function createWorker(options: WorkerOptions = {}): EdgeMirrorWorker {
       const forAdmin = adminRequest(request, adminPrefix, adminHost);
       if (forAdmin) return admin.fetch(forAdmin, env, ctx);
       return handleRequest(request, state, ctx);
+    },
+    scheduled(controller, env, ctx) {
+      if (!env.MIRROR_CONFIG) return;
+      ctx.waitUntil(reconcilePolicies(kvPolicyStore(env.MIRROR_CONFIG), controller.scheduledTime, options.policyLog));
     },
     isolate,
   };

@@ -1,8 +1,10 @@
 /**
  * @module scripts/policy/cli
  * `npm run policy -- <command>`: validate, apply, diff, pull, list and delete edge-mirror
- * policies in Workers KV, kubectl-style. Exit codes: 0 ok, 1 invalid input (or, for `diff`,
- * differences found), 2 usage or I/O errors.
+ * policies in Workers KV, kubectl-style, and touch: publish what KV holds. Every command that
+ * changes KV then publishes the policies (src/store/publish.ts): the snapshot and marker every
+ * isolate reads. Exit codes: 0 ok, 1 invalid input (or, for `diff`, differences found), 2 usage
+ * or I/O errors.
  */
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -10,6 +12,13 @@ import { stringify as toYaml } from "yaml";
 import { parsePolicyKey, routeKey } from "../../src/store/keys.js";
 import { storedDocument } from "../../src/store/parse.js";
 import type { PolicyStore } from "../../src/store/policy-store.js";
+import {
+  PUBLISH_RETRY_DELAYS_MS,
+  type PublishOptions,
+  type PublishResult,
+  publishPolicies,
+  SnapshotTooLargeError,
+} from "../../src/store/publish.js";
 import { formatProblem, type LoadedPolicies, loadPolicyFiles } from "./files.js";
 import { type OpenPolicyStore, openPolicyStore } from "./kv.js";
 import { deleteOrder, type FieldChange, fieldChanges, planChanges, storedOnly, summarize, writeOrder } from "./plan.js";
@@ -24,8 +33,11 @@ commands:
   pull [--out file]             write what is stored as one policy file (JSON, or YAML for .yaml)
   list                          the stored routes and clusters
   delete <route-id>             delete one route
+  touch                         publish what KV holds now, so that edits made straight in KV
+                                (wrangler kv key put, the dashboard) reach every isolate within
+                                POLICY_CACHE_TTL_MS; the worker's cron does it within a minute
 
-where (apply, diff, pull, list, delete):
+where (apply, diff, pull, list, delete, touch):
   --local (default)             the local state that wrangler dev and npm start use
   --remote                      Workers KV on Cloudflare, through wrangler (after wrangler login)
   --env <name>                  a wrangler environment (staging, production)
@@ -76,6 +88,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
   }
   if (command === "pull") return withStore(flags, io, (store) => pull(store, flags.out, io));
   if (command === "list") return withStore(flags, io, (store) => list(store, io));
+  if (command === "touch") return withStore(flags, io, (store) => touch(store, io));
   if (command === "delete") {
     const id = files[0];
     if (!id || files.length > 1) {
@@ -135,7 +148,8 @@ async function withStore(flags: Flags, io: Io, work: (store: PolicyStore) => Pro
 }
 
 async function apply(store: PolicyStore, loaded: LoadedPolicies, flags: Flags, io: Io): Promise<number> {
-  const changes = planChanges(loaded.entries, await store.readAll(), flags.prune ?? false);
+  const stored = await store.readAll();
+  const changes = planChanges(loaded.entries, stored, flags.prune ?? false);
   for (const c of changes) if (c.kind !== "unchanged") io.out(`${flags["dry-run"] ? "would " : ""}${c.kind} ${c.key}`);
   const counts = summarize(changes);
   const summary = `created ${counts.create}, updated ${counts.update}, deleted ${counts.delete}, unchanged ${counts.unchanged}`;
@@ -150,8 +164,48 @@ async function apply(store: PolicyStore, loaded: LoadedPolicies, flags: Flags, i
   await store.put(writes, (done, total) => {
     if (total >= 50 && (done % 50 === 0 || done === total)) io.err(`writing ${done}/${total}`);
   });
-  await store.delete(deleteOrder(changes.filter((c) => c.kind === "delete").map((c) => c.key)));
+  const deletes = deleteOrder(changes.filter((c) => c.kind === "delete").map((c) => c.key));
+  await store.delete(deletes);
   io.out(summary);
+  if (writes.length + deletes.length === 0) return 0;
+  // What KV now holds, as this command knows it: nothing needs listing or reading again.
+  const texts = new Map(stored);
+  for (const [key, text] of writes) texts.set(key, text);
+  for (const key of deletes) texts.delete(key);
+  await publish(store, { texts, now: Date.now() }, io);
+  return 0;
+}
+
+/**
+ * Publishes, retrying a write KV refused (one write per second per key: another publisher may
+ * have written a moment ago). A publication that still fails is reported, and the command fails:
+ * the policies are written, and the worker's cron publishes them within a minute.
+ */
+async function publish(store: PolicyStore, options: PublishOptions, io: Io): Promise<PublishResult> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt <= PUBLISH_RETRY_DELAYS_MS.length; attempt++) {
+    if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, PUBLISH_RETRY_DELAYS_MS[attempt - 1]));
+    try {
+      const result = await publishPolicies(store, options);
+      io.out(
+        result.written
+          ? `published ${result.routes} routes and ${result.clusters} clusters as version ${result.version.slice(0, 12)}`
+          : `already published: ${result.routes} routes and ${result.clusters} clusters, version ${result.version.slice(0, 12)}`,
+      );
+      return result;
+    } catch (err) {
+      lastError = err;
+      if (err instanceof SnapshotTooLargeError) break;
+    }
+  }
+  throw new Error(
+    `the policies are written but could not be published (${(lastError as Error)?.message ?? lastError}); the worker's cron publishes them within a minute, or run npm run policy -- touch`,
+  );
+}
+
+/** Publishes what KV holds, every key read: after edits made straight in KV. */
+async function touch(store: PolicyStore, io: Io): Promise<number> {
+  await publish(store, { full: true, now: Date.now() }, io);
   return 0;
 }
 
@@ -238,5 +292,6 @@ async function remove(store: PolicyStore, id: string, io: Io): Promise<number> {
   }
   await store.delete([key]);
   io.out(`deleted ${key}`);
+  await publish(store, { changes: new Map([[key, null]]), now: Date.now() }, io);
   return 0;
 }

@@ -10,8 +10,17 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { KV_BINDING, POLICY_KINDS, policyPrefix } from "../../src/store/keys.js";
+import {
+  KV_BINDING,
+  metadataHash,
+  POLICY_KINDS,
+  POLICY_MARKER_KEY,
+  POLICY_SNAPSHOT_KEY,
+  policyMetadata,
+  policyPrefix,
+} from "../../src/store/keys.js";
 import { kvPolicyStore, type PolicyStore, requirePolicyKey } from "../../src/store/policy-store.js";
+import { sha256Hex } from "../../src/store/published.js";
 
 export interface KvOptions {
   remote: boolean;
@@ -67,8 +76,17 @@ function remoteStore(options: KvOptions): OpenPolicyStore {
     writeFileSync(path, JSON.stringify(content));
     return path;
   };
-  const listKeys = (prefix: string) =>
-    (json(run(["kv", "key", "list", "--prefix", prefix]), "[") as { name: string }[]).map((k) => k.name);
+  /** Every key under `prefix` with the hash its metadata holds (wrangler lists metadata with the names). */
+  const listKeys = (prefix: string): Array<[string, string | undefined]> =>
+    (json(run(["kv", "key", "list", "--prefix", prefix]), "[") as { name: string; metadata?: unknown }[]).map((k) => [
+      k.name,
+      metadataHash(k.metadata),
+    ]);
+  const listHashes = () =>
+    new Map(
+      POLICY_KINDS.flatMap((kind) => listKeys(policyPrefix(kind))).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+    );
+  const putOne = (key: string, value: string) => run(["kv", "bulk", "put", file("put.json", [{ key, value }])]);
   const getTexts = (keys: readonly string[]): Map<string, string> => {
     const texts = new Map<string, string>();
     if (keys.length === 0) return texts;
@@ -82,24 +100,53 @@ function remoteStore(options: KvOptions): OpenPolicyStore {
     }
     return texts;
   };
+  const readPublished = () => {
+    const texts = getTexts([POLICY_MARKER_KEY, POLICY_SNAPSHOT_KEY]);
+    return { marker: texts.get(POLICY_MARKER_KEY) ?? null, snapshot: texts.get(POLICY_SNAPSHOT_KEY) ?? null };
+  };
   return {
     async readAll() {
-      return getTexts(POLICY_KINDS.flatMap((kind) => listKeys(policyPrefix(kind))));
+      return getTexts([...listHashes().keys()]);
+    },
+    async listHashes() {
+      return listHashes();
     },
     async list(kind) {
       const prefix = policyPrefix(kind);
-      return listKeys(prefix).map((key) => key.slice(prefix.length));
+      return listKeys(prefix).map(([key]) => key.slice(prefix.length));
     },
     async get(key) {
       return getTexts([requirePolicyKey(key)]).get(key) ?? null;
     },
+    async getMany(keys) {
+      for (const key of keys) requirePolicyKey(key);
+      return getTexts(keys);
+    },
     async put(entries, progress) {
       for (const [key] of entries) requirePolicyKey(key);
       for (let i = 0; i < entries.length; i += PUT_BATCH) {
-        const batch = entries.slice(i, i + PUT_BATCH).map(([key, value]) => ({ key, value }));
+        const batch = await Promise.all(
+          entries
+            .slice(i, i + PUT_BATCH)
+            .map(async ([key, value]) => ({ key, value, metadata: policyMetadata(await sha256Hex(value)) })),
+        );
         run(["kv", "bulk", "put", file("put.json", batch)]);
         progress?.(i + batch.length, entries.length);
       }
+    },
+    async readMarker() {
+      return readPublished().marker;
+    },
+    async readSnapshot() {
+      return readPublished().snapshot;
+    },
+    async readPublished() {
+      return readPublished();
+    },
+    async publish(snapshot, marker) {
+      // Two calls: a bulk write does not say in which order its keys become visible.
+      if (snapshot !== undefined) putOne(POLICY_SNAPSHOT_KEY, snapshot);
+      putOne(POLICY_MARKER_KEY, marker);
     },
     async delete(keys) {
       for (const key of keys) requirePolicyKey(key);

@@ -2,7 +2,8 @@ import { reset } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { callWorker } from "../../test/worker/helpers.js";
-import { routeKey } from "../store/keys.js";
+import { clusterKey, POLICY_MARKER_KEY, POLICY_SNAPSHOT_KEY, routeKey } from "../store/keys.js";
+import { decodeMarker, decodeSnapshot, textsOf } from "../store/published.js";
 import { ADMIN_BODY_MAX_BYTES } from "./index.js";
 
 const TOKEN = "api-test-admin-token-0123456789abcdef";
@@ -140,10 +141,20 @@ describe("routes", () => {
     const urls = fetchSpy.mock.calls.map(([input]) => (input instanceof Request ? input.url : String(input)));
     expect(urls).toEqual(["http://primary.test/svc/x", "http://canary.test/svc/x"]);
 
+    // Published for every other isolate, inside the write's waitUntil: the snapshot and its marker.
+    const published = async () => {
+      const snapshot = decodeSnapshot(await env.MIRROR_CONFIG.get(POLICY_SNAPSHOT_KEY));
+      const marker = decodeMarker(await env.MIRROR_CONFIG.get(POLICY_MARKER_KEY));
+      expect(marker?.version).toBe(snapshot?.version);
+      return [...textsOf(snapshot as NonNullable<typeof snapshot>).keys()];
+    };
+    expect(await published()).toEqual([clusterKey("canary"), routeKey("svc")]);
+
     expect((await call("GET", "/routes/svc")).json).toMatchObject({ id: "svc" });
     expect((await call("GET", "/routes")).json.routes).toHaveLength(1);
     expect((await call("DELETE", "/routes/svc")).status).toBe(204);
     expect((await call("DELETE", "/routes/svc")).status).toBe(404);
+    expect(await published()).toEqual([clusterKey("canary")]);
   });
 
   it.each([

@@ -3,7 +3,8 @@
  * The policy API under `<ADMIN_PREFIX>/api`: list, get, put and delete routes and clusters
  * through the `PolicyStore`, with the same validation and cross-checks as `npm run policy`.
  * Handlers throw typed errors; the admin app turns them into statuses. A write is seen at once
- * by the isolate that made it; elsewhere within the policy cache TTL plus KV's propagation (≤ 60 s).
+ * by the isolate that made it; it is then published (store/publish, inside `waitUntil`), and the
+ * other isolates see it within the policy cache TTL plus KV's propagation (≤ 60 s).
  */
 import { type Context, Hono } from "hono";
 import { clusterReferences, crossCheck } from "../policy/cross-check.js";
@@ -48,8 +49,15 @@ async function deleteOne(c: Context<AdminEnv>, kind: PolicyKind, name: string, b
   if ((await store.get(key)) === null) throw new NotFoundError(`no ${kind} "${name}"`);
   await beforeDelete?.();
   await store.delete([key]);
-  c.get("admin").policies.invalidate();
+  written(c, store, key, null);
   return new Response(null, { status: 204 });
+}
+
+/** After a write: this isolate serves it from its next request on, and it is published for the others. */
+function written(c: Context<AdminEnv>, store: PolicyStore, key: string, text: string | null): void {
+  const admin = c.get("admin");
+  admin.policies.invalidate();
+  admin.publisher.changed(store, key, text, (p) => c.executionCtx.waitUntil(p));
 }
 
 /** Issues of the route at `route` only, with their paths relative to the route. */
@@ -83,8 +91,9 @@ export function policyApi(): Hono<AdminEnv> {
     const errors = ownIssues(checks.errors);
     if (errors.length > 0) throw new PolicyValidationError(errors);
     const key = routeKey(id);
-    await store.put([[key, JSON.stringify(document)]]);
-    c.get("admin").policies.invalidate();
+    const text = JSON.stringify(document);
+    await store.put([[key, text]]);
+    written(c, store, key, text);
     return c.json({ route: document, warnings: checks.warnings.map((w) => w.message) }, texts.has(key) ? 200 : 201);
   });
 
@@ -107,8 +116,9 @@ export function policyApi(): Hono<AdminEnv> {
     const store = storeOf(c.env);
     const key = clusterKey(name);
     const existed = (await store.get(key)) !== null;
-    await store.put([[key, JSON.stringify(document)]]);
-    c.get("admin").policies.invalidate();
+    const text = JSON.stringify(document);
+    await store.put([[key, text]]);
+    written(c, store, key, text);
     return c.json({ cluster: document }, existed ? 200 : 201);
   });
 

@@ -2,9 +2,11 @@
  * @module admin/state
  * What the admin surface keeps per isolate, built once by the isolate (src/isolate) and handed to
  * every admin handler as the `admin` context variable: its settings, the worker's policy cache (a
- * write is served at once by the isolate that made it), the dashboard's session epoch and key
- * (admin/session), and the addresses the token's rate limit admitted lately.
+ * write is served at once by the isolate that made it), the publisher that publishes each write to
+ * every other isolate (store/publish), the dashboard's session epoch and key (admin/session), and
+ * the addresses the token's rate limit admitted lately.
  */
+import type { PolicyStore } from "../store/policy-store.js";
 import { SessionEpochCache, SessionKeys } from "./session.js";
 import { LOGIN_LIMIT_PERIOD_SECONDS } from "./settings.js";
 
@@ -45,6 +47,13 @@ export interface AdminState {
   readonly statsShards: number;
   /** The worker's policy cache, forgotten after a write so that this isolate serves it at once. */
   readonly policies: { invalidate(): void };
+  /**
+   * Publishes a write (the text written, or null for a delete) to every isolate, inside
+   * `waitUntil`: the snapshot and marker are rewritten, a burst of writes coalesced (store/publish).
+   */
+  readonly publisher: {
+    changed(store: PolicyStore, key: string, text: string | null, waitUntil: (p: Promise<unknown>) => void): void;
+  };
   /** The dashboard's session epoch, as this isolate last read it. */
   readonly sessionEpoch: SessionEpochCache;
   /** The dashboard session cookie's HMAC key, derived from ADMIN_TOKEN once. */
@@ -57,10 +66,12 @@ export interface AdminState {
 export function adminState(
   settings: Pick<AdminState, "prefix" | "token" | "statsShards">,
   policies: AdminState["policies"],
+  publisher: AdminState["publisher"],
 ): AdminState {
   return {
     ...settings,
     policies,
+    publisher,
     sessionEpoch: new SessionEpochCache(),
     sessionKeys: new SessionKeys(),
     admittedAddresses: new AdmittedAddresses(),

@@ -17,6 +17,7 @@ import { fanOut, type LogLevel, logSink, type OutcomeSink, parseLogLevel, parseS
 import { DeploymentSecret } from "../secret/index.js";
 import { createStatsBuffer, type StatsSettings, statsSettings } from "../stats/index.js";
 import { PolicyCache } from "../store/index.js";
+import { PolicyPublisher } from "../store/publish.js";
 
 export interface Settings {
   /** `PRIMARY_ORIGIN` reduced to its origin, or undefined: requests then go to their own URL. */
@@ -154,6 +155,7 @@ export function buildIsolate(env: Env, options: IsolateOptions = {}): IsolateSta
     admin: adminState(
       { prefix: settings.adminPrefix, token: settings.adminToken, statsShards: settings.stats.shards },
       policies,
+      new PolicyPublisher(options.policyLog ? { log: options.policyLog } : {}),
     ),
     recorder: options.outcomes ? outcomesOnly(options.outcomes) : recorderOf(env, settings),
   };

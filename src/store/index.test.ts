@@ -1,13 +1,15 @@
 import { reset } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
+import { countingKv } from "../../test/worker/helpers.js";
 import { PolicyValidationError, parseRoute } from "../policy/index.js";
 import { SNAPSHOT_PATTERN_BUDGET } from "../policy/precedence.js";
 import { compileRegex } from "../regex/index.js";
 import { loadSnapshot, PolicyCache } from "./index.js";
-import { clusterKey, routeKey, SESSION_EPOCH_KEY } from "./keys.js";
+import { clusterKey, POLICY_SNAPSHOT_KEY, routeKey, SESSION_EPOCH_KEY } from "./keys.js";
 import { parseStoredRoute } from "./parse.js";
 import { kvPolicyStore } from "./policy-store.js";
+import { publishPolicies, reconcilePolicies } from "./publish.js";
 
 const kv = env.MIRROR_CONFIG;
 const store = kvPolicyStore(kv);
@@ -261,5 +263,163 @@ describe("PolicyCache", () => {
     await kv.put(clusterKey("gone"), JSON.stringify({ origin: "https://gone.test" }));
     expect((await cache.get(kv, () => {})).unknownBackends).toEqual([]);
     expect(lines).toHaveLength(2);
+  });
+});
+
+describe("PolicyCache on the published policies", () => {
+  const TTL = 5000;
+
+  /** A cache whose clock the test moves, and a refresh that waits for the background load. */
+  function clocked(lines: string[] = []) {
+    let now = 1000;
+    const cache = new PolicyCache({ ttlMs: TTL, now: () => now, log: (line) => lines.push(line) });
+    return {
+      cache,
+      first: (from: KVNamespace) => cache.get(from, () => {}),
+      async refresh(from: KVNamespace) {
+        now += TTL;
+        const background: Promise<unknown>[] = [];
+        await cache.get(from, (p) => background.push(p));
+        await Promise.all(background);
+        return cache.get(from, () => {});
+      },
+    };
+  }
+
+  const route = (i: number, extra: object = {}) =>
+    [
+      routeKey(`r${i}`),
+      JSON.stringify({ id: `r${i}`, match: { path: { type: "PathPrefix", value: `/r/${i}` } }, ...extra }),
+    ] as const;
+
+  it("stores 1,000 routes and refreshes 30 times with nothing changed: one key read each, no list", async () => {
+    const entries = Array.from({ length: 1000 }, (_, i) => route(i));
+    await Promise.all(Array.from({ length: 10 }, (_, c) => store.put(entries.slice(c * 100, c * 100 + 100))));
+    expect(await publishPolicies(store, { now: 1 })).toMatchObject({ written: true, routes: 1000 });
+
+    const { kv: counted, counts } = countingKv(kv);
+    const { cache, first, refresh } = clocked();
+    const served = await first(counted);
+    expect(served.routes.size).toBe(1000);
+    // A new isolate: the snapshot, one key.
+    expect(counts).toEqual({ keysRead: 1, lists: 0, writes: 0 });
+    for (let i = 0; i < 30; i++) expect((await refresh(counted)).routes).toBe(served.routes);
+    // Thirty refreshes: the marker, one key each.
+    expect(counts).toEqual({ keysRead: 31, lists: 0, writes: 0 });
+    expect(cache.loads).toBe(31);
+  }, 120_000);
+
+  it("follows the marker: a published change is served at the next refresh, for two key reads", async () => {
+    await store.put([route(1)]);
+    await publishPolicies(store, { now: 1 });
+    const { kv: counted, counts } = countingKv(kv);
+    const { first, refresh } = clocked();
+    expect((await first(counted)).routes.find(facts("/r/1/x"))?.id).toBe("r1");
+    await store.put([route(2)]);
+    await publishPolicies(store, { changes: new Map([route(2)]), now: 2 });
+    const before = counts.keysRead;
+    const changed = await refresh(counted);
+    expect(changed.routes.find(facts("/r/2/x"))?.id).toBe("r2");
+    expect(counts.keysRead - before).toBe(2);
+    expect(counts.lists).toBe(0);
+  });
+
+  it("reads the snapshot again while it is behind its marker, and serves it once it catches up", async () => {
+    await store.put([route(1)]);
+    await publishPolicies(store, { now: 1 });
+    const stale = (await kv.get(POLICY_SNAPSHOT_KEY)) as string;
+    await store.put([route(2)]);
+    await publishPolicies(store, { now: 2 });
+    const fresh = (await kv.get(POLICY_SNAPSHOT_KEY)) as string;
+    // This location still shows the old snapshot beside the new marker (KV propagation).
+    await kv.put(POLICY_SNAPSHOT_KEY, stale);
+    const { kv: counted, counts } = countingKv(kv);
+    const { first, refresh } = clocked();
+    expect((await first(counted)).routes.size).toBe(1);
+    for (let i = 0; i < 3; i++) {
+      const before = counts.keysRead;
+      expect((await refresh(counted)).routes.size).toBe(1);
+      // Never taken for "nothing changed": the marker and the snapshot, every time.
+      expect(counts.keysRead - before).toBe(2);
+    }
+    await kv.put(POLICY_SNAPSHOT_KEY, fresh);
+    expect((await refresh(counted)).routes.size).toBe(2);
+    const caughtUp = counts.keysRead;
+    await refresh(counted);
+    expect(counts.keysRead - caughtUp).toBe(1);
+  });
+
+  it("keeps the last good snapshot when a refresh fails, or the snapshot it is sent to cannot be read", async () => {
+    await store.put([route(1)]);
+    await publishPolicies(store, { now: 1 });
+    const lines: string[] = [];
+    const { first, refresh } = clocked(lines);
+    const good = await first(kv);
+    expect(good.routes.size).toBe(1);
+
+    // KV down.
+    const down = countingKv(kv, () => true).kv;
+    expect((await refresh(down)).routes).toBe(good.routes);
+    expect(lines.map((l) => JSON.parse(l).msg)).toEqual(["edge-mirror.policy_store_unavailable"]);
+
+    // A marker that moved to a snapshot that is not one: served as before, logged once, and no
+    // isolate falls back to reading every key.
+    await store.put([route(2)]);
+    await publishPolicies(store, { now: 2 });
+    await kv.put(POLICY_SNAPSHOT_KEY, '{"format":1,"version":"tr');
+    const { kv: counted, counts } = countingKv(kv);
+    expect((await refresh(counted)).routes).toBe(good.routes);
+    expect((await refresh(counted)).routes).toBe(good.routes);
+    expect(counts).toEqual({ keysRead: 4, lists: 0, writes: 0 });
+    expect(lines.map((l) => JSON.parse(l).msg)).toEqual([
+      "edge-mirror.policy_store_unavailable",
+      "edge-mirror.policy_snapshot_unreadable",
+    ]);
+
+    // A load of every key that fails half-way (one bulk get of two) keeps it too.
+    await store.put(Array.from({ length: 150 }, (_, i) => route(100 + i)));
+    const { cache } = clocked(lines);
+    const before = await cache.get(kv, () => {});
+    await store.put([route(999)]);
+    let gets = 0;
+    const halfWay = countingKv(kv, (method, keys) => method === "get" && Array.isArray(keys) && ++gets === 2).kv;
+    cache.invalidate();
+    expect((await cache.get(halfWay, () => {})).routes).toBe(before.routes);
+  });
+
+  it("does not see an edit made straight in KV until a reconcile publishes it", async () => {
+    await store.put([route(1)]);
+    await publishPolicies(store, { now: 1 });
+    const { first, refresh } = clocked();
+    await first(kv);
+    // `wrangler kv key put`: a new value, no metadata, no marker moved.
+    await kv.put(...route(1, { match: { path: { type: "Exact", value: "/moved" } } }));
+    expect((await refresh(kv)).routes.find(facts("/r/1/x"))?.id).toBe("r1");
+    await reconcilePolicies(store, 2, () => {});
+    const after = await refresh(kv);
+    expect(after.routes.find(facts("/moved"))?.id).toBe("r1");
+    expect(after.routes.find(facts("/r/1/x"))).toBeUndefined();
+  });
+
+  it("reads every key while nothing is published, and after this isolate's own write", async () => {
+    await store.put([route(1)]);
+    const { kv: counted, counts } = countingKv(kv);
+    const { cache, first, refresh } = clocked();
+    await first(counted);
+    // The snapshot (none), then both prefixes listed and the one key read.
+    expect(counts).toEqual({ keysRead: 2, lists: 2, writes: 0 });
+    // The marker and the snapshot (none), then every key again.
+    await refresh(counted);
+    expect(counts).toEqual({ keysRead: 5, lists: 4, writes: 0 });
+
+    await publishPolicies(store, { now: 1 });
+    await refresh(counted);
+    const published = { ...counts };
+    await store.put([route(2)]);
+    cache.invalidate();
+    expect(cache.fresh(Number.MAX_SAFE_INTEGER)).toBeUndefined();
+    // The next request waits for every key: the snapshot does not hold this write yet.
+    expect((await cache.get(counted, () => {})).routes.size).toBe(2);
+    expect(counts.lists - published.lists).toBe(2);
   });
 });

@@ -2,7 +2,9 @@
  * @module store
  * Reads the route and cluster policies from Workers KV (through a `PolicyStore`) into an
  * immutable snapshot, and keeps that snapshot in the isolate so that the steady state does no KV read per request:
- * a stale snapshot is served while a refresh runs in the background (stale-while-revalidate).
+ * a stale snapshot is served while a refresh runs in the background (stale-while-revalidate). A
+ * refresh reads the published marker, one key, and the published snapshot only when the marker
+ * moved (store/published, store/publish), so that it costs the same for 10 policies or 10,000.
  * An invalid stored policy is skipped and logged; an unreachable KV keeps the last good
  * snapshot, or an empty one, so that the primary is always served.
  */
@@ -12,6 +14,7 @@ import { CompileBudgetError } from "../policy/precedence.js";
 import { routeKey } from "./keys.js";
 import { type InvalidEntry, parseStoredPolicies } from "./parse.js";
 import { kvPolicyStore, type PolicyStore } from "./policy-store.js";
+import { decodeMarker, decodeSnapshot, hashEntries, policyVersion, textsOf } from "./published.js";
 
 export interface PolicySnapshot {
   routes: RouteTable;
@@ -49,12 +52,6 @@ function unknownBackends(routes: Iterable<Route>, clusters: ReadonlyMap<string, 
     }
   }
   return found;
-}
-
-function sameTexts(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
-  if (a.size !== b.size) return false;
-  for (const [key, text] of a) if (b.get(key) !== text) return false;
-  return true;
 }
 
 export async function loadSnapshot(store: PolicyStore, now: number): Promise<PolicySnapshot> {
@@ -97,82 +94,135 @@ export interface CacheOptions {
   log?: (line: string) => void;
 }
 
+/** What a refresh found: the texts to serve and their version, or nothing new. */
+type Loaded = { texts: ReadonlyMap<string, string>; version: string } | "unchanged";
+
 /**
  * One per isolate. `get` returns at once whenever any snapshot exists; only the very first
- * request of an isolate (or every request with `ttlMs` 0) waits for KV.
+ * request of an isolate (or every request with `ttlMs` 0, or the first after `invalidate`) waits
+ * for KV.
+ *
+ * A refresh reads the published marker (one key, store/published) and, only when it names
+ * another version than the one served, the published snapshot (one more): two key reads at most,
+ * whatever the number of policies. A new isolate reads the snapshot alone. Every policy key is
+ * read only when nothing is published yet, after `invalidate` (this isolate's own admin write,
+ * which the snapshot may not hold yet), and with `ttlMs` 0 (no cache: tests and development). A
+ * refresh that fails, or finds the marker naming a snapshot it cannot read, keeps what it served.
  */
 export class PolicyCache {
   private snapshot: PolicySnapshot | undefined;
   private inflight: Promise<PolicySnapshot> | undefined;
   private lastInvalid = "";
-  /** The texts behind `snapshot`: an unchanged refresh reuses it instead of re-parsing. */
-  private lastTexts: ReadonlyMap<string, string> | undefined;
+  /** The version of the texts behind `snapshot` (store/published): what the marker is compared with. */
+  private version: string | undefined;
+  /** Set by `invalidate`: the next load reads every policy key, and the next request waits for it. */
+  private readEveryKey = false;
+  private waitForNext = false;
+  /** The marker version whose snapshot could not be read, logged once. */
+  private unreadableVersion: string | undefined;
   /** Counts KV loads, so that tests and benchmarks can prove the hot path does none. */
   loads = 0;
 
   constructor(private readonly options: CacheOptions) {}
 
-  /** Forget the snapshot: the next request waits for a fresh one (after an admin write). */
+  /**
+   * After a write through this isolate (the admin API): the next request waits for a load of
+   * every policy key, so that it serves the write, which the published snapshot may not hold yet.
+   * The snapshot served so far is kept for when that load fails.
+   */
   invalidate(): void {
-    this.snapshot = undefined;
+    this.readEveryKey = true;
+    this.waitForNext = true;
   }
 
   /**
    * The snapshot when it is still fresh, without a promise: the hot path of every request.
-   * Undefined when `get` has to be asked (first request, expired, or `ttlMs` 0).
+   * Undefined when `get` has to be asked (first request, expired, invalidated, or `ttlMs` 0).
    */
   fresh(now: number): PolicySnapshot | undefined {
     const current = this.snapshot;
-    return current && this.options.ttlMs > 0 && now - current.loadedAt < this.options.ttlMs ? current : undefined;
+    if (!current || this.waitForNext || this.options.ttlMs <= 0) return undefined;
+    return now - current.loadedAt < this.options.ttlMs ? current : undefined;
   }
 
   async get(kv: KVNamespace, waitUntil: (p: Promise<unknown>) => void): Promise<PolicySnapshot> {
     const now = (this.options.now ?? Date.now)();
     const current = this.snapshot;
     if (this.options.ttlMs <= 0) return this.refresh(kv, now);
-    if (current && now - current.loadedAt < this.options.ttlMs) return current;
-    if (current) {
-      if (!this.inflight) waitUntil(this.refresh(kv, now));
-      return current;
-    }
-    return this.inflight ?? this.refresh(kv, now);
+    if (!current || this.waitForNext) return this.inflight ?? this.refresh(kv, now);
+    if (now - current.loadedAt < this.options.ttlMs) return current;
+    if (!this.inflight) waitUntil(this.refresh(kv, now));
+    return current;
   }
 
   private refresh(kv: KVNamespace, now: number): Promise<PolicySnapshot> {
     this.loads++;
-    const run = kvPolicyStore(kv)
-      .readAll()
-      .then(
-        (texts) => {
-          // Parsing and compiling 1,000 routes blocks the isolate for tens of milliseconds; a
-          // refresh that finds nothing changed (the usual case) skips both.
-          const previous = this.snapshot;
-          if (previous?.available && this.lastTexts && sameTexts(texts, this.lastTexts)) {
-            this.snapshot = { ...previous, loadedAt: now };
-            return this.snapshot;
-          }
-          const fresh = buildSnapshot(texts, now);
-          this.reportInvalid(fresh.invalid);
-          // Once per snapshot, not per request: a busy route would otherwise log on every request.
-          for (const { route, cluster } of fresh.unknownBackends) {
-            this.write({ msg: "edge-mirror.unknown_backend_cluster", route, cluster, servedBy: "default primary" });
-          }
-          this.snapshot = fresh;
-          this.lastTexts = texts;
-          return fresh;
-        },
-        (err: unknown) => {
-          this.write({ msg: "edge-mirror.policy_store_unavailable", error: String(err) });
-          // Keep serving what we had; retry after one more TTL instead of on every request.
-          const fallback = this.snapshot ?? EMPTY_SNAPSHOT;
-          this.snapshot = { ...fallback, loadedAt: now };
-          return this.snapshot;
-        },
-      );
+    this.waitForNext = false;
+    const run = this.load(kvPolicyStore(kv)).then(
+      (loaded) => this.adopt(loaded, now),
+      (err: unknown) => {
+        this.write({ msg: "edge-mirror.policy_store_unavailable", error: String(err) });
+        // Keep serving what we had; retry after one more TTL instead of on every request.
+        const fallback = this.snapshot ?? EMPTY_SNAPSHOT;
+        this.snapshot = { ...fallback, loadedAt: now };
+        return this.snapshot;
+      },
+    );
     this.inflight = run.finally(() => {
       this.inflight = undefined;
     });
     return this.inflight;
+  }
+
+  private async load(store: PolicyStore): Promise<Loaded> {
+    if (this.options.ttlMs <= 0 || this.readEveryKey) return readEveryKey(store);
+    if (!this.snapshot?.available) {
+      // A new isolate: the published snapshot alone, one read; the next refresh compares markers.
+      const published = decodeSnapshot(await store.readSnapshot());
+      return published ? { texts: textsOf(published), version: published.version } : readEveryKey(store);
+    }
+    const marker = decodeMarker(await store.readMarker());
+    if (marker && marker.version === this.version) return "unchanged";
+    const published = decodeSnapshot(await store.readSnapshot());
+    // A snapshot older than the marker (KV shows a key's new value in each location up to 60 s
+    // after the write, each key on its own) is served if it is new here, and the version served
+    // stays its own: the next refresh reads the snapshot again until it is the marker's.
+    if (published) return { texts: textsOf(published), version: published.version };
+    if (marker) {
+      // Published, but unreadable here: keep serving, and let the reconcile rewrite it. Reading
+      // every key instead would cost every isolate a read per policy on every refresh.
+      if (this.unreadableVersion !== marker.version) {
+        this.unreadableVersion = marker.version;
+        this.write({ msg: "edge-mirror.policy_snapshot_unreadable", version: marker.version, servedAs: "last good" });
+      }
+      return "unchanged";
+    }
+    // Nothing published yet (a namespace written before publishing, or by hand): every key.
+    return readEveryKey(store);
+  }
+
+  private adopt(loaded: Loaded, now: number): PolicySnapshot {
+    const previous = this.snapshot;
+    if (loaded === "unchanged") {
+      this.snapshot = { ...(previous ?? EMPTY_SNAPSHOT), loadedAt: now };
+      return this.snapshot;
+    }
+    this.readEveryKey = false;
+    // Parsing and compiling 1,000 routes blocks the isolate for tens of milliseconds; texts of
+    // the version already served (the usual case after a full read) skip both.
+    if (previous?.available && loaded.version === this.version) {
+      this.snapshot = { ...previous, loadedAt: now };
+      return this.snapshot;
+    }
+    const fresh = buildSnapshot(loaded.texts, now);
+    this.reportInvalid(fresh.invalid);
+    // Once per snapshot, not per request: a busy route would otherwise log on every request.
+    for (const { route, cluster } of fresh.unknownBackends) {
+      this.write({ msg: "edge-mirror.unknown_backend_cluster", route, cluster, servedBy: "default primary" });
+    }
+    this.snapshot = fresh;
+    this.version = loaded.version;
+    return fresh;
   }
 
   private reportInvalid(invalid: readonly InvalidEntry[]): void {
@@ -185,4 +235,10 @@ export class PolicyCache {
   private write(fields: Record<string, unknown>): void {
     (this.options.log ?? console.error)(JSON.stringify(fields));
   }
+}
+
+/** Every policy key, listed and read (a read per key), with the version its texts make. */
+async function readEveryKey(store: PolicyStore): Promise<Loaded> {
+  const texts = await store.readAll();
+  return { texts, version: await policyVersion(await hashEntries(texts)) };
 }

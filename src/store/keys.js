@@ -26,6 +26,44 @@ export const SESSION_EPOCH_KEY = "admin:session-epoch";
 export const DEPLOYMENT_KEY_KEY = "internal:deployment-key";
 
 /**
+ * Not policies: every route and cluster text in one value (the published snapshot), and the small
+ * marker that names its version. The admin API, the CLI and the worker's scheduled reconcile write
+ * them (src/store/publish.ts); an isolate reads the marker on each refresh and the snapshot only
+ * when the marker moved (docs/storage-schema.md). No policy prefix lists them, and a
+ * `PolicyStore` writes them only through its own two methods.
+ */
+export const POLICY_SNAPSHOT_KEY = "internal:policy-snapshot";
+export const POLICY_MARKER_KEY = "internal:policy-marker";
+
+/**
+ * The field of a policy key's KV metadata that holds the SHA-256 of its text, written with every
+ * value the CLI and the admin API store: a reconcile lists the keys with their metadata and reads
+ * only those whose hash it does not know. A value written otherwise (`wrangler kv key put`, the
+ * dashboard) has none, and is read.
+ */
+export const POLICY_HASH_FIELD = "sha256";
+
+/**
+ * The metadata stored with a policy text whose SHA-256 is `hash` (64 lowercase hex digits).
+ * @param {string} hash
+ * @returns {{ sha256: string }}
+ */
+export function policyMetadata(hash) {
+  return { [POLICY_HASH_FIELD]: hash };
+}
+
+/**
+ * The hash a key's metadata holds, or undefined when it holds none (or something else).
+ * @param {unknown} metadata
+ * @returns {string | undefined}
+ */
+export function metadataHash(metadata) {
+  if (typeof metadata !== "object" || metadata === null) return undefined;
+  const hash = /** @type {Record<string, unknown>} */ (metadata)[POLICY_HASH_FIELD];
+  return typeof hash === "string" && /^[0-9a-f]{64}$/.test(hash) ? hash : undefined;
+}
+
+/**
  * @param {import("./keys.js").PolicyKind} kind
  * @returns {string}
  */

@@ -1,9 +1,19 @@
 import { reset } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
-import { clusterKey, DEPLOYMENT_KEY_KEY, parsePolicyKey, policyKey, routeKey, SESSION_EPOCH_KEY } from "./keys.js";
+import {
+  clusterKey,
+  DEPLOYMENT_KEY_KEY,
+  POLICY_MARKER_KEY,
+  POLICY_SNAPSHOT_KEY,
+  parsePolicyKey,
+  policyKey,
+  routeKey,
+  SESSION_EPOCH_KEY,
+} from "./keys.js";
 import { parseStoredPolicies } from "./parse.js";
 import { kvPolicyStore } from "./policy-store.js";
+import { sha256Hex } from "./published.js";
 
 const kv = env.MIRROR_CONFIG;
 const store = kvPolicyStore(kv);
@@ -38,14 +48,40 @@ describe("kvPolicyStore", () => {
     expect(await store.get(routeKey("zzz"))).toBeNull();
     expect(await store.list("route")).toEqual(["a", "b"]);
     expect(await store.list("cluster")).toEqual(["canary"]);
-    expect([...(await store.readAll()).keys()]).toEqual([routeKey("a"), routeKey("b"), clusterKey("canary")]);
+    expect([...(await store.readAll()).keys()]).toEqual([clusterKey("canary"), routeKey("a"), routeKey("b")]);
+    expect([...(await store.getMany([routeKey("b"), routeKey("zzz")]))]).toEqual([[routeKey("b"), '{"id":"b"}']]);
     await store.delete([routeKey("a")]);
     expect(await store.list("route")).toEqual(["b"]);
+  });
+
+  it("stores each text with its SHA-256 as metadata, and lists keys with the hash they carry", async () => {
+    await store.put([[routeKey("a"), '{"id":"a"}']]);
+    // Written around the store, as `wrangler kv key put` or the dashboard write it: no metadata.
+    await kv.put(routeKey("by-hand"), '{"id":"by-hand"}');
+    const { metadata } = await kv.getWithMetadata(routeKey("a"));
+    expect(metadata).toEqual({ sha256: await sha256Hex('{"id":"a"}') });
+    expect([...(await store.listHashes())]).toEqual([
+      [routeKey("a"), await sha256Hex('{"id":"a"}')],
+      [routeKey("by-hand"), undefined],
+    ]);
+  });
+
+  it("reads and writes the published snapshot and marker only through their own methods", async () => {
+    expect(await store.readPublished()).toEqual({ marker: null, snapshot: null });
+    await store.publish("snapshot", "marker");
+    expect(await store.readPublished()).toEqual({ marker: "marker", snapshot: "snapshot" });
+    await store.publish(undefined, "marker 2");
+    expect([await store.readMarker(), await store.readSnapshot()]).toEqual(["marker 2", "snapshot"]);
+    expect([...(await store.readAll()).keys()]).toEqual([]);
+    await expect(store.put([[POLICY_SNAPSHOT_KEY, "{}"]])).rejects.toThrow(/not a policy key/);
+    await expect(store.getMany([POLICY_MARKER_KEY])).rejects.toThrow(/not a policy key/);
   });
 
   it.each([
     [SESSION_EPOCH_KEY, JSON.stringify({ epoch: "0".repeat(32), since: "2026-11-25T10:00:00.000Z" })],
     [DEPLOYMENT_KEY_KEY, JSON.stringify({ key: "0".repeat(64), since: "2026-11-25T10:00:00.000Z" })],
+    [POLICY_MARKER_KEY, JSON.stringify({ version: "0".repeat(64), publishedAt: "2026-11-25T10:00:00.000Z" })],
+    [POLICY_SNAPSHOT_KEY, JSON.stringify({ format: 1, version: "0".repeat(64), publishedAt: "", entries: [] })],
   ])("never lists, writes or deletes anything but policies: not %s", async (key, value) => {
     await kv.put(key, value);
     await kv.put(routeKey("a"), '{"id":"a"}');

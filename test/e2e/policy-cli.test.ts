@@ -7,7 +7,13 @@ import { ROOT } from "../../scripts/lib/build.mjs";
 import { startOrigin } from "../../scripts/lib/origins.mjs";
 import { startWorker } from "../../scripts/lib/worker.mjs";
 import { localConfig } from "../../scripts/lib/wrangler-config.mjs";
-import { clusterKey, routeKey, SESSION_EPOCH_KEY } from "../../src/store/keys.js";
+import {
+  clusterKey,
+  POLICY_MARKER_KEY,
+  POLICY_SNAPSHOT_KEY,
+  routeKey,
+  SESSION_EPOCH_KEY,
+} from "../../src/store/keys.js";
 
 /** The CLI as users run it: a process, real local KV state, read back through the worker in workerd. */
 const dir = mkdtempSync(join(tmpdir(), "edge-mirror-cli-"));
@@ -39,13 +45,17 @@ afterAll(async () => {
   await Promise.all([primary?.close(), canary?.close()]);
 });
 
-/** Starts the worker on the CLI's local state, sends one request to `path`, returns what the canary saw. */
+/**
+ * Starts the worker on the CLI's local state, sends one request to `path`, returns what the canary
+ * saw. A new isolate with a policy cache reads the published snapshot alone (every key only when
+ * nothing is published): what it serves is what the CLI published.
+ */
 async function mirroredThroughWorker(path: string): Promise<string[]> {
   canary.reset();
   const worker = await startWorker({
     scriptPath: inject("workerScript"),
     persistTo: state,
-    vars: { PRIMARY_ORIGIN: primary.url, POLICY_CACHE_TTL_MS: "0" },
+    vars: { PRIMARY_ORIGIN: primary.url, POLICY_CACHE_TTL_MS: "60000" },
   });
   try {
     const res = await fetch(`${worker.url}${path}`);
@@ -265,6 +275,24 @@ describe("apply, diff, pull, list, delete against local KV", () => {
     });
   });
 
+  it("touch publishes an edit made straight in KV, which no isolate sees before", async () => {
+    const good = file("touched.json", policyFile());
+    expect(local("apply", good, "--prune").out).toMatch(/published 1 routes and 1 clusters as version [0-9a-f]{12}/);
+    expect(await mirroredThroughWorker("/api/t")).toEqual(["api"]);
+    // As `wrangler kv key put --local` writes it: a new value, no metadata, nothing published.
+    const moved = { ...policyFile().routes[0], match: { path: { type: "PathPrefix", value: "/moved" } } };
+    const worker = await startWorker({ scriptPath: inject("workerScript"), persistTo: state });
+    await worker.kv.put(routeKey("api"), JSON.stringify(moved));
+    await worker.dispose();
+    expect(await mirroredThroughWorker("/moved/t")).toEqual([]);
+
+    const touched = local("touch");
+    expect(touched).toMatchObject({ code: 0, err: "" });
+    expect(touched.out).toMatch(/^published 1 routes and 1 clusters as version [0-9a-f]{12}$/m);
+    expect(await mirroredThroughWorker("/moved/t")).toEqual(["api"]);
+    expect(local("touch").out).toMatch(/^already published: 1 routes and 1 clusters, version [0-9a-f]{12}$/m);
+  });
+
   it("refuses bad usage with exit code 2", () => {
     expect(policy("frobnicate").code).toBe(2);
     expect(policy("apply").code).toBe(2);
@@ -311,16 +339,27 @@ if (args[1] === "bulk" && args[2] === "put") console.log("Success!");`,
     expect(run.err).toBe("");
     expect(run.code).toBe(0);
     expect(run.out).toContain("created 1, updated 0, deleted 0, unchanged 1");
+    // The stored route beside the new one.
+    expect(run.out).toMatch(/published 2 routes and 1 clusters as version [0-9a-f]{12}/);
+    // Read, write what changed, then publish: the published pair read, the snapshot written, then its marker.
     expect(run.calls.map((c) => c.args.slice(0, 3).join(" "))).toEqual([
       "kv key list",
       "kv key list",
       "kv bulk get",
       "kv bulk put",
+      "kv bulk get",
+      "kv bulk put",
+      "kv bulk put",
     ]);
     for (const { args } of run.calls)
       expect(args).toEqual(expect.arrayContaining(["--binding", "MIRROR_CONFIG", "--remote", "--env", "production"]));
-    const put = run.calls[3] as { args: string[]; given: Array<{ key: string }> };
+    const put = run.calls[3] as { args: string[]; given: Array<{ key: string; metadata: unknown }> };
     expect(put.given.map((e) => e.key)).toEqual([routeKey("api")]);
+    expect(put.given[0]?.metadata).toEqual({ sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    const published = run.calls
+      .slice(4)
+      .map((c) => (c.given as Array<{ key: string } | string>).map((e) => (typeof e === "string" ? e : e.key)));
+    expect(published).toEqual([[POLICY_MARKER_KEY, POLICY_SNAPSHOT_KEY], [POLICY_SNAPSHOT_KEY], [POLICY_MARKER_KEY]]);
     // The files handed to wrangler are gone with the command.
     expect(existsSync(put.args[3] as string)).toBe(false);
   });

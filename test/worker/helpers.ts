@@ -122,3 +122,34 @@ export function testWorker(options: Omit<WorkerOptions, "outcomes" | "random"> =
     },
   };
 }
+
+/** KV operations as Workers KV bills them: a bulk get reads, and is billed for, each of its keys. */
+export interface KvCounts {
+  keysRead: number;
+  lists: number;
+  writes: number;
+}
+
+/**
+ * `inner`, counting what it is asked; `fail(method, key)` makes a call reject before it reaches
+ * KV, as KV refuses a second write of a key within a second (429).
+ */
+export function countingKv(inner: KVNamespace, fail?: (method: string, key: unknown) => boolean) {
+  const counts: KvCounts = { keysRead: 0, lists: 0, writes: 0 };
+  const kv = new Proxy(inner, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop);
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        if (fail?.(String(prop), args[0]))
+          return Promise.reject(new Error(`KV ${String(prop)} failed: 429 Too Many Requests`));
+        if (prop === "get" || prop === "getWithMetadata")
+          counts.keysRead += Array.isArray(args[0]) ? args[0].length : 1;
+        if (prop === "list") counts.lists++;
+        if (prop === "put" || prop === "delete") counts.writes++;
+        return value.apply(target, args);
+      };
+    },
+  });
+  return { kv, counts };
+}
