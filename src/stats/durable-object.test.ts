@@ -86,12 +86,12 @@ const minuteOf = (t: number) => Math.floor(t / MINUTE_MS);
 beforeEach(() => reset());
 
 describe("MirrorStatsShard", () => {
-  it("adds flushes into one row per minute, route and mirror, and reads them back", async () => {
+  it("writes one row per flush, and reads the flushes back as one row per minute, route and mirror", async () => {
     const shard = stub();
     const first = await shard.add(batchOf(sentTo("r", "m"), sentTo("r", "m"), sentTo("r", "n")));
     await shard.add(batchOf(sentTo("r", "m")));
-    // One route row and two mirror rows: the flush wrote what its batch changed, nothing else.
-    expect(first.rowsWritten).toBe(3);
+    // The batch as one row of the flush log, however many routes and mirrors it counted.
+    expect([first.rowsWritten, first.counterRows]).toEqual([1, 1]);
     // From the previous minute on, in case the flushes straddle a minute boundary.
     const rows = await readShard(minuteOf(Date.now()) - 1);
     expect(requests(rows)).toEqual({ r: 4 });
@@ -123,8 +123,78 @@ describe("MirrorStatsShard", () => {
       const left = tables.read(0);
       expect(requests(left)).toEqual({ edge: 1, new: 1 });
       expect(new Set(left.mirrors.map(([, route]) => route))).toEqual(new Set(["edge", "new"]));
+      // The minute rows hold what was compacted; the current minute is in the flush log until the next.
       const minutes = state.storage.sql.exec("SELECT DISTINCT minute FROM route_minute ORDER BY minute").toArray();
-      expect(minutes.map((m) => m.minute)).toEqual([minuteOf(NOW) - RETAINED_MINUTES + 1, minuteOf(NOW)]);
+      expect(minutes.map((m) => m.minute)).toEqual([minuteOf(NOW) - RETAINED_MINUTES + 1]);
+    });
+  });
+
+  it("compacts the flush log into the minute rows at the first flush of a minute, counts exact", async () => {
+    await runInDurableObject(stub(), (_instance: MirrorStatsShard, state) => {
+      const tables = new ShardTables(state.storage);
+      const minuteRows = () => Number(state.storage.sql.exec("SELECT count(*) AS n FROM mirror_minute").one().n);
+      const flushes = [
+        batchOf(sentTo("r", "m"), sentTo("r", "n")),
+        batchOf(differing(NOW, ["$.a", "$.b"]), sentTo("s", "m")),
+        batchOf(sentTo("r", "m", { status: 503 } as Partial<MirrorOutcome>)),
+      ];
+      for (const batch of flushes) expect(tables.add(batch, NOW).counterRows).toBe(1);
+      expect(minuteRows()).toBe(0);
+      const before = tables.read(0);
+      expect(requests(before)).toEqual({ r: 4, s: 1 });
+      expect(before.fields).toEqual([
+        ["r", "m", "$.a", 1, 0],
+        ["r", "m", "$.b", 1, 0],
+      ]);
+
+      // The next minute's first flush: routes r and s (2), mirrors r/m, r/n, s/m (3), fields (2), the mark (1).
+      const next = tables.add(batchOf(sentTo("r", "m")), NOW + MINUTE_MS);
+      expect([next.counterRows, next.compactionRows]).toEqual([1, 8]);
+      expect(minuteRows()).toBe(3);
+      const after = tables.read(0);
+      expect(requests(after)).toEqual({ r: 5, s: 1 });
+      const sent = (route: string, mirror: string) =>
+        after.mirrors
+          .filter(([, r, m]) => r === route && m === mirror)
+          .reduce((n, [, , , counts]) => n + (counts[SLOT.sent] as number), 0);
+      expect([sent("r", "m"), sent("r", "n"), sent("s", "m")]).toEqual([4, 1, 1]);
+      expect(after.fields).toEqual(before.fields);
+    });
+  });
+
+  it("overwrites the log's oldest rows instead of deleting them, and compacts before a slot is reused", async () => {
+    await runInDurableObject(stub(), (_instance: MirrorStatsShard, state) => {
+      const tables = new ShardTables(state.storage, { slots: 16, compactAfter: 8 });
+      const results = Array.from({ length: 40 }, (_, i) => tables.add(batchOf(sentTo(`r${i % 3}`, "m")), NOW));
+      expect(results.every((r) => r.counterRows === 1)).toBe(true);
+      // Compacted every eight flushes (the first compacted nothing: the object had no log yet).
+      expect(results.filter((r) => r.compactionRows > 0)).toHaveLength(4);
+      expect(state.storage.sql.exec("SELECT count(*) AS n FROM flush_log").one().n).toBe(16);
+      expect(requests(tables.read(0))).toEqual({ r0: 14, r1: 13, r2: 13 });
+      // A new instance reads back what is not compacted yet, and nothing twice.
+      expect(requests(new ShardTables(state.storage, { slots: 16, compactAfter: 8 }).read(0))).toEqual({
+        r0: 14,
+        r1: 13,
+        r2: 13,
+      });
+    });
+  });
+
+  it("adds a batch too large for one row to the minute rows at once", async () => {
+    await runInDurableObject(stub(), (_instance: MirrorStatsShard, state) => {
+      const tables = new ShardTables(state.storage, { maxLoggedBytes: 200 });
+      tables.add(batchOf(sentTo("small", "m")), NOW);
+      const large = batchOf(...Array.from({ length: 5 }, (_, i) => sentTo(`route-${i}`, "m")));
+      expect(tables.add(large, NOW).counterRows).toBe(10);
+      expect(state.storage.sql.exec("SELECT count(*) AS n FROM flush_log").one().n).toBe(1);
+      expect(requests(tables.read(0))).toEqual({
+        small: 1,
+        "route-0": 1,
+        "route-1": 1,
+        "route-2": 1,
+        "route-3": 1,
+        "route-4": 1,
+      });
     });
   });
 
@@ -196,7 +266,8 @@ describe("MirrorStatsShard", () => {
       const tables = new ShardTables(storage as DurableObjectStorage);
       const result = tables.add(batchOf(differing(NOW, ["$.a"]), sentTo("other", "m"), sentTo("other", "m")), NOW);
       expect(result.samplesFailed).toMatch(/SQLITE_TOOBIG/);
-      expect(result.counterRows).toBe(5);
+      // The batch's one row in the flush log.
+      expect(result.counterRows).toBe(1);
       const rows = tables.read(0);
       expect(requests(rows)).toEqual({ other: 2, r: 1 });
       expect(rows.fields).toEqual([["r", "m", "$.a", 1, 0]]);

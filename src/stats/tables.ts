@@ -1,15 +1,22 @@
 /**
  * @module stats/tables
- * One stats shard's SQLite tables (docs/storage-schema.md): a flush adds its batch to rows
- * keyed by (minute, route[, mirror[, field]]) with `INSERT … ON CONFLICT DO UPDATE SET x = x +
- * excluded.x`, so it writes only the rows its batch changed; diff samples are one row each,
- * indexed by field, with bounded retention, written after the counters in a transaction of
- * their own, so that a sample can never cost a count. Names and samples are held to the bounds
- * of compare/bounds again here, whatever an isolate sent. Reads return raw rows for the caller
- * to merge across shards. Synchronous SQL on the object's storage; no other I/O.
+ * One stats shard's SQLite tables (docs/storage-schema.md). A flush writes one row: its batch,
+ * its names held to the minute's bounds, in a ring of `FLUSH_LOG_SLOTS` rows (`flush_log`,
+ * stats/flush-log) that later flushes overwrite rather than delete, since a deleted row is billed
+ * as a written one. The shard keeps the logged batches' sum in memory, and once a minute (or every
+ * `COMPACT_AFTER_FLUSHES` flushes) compacts it into the rows the dashboard reads, keyed by
+ * (minute, route[, mirror[, field]]) with `INSERT … ON CONFLICT DO UPDATE SET x = x + excluded.x`;
+ * reads add what is not compacted yet, so a count is read as soon as its flush is in. An instance
+ * that starts anew reads the log back from the last compaction on: nothing flushed is lost. A batch
+ * too large for one row is added to the minute rows at once. Diff samples are one row each,
+ * indexed by field, with bounded retention, written after the counters in a transaction of their
+ * own, so that a sample can never cost a count. Names and samples are held to the bounds of
+ * compare/bounds again here, whatever an isolate sent. Reads return raw rows for the caller to
+ * merge across shards. Synchronous SQL on the object's storage; no other I/O.
  */
 import { boundSample, clipField, type DiffSample, MAX_SAMPLE_BYTES, utf8Bytes } from "../compare/index.js";
-import { COLUMNS, type Counts } from "./counters.js";
+import { addCounts, COLUMNS, type Counts, newCounts } from "./counters.js";
+import { addTally, decodeTally, encodeTally, FLUSH_LOG_FORMAT } from "./flush-log.js";
 import {
   bounded,
   fieldKey,
@@ -17,8 +24,10 @@ import {
   MAX_MIRROR_NAMES_PER_ROUTE,
   MAX_ROUTES,
   OTHER,
+  type RouteTally,
   SAMPLES_PER_FIELD,
   type StatsBatch,
+  type Tally,
 } from "./tally.js";
 
 export const MINUTE_MS = 60_000;
@@ -29,6 +38,12 @@ export const LATEST_SAMPLES = 20;
 export const MAX_STORED_SAMPLES = 500;
 /** Example values per field returned by a read. */
 export const EXAMPLES_PER_FIELD = 2;
+/** The flush log's ring: a slot is overwritten only once its flush is compacted. */
+export const FLUSH_LOG_SLOTS = 8192;
+/** Flushes logged since the last compaction past which the shard compacts without waiting for the minute. */
+export const COMPACT_AFTER_FLUSHES = 4096;
+/** A batch whose logged row would be larger is added to the minute rows at once (SQLite takes 2 MB a row). */
+export const MAX_LOGGED_BATCH_BYTES = 256 * 1024;
 
 const counterColumns = COLUMNS.map((c) => `${c} INTEGER NOT NULL DEFAULT 0`).join(", ");
 
@@ -42,8 +57,18 @@ const SCHEMA = [
   "CREATE TABLE field_minute (minute INTEGER NOT NULL, route TEXT NOT NULL, mirror TEXT NOT NULL, field TEXT NOT NULL, differ INTEGER NOT NULL DEFAULT 0, noise INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (minute, route, mirror, field)) WITHOUT ROWID",
   "CREATE TABLE sample (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, route TEXT NOT NULL, mirror TEXT NOT NULL, body TEXT NOT NULL)",
   "CREATE TABLE sample_field (route TEXT NOT NULL, mirror TEXT NOT NULL, field TEXT NOT NULL, sample_id INTEGER NOT NULL, path TEXT NOT NULL, primary_value TEXT NOT NULL, candidate_value TEXT NOT NULL, PRIMARY KEY (route, mirror, field, sample_id)) WITHOUT ROWID",
+  "CREATE TABLE flush_log (slot INTEGER PRIMARY KEY, seq INTEGER NOT NULL, minute INTEGER NOT NULL, tally TEXT NOT NULL)",
+  // One row, keyed by its rowid: `meta`'s text key is an index of its own, a second row written.
+  "CREATE TABLE flush_mark (id INTEGER PRIMARY KEY, compacted INTEGER NOT NULL)",
 ];
-const TABLES = ["route_minute", "mirror_minute", "field_minute", "sample", "sample_field"];
+const TABLES = ["route_minute", "mirror_minute", "field_minute", "sample", "sample_field", "flush_log", "flush_mark"];
+/** What `meta` holds as the layout: the tables, and the format of the log's rows. */
+const LAYOUT = [...SCHEMA, `-- flush_log.tally format ${FLUSH_LOG_FORMAT}`].join(";\n");
+
+const LOG_FLUSH =
+  "INSERT INTO flush_log (slot, seq, minute, tally) VALUES (?, ?, ?, ?) ON CONFLICT (slot) DO UPDATE SET seq = excluded.seq, minute = excluded.minute, tally = excluded.tally";
+const SET_COMPACTED =
+  "INSERT INTO flush_mark (id, compacted) VALUES (0, ?) ON CONFLICT (id) DO UPDATE SET compacted = excluded.compacted";
 
 const ADD_ROUTE =
   "INSERT INTO route_minute (minute, route, requests, mirrored) VALUES (?, ?, ?, ?) ON CONFLICT (minute, route) DO UPDATE SET requests = requests + excluded.requests, mirrored = mirrored + excluded.mirrored";
@@ -53,10 +78,15 @@ const ADD_FIELD =
 
 /** What a flush cost the shard, in SQLite's own billing units. */
 export interface FlushResult {
-  /** Everything: counters, samples and the once-a-minute expiry. */
+  /** Everything: counters, compaction, samples and the once-a-minute expiry. */
   rowsWritten: number;
-  /** Of those, the counter upserts: one per route, (route, mirror) and (route, mirror, field) in the batch. */
+  /**
+   * Of those, the rows this flush's counts took: its one row in the log, or, for a batch too large
+   * for one, an upsert per route, (route, mirror) and (route, mirror, field) it counted.
+   */
   counterRows: number;
+  /** The compaction and expiry this flush ran (the first of each minute): minute rows, deletions, the log's mark. */
+  compactionRows: number;
   /** Set when the batch's samples could not be written (its counts were): why. */
   samplesFailed?: string;
 }
@@ -73,6 +103,15 @@ export interface ShardRows {
   examples: Array<[string, string, string, string, string, string, number]>;
   /** [at, sample as JSON], newest first, ≤ LATEST_SAMPLES */
   samples: Array<[number, string]>;
+}
+
+function pendingFor(pending: Pending, minute: number): Tally {
+  let tally = pending.byMinute.get(minute);
+  if (!tally) {
+    tally = new Map();
+    pending.byMinute.set(minute, tally);
+  }
+  return tally;
 }
 
 /** The names a minute already holds, so that its rows stay within the tally's bounds. */
@@ -93,6 +132,25 @@ class MinuteNames {
     const fields = sql.exec("SELECT route, mirror, field FROM field_minute WHERE minute = ?", minute);
     for (const [route, mirror, field] of fields.raw<[string, string, string]>()) {
       this.routes.get(route)?.get(mirror)?.set(field, true);
+    }
+  }
+
+  /** Registers the names of a tally not compacted yet: they count toward the minute's bounds. */
+  learn(tally: Tally | undefined): void {
+    for (const [route, counted] of tally ?? []) {
+      let mirrors = this.routes.get(route);
+      if (!mirrors) {
+        mirrors = new Map();
+        this.routes.set(route, mirrors);
+      }
+      for (const [mirror, tallied] of counted.mirrors) {
+        let fields = mirrors.get(mirror);
+        if (!fields) {
+          fields = new Map();
+          mirrors.set(mirror, fields);
+        }
+        for (const field of tallied.fields?.keys() ?? []) fields.set(field, true);
+      }
     }
   }
 
@@ -120,11 +178,39 @@ class MinuteNames {
   }
 }
 
+/** The flush log's sizes; tests make them small. */
+export interface FlushLogOptions {
+  slots?: number;
+  compactAfter?: number;
+  maxLoggedBytes?: number;
+}
+
+/** The flushes logged since the last compaction, added up per minute. */
+interface Pending {
+  byMinute: Map<number, Tally>;
+  flushes: number;
+}
+
 export class ShardTables {
   private names: MinuteNames | undefined;
   private prunedAt: number | undefined;
+  /** Undefined until read back from the log (lazily, on first use). */
+  private pending: Pending | undefined;
+  /** The sequence number of the last flush logged, and of the last one compacted. */
+  private lastSeq = 0;
+  private compacted = 0;
+  private readonly slots: number;
+  private readonly compactAfter: number;
+  private readonly maxLoggedBytes: number;
 
-  constructor(private readonly storage: DurableObjectStorage) {
+  constructor(
+    private readonly storage: DurableObjectStorage,
+    options: FlushLogOptions = {},
+  ) {
+    this.slots = options.slots ?? FLUSH_LOG_SLOTS;
+    // Below the ring's size, so that a slot is never overwritten before its flush is compacted.
+    this.compactAfter = Math.min(options.compactAfter ?? COMPACT_AFTER_FLUSHES, this.slots);
+    this.maxLoggedBytes = options.maxLoggedBytes ?? MAX_LOGGED_BATCH_BYTES;
     this.migrate();
   }
 
@@ -144,14 +230,40 @@ export class ShardTables {
   private migrate(): void {
     const sql = this.sql;
     sql.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
-    const layout = SCHEMA.join(";\n");
     const stored = sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'schema'").toArray()[0]?.value;
-    if (stored === layout) return;
+    if (stored === LAYOUT) return;
     this.storage.transactionSync(() => {
       for (const table of TABLES) sql.exec(`DROP TABLE IF EXISTS ${table}`);
       for (const statement of SCHEMA) sql.exec(statement);
-      sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", layout);
+      sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", LAYOUT);
     });
+  }
+
+  /** The flushes not compacted yet, read back from the log when this instance has not yet. */
+  private loaded(): Pending {
+    if (this.pending) return this.pending;
+    const sql = this.sql;
+    this.compacted = sql.exec<{ compacted: number }>("SELECT compacted FROM flush_mark").toArray()[0]?.compacted ?? 0;
+    const last = sql.exec<{ seq: number | null }>("SELECT max(seq) AS seq FROM flush_log").one().seq;
+    this.lastSeq = Math.max(last ?? 0, this.compacted);
+    const pending: Pending = { byMinute: new Map(), flushes: 0 };
+    for (const [minute, tally] of sql
+      .exec("SELECT minute, tally FROM flush_log WHERE seq > ? ORDER BY seq", this.compacted)
+      .raw<[number, string]>()) {
+      addTally(pendingFor(pending, minute), decodeTally(tally));
+      pending.flushes++;
+    }
+    this.pending = pending;
+    return pending;
+  }
+
+  /** The names the minute holds, in its rows and in what is not compacted yet. */
+  private namesFor(minute: number): MinuteNames {
+    if (this.names?.minute === minute) return this.names;
+    const names = new MinuteNames(minute, this.sql);
+    names.learn(this.loaded().byMinute.get(minute));
+    this.names = names;
+    return names;
   }
 
   /**
@@ -161,11 +273,11 @@ export class ShardTables {
    */
   add(batch: StatsBatch, now: number): FlushResult {
     const minute = Math.floor(now / MINUTE_MS);
-    const counted = this.guarded(() => this.storage.transactionSync(() => this.count(batch, minute, now)));
+    const counted = this.guarded(() => this.count(batch, minute, now));
     if (batch.samples.length === 0) return counted;
     try {
       const written = this.guarded(() =>
-        this.storage.transactionSync(() => this.addSamples(batch.samples, this.names as MinuteNames)),
+        this.storage.transactionSync(() => this.addSamples(batch.samples, this.namesFor(minute))),
       );
       return { ...counted, rowsWritten: counted.rowsWritten + written };
     } catch (err) {
@@ -187,35 +299,108 @@ export class ShardTables {
     }
   }
 
-  /** The batch's counters, and the once-a-minute expiry. */
+  /**
+   * The batch's counters: compacts first when a minute has begun (expiring the oldest with it)
+   * or the log has grown long, then logs the batch as one row, or adds it to the minute rows at
+   * once when it is too large for one.
+   */
   private count(batch: StatsBatch, minute: number, now: number): FlushResult {
-    let counterRows = 0;
-    const run = (query: string, ...bindings: unknown[]) => {
-      counterRows += this.write(query, ...bindings);
-    };
-    const pruned = this.prune(minute, now);
-    if (this.names?.minute !== minute) this.names = new MinuteNames(minute, this.sql);
-    const names = this.names;
-    for (const [routeId, route] of batch.tally) {
+    const pending = this.loaded();
+    let compactionRows = 0;
+    if (this.prunedAt !== minute || pending.flushes >= this.compactAfter) {
+      compactionRows = this.compact(minute, now);
+    }
+    const tally = this.named(batch.tally, this.namesFor(minute));
+    const row = encodeTally(tally);
+    let counterRows: number;
+    if (utf8Bytes(row) > this.maxLoggedBytes) {
+      counterRows = this.storage.transactionSync(() => this.addRows(minute, tally));
+    } else {
+      const seq = this.lastSeq + 1;
+      counterRows = this.storage.transactionSync(() => this.write(LOG_FLUSH, seq % this.slots, seq, minute, row));
+      this.lastSeq = seq;
+      addTally(pendingFor(pending, minute), tally);
+      pending.flushes++;
+    }
+    return { rowsWritten: compactionRows + counterRows, counterRows, compactionRows };
+  }
+
+  /** The batch with its names as the minute holds them: bounded, and field names clipped. */
+  private named(tally: Tally, names: MinuteNames): Tally {
+    const out: Tally = new Map();
+    for (const [routeId, route] of tally) {
       const r = names.route(routeId);
       if (r === undefined) continue;
-      if (route.requests > 0 || route.mirrored > 0) run(ADD_ROUTE, minute, r, route.requests, route.mirrored);
+      const entry: RouteTally = { requests: route.requests, mirrored: route.mirrored, mirrors: new Map() };
+      out.set(r, entry);
       for (const [mirrorId, mirror] of route.mirrors) {
         const m = names.mirror(r, mirrorId);
-        run(ADD_MIRROR, minute, r, m, ...mirror.counts);
-        for (const [fieldId, counts] of mirror.fields ?? []) {
+        // Two names of a batch may share one row, (other): added, never replaced.
+        let target = entry.mirrors.get(m);
+        if (!target) {
+          target = { counts: newCounts() };
+          entry.mirrors.set(m, target);
+        }
+        addCounts(target.counts, mirror.counts);
+        for (const [fieldId, c] of mirror.fields ?? []) {
           // Clipped at the source too; an isolate of another version may not have.
-          run(ADD_FIELD, minute, r, m, names.field(r, m, clipField(fieldId)), counts.differ, counts.noise);
+          const field = names.field(r, m, clipField(fieldId));
+          target.fields ??= new Map();
+          const known = target.fields.get(field);
+          if (known) {
+            known.differ += c.differ;
+            known.noise += c.noise;
+          } else target.fields.set(field, { differ: c.differ, noise: c.noise });
         }
       }
     }
-    return { rowsWritten: pruned + counterRows, counterRows };
+    return out;
   }
 
-  /** Drops what is older than the retained hour, once per minute. */
+  /** Upserts a tally into the minute rows: one row per route, (route, mirror) and (route, mirror, field). */
+  private addRows(minute: number, tally: Tally): number {
+    let written = 0;
+    for (const [route, counted] of tally) {
+      if (counted.requests > 0 || counted.mirrored > 0) {
+        written += this.write(ADD_ROUTE, minute, route, counted.requests, counted.mirrored);
+      }
+      for (const [mirror, { counts, fields }] of counted.mirrors) {
+        written += this.write(ADD_MIRROR, minute, route, mirror, ...counts);
+        for (const [field, c] of fields ?? [])
+          written += this.write(ADD_FIELD, minute, route, mirror, field, c.differ, c.noise);
+      }
+    }
+    return written;
+  }
+
+  /**
+   * Moves what the log holds beyond the last compaction into the minute rows, in one transaction
+   * with the mark that says so; once per minute, the expiry of what is older than the retained
+   * hour goes with it. The log's rows stay, to be overwritten: deleting them would bill a row each.
+   */
+  private compact(minute: number, now: number): number {
+    const pending = this.loaded();
+    const prune = this.prunedAt !== minute;
+    const written = this.storage.transactionSync(() => {
+      let rows = prune ? this.prune(minute, now) : 0;
+      if (pending.flushes === 0) return rows;
+      for (const [at, tally] of pending.byMinute) {
+        // A minute past the retained hour (an object idle that long) would only be deleted again.
+        if (at > minute - RETAINED_MINUTES) rows += this.addRows(at, tally);
+      }
+      return rows + this.write(SET_COMPACTED, this.lastSeq);
+    });
+    if (prune) this.prunedAt = minute;
+    if (pending.flushes > 0) {
+      this.compacted = this.lastSeq;
+      pending.byMinute.clear();
+      pending.flushes = 0;
+    }
+    return written;
+  }
+
+  /** Drops what is older than the retained hour. */
   private prune(minute: number, now: number): number {
-    if (this.prunedAt === minute) return 0;
-    this.prunedAt = minute;
     let written = 0;
     for (const table of ["route_minute", "mirror_minute", "field_minute"]) {
       written += this.write(`DELETE FROM ${table} WHERE minute <= ?`, minute - RETAINED_MINUTES);
@@ -287,8 +472,14 @@ export class ShardTables {
     return written + capped + (capped > 0 ? this.dropOrphanFields() : 0);
   }
 
-  /** Every row of the minutes from `since` (an epoch minute) on. */
+  /** Every row of the minutes from `since` (an epoch minute) on, what is not compacted yet added in. */
   read(since: number): ShardRows {
+    const rows = this.compactedRows(since);
+    addPending(rows, this.loaded(), since);
+    return rows;
+  }
+
+  private compactedRows(since: number): ShardRows {
     const sql = this.sql;
     const from = since * MINUTE_MS;
     const routes = [
@@ -349,5 +540,56 @@ export class ShardTables {
       for (const table of TABLES) this.sql.exec(`DELETE FROM ${table}`);
     });
     this.names = undefined;
+    this.pending = { byMinute: new Map(), flushes: 0 };
+    this.lastSeq = 0;
+    this.compacted = 0;
+  }
+}
+
+/**
+ * Adds the flushes not compacted yet to rows read from the tables, key by key, so that a read
+ * shows a count as soon as its flush is in, and each key still has one row.
+ */
+function addPending(rows: ShardRows, pending: Pending, since: number): void {
+  if (pending.flushes === 0) return;
+  const routes = new Map(rows.routes.map((row) => [`${row[0]}\n${row[1]}`, row]));
+  const mirrors = new Map(rows.mirrors.map((row) => [`${row[0]}\n${fieldKey(row[1], row[2], "")}`, row]));
+  const fields = new Map(rows.fields.map((row) => [fieldKey(row[0], row[1], row[2]), row]));
+  for (const [minute, tally] of pending.byMinute) {
+    if (minute < since) continue;
+    for (const [route, counted] of tally) {
+      if (counted.requests > 0 || counted.mirrored > 0) {
+        const known = routes.get(`${minute}\n${route}`);
+        if (known) {
+          known[2] += counted.requests;
+          known[3] += counted.mirrored;
+        } else {
+          const row: ShardRows["routes"][number] = [minute, route, counted.requests, counted.mirrored];
+          routes.set(`${minute}\n${route}`, row);
+          rows.routes.push(row);
+        }
+      }
+      for (const [mirror, { counts, fields: differing }] of counted.mirrors) {
+        const key = `${minute}\n${fieldKey(route, mirror, "")}`;
+        const known = mirrors.get(key);
+        if (known) addCounts(known[3], counts);
+        else {
+          const row: ShardRows["mirrors"][number] = [minute, route, mirror, [...counts]];
+          mirrors.set(key, row);
+          rows.mirrors.push(row);
+        }
+        for (const [field, c] of differing ?? []) {
+          const seen = fields.get(fieldKey(route, mirror, field));
+          if (seen) {
+            seen[3] += c.differ;
+            seen[4] += c.noise;
+          } else {
+            const row: ShardRows["fields"][number] = [route, mirror, field, c.differ, c.noise];
+            fields.set(fieldKey(route, mirror, field), row);
+            rows.fields.push(row);
+          }
+        }
+      }
+    }
   }
 }
