@@ -1,7 +1,9 @@
 /**
  * @module record/analytics
  * One Workers Analytics Engine data point per mirror outcome, when the optional
- * `MIRROR_ANALYTICS` binding exists. The column layout is documented in docs/metrics.md and is
+ * `MIRROR_ANALYTICS` binding exists — but for `not_sampled` skips, which are most outcomes of a
+ * sampled mirror and tell nothing the live counters do not (they count every one): a point costs
+ * as much whatever it says. The column layout is documented in docs/metrics.md and is
  * append-only: queries written against it keep working.
  */
 import { type MirrorOutcome, type OutcomeSink, statusClass } from "./index.js";
@@ -26,5 +28,8 @@ export function analyticsPoint(outcome: MirrorOutcome): AnalyticsEngineDataPoint
 }
 
 export function analyticsSink(dataset: AnalyticsEngineDataset): OutcomeSink {
-  return (outcome) => dataset.writeDataPoint(analyticsPoint(outcome));
+  return (outcome) => {
+    if (outcome.kind === "skipped" && outcome.reason === "not_sampled") return;
+    dataset.writeDataPoint(analyticsPoint(outcome));
+  };
 }

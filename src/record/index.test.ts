@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { analyticsSink } from "./analytics.js";
 import { fanOut, logSink, type MirrorOutcome, parseLogLevel, parseSampleRate, statusClass } from "./index.js";
 
 const sent: MirrorOutcome = {
@@ -93,5 +94,18 @@ describe("fanOut and statusClass", () => {
 
   it("groups statuses by class", () => {
     expect([200, 302, 404, 503].map(statusClass)).toEqual(["2xx", "3xx", "4xx", "5xx"]);
+  });
+});
+
+describe("analyticsSink", () => {
+  it("writes a point per outcome but for not_sampled skips, which the counters count", () => {
+    const points: AnalyticsEngineDataPoint[] = [];
+    const sink = analyticsSink({ writeDataPoint: (p?: AnalyticsEngineDataPoint) => p && points.push(p) });
+    const tooLarge: MirrorOutcome = { ...unsampled, reason: "body_too_large" };
+    for (const outcome of [unsampled, sent, tooLarge, unsampled]) sink(outcome);
+    expect(points.map((p) => p.blobs?.slice(2, 4))).toEqual([
+      ["sent", "5xx"],
+      ["skipped", "body_too_large"],
+    ]);
   });
 });

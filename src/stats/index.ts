@@ -12,7 +12,7 @@ import { shardName } from "./shards.js";
 export const DEFAULT_SHARDS = 16;
 /** A read is one subrequest per shard; this keeps it far inside the paid plan's limit. */
 export const MAX_SHARDS = 128;
-export const DEFAULT_FLUSH_MS = 1000;
+export const DEFAULT_FLUSH_MS = 5000;
 
 export interface StatsSettings {
   /** How many shard objects share the writes (`STATS_SHARDS`). */
