@@ -17,6 +17,7 @@ import { localConfig } from "./wrangler-config.mjs";
  * @param {(line: string) => void} [options.onLog]     receives the worker's console output
  * @param {boolean} [options.withoutKv]  no MIRROR_CONFIG binding at all: the policy store is unavailable
  * @param {boolean} [options.withoutStats]  no MIRROR_STATS Durable Object (a script that does not export MirrorStatsShard)
+ * @param {boolean} [options.analytics]  bind MIRROR_ANALYTICS to a local Analytics Engine dataset (optional when deployed)
  * @param {string} [options.persistTo]  read KV from this wrangler --persist-to directory (what `wrangler dev` and `policy --local` use)
  * @param {number} [options.inspectorPort]  expose workerd's V8 inspector (CPU profiles)
  * @param {number} [options.isolates]  run the script as this many workers (one isolate each, each
@@ -54,6 +55,7 @@ export async function startWorker(options) {
     compatibilityDate: local.compatibilityDate,
     modulesRules: local.modulesRules,
     ...kv,
+    ...(options.analytics ? { analyticsEngineDatasets: { MIRROR_ANALYTICS: { dataset: "edge_mirror" } } } : {}),
     ratelimits: local.ratelimits,
     ...(options.withoutStats
       ? {}
