@@ -111,6 +111,33 @@ describe("parseRoute", () => {
     expect(route.match.headers[0]).toEqual({ name: "x-env", type: "Exact", value: "prod" });
   });
 
+  it("makes copies best-effort unless a mirror asks for durable delivery, whose retry has defaults", () => {
+    const route = parseRoute({
+      id: "rw",
+      mirrors: [
+        { cluster: "a" },
+        { cluster: "b", delivery: "durable" },
+        { cluster: "c", delivery: "durable", retry: { maxAttempts: 3 } },
+        { cluster: "d", delivery: "durable", retry: { firstDelaySeconds: 1, maxAttempts: 100 } },
+      ],
+      mirrorFromHeader: { header: "x-m", allow: ["e"], delivery: "durable", retry: { firstDelaySeconds: 30 } },
+    });
+    expect(route.mirrors.map((m) => [m.delivery, m.retry])).toEqual([
+      ["best-effort", undefined],
+      ["durable", undefined],
+      ["durable", { maxAttempts: 3, firstDelaySeconds: 5 }],
+      ["durable", { maxAttempts: 100, firstDelaySeconds: 1 }],
+    ]);
+    expect(route.mirrorFromHeader).toMatchObject({
+      delivery: "durable",
+      retry: { maxAttempts: 10, firstDelaySeconds: 30 },
+    });
+    // A durable mirror may compare nothing, said as false too.
+    expect(
+      parseRoute({ id: "r", mirrors: [{ cluster: "a", delivery: "durable", compare: false }] }).mirrors[0]?.delivery,
+    ).toBe("durable");
+  });
+
   it("defaults a minimal route to a catch-all PathPrefix with no mirrors", () => {
     const route = parseRoute({ id: "all" });
     expect(route).toMatchObject({
@@ -271,6 +298,58 @@ describe("parseRoute", () => {
       "mirrors[0].sampleBy.query: must be at most 256",
     ],
     [{ mirrors: [{ cluster: "c", sampleBy: { user: "u" } }] }, "mirrors[0].sampleBy.user: unknown field"],
+    [
+      { mirrors: [{ cluster: "c", delivery: "exactly-once" }] },
+      'mirrors[0].delivery: must be one of "best-effort", "durable"',
+    ],
+    [
+      { mirrors: [{ cluster: "c", retry: { maxAttempts: 3 } }] },
+      'mirrors[0].retry: applies only with delivery "durable"',
+    ],
+    [
+      { mirrors: [{ cluster: "c", delivery: "best-effort", retry: {} }] },
+      'mirrors[0].retry: applies only with delivery "durable"',
+    ],
+    [
+      { mirrors: [{ cluster: "c", delivery: "durable", retry: { maxAttempts: 101 } }] },
+      "mirrors[0].retry.maxAttempts: must be ≤ 100",
+    ],
+    [
+      { mirrors: [{ cluster: "c", delivery: "durable", retry: { maxAttempts: 0 } }] },
+      "mirrors[0].retry.maxAttempts: must be ≥ 1",
+    ],
+    [
+      { mirrors: [{ cluster: "c", delivery: "durable", retry: { firstDelaySeconds: 0 } }] },
+      "mirrors[0].retry.firstDelaySeconds: must be ≥ 1",
+    ],
+    [
+      { mirrors: [{ cluster: "c", delivery: "durable", retry: { firstDelaySeconds: 7200 } }] },
+      "mirrors[0].retry.firstDelaySeconds: must be ≤ 3600",
+    ],
+    [
+      { mirrors: [{ cluster: "c", delivery: "durable", retry: { maxAttempts: 2.5 } }] },
+      "mirrors[0].retry.maxAttempts: must be an integer",
+    ],
+    [
+      { mirrors: [{ cluster: "c", delivery: "durable", retry: { attempts: 3 } }] },
+      "mirrors[0].retry.attempts: unknown field",
+    ],
+    [
+      { mirrors: [{ cluster: "c", delivery: "durable", compare: true }] },
+      "mirrors[0].delivery: a durable copy cannot be compared",
+    ],
+    [
+      { mirrorFromHeader: { header: "x-m", allow: ["c"], retry: { maxAttempts: 3 } } },
+      'mirrorFromHeader.retry: applies only with delivery "durable"',
+    ],
+    [
+      { mirrorFromHeader: { header: "x-m", allow: ["c"], delivery: "durable", compare: {} } },
+      "mirrorFromHeader.delivery: a durable copy cannot be compared",
+    ],
+    [
+      { mirrorFromHeader: { header: "x-m", allow: ["c"], delivery: "durable", retry: { maxAttempts: 500 } } },
+      "mirrorFromHeader.retry.maxAttempts: must be ≤ 100",
+    ],
     [{ mirrors: [{ cluster: "c", sampleBy: "x-user-id" }] }, "mirrors[0].sampleBy: must be an object, got string"],
     [
       {

@@ -277,6 +277,30 @@ const UrlRewrite = z.strictObject({
   ]),
 });
 
+/** The most attempts a durable copy gets from the spool, and the longest wait between two. */
+export const MAX_DELIVERY_ATTEMPTS = 100;
+export const MAX_RETRY_DELAY_SECONDS = 3600;
+
+/**
+ * How a durable copy is retried from the spool: `maxAttempts` redeliveries (the inline send is
+ * not one of them), the first `firstDelaySeconds` after the copy failed, each later wait twice
+ * the one before, up to an hour. The defaults' tenth attempt comes about 85 minutes after the
+ * failure, so a mirror down for an hour still gets every copy.
+ */
+export const Retry = z.strictObject({
+  maxAttempts: z._default(intBetween(1, MAX_DELIVERY_ATTEMPTS), 10),
+  firstDelaySeconds: z._default(intBetween(1, MAX_RETRY_DELAY_SECONDS), 5),
+});
+
+export const DEFAULT_RETRY: z.output<typeof Retry> = { maxAttempts: 10, firstDelaySeconds: 5 };
+
+/**
+ * `best-effort` (the default): one send, as Envoy's mirrors do. `durable`: a copy that fails in a
+ * way worth retrying, or that could not finish within `waitUntil`, is spooled to a Cloudflare
+ * Queue and redelivered (src/spool, mirror/redeliver).
+ */
+const delivery = z._default(z.enum(["best-effort", "durable"]), "best-effort");
+
 /** What every copy may set, whether its mirror is listed or chosen by a header. */
 const copySettings = {
   timeoutMs: mirrorTimeoutMs,
@@ -285,7 +309,36 @@ const copySettings = {
   compare,
   /** Rewrites the copy's path (never the primary's, never a compare reference's). */
   urlRewrite: z.optional(UrlRewrite),
+  delivery,
+  retry: z.optional(Retry),
 };
+
+/**
+ * `retry` says how a durable copy is retried, so it needs `delivery: "durable"`; and a durable
+ * copy is not compared, since a redelivered copy has no primary answer of its moment to be
+ * compared with.
+ */
+const deliveryRules = z.superRefine(
+  (copy: { delivery: "best-effort" | "durable"; retry?: unknown; compare?: boolean | object | undefined }, ctx) => {
+    if (copy.retry !== undefined && copy.delivery !== "durable") {
+      ctx.issues.push({
+        code: "custom",
+        message: 'applies only with delivery "durable" (a best-effort copy is sent once)',
+        path: ["retry"],
+        input: copy.retry,
+      });
+    }
+    if (copy.delivery === "durable" && copy.compare !== undefined && copy.compare !== false) {
+      ctx.issues.push({
+        code: "custom",
+        message:
+          "a durable copy cannot be compared: a redelivered copy has no primary answer of its moment to be compared with; compare on a best-effort mirror",
+        path: ["delivery"],
+        input: copy.delivery,
+      });
+    }
+  },
+);
 
 /**
  * Sticky sampling: the value of one header, cookie or query parameter decides, the same way on
@@ -318,6 +371,7 @@ export const Mirror = z
   })
   .check(
     exactlyOneTarget,
+    deliveryRules,
     z.superRefine((mirror, ctx) => {
       if (mirror.percent !== undefined && mirror.fraction !== undefined) {
         ctx.issues.push({
@@ -334,15 +388,18 @@ export const Backend = z
   .strictObject({ ...Target, weight: z._default(intBetween(0, 1_000_000), 1) })
   .check(exactlyOneTarget);
 
-export const MirrorFromHeader = z.strictObject({
-  header: headerName,
-  allow: z
-    .array(ClusterName, {
-      error: (issue) => (issue.input === undefined ? "is required: list the clusters a client may choose" : undefined),
-    })
-    .check(z.maxLength(MAX_ALLOWED_CLUSTERS)),
-  ...copySettings,
-});
+export const MirrorFromHeader = z
+  .strictObject({
+    header: headerName,
+    allow: z
+      .array(ClusterName, {
+        error: (issue) =>
+          issue.input === undefined ? "is required: list the clusters a client may choose" : undefined,
+      })
+      .check(z.maxLength(MAX_ALLOWED_CLUSTERS)),
+    ...copySettings,
+  })
+  .check(deliveryRules);
 
 /**
  * A route's fields and the rules between them, its patterns not yet compiled: what the worker
@@ -509,6 +566,7 @@ export type HeaderOps = z.output<typeof HeaderOps>;
 export type MirrorFromHeader = z.output<typeof MirrorFromHeader>;
 export type SampleBy = z.output<typeof SampleBy>;
 export type UrlRewrite = z.output<typeof UrlRewrite>;
+export type Retry = z.output<typeof Retry>;
 export type PolicyFile = z.output<typeof PolicyFile>;
 
 const DEFAULT_COMPARE: CompareSpec = {
