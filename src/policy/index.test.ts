@@ -567,6 +567,7 @@ describe("parseRoute", () => {
       'requestHeaders.set["x-edge-mirror-hops"]: is edge-mirror\'s loop protection',
     ],
     [{ add: { "x-edge-mirror": "r" } }, 'requestHeaders.add["x-edge-mirror"]: is edge-mirror\'s mirror marker'],
+    [{ remove: ["X-Edge-Mirror-Id"] }, 'requestHeaders.remove[0]: "X-Edge-Mirror-Id" is edge-mirror\'s copy id'],
   ])("refuses requestHeaders %j on a field it cannot change, on the route and on every mirror", (ops, message) => {
     expect(issuesOf(() => parseRoute({ id: "r", requestHeaders: ops }))[0]).toMatch(message);
     const mirrored = (where: object) => issuesOf(() => parseRoute({ id: "r", ...where }))[0];
