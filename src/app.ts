@@ -83,6 +83,7 @@ export async function handleRequest(
       noise: state.noise,
       secret: state.secret,
       budget: state.budget,
+      spool: state.spool,
       primary: compared && { capture: compared.capture, hold: compared.hold },
     },
     waitUntil,

@@ -11,17 +11,23 @@
  * env the worker sees and kept in the worker's closure, one per env object: the runtime passes
  * one per isolate, and a test that passes its own gets a state of its own. Each request then
  * costs one WeakMap lookup. Nothing is kept at module level.
+ *
+ * `queue` is the spool's consumer: it redelivers durable copies that were not delivered inline
+ * (mirror/redeliver), with the same isolate state, so its outcomes reach the same counters.
  */
 import { createAdminApp } from "./admin/index.js";
 import { adminRequest } from "./admin/paths.js";
 import { handleRequest } from "./app.js";
 import { buildIsolate, type IsolateOptions, type IsolateState } from "./isolate/index.js";
+import { redeliver } from "./mirror/redeliver.js";
 
 /** What a worker may be built with instead of the runtime's defaults (tests: their own draws and sinks). */
 export type WorkerOptions = IsolateOptions;
 
 export interface EdgeMirrorWorker {
   fetch(request: Request, env: Env, ctx: ExecutionContext): Response | Promise<Response>;
+  /** Redelivers a batch of spooled copies (or sends dead ones again, read from the dead-letter queue). */
+  queue(batch: MessageBatch, env: Env, ctx: ExecutionContext): Promise<void>;
   /** The state this worker keeps for `env`, built on first use: what tests and benchmarks read. */
   isolate(env: Env): IsolateState;
 }
@@ -44,6 +50,17 @@ export function createWorker(options: WorkerOptions = {}): EdgeMirrorWorker {
       const forAdmin = adminRequest(request, adminPrefix, adminHost);
       if (forAdmin) return admin.fetch(forAdmin, env, ctx);
       return handleRequest(request, state, ctx);
+    },
+    async queue(batch, env, ctx) {
+      const state = isolate(env);
+      const waitUntil = (promise: Promise<unknown>) => ctx.waitUntil(promise);
+      const secret = state.secret;
+      await secret.load(state.kv, waitUntil);
+      await redeliver(batch, {
+        spool: state.spool,
+        signingKey: () => secret.signingKey(),
+        sink: state.recorder(waitUntil).outcome,
+      });
     },
     isolate,
   };
