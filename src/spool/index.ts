@@ -57,7 +57,8 @@ interface OpenBatch {
   bytes: number;
   result: Promise<Sent>;
   settle: (sent: Sent) => void;
-  timer: ReturnType<typeof setTimeout> | undefined;
+  /** Sent already (by its timer, or once full). */
+  sent: boolean;
 }
 
 const V8 = "v8" as const;
@@ -162,8 +163,11 @@ export class Spool {
       const result = new Promise<Sent>((resolve) => {
         settle = resolve;
       });
-      const opened: OpenBatch = { messages: [], bytes: 0, result, settle, timer: undefined };
-      opened.timer = setTimeout(() => this.#flush(opened), this.#windowMs);
+      const opened: OpenBatch = { messages: [], bytes: 0, result, settle, sent: false };
+      // Never cleared: a timer belongs to the request that set it, and a batch filled by another
+      // request cannot clear it (workerd's timer ids are per request, so clearTimeout there
+      // would clear one of that request's own). It finds the batch sent and does nothing.
+      setTimeout(() => this.#flush(opened), this.#windowMs);
       this.#batch = opened;
       batch = opened;
     }
@@ -173,8 +177,9 @@ export class Spool {
   }
 
   #flush(batch: OpenBatch): void {
+    if (batch.sent) return;
+    batch.sent = true;
     if (this.#batch === batch) this.#batch = undefined;
-    if (batch.timer !== undefined) clearTimeout(batch.timer);
     const queue = this.#queue as Queue;
     queue.sendBatch(batch.messages).then(
       () => batch.settle({ ok: true }),
