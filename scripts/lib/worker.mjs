@@ -5,7 +5,7 @@
  * proxy of its own and is several times slower).
  */
 import { dirname, join } from "node:path";
-import { Miniflare } from "miniflare";
+import { Log, LogLevel, Miniflare } from "miniflare";
 import { clusterKey, KV_BINDING, routeKey } from "../../src/store/keys.js";
 import { localConfig } from "./wrangler-config.mjs";
 
@@ -26,6 +26,14 @@ import { localConfig } from "./wrangler-config.mjs";
  *   Miniflare entry worker in front, as a deployed worker is reached; `directUrl` is its address.
  *   (The entry worker passes each request on with a `fetch` of its own, and workerd's `fetch`
  *   makes a request carrying `Upgrade: websocket` a WebSocket GET before the worker sees it.)
+ * @param {object} [options.spool]  the spool as wrangler.toml declares it (its queues, the first
+ *   worker as the consumer, the bucket), local and real; these change it for a test
+ * @param {{ maxBatchSize?: number, maxBatchTimeout?: number, maxRetries?: number }} [options.spool.consumer]  the consumer's settings over wrangler.toml's
+ * @param {"inspect" | "redrive"} [options.spool.deadLetters]  who consumes the dead-letter queue:
+ *   "inspect", a worker of the test's that keeps what it receives (`deadLetters()`); "redrive",
+ *   the first worker itself, which spools dead copies again (README "Dead copies"); by default no
+ *   one, and Miniflare drops what is sent to a queue without a consumer
+ * @param {boolean} [options.withoutSpool]  no spool bindings at all: durable copies are sent once
  */
 export async function startWorker(options) {
   const local = await localConfig();
@@ -44,6 +52,7 @@ export async function startWorker(options) {
     STATS_FLUSH_MS: "0",
     ...options.vars,
   };
+  const spool = options.withoutSpool ? undefined : spoolConfig(local, options.spool ?? {});
   /** @param {number} i */
   const worker = (i) => ({
     name: `edge-mirror-${i}`,
@@ -68,13 +77,26 @@ export async function startWorker(options) {
           },
         }),
     bindings,
+    ...(spool
+      ? {
+          queueProducers: spool.producers,
+          r2Buckets: spool.buckets,
+          // A queue has one consumer: the first isolate.
+          ...(i === 0 ? { queueConsumers: spool.consumers } : {}),
+        }
+      : {}),
     ...(i > 0 || options.direct ? { unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }] } : {}),
   });
   const mf = new Miniflare({
-    workers: Array.from({ length: isolates }, (_, i) => worker(i)),
+    workers: [
+      ...Array.from({ length: isolates }, (_, i) => worker(i)),
+      ...(spool?.inspector ? [deadLetterInspector(spool.inspector)] : []),
+    ],
     ...(options.persistTo ? { kvPersist: join(options.persistTo, "v3", "kv") } : {}),
     host: "127.0.0.1",
     port: 0,
+    // MINIFLARE_LOG=1 shows Miniflare's own lines: each queue batch delivered and each retry.
+    ...(process.env.MINIFLARE_LOG ? { log: new Log(LogLevel.DEBUG) } : {}),
     ...(options.inspectorPort ? { inspectorPort: options.inspectorPort } : {}),
     ...(options.onLog
       ? {
@@ -96,7 +118,98 @@ export async function startWorker(options) {
   const urls = [url.origin];
   for (let i = 1; i < isolates; i++) urls.push((await mf.unsafeGetDirectURL(`edge-mirror-${i}`)).origin);
   const directUrl = options.direct ? (await mf.unsafeGetDirectURL("edge-mirror-0")).origin : undefined;
-  return { mf, url: url.origin, urls, directUrl, kv: namespace, dispose: () => mf.dispose() };
+  return {
+    mf,
+    url: url.origin,
+    urls,
+    directUrl,
+    kv: namespace,
+    /**
+     * What the dead-letter queue's inspector received (`spool.deadLetters: "inspect"`), in order:
+     * each dead copy's route, mirror, request id, body (its kind, size and SHA-256) and cause.
+     * @returns {Promise<DeadLetter[]>}
+     */
+    async deadLetters() {
+      const inspector = await mf.getWorker(DEAD_LETTER_INSPECTOR);
+      return /** @type {Promise<DeadLetter[]>} */ ((await inspector.fetch("http://inspector/")).json());
+    },
+    /** The keys of every spooled body the bucket holds. */
+    async spoolBodies() {
+      const bucket = await mf.getR2Bucket("MIRROR_SPOOL_BODIES");
+      const listed = await bucket.list({ prefix: "spool/" });
+      return listed.objects.map((o) => o.key);
+    },
+    dispose: () => mf.dispose(),
+  };
+}
+
+/**
+ * @typedef {object} DeadLetter
+ * @property {string} route
+ * @property {string} mirror
+ * @property {string} requestId
+ * @property {string} url
+ * @property {{ kind: string, size: number, sha256?: string }} body
+ * @property {{ at: number, attempts: number, cause: string }} dead
+ */
+
+const DEAD_LETTER_INSPECTOR = "dead-letter-inspector";
+
+/**
+ * The spool's Miniflare settings from wrangler.toml's: producers and bucket for every isolate,
+ * the consumer (the test's settings over wrangler.toml's) for the first, and who reads the
+ * dead-letter queue.
+ * @param {Awaited<ReturnType<typeof localConfig>>} local
+ * @param {{ consumer?: Record<string, number>, deadLetters?: "inspect" | "redrive" }} options
+ */
+function spoolConfig(local, options) {
+  const spoolQueue = local.queueProducers.MIRROR_SPOOL?.queueName;
+  const deadQueue = local.queueProducers.MIRROR_DEAD_LETTERS?.queueName;
+  if (!spoolQueue || !deadQueue)
+    throw new Error("wrangler.toml declares no MIRROR_SPOOL and MIRROR_DEAD_LETTERS producers");
+  /** @type {Record<string, object>} */
+  const consumers = {
+    [spoolQueue]: { ...local.queueConsumers[spoolQueue], ...options.consumer },
+    ...(options.deadLetters === "redrive" ? { [deadQueue]: { maxBatchTimeout: 1 } } : {}),
+  };
+  return {
+    producers: local.queueProducers,
+    consumers,
+    buckets: local.r2Buckets,
+    inspector: options.deadLetters === "inspect" ? deadQueue : undefined,
+  };
+}
+
+/**
+ * A worker of the tests' own that consumes the dead-letter queue and keeps a summary of each
+ * dead copy (its body hashed, not kept), served as JSON.
+ * @param {string} queue
+ */
+function deadLetterInspector(queue) {
+  return {
+    name: DEAD_LETTER_INSPECTOR,
+    modules: true,
+    compatibilityDate: "2026-04-20",
+    queueConsumers: { [queue]: { maxBatchTimeout: 1 } },
+    script: `
+      const seen = [];
+      const hex = (buffer) => [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, "0")).join("");
+      export default {
+        async queue(batch) {
+          for (const message of batch.messages) {
+            const copy = message.body;
+            const body = { kind: copy.body.kind, size: copy.body.kind === "inline" ? copy.body.bytes.byteLength : copy.body.size ?? 0 };
+            if (copy.body.kind === "inline") body.sha256 = hex(await crypto.subtle.digest("SHA-256", copy.body.bytes));
+            seen.push({ route: copy.route, mirror: copy.mirror, requestId: copy.requestId, url: copy.url, body, dead: copy.dead });
+            message.ack();
+          }
+        },
+        fetch() {
+          return Response.json(seen);
+        },
+      };
+    `,
+  };
 }
 
 /**

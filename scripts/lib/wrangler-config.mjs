@@ -69,6 +69,28 @@ async function readWithWrangler(path, env) {
       include: rule.globs,
       ...(rule.fallthrough === undefined ? {} : { fallthrough: rule.fallthrough }),
     })),
+    /**
+     * The spool (README "Delivery"): queue producers by binding, the consumers with their batch
+     * and retry settings, and the R2 buckets by binding, as Miniflare takes them.
+     * @type {Record<string, { queueName: string }>}
+     */
+    queueProducers: Object.fromEntries((config.queues.producers ?? []).map((p) => [p.binding, { queueName: p.queue }])),
+    /** @type {Record<string, { maxBatchSize?: number, maxBatchTimeout?: number, maxRetries?: number, deadLetterQueue?: string }>} */
+    queueConsumers: Object.fromEntries(
+      (config.queues.consumers ?? []).map((c) => [
+        c.queue,
+        {
+          ...(c.max_batch_size === undefined ? {} : { maxBatchSize: c.max_batch_size }),
+          ...(c.max_batch_timeout === undefined ? {} : { maxBatchTimeout: c.max_batch_timeout }),
+          ...(c.max_retries === undefined ? {} : { maxRetries: c.max_retries }),
+          ...(c.dead_letter_queue === undefined ? {} : { deadLetterQueue: c.dead_letter_queue }),
+        },
+      ]),
+    ),
+    /** @type {Record<string, string>} */
+    r2Buckets: Object.fromEntries(
+      config.r2_buckets.map((b) => [b.binding, typeof b.bucket_name === "string" ? b.bucket_name : b.binding]),
+    ),
     /** wrangler's default state directory, `.wrangler/state` beside the configuration. */
     defaultPersistTo: join(config.configPath ? dirname(config.configPath) : process.cwd(), ".wrangler/state"),
   };
