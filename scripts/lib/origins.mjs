@@ -269,7 +269,8 @@ export async function startEarlyAnswerOrigin(options) {
  * duplicates. `loseAnswers(n)` makes it take the next `n` copies it has not seen and then close
  * the connection without answering: the copy arrived, its answer was lost, and the sender will
  * send it again.
- * @param {{ name?: string, port?: number, status?: number }} [options]
+ * @param {{ name?: string, port?: number, status?: number, log?: boolean }} [options]  `log`: one
+ *   line per request, as `startOrigin`'s, with the copy id and whether it came before
  */
 export async function startCopySink(options = {}) {
   const name = options.name ?? "copy-sink";
@@ -292,6 +293,12 @@ export async function startCopySink(options = {}) {
       arrivals++;
       const digest = hash.digest("hex");
       const id = req.headers["x-edge-mirror-id"];
+      if (options.log) {
+        const again = typeof id === "string" && copies.has(id) ? ", again" : "";
+        console.log(
+          `[${name}] Host: ${req.headers["x-forwarded-host"] ?? req.headers.host} "${req.method} ${req.url}" ${digest.slice(0, 12)}… copy ${id ?? "(no id)"}${again} → ${status}`,
+        );
+      }
       if (typeof id !== "string") unnamed.push(digest);
       else if (copies.has(id)) duplicates++;
       else {

@@ -56,7 +56,7 @@ async function waitFor(predicate: () => boolean, what: string, timeoutMs = 15_00
 }
 
 beforeAll(async () => {
-  const [workerPort, base] = [await freePortRange(1), await freePortRange(3)];
+  const [workerPort, base] = [await freePortRange(1), await freePortRange(4)];
   child = spawn(process.execPath, [join(ROOT, "scripts/start.mjs")], {
     cwd: ROOT,
     env: {
@@ -105,6 +105,31 @@ describe("npm start reproduces the seed-002 sandbox", () => {
     expect(lines("service2-mirror")).toHaveLength(1);
     // wrangler dev forwards the worker's log lines on its own schedule.
     await waitFor(() => output.includes('"reason":"cluster_not_allowed"'), "the cluster_not_allowed log line");
+  });
+});
+
+describe("npm start delivers remote-write copies durably (seed 000)", () => {
+  type Delivery = { spooled: number; pending: number; redelivered: number };
+  type Stats = { routes: Array<{ route: string; mirrors: Array<{ mirror: string; delivery: Delivery }> }> };
+  const secondaryDelivery = async () =>
+    (await adminStats<Stats>(edge, DEMO_ADMIN_TOKEN)).stats.routes
+      .find((r) => r.route === "remote-write")
+      ?.mirrors.find((m) => m.mirror === "mimir-secondary")?.delivery;
+
+  it("spools the copies mimir-secondary misses while it is down, and sends them once it is back", async () => {
+    const outage = await fetch(`${edge}/demo/secondary-outage?seconds=3`, { method: "POST" });
+    expect(outage.status).toBe(202);
+    await waitFor(() => output.includes("[mimir-secondary] down for 3 s"), "the outage line");
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`${edge}/api/v1/push`, { method: "POST", body: `demo batch ${i}` });
+      expect(res.status).toBe(200);
+    }
+    // Back after 3 s; each copy is tried again 2 s after it failed, and doubling after that.
+    await waitFor(() => lines("mimir-secondary").filter((l) => l.includes("copy ")).length >= 3, "the copies", 60_000);
+    const delivered = lines("mimir-secondary").filter((l) => / copy \S+;mirror=mimir-secondary → 204$/.test(l));
+    expect(delivered).toHaveLength(3);
+    await until(async () => (await secondaryDelivery())?.pending === 0, 20_000);
+    expect(await secondaryDelivery()).toMatchObject({ spooled: 3, redelivered: 3, pending: 0 });
   });
 });
 
