@@ -6,7 +6,7 @@
  * but the marker's signature (WebCrypto).
  */
 import { type CopyBody, copyRequestBody } from "../body/index.js";
-import { MIRROR_MARKER } from "../headers/index.js";
+import { COPY_ID_HEADER, MIRROR_MARKER } from "../headers/index.js";
 import type { MirrorErrorKind } from "../record/index.js";
 
 /** What one copy is sent with, made once the body is read: the body, the headers, the marker and the deadline. */
@@ -29,9 +29,12 @@ export async function copyInit(
   copy: Pick<CopyParts, "headers" | "marker" | "signal">,
   url: string,
   body: BodyInit | null,
+  id?: string,
 ): Promise<RequestInit> {
   const headers = new Headers(copy.headers);
   headers.set(MIRROR_MARKER, await copy.marker(new URL(url)));
+  // A durable copy's id (`x-edge-mirror-id`), set on the copy's own headers like the marker.
+  if (id !== undefined) headers.set(COPY_ID_HEADER, id);
   return {
     method,
     headers,

@@ -78,15 +78,14 @@ export async function sendDurable(
   const base = { route: job.routeId, mirror: target.label, requestId: job.requestId };
   const pathAndQuery = target.rewrite ? rewritePathAndQuery(job.pathAndQuery, target.rewrite) : job.pathAndQuery;
   const url = target.origin + pathAndQuery;
-  const headers = new Headers(parts.headers);
-  headers.set(COPY_ID_HEADER, copyId(job.requestId, target.label));
+  const id = copyId(job.requestId, target.label);
   const bodyBytes = parts.body?.size ?? 0;
-  const spool = (failure: Failure, latencyMs: number, sentInline: boolean) =>
-    spoolCopy(job, target, { url, headers, body: parts.body, digest: parts.digest, hold: parts.hold }, failure, {
-      latencyMs,
-      sentInline,
-      bodyBytes,
-    });
+  const spool = (failure: Failure, latencyMs: number, sentInline: boolean) => {
+    // As it was sent, its id included; the marker is signed again at each delivery.
+    const headers: Array<[string, string]> = [...parts.headers, [COPY_ID_HEADER, id]];
+    const copy = { url, headers, body: parts.body, digest: parts.digest, hold: parts.hold };
+    return spoolCopy(job, target, copy, failure, { latencyMs, sentInline, bodyBytes });
+  };
   if (!parts.signal) {
     const message = "too little of waitUntil's 30 s was left to send it inline";
     return spool({ error: "wait_until_budget", message }, 0, false);
@@ -101,10 +100,8 @@ export async function sendDurable(
   const body = requestBody(parts);
   let failure: Failure;
   try {
-    const response = await fetch(
-      url,
-      await copyInit(job.method, { ...parts, headers, signal: parts.signal }, url, body.init),
-    );
+    const init = await copyInit(job.method, { ...parts, signal: parts.signal }, url, body.init, id);
+    const response = await fetch(url, init);
     breaker.report(target.origin, response.status < 500, Date.now());
     const dropped = discardAnswer(response);
     if (!isRetryableStatus(response.status)) {
@@ -130,7 +127,13 @@ export async function sendDurable(
 async function spoolCopy(
   job: DurableJob,
   target: MirrorTarget & { durable: NonNullable<MirrorTarget["durable"]> },
-  copy: { url: string; headers: Headers; body: CopyBody | null; digest: string; hold: Hold | undefined },
+  copy: {
+    url: string;
+    headers: Array<[string, string]>;
+    body: CopyBody | null;
+    digest: string;
+    hold: Hold | undefined;
+  },
   failure: Failure,
   inline: { latencyMs: number; sentInline: boolean; bodyBytes: number },
 ): Promise<void> {
@@ -144,7 +147,7 @@ async function spoolCopy(
           requestId: job.requestId,
           method: job.method,
           url: copy.url,
-          headers: [...copy.headers],
+          headers: copy.headers,
           bodyDigest: copy.digest,
           firstSeen: job.startedAt,
           sentInline: inline.sentInline,

@@ -445,7 +445,7 @@ describe("runMirrors and the memory budget", () => {
       expect(outcomes).toEqual([
         expect.objectContaining({ kind: "spooled", error: "wait_until_budget", latencyMs: 0, bodyIn: "message" }),
       ]);
-      expect((spool.spooled[0]?.body as SpooledCopy).sentInline).toBe(false);
+      expect((spool.spooled[0]?.body as SpooledCopy | undefined)?.sentInline).toBe(false);
       expect(budget.held).toBe(0);
     });
 

@@ -185,12 +185,16 @@ async function sendAll(job: CopyJob, startedAt: number): Promise<void> {
   try {
     // Settled, not merely all resolved: the body is shared until the last copy is done with it.
     const hold = job.body.kind === "stream" ? job.body.hold : undefined;
-    const durableJob = { ...job, startedAt };
-    const now = Date.now();
+    let durableJob: (CopyJob & { startedAt: number }) | undefined;
+    let now = 0;
     const copies = await Promise.allSettled(
       job.targets.map((target) => {
         if (!target.durable) {
           return sendOne(job, target, { body, headers: headers(target), marker, signal: deadline(target.timeoutMs) });
+        }
+        if (!durableJob) {
+          durableJob = { ...job, startedAt };
+          now = Date.now();
         }
         const timeoutMs = inlineTimeoutMs(target.timeoutMs, startedAt, now);
         return sendDurable(
