@@ -22,6 +22,11 @@ export function benchPolicies(mirrors) {
     noMatch: policyEntries({ clusters, routes: [route("elsewhere", "/elsewhere", fast)] }),
     /** C and E: the request's route has one fast mirror. */
     oneFast: policyEntries({ clusters, routes: [route("bench", "/bench", fast)] }),
+    /** G: C with the mirror durable; it is healthy, so nothing is spooled. */
+    oneFastDurable: policyEntries({
+      clusters,
+      routes: [route("bench", "/bench", { mirrors: [{ cluster: "fast", delivery: "durable" }] })],
+    }),
     /** D: three mirrors, each the slow one. */
     threeSlow: policyEntries({
       clusters,
