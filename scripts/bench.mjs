@@ -22,6 +22,8 @@ const MODES = {
   profile: "a V8 CPU profile of one scenario: where the time goes",
   regex: "CPU per match of the regex engine on hostile input, against JavaScript's RegExp",
   startup: "the CPU a new isolate spends evaluating the bundle before its first request (wrangler check startup)",
+  outage:
+    "a durable mirror's outage: CPU, Queues operations and R2 operations per spooled copy, on the request path and in the consumer",
 };
 
 const argv = process.argv.slice(2);
