@@ -27,6 +27,17 @@ export function benchPolicies(mirrors) {
       clusters,
       routes: [route("bench", "/bench", { mirrors: [{ cluster: "fast", delivery: "durable" }] })],
     }),
+    /**
+     * `--mode paired --set durable`: two routes in one worker, the one fast mirror best-effort on
+     * one and durable on the other (BENCH_PATH itself stays unmatched).
+     */
+    pairedDelivery: policyEntries({
+      clusters,
+      routes: [
+        route("pair-best-effort", "/pair-best-effort", fast),
+        route("pair-durable", "/pair-durable", { mirrors: [{ cluster: "fast", delivery: "durable" }] }),
+      ],
+    }),
     /** D: three mirrors, each the slow one. */
     threeSlow: policyEntries({
       clusters,
