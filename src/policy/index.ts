@@ -330,6 +330,59 @@ export const Mirror = z
     }),
   );
 
+/** The most request and answer body bytes one captured request keeps (`capture.maxBodyBytes`). */
+export const MAX_CAPTURE_BODY_BYTES = 1024 * 1024;
+/** What a captured request keeps of each body unless `capture.maxBodyBytes` says otherwise. */
+export const DEFAULT_CAPTURE_BODY_BYTES = 64 * 1024;
+
+/**
+ * What capture hides before anything is buffered: the values of these request and answer
+ * headers (besides `authorization`, `proxy-authorization`, `cookie` and `set-cookie`, always),
+ * of JSON bodies under these paths, and, with `secrets`, of every header, JSON key, form field
+ * and query parameter whose name looks like a secret (as in compare samples).
+ */
+const CaptureRedaction = z.strictObject({
+  headers: z._default(z.array(headerName).check(z.maxLength(64)), []),
+  jsonPaths: z._default(z.array(jsonPath).check(z.maxLength(64)), []),
+  secrets: z._default(z.boolean(), true),
+});
+
+/**
+ * Capture: a sample of the route's requests, with the primary's answers, recorded to R2 for
+ * export (HAR, NDJSON) and replay (src/capture). Sampled like a mirror, before anything is read.
+ */
+export const CaptureSpec = z
+  .strictObject({
+    percent: z.optional(z.number().check(z.minimum(0), z.maximum(100))),
+    fraction: z.optional(Fraction),
+    sampleBy: z.optional(SampleBy),
+    /** Each body (the request's and the answer's) is kept up to this many bytes, then marked truncated. */
+    maxBodyBytes: z._default(
+      z.int().check(
+        z.minimum(0),
+        z.maximum(MAX_CAPTURE_BODY_BYTES, {
+          error: `must be ≤ ${MAX_CAPTURE_BODY_BYTES} (captured bodies are held in the isolate until their batch is written)`,
+        }),
+      ),
+      DEFAULT_CAPTURE_BODY_BYTES,
+    ),
+    /** The primary's answer (status, headers, body) is recorded beside the request. */
+    includeResponse: z._default(z.boolean(), true),
+    redact: z._default(CaptureRedaction, { headers: [], jsonPaths: [], secrets: true }),
+  })
+  .check(
+    z.superRefine((capture, ctx) => {
+      if (capture.percent !== undefined && capture.fraction !== undefined) {
+        ctx.issues.push({
+          code: "custom",
+          message: "use either percent or fraction, not both",
+          path: ["fraction"],
+          input: capture,
+        });
+      }
+    }),
+  );
+
 export const Backend = z
   .strictObject({ ...Target, weight: z._default(intBetween(0, 1_000_000), 1) })
   .check(exactlyOneTarget);
@@ -374,6 +427,7 @@ export const RouteFields = z
       ),
       1024 * 1024,
     ),
+    capture: z.optional(CaptureSpec),
   })
   .check(
     z.superRefine((route, ctx) => {
@@ -508,6 +562,7 @@ export type Cluster = z.output<typeof Cluster>;
 export type HeaderOps = z.output<typeof HeaderOps>;
 export type MirrorFromHeader = z.output<typeof MirrorFromHeader>;
 export type SampleBy = z.output<typeof SampleBy>;
+export type CaptureSpec = z.output<typeof CaptureSpec>;
 export type UrlRewrite = z.output<typeof UrlRewrite>;
 export type PolicyFile = z.output<typeof PolicyFile>;
 
