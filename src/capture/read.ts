@@ -1,0 +1,187 @@
+/**
+ * @module capture/read
+ * Reads what capture keeps of a body: its first `maxBodyBytes`, the rest left to stream on (the
+ * branch is cancelled once past them). Every byte kept is taken from the isolate's memory budget
+ * (body/budget) before it is held; what does not fit is not kept. When a compared mirror wants the
+ * primary's answer too, `splitAnswer` reads one tee branch for both: the comparison gets the whole
+ * answer within its own cap (or why not), capture its prefix. The client's branch streams
+ * untouched either way.
+ */
+
+import type { Hold } from "../body/budget.js";
+import { declaredLength } from "../body/index.js";
+import type { Capture } from "../compare/index.js";
+import type { BodyPrefix } from "./record.js";
+
+/**
+ * How long capture, reading on its own, waits for a body's first `maxBodyBytes`: a slow upload or
+ * a streamed answer (server-sent events) is kept as far as it came, marked truncated.
+ */
+export const CAPTURE_READ_MS = 10_000;
+
+interface Read {
+  /** The bytes kept, at most `limit`. */
+  bytes: Uint8Array;
+  /** Bytes that arrived, kept or not. */
+  total: number;
+  /** Read to the end (not cut at the limit, the budget or the deadline). */
+  complete: boolean;
+  /** Why reading stopped early, if it did for another reason than the limit. */
+  stopped?: string;
+}
+
+function joined(chunks: readonly Uint8Array[], size: number): Uint8Array {
+  if (chunks.length === 1 && (chunks[0] as Uint8Array).byteLength === size) return chunks[0] as Uint8Array;
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return bytes;
+}
+
+/**
+ * Reads `stream` until more than `limit` bytes came (then cancels it), it ends, `hold` refuses a
+ * byte beyond the `covered` ones it has taken already, or `deadlineMs` passes.
+ */
+async function readUpTo(
+  stream: ReadableStream<Uint8Array>,
+  limit: number,
+  hold: Hold,
+  covered: number,
+  deadlineMs: number | undefined,
+): Promise<Read> {
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let kept = 0;
+  let total = 0;
+  let late = false;
+  const timer =
+    deadlineMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          late = true;
+          reader.cancel("capture read deadline").catch(() => {});
+        }, deadlineMs);
+  const stop = async (stopped: string | undefined): Promise<Read> => {
+    await reader.cancel("capture has what it keeps").catch(() => {});
+    return { bytes: joined(chunks, kept), total, complete: false, ...(stopped ? { stopped } : {}) };
+  };
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (late) return { bytes: joined(chunks, kept), total, complete: false, stopped: "deadline" };
+      if (done) return { bytes: joined(chunks, kept), total, complete: true };
+      total += value.byteLength;
+      const keep = Math.min(value.byteLength, limit - kept);
+      if (keep > 0) {
+        const beyond = kept + keep - Math.max(covered, kept);
+        if (beyond > 0 && !hold.take(beyond)) return stop(hold.refusal(`body at ${kept + keep} bytes`));
+        // A chunk kept in part is copied, so that the rest of its buffer is not held with it.
+        chunks.push(keep === value.byteLength ? value : value.slice(0, keep));
+        kept += keep;
+      }
+      if (total > limit) return stop(undefined);
+    }
+  } catch (err) {
+    return { bytes: joined(chunks, kept), total, complete: false, stopped: String(err).slice(0, 200) };
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+  }
+}
+
+/** The length a body declares, when it is its length as read (not content-encoded). */
+function declaredSize(headers: Headers): number | undefined {
+  return headers.has("content-encoding") ? undefined : declaredLength(headers.get("content-length"));
+}
+
+/** Capture's view of a read: the first `cap` bytes, truncated unless the whole body was read. */
+function prefixOf(read: Read, cap: number, declared: number | undefined): BodyPrefix {
+  const size = declared ?? (read.complete ? read.total : null);
+  if (read.bytes.byteLength === 0 && read.stopped !== undefined && read.total > 0) {
+    return { failed: `not read: ${read.stopped}`, size };
+  }
+  const whole = read.complete && read.total <= cap;
+  return {
+    bytes: read.bytes.byteLength > cap ? read.bytes.subarray(0, cap) : read.bytes,
+    truncated: !whole,
+    size,
+  };
+}
+
+/** The first `cap` bytes of a request body (capture's own tee branch). */
+export async function readPrefix(
+  stream: ReadableStream<Uint8Array>,
+  cap: number,
+  hold: Hold,
+  declared: number | undefined,
+): Promise<BodyPrefix> {
+  return prefixOf(await readUpTo(stream, cap, hold, 0, CAPTURE_READ_MS), cap, declared);
+}
+
+/** What a compared mirror's comparison of the primary's answer needs from capture's read. */
+export interface CompareShare {
+  /** The comparison's `maxBodyBytes`. */
+  cap: number;
+  /** What the comparison's read of the primary's answer takes from, given back when its copies end. */
+  hold: Hold | undefined;
+  /** Hands the comparison the primary's answer as read. */
+  take(capture: Promise<Capture>): void;
+}
+
+/**
+ * Splits the primary's answer: the client streams one branch untouched, the other is read once,
+ * for capture (its first `cap` bytes) and, when given, for a comparison (the whole answer up to
+ * the comparison's own cap, refused as `teeForComparison` refuses it). Bytes read for both are
+ * taken once, from the comparison's hold, which lasts until the copies are done; read for capture
+ * alone, from capture's `hold`, and for at most `CAPTURE_READ_MS`.
+ */
+export function splitAnswer(
+  response: Response,
+  capture: { cap: number; hold: Hold },
+  compare?: CompareShare,
+): { response: Response; body: Promise<BodyPrefix | null> } {
+  if (!response.body) {
+    const empty: Capture = {
+      ok: true,
+      response: { status: response.status, headers: response.headers, body: new Uint8Array() },
+    };
+    compare?.take(Promise.resolve(empty));
+    return { response, body: Promise.resolve(null) };
+  }
+  const declared = declaredSize(response.headers);
+  let refusal: string | undefined;
+  let covered = 0;
+  const hold = compare?.hold ?? capture.hold;
+  if (compare) {
+    if (declared !== undefined && declared > compare.cap) {
+      refusal = `content-length ${declared} exceeds maxBodyBytes (${compare.cap})`;
+    } else if (declared !== undefined && compare.hold) {
+      if (compare.hold.take(declared)) covered = declared;
+      else refusal = compare.hold.refusal(`content-length ${declared}`);
+    }
+  }
+  const compareCap = compare && refusal === undefined ? compare.cap : undefined;
+  const [toClient, toRead] = response.body.tee();
+  const read = readUpTo(
+    toRead,
+    Math.max(capture.cap, compareCap ?? 0),
+    hold,
+    covered,
+    compareCap === undefined ? CAPTURE_READ_MS : undefined,
+  );
+  if (compare) {
+    compare.take(
+      read.then((r): Capture => {
+        if (refusal !== undefined) return { ok: false, error: refusal };
+        if (r.complete && compareCap !== undefined && r.total <= compareCap) {
+          return { ok: true, response: { status: response.status, headers: response.headers, body: r.bytes } };
+        }
+        if (r.stopped !== undefined) return { ok: false, error: `primary body: ${r.stopped}` };
+        return { ok: false, error: `body exceeds maxBodyBytes (${compare.cap})` };
+      }),
+    );
+  }
+  return { response: new Response(toClient, response), body: read.then((r) => prefixOf(r, capture.cap, declared)) };
+}
