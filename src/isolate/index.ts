@@ -2,13 +2,14 @@
  * @module isolate
  * What an isolate keeps between requests, built once from the env it serves (vars cannot change
  * within an isolate): the settings parsed from env vars, the policy cache, the counter buffer,
- * the mirror breaker, the noise memory, the deployment's secret, the memory budget for copies
- * and the admin surface's state. Nothing here is kept at module level: the composition root
+ * the mirror breaker, the noise memory, the deployment's secret, the memory budget for copies,
+ * the capture batch and the admin surface's state. Nothing here is kept at module level: the composition root
  * (src/index.ts) builds one `IsolateState` per env and hands each module what it uses.
  */
 import { type AdminState, adminState } from "../admin/index.js";
 import { adminHost, adminPrefix, adminToken } from "../admin/settings.js";
 import { DEFAULT_MEMORY_BUDGET_BYTES, MemoryBudget, parseBudgetBytes } from "../body/budget.js";
+import { CaptureState } from "../capture/index.js";
 import { NoiseMemory } from "../compare/index.js";
 import { markerKeySetting } from "../headers/marker.js";
 import { type BreakerOptions, MirrorBreaker } from "../mirror/breaker.js";
@@ -126,6 +127,8 @@ export interface IsolateState {
   readonly secret: DeploymentSecret;
   /** What the bodies that copies and comparisons hold take from; shared by every request. */
   readonly budget: MemoryBudget;
+  /** Captured requests batched for R2 (src/capture); its buffer is undefined without `MIRROR_CAPTURES`. */
+  readonly capture: CaptureState;
   /** The admin surface's settings and caches (admin/state). */
   readonly admin: AdminState;
   /**
@@ -142,6 +145,7 @@ export function buildIsolate(env: Env, options: IsolateOptions = {}): IsolateSta
     ttlMs: settings.policyTtlMs,
     ...(options.policyLog ? { log: options.policyLog } : {}),
   });
+  const budget = new MemoryBudget(settings.memoryBudgetBytes);
   return {
     settings,
     kv: env.MIRROR_CONFIG,
@@ -150,7 +154,8 @@ export function buildIsolate(env: Env, options: IsolateOptions = {}): IsolateSta
     breaker: new MirrorBreaker(options.breaker),
     noise: new NoiseMemory(),
     secret: new DeploymentSecret(settings.markerKey),
-    budget: new MemoryBudget(settings.memoryBudgetBytes),
+    budget,
+    capture: new CaptureState(env, budget),
     admin: adminState(
       { prefix: settings.adminPrefix, token: settings.adminToken, statsShards: settings.stats.shards },
       policies,
