@@ -209,7 +209,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
   for (const skip of skipped) io.err(`${options.input}: ${skip.at}: not replayed: ${skip.error}`);
 
   const client = io.send
-    ? { send: io.send, close: () => {} }
+    ? { send: io.send, close: async () => {} }
     : httpSender({
         origin: options.to,
         concurrency: options.concurrency,
@@ -234,13 +234,14 @@ export async function main(argv: string[], io: Io): Promise<number> {
       send: async (i) => {
         const answer = await client.send(requests[i] as (typeof requests)[number]);
         const entry = sendable[i] as (typeof sendable)[number];
-        await report.add(entry.at, entry.record, answer);
+        const comparing = report.add(entry.at, entry.record, answer);
+        if (comparing) await comparing;
         done++;
         bar.update(done, report.differing);
       },
     });
   } finally {
-    client.close();
+    await client.close();
   }
   bar.update(done, report.differing, true);
   bar.end();

@@ -96,7 +96,8 @@ export class ReplayReport {
 
   constructor(private readonly compare: CompareOptions | undefined) {}
 
-  async add(at: string, record: CaptureRecord, answer: Answer): Promise<void> {
+  /** Counts one answer; with a comparison, resolves once it is compared (nothing to wait for otherwise). */
+  add(at: string, record: CaptureRecord, answer: Answer): Promise<void> | undefined {
     this.sent++;
     const recorded = record.response;
     const recordedClass = recorded ? statusClass(recorded.status) : `failed (${record.error ?? "no answer"})`;
@@ -112,11 +113,11 @@ export class ReplayReport {
     }
     if (!recorded) {
       this.noRecordedAnswer++;
-      return;
+      return undefined;
     }
     this.statusCompared++;
     if (recordedClass !== candidateClass) this.statusDiffering++;
-    if (this.compare) await this.compareOne(at, record, recorded, answer);
+    return this.compare ? this.compareOne(at, record, recorded, answer) : undefined;
   }
 
   private async compareOne(
