@@ -22,6 +22,8 @@ const MODES = {
   profile: "a V8 CPU profile of one scenario: where the time goes",
   regex: "CPU per match of the regex engine on hostile input, against JavaScript's RegExp",
   startup: "the CPU a new isolate spends evaluating the bundle before its first request (wrangler check startup)",
+  replay:
+    "the replayer's requests/s at --speed max beside wrk's against the same origin, and what a captured request weighs in R2",
 };
 
 const argv = process.argv.slice(2);

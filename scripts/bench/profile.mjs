@@ -35,7 +35,13 @@ const script = bundleWorker(join(ROOT, "src/index.ts"), join(ROOT, ".wrangler/be
 const origins = await startBenchOrigins(Number(args["slow-ms"]));
 const bench = benchPolicies({ fast: origins.fast, slow: origins.slow });
 /** @type {Record<string, Record<string, unknown>>} */
-const policies = { B: bench.noMatch, C: bench.oneFast, D: bench.threeSlow, F: bench.thousandRoutes };
+const policies = {
+  B: bench.noMatch,
+  C: bench.oneFast,
+  D: bench.threeSlow,
+  F: bench.thousandRoutes,
+  K100: bench.captured(100),
+};
 const floor = args.scenario === "A" || args.scenario === "A3" || args.scenario === "A3r";
 // H: the floor with the header changes a proxy must make, with edge-mirror's own functions.
 const headersFloor = args.scenario === "H";
