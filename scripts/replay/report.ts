@@ -140,9 +140,11 @@ export class ReplayReport {
     const primaryBody = recordedBytes(recorded.body);
     const rules = record.redact;
     const candidateHeaders = new Headers(redactHeaderPairs(answer.headers, rules).pairs);
-    // A body capture did not keep whole cannot be compared: status and headers still are.
-    const compareBodies = primaryBody !== undefined && record.request.method !== "HEAD";
-    if (!compareBodies) this.bodiesNotCompared++;
+    // A body capture did not keep whole cannot be compared: status and headers still are. A HEAD's
+    // answer has no body to compare.
+    const head = record.request.method === "HEAD";
+    const compareBodies = primaryBody !== undefined && !head;
+    if (!compareBodies && !head) this.bodiesNotCompared++;
     const empty = new Uint8Array();
     const spec: CompareSpec = {
       headers: [...options.headers],

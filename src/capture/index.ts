@@ -15,7 +15,7 @@ import { declaredLength, isBodyless } from "../body/index.js";
 import { UpstreamError } from "../errors/index.js";
 import { HOP_HEADER, isWebSocketUpgrade, MIRROR_MARKER } from "../headers/index.js";
 import type { PrimaryHooks } from "../mirror/index.js";
-import { isMirrorSampled } from "../mirror/plan.js";
+import { isMirrorSampled, isSampled } from "../mirror/plan.js";
 import type { SipKey } from "../mirror/siphash.js";
 import type { CaptureSpec, Route } from "../policy/index.js";
 import type { PrimaryRequest } from "../proxy/index.js";
@@ -101,6 +101,22 @@ function* sentHeaders(headers: Headers): Generator<[string, string]> {
   for (const pair of headers) if (!OWN_HEADERS.has(pair[0])) yield pair;
 }
 
+function isStickySampled(
+  spec: CaptureSpec,
+  request: Request,
+  url: URL,
+  isolate: CaptureIsolate,
+  random: () => number,
+): boolean {
+  const context = {
+    get query() {
+      return url.searchParams;
+    },
+    stickyKey: isolate.secret.stickyKey,
+  };
+  return isMirrorSampled(spec, CAPTURE_LABEL, request.headers, context, random);
+}
+
 /**
  * Starts capturing the request when its route captures and the sample says so; undefined
  * otherwise (then nothing was read or allocated). `body` is what the primary would be sent.
@@ -119,15 +135,12 @@ export function startCapture(
     isolate.capture.unbound(route.id);
     return undefined;
   }
+  // The sample first: an unsampled request costs a draw (or a hash, with sampleBy) and nothing else.
+  if (!(spec.sampleBy ? isStickySampled(spec, request, url, isolate, random) : isSampled(spec, random))) {
+    return undefined;
+  }
   // A WebSocket's socket belongs to the client and the primary: there is no answer to record.
   if (isWebSocketUpgrade(request.method, request.headers)) return undefined;
-  const context = {
-    get query() {
-      return url.searchParams;
-    },
-    stickyKey: isolate.secret.stickyKey,
-  };
-  if (!isMirrorSampled(spec, CAPTURE_LABEL, request.headers, context, random)) return undefined;
 
   const startedAt = Date.now();
   const hold = isolate.budget.hold();

@@ -30,6 +30,7 @@ function primaryAnswer(req: Request): Response {
     return new Response(randomBytes(300 * 1024), { headers });
   }
   if (url.pathname.startsWith("/down")) throw new TypeError("fetch failed: connection refused");
+  if (url.pathname.startsWith("/api/none")) return new Response(null, { status: 204 });
   return Response.json(
     { path: url.pathname, method: req.method, session: SECRET, items: [{ id: 1, price: 25 }] },
     { headers: { "set-cookie": `sid=${SECRET}; HttpOnly`, "x-served-by": "primary" } },
@@ -83,6 +84,11 @@ beforeEach(async () => {
         capture: { includeResponse: false },
       },
       { id: "never", match: { path: { type: "PathPrefix", value: "/never" } }, capture: { percent: 0 } },
+      {
+        id: "sticky",
+        match: { path: { type: "PathPrefix", value: "/sticky" } },
+        capture: { percent: 50, sampleBy: { header: "x-user" } },
+      },
       { id: "down", match: { path: { type: "PathPrefix", value: "/down" } }, capture: {} },
       { id: "plain", match: { path: { type: "PathPrefix", value: "/plain" } }, mirrors: [{ cluster: "canary" }] },
     ],
@@ -207,6 +213,33 @@ describe("capture on the request path", () => {
     await send(new Request("https://edge.example.com/quiet"));
     expect(tee).not.toHaveBeenCalled();
     expect((await storedRecords()).records[0]?.response).toMatchObject({ status: 200, body: null });
+  });
+
+  it("records an answer without a body as an empty one, to compare", async () => {
+    await send(new Request("https://edge.example.com/api/none", { method: "DELETE" }));
+    expect((await storedRecords()).records[0]?.response).toMatchObject({
+      status: 204,
+      body: { size: 0, truncated: false, encoding: "utf8", text: "" },
+    });
+  });
+
+  it("samples by sampleBy alike for every request of a user, apart from the random draw", async () => {
+    const keyed = { ...testEnv, MIRROR_MARKER_KEY: "capture-test-marker-key-0123456789abcdef" } as Env;
+    const users = Array.from({ length: 16 }, (_, i) => `user-${i}`);
+    for (const user of users) {
+      for (let i = 0; i < 2; i++) {
+        // The random draw would always sample (0 < 50 %): only the user's value decides.
+        await send(new Request(`https://edge.example.com/sticky/${i}`, { headers: { "x-user": user } }), keyed);
+      }
+    }
+    const byUser = new Map<string, number>();
+    for (const r of (await storedRecords()).records) {
+      const user = r.request.headers.find(([name]) => name === "x-user")?.[1] as string;
+      byUser.set(user, (byUser.get(user) ?? 0) + 1);
+    }
+    expect([...byUser.values()].every((n) => n === 2)).toBe(true);
+    expect(byUser.size).toBeGreaterThan(0);
+    expect(byUser.size).toBeLessThan(users.length);
   });
 
   it("records a failed primary with the client's error code", async () => {
