@@ -42,14 +42,27 @@ function joined(chunks: readonly Uint8Array[], size: number): Uint8Array {
 }
 
 /**
- * Reads `stream` until more than `limit` bytes came (then cancels it), it ends, `hold` refuses a
- * byte beyond the `covered` ones it has taken already, or `deadlineMs` passes.
+ * Takes bytes `[from, to)` of a body from the budget before they are held; a refusal says why.
+ * Bytes up to `covered` were taken already (a declared length).
+ */
+type Charge = (from: number, to: number) => string | undefined;
+
+/** Charges every byte beyond `covered` to `hold`. */
+function chargeTo(hold: Hold, covered = 0): Charge {
+  return (from, to) => {
+    const bytes = to - Math.max(covered, from);
+    return bytes <= 0 || hold.take(bytes) ? undefined : hold.refusal(`body at ${to} bytes`);
+  };
+}
+
+/**
+ * Reads `stream` until more than `limit` bytes came (then cancels it), it ends, `charge` refuses
+ * a byte, or `deadlineMs` passes.
  */
 async function readUpTo(
   stream: ReadableStream<Uint8Array>,
   limit: number,
-  hold: Hold,
-  covered: number,
+  charge: Charge,
   deadlineMs: number | undefined,
 ): Promise<Read> {
   const reader = stream.getReader();
@@ -76,8 +89,8 @@ async function readUpTo(
       total += value.byteLength;
       const keep = Math.min(value.byteLength, limit - kept);
       if (keep > 0) {
-        const beyond = kept + keep - Math.max(covered, kept);
-        if (beyond > 0 && !hold.take(beyond)) return stop(hold.refusal(`body at ${kept + keep} bytes`));
+        const refused = charge(kept, kept + keep);
+        if (refused !== undefined) return stop(refused);
         // A chunk kept in part is copied, so that the rest of its buffer is not held with it.
         chunks.push(keep === value.byteLength ? value : value.slice(0, keep));
         kept += keep;
@@ -117,7 +130,7 @@ export async function readPrefix(
   hold: Hold,
   declared: number | undefined,
 ): Promise<BodyPrefix> {
-  return prefixOf(await readUpTo(stream, cap, hold, 0, CAPTURE_READ_MS), cap, declared);
+  return prefixOf(await readUpTo(stream, cap, chargeTo(hold), CAPTURE_READ_MS), cap, declared);
 }
 
 /** What a compared mirror's comparison of the primary's answer needs from capture's read. */
@@ -131,11 +144,28 @@ export interface CompareShare {
 }
 
 /**
+ * Who pays for a shared read. A declared length a comparison admitted is taken already, from its
+ * hold. Other bytes capture keeps are taken from capture's hold, which lasts until its record is
+ * built — the comparison's is given back when the request's copies end, which may be first (a
+ * mirror that fails at once), and capture's read must go on; the bytes past capture's cap,
+ * which only the comparison wants, from the comparison's.
+ */
+function sharedCharge(capture: { cap: number; hold: Hold }, compareHold: Hold | undefined, covered: number): Charge {
+  const own = chargeTo(capture.hold, covered);
+  if (!compareHold) return own;
+  const theirs = chargeTo(compareHold, covered);
+  return (from, to) => {
+    const split = Math.min(Math.max(from, capture.cap), to);
+    return (split > from ? own(from, split) : undefined) ?? (to > split ? theirs(split, to) : undefined);
+  };
+}
+
+/**
  * Splits the primary's answer: the client streams one branch untouched, the other is read once,
  * for capture (its first `cap` bytes) and, when given, for a comparison (the whole answer up to
- * the comparison's own cap, refused as `teeForComparison` refuses it). Bytes read for both are
- * taken once, from the comparison's hold, which lasts until the copies are done; read for capture
- * alone, from capture's `hold`, and for at most `CAPTURE_READ_MS`.
+ * the comparison's own cap, refused as `teeForComparison` refuses it). Every byte read is taken
+ * from the budget once (see `sharedCharge`); read for capture alone, it is read for at most
+ * `CAPTURE_READ_MS`.
  */
 export function splitAnswer(
   response: Response,
@@ -154,7 +184,6 @@ export function splitAnswer(
   const declared = declaredSize(response.headers);
   let refusal: string | undefined;
   let covered = 0;
-  const hold = compare?.hold ?? capture.hold;
   if (compare) {
     if (declared !== undefined && declared > compare.cap) {
       refusal = `content-length ${declared} exceeds maxBodyBytes (${compare.cap})`;
@@ -168,8 +197,7 @@ export function splitAnswer(
   const read = readUpTo(
     toRead,
     Math.max(capture.cap, compareCap ?? 0),
-    hold,
-    covered,
+    sharedCharge(capture, compareCap === undefined ? undefined : compare?.hold, covered),
     compareCap === undefined ? CAPTURE_READ_MS : undefined,
   );
   if (compare) {

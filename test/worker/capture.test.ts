@@ -74,6 +74,12 @@ beforeEach(async () => {
         capture: {},
       },
       {
+        id: "compared-dead",
+        match: { path: { type: "PathPrefix", value: "/dead" } },
+        mirrors: [{ origin: "http://dead.test", compare: true }],
+        capture: {},
+      },
+      {
         id: "small",
         match: { path: { type: "PathPrefix", value: "/big" } },
         capture: { maxBodyBytes: 1000, includeResponse: true },
@@ -206,6 +212,19 @@ describe("capture on the request path", () => {
       expect.objectContaining({ kind: "sent", compare: { verdict: "match", fields: [], noise: [] } }),
     ]);
     expect((await storedRecords()).records[0]?.response).toMatchObject({ status: 200, body: { truncated: false } });
+  });
+
+  it("records the whole answer when the compared mirror fails at once and its comparison ends first", async () => {
+    const { body } = await send(new Request("https://edge.example.com/dead/1"));
+    expect(outcomes).toEqual([
+      expect.objectContaining({ kind: "failed", compare: expect.objectContaining({ verdict: "error" }) }),
+    ]);
+    const recorded = (await storedRecords()).records[0]?.response?.body;
+    expect(recorded).toMatchObject({ truncated: false, redacted: true });
+    expect(JSON.parse(recorded?.text ?? "")).toEqual({
+      ...JSON.parse(new TextDecoder().decode(body)),
+      session: "[redacted]",
+    });
   });
 
   it("without includeResponse, records the answer's status and headers and reads none of it", async () => {
