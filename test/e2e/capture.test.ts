@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { main as capture } from "../../scripts/capture/cli.js";
 import { type SeenRequest, startOrigin } from "../../scripts/lib/origins.mjs";
 import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
 import { main as replay } from "../../scripts/replay/cli.js";
@@ -298,6 +299,74 @@ describe("redaction", () => {
       expect(r.headers.cookie).toBeUndefined();
       expect(r.url).toBe("/login?access_token=%5Bredacted%5D&next=%2Fhome");
     }
+  });
+});
+
+describe("npm run capture", () => {
+  async function run(args: string[], env: Record<string, string> = {}) {
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await capture(args, {
+      out: (l) => out.push(l),
+      err: (l) => err.push(l),
+      stdout: process.stdout,
+      now: Date.now,
+      env,
+    });
+    return { code, out: out.join("\n"), err: err.join("\n") };
+  }
+
+  it("exports through the deployed worker's admin API with --remote, HAR or gzipped NDJSON", async () => {
+    const har = join(dir, "remote.har");
+    const token = { EDGE_MIRROR_ADMIN_TOKEN: TOKEN };
+    const exported = await run(
+      ["export", "--route", "mixed", "--from", "now-10m", "--remote", "--url", worker.url, "--out", har],
+      token,
+    );
+    expect(exported.code).toBe(0);
+    expect(exported.err).toMatch(/^wrote 300 requests of route mixed from .* to .*remote\.har$/);
+    expect((JSON.parse(readFileSync(har, "utf8")) as { log: { entries: unknown[] } }).log.entries).toHaveLength(300);
+    const gz = join(dir, "remote.ndjson.gz");
+    const limited = await run(
+      [
+        "export",
+        "--route",
+        "mixed",
+        "--from",
+        "now-10m",
+        "--limit",
+        "10",
+        "--remote",
+        "--url",
+        worker.url,
+        "--out",
+        gz,
+      ],
+      token,
+    );
+    expect(limited.code).toBe(0);
+    expect(gunzipSync(readFileSync(gz)).toString().trim().split("\n")).toHaveLength(10);
+    expect(limited.err).toContain("--limit 10 reached: more requests may follow");
+    const routes = await run(["routes", "--remote", "--url", worker.url], token);
+    expect(routes.out).toBe("mixed\nsecrets");
+    const refused = await run(["routes", "--remote", "--url", worker.url], {
+      EDGE_MIRROR_ADMIN_TOKEN: "wrong-token-0123456789abcdefghijklmn",
+    });
+    expect(refused.code).toBe(2);
+    expect(refused.err).toMatch(/answered 403/);
+  });
+
+  it.each([
+    [["export"], "export needs --route <id>"],
+    [["export", "--route", "a b"], "--route must be a route id"],
+    [["export", "--route", "a", "--from", "yesterday"], '--from "yesterday"'],
+    [["export", "--route", "a", "--out", "x.ndjson.gz", "--format", "har"], "a .gz output is gzipped NDJSON"],
+    [["export", "--route", "a", "--url", "http://x"], "--url goes with --remote"],
+    [["bogus"], 'unknown command "bogus"'],
+  ])("exits 2 on a usage error: %j", async (args, message) => {
+    const result = await run(args);
+    expect(result.code).toBe(2);
+    expect(result.err).toContain(message);
   });
 });
 
