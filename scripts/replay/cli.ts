@@ -12,9 +12,17 @@ import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { MAX_COMPARE_BODY_BYTES } from "../../src/policy/index.js";
 import { InputError, type Invalid, readInput } from "./input.js";
-import { type HeaderChange, outgoing, parseHeaderChange, parseSpeed, plannedOffsets, type Speed } from "./plan.js";
+import {
+  type HeaderChange,
+  outgoing,
+  parseHeaderChange,
+  parseSpeed,
+  plannedOffsets,
+  type Speed,
+  unsendable,
+} from "./plan.js";
 import { ReplayReport } from "./report.js";
-import { type Clock, dispatch, httpSender, realClock, type Send, scheduleSummary } from "./run.js";
+import { dispatch, httpSender, scheduleSummary } from "./run.js";
 
 const USAGE = `usage: npm run replay -- <file.har | file.ndjson[.gz]> --to <origin> [options]
 
@@ -41,9 +49,6 @@ interface Io {
   err: (line: string) => void;
   /** Where the progress bar goes, when it is a terminal. */
   progress?: { write: (text: string) => void; isTTY?: boolean } | undefined;
-  /** Replaces the HTTP client (tests). */
-  send?: Send;
-  clock?: Clock;
 }
 
 class UsageError extends Error {}
@@ -199,25 +204,21 @@ export async function main(argv: string[], io: Io): Promise<number> {
     options.compare ? { ignorePaths: options.ignorePaths, headers: options.compareHeaders } : undefined,
   );
   const skipped: Invalid[] = [];
-  const prepared = input.entries.map((entry) => {
-    const out = outgoing(entry.record, options.headers);
-    if (!out.ok) skipped.push({ at: entry.at, error: out.skip });
-    return out;
+  const sendable = input.entries.filter((entry) => {
+    const problem = unsendable(entry.record);
+    if (problem) skipped.push({ at: entry.at, error: problem });
+    return problem === undefined;
   });
-  const sendable = input.entries.filter((_, i) => prepared[i]?.ok);
-  const requests = prepared.flatMap((p) => (p.ok ? [p.request] : []));
   for (const skip of skipped) io.err(`${options.input}: ${skip.at}: not replayed: ${skip.error}`);
 
-  const client = io.send
-    ? { send: io.send, close: async () => {} }
-    : httpSender({
-        origin: options.to,
-        concurrency: options.concurrency,
-        timeoutMs: options.timeoutMs,
-        readBodies: options.compare,
-        maxBodyBytes: MAX_COMPARE_BODY_BYTES,
-      });
-  const bar = progressBar(io, requests.length);
+  const client = httpSender({
+    origin: options.to,
+    concurrency: options.concurrency,
+    timeoutMs: options.timeoutMs,
+    readBodies: options.compare,
+    maxBodyBytes: MAX_COMPARE_BODY_BYTES,
+  });
+  const bar = progressBar(io, sendable.length);
   let done = 0;
   const startedAt = new Date();
   const offsets = plannedOffsets(
@@ -227,13 +228,15 @@ export async function main(argv: string[], io: Io): Promise<number> {
   let run: Awaited<ReturnType<typeof dispatch>>;
   try {
     run = await dispatch({
-      count: requests.length,
+      count: sendable.length,
       offsets,
       concurrency: options.concurrency,
-      clock: io.clock ?? realClock,
       send: async (i) => {
-        const answer = await client.send(requests[i] as (typeof requests)[number]);
         const entry = sendable[i] as (typeof sendable)[number];
+        // Built when it is sent: a body is decoded only then, not every body of the file at once.
+        const out = outgoing(entry.record, options.headers);
+        if (!out.ok) throw new Error(`${entry.at}: ${out.skip}`);
+        const answer = await client.send(out.request);
         const comparing = report.add(entry.at, entry.record, answer);
         if (comparing) await comparing;
         done++;

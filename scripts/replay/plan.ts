@@ -80,8 +80,8 @@ export interface OutgoingRequest {
 
 export type Prepared = { ok: true; request: OutgoingRequest } | { ok: false; skip: string };
 
-/** Why a body cannot be sent as it was, or undefined. */
-function unsendable(record: CaptureRecord): string | undefined {
+/** Why a request cannot be sent as it was (its body cut or not kept), or undefined. */
+export function unsendable(record: CaptureRecord): string | undefined {
   const body = record.request.body;
   if (!body) return undefined;
   if (body.omitted !== undefined) return "body not kept";
