@@ -10,18 +10,17 @@
  * written by capture/r2. Without the binding, capture is off and says so once per isolate.
  */
 
-import type { MemoryBudget } from "../body/budget.js";
-import { declaredLength, isBodyless } from "../body/index.js";
-import { UpstreamError } from "../errors/index.js";
+import type { Hold, MemoryBudget } from "../body/budget.js";
+import { declaredLength, isBodyless, teeForComparison } from "../body/index.js";
+import type { Capture } from "../compare/index.js";
 import { HOP_HEADER, isWebSocketUpgrade, MIRROR_MARKER } from "../headers/index.js";
-import type { PrimaryHooks } from "../mirror/index.js";
 import { isMirrorSampled, isSampled } from "../mirror/plan.js";
-import type { SipKey } from "../mirror/siphash.js";
 import type { CaptureSpec, Route } from "../policy/index.js";
-import type { PrimaryRequest } from "../proxy/index.js";
+import { type PrimaryRequest, UpstreamError } from "../proxy/index.js";
+import type { SipKey } from "../siphash/index.js";
 import { CaptureBuffer, DEFAULT_CAPTURE_FLUSH_MS, MAX_CAPTURE_FLUSH_MS } from "./batch.js";
 import { r2Writer } from "./r2.js";
-import { type CompareShare, readPrefix, splitAnswer } from "./read.js";
+import { readPrefix, splitAnswer } from "./read.js";
 import { type BodyPrefix, buildRecord, type RecordParts, recordLine } from "./record.js";
 
 /**
@@ -88,10 +87,16 @@ export interface Capturing {
   /** What the primary is sent as the body: the other branch of capture's tee, or `body` as given. */
   body: ReadableStream | null;
   /**
-   * The primary's outcome hooks with the answer recorded: the copies' hooks are called as they
-   * would be, except that a comparison gets the primary's answer from capture's one tee.
+   * Follows the primary's answer: records it with the request once both are read, and hands the
+   * client its branch untouched. When a sampled mirror compares (`compare`), the comparison reads
+   * the answer through capture's one tee (`compared`).
    */
-  hooks(copies: PrimaryHooks, primary: PrimaryRequest, waitUntil: (promise: Promise<unknown>) => void): PrimaryHooks;
+  follow(
+    answer: Promise<Response>,
+    primary: PrimaryRequest,
+    waitUntil: (promise: Promise<unknown>) => void,
+    compare?: { cap: number; hold: Hold },
+  ): { response: Promise<Response>; compared?: Promise<Capture> };
 }
 
 /** Headers edge-mirror adds for its own loop protection: not part of what is recorded. */
@@ -157,7 +162,7 @@ export function startCapture(
 
   return {
     body: primaryBody,
-    hooks(copies, primary, waitUntil) {
+    follow(answer, primary, waitUntil, compare) {
       const record = (
         response: Omit<NonNullable<RecordParts["response"]>, "body"> | null,
         responseBody: Promise<BodyPrefix | null>,
@@ -193,36 +198,48 @@ export function startCapture(
         })();
         waitUntil(done);
       };
-      return {
-        answered(response) {
+      const split = answer.then(
+        (response): { response: Response; compared?: Promise<Capture> } => {
           const latencyMs = Date.now() - startedAt;
-          let answer = response;
-          let responseBody: Promise<BodyPrefix | null> = Promise.resolve(null);
-          const share: CompareShare | undefined = copies.compare;
-          let split: ReturnType<typeof splitAnswer> | undefined;
+          let teed: ReturnType<typeof splitAnswer> | undefined;
           try {
             // A HEAD's answer has no body for the client, whatever the primary sent.
             if (spec.includeResponse && request.method !== "HEAD") {
-              split = splitAnswer(response, { cap: spec.maxBodyBytes, hold }, share);
+              teed = splitAnswer(response, { cap: spec.maxBodyBytes, hold }, compare);
             }
           } catch (err) {
             // Nothing was tee'd: the answer goes on as it would have without capture.
             console.error(JSON.stringify({ msg: "edge-mirror.capture_failed", route: route.id, error: String(err) }));
           }
-          if (split) {
-            answer = split.response;
-            responseBody = split.body;
-          }
-          // A comparison handed the answer by the split needs no tee of its own.
-          if (!split || !share) answer = copies.answered(answer);
-          record({ status: response.status, headers: response.headers }, responseBody, latencyMs);
-          return answer;
+          record({ status: response.status, headers: response.headers }, teed?.body ?? NO_BODY, latencyMs);
+          if (teed) return teed;
+          if (!compare) return { response };
+          // Capture reads nothing of this answer: a comparison tees it alone.
+          const own = teeForComparison(response, compare.cap, compare.hold);
+          return { response: own.response, compared: own.capture };
         },
-        failed(err) {
-          record(null, Promise.resolve(null), null, err instanceof UpstreamError ? err.code : "primary_failed");
-          return copies.failed(err);
+        (err: unknown) => {
+          record(null, NO_BODY, null, failureCode(err));
+          throw err;
         },
+      );
+      return {
+        response: split.then((s) => s.response),
+        ...(compare
+          ? {
+              compared: split.then(
+                (s) => s.compared ?? Promise.resolve<Capture>({ ok: false, error: "primary answer not read" }),
+                (err: unknown): Capture => ({ ok: false, error: failureCode(err) }),
+              ),
+            }
+          : {}),
       };
     },
   };
+}
+
+const NO_BODY: Promise<BodyPrefix | null> = Promise.resolve(null);
+
+function failureCode(err: unknown): string {
+  return err instanceof UpstreamError ? err.code : "primary_failed";
 }

@@ -134,13 +134,12 @@ export async function readPrefix(
 }
 
 /** What a compared mirror's comparison of the primary's answer needs from capture's read. */
+/** A comparison that reads the primary's answer through capture's tee (see `splitAnswer`). */
 export interface CompareShare {
   /** The comparison's `maxBodyBytes`. */
   cap: number;
   /** What the comparison's read of the primary's answer takes from, given back when its copies end. */
   hold: Hold | undefined;
-  /** Hands the comparison the primary's answer as read. */
-  take(capture: Promise<Capture>): void;
 }
 
 /**
@@ -171,15 +170,18 @@ export function splitAnswer(
   response: Response,
   capture: { cap: number; hold: Hold },
   compare?: CompareShare,
-): { response: Response; body: Promise<BodyPrefix | null> } {
+): { response: Response; body: Promise<BodyPrefix | null>; compared?: Promise<Capture> } {
   if (!response.body) {
     const empty: Capture = {
       ok: true,
       response: { status: response.status, headers: response.headers, body: new Uint8Array() },
     };
-    compare?.take(Promise.resolve(empty));
     // An answer without a body (a 204, a 304) is recorded as one with an empty body, to compare.
-    return { response, body: Promise.resolve({ bytes: new Uint8Array(), truncated: false, size: 0 }) };
+    return {
+      response,
+      body: Promise.resolve({ bytes: new Uint8Array(), truncated: false, size: 0 }),
+      ...(compare ? { compared: Promise.resolve(empty) } : {}),
+    };
   }
   const declared = declaredSize(response.headers);
   let refusal: string | undefined;
@@ -200,17 +202,19 @@ export function splitAnswer(
     sharedCharge(capture, compareCap === undefined ? undefined : compare?.hold, covered),
     compareCap === undefined ? CAPTURE_READ_MS : undefined,
   );
-  if (compare) {
-    compare.take(
-      read.then((r): Capture => {
-        if (refusal !== undefined) return { ok: false, error: refusal };
-        if (r.complete && compareCap !== undefined && r.total <= compareCap) {
-          return { ok: true, response: { status: response.status, headers: response.headers, body: r.bytes } };
-        }
-        if (r.stopped !== undefined) return { ok: false, error: `primary body: ${r.stopped}` };
-        return { ok: false, error: `body exceeds maxBodyBytes (${compare.cap})` };
-      }),
-    );
-  }
-  return { response: new Response(toClient, response), body: read.then((r) => prefixOf(r, capture.cap, declared)) };
+  const compared =
+    compare &&
+    read.then((r): Capture => {
+      if (refusal !== undefined) return { ok: false, error: refusal };
+      if (r.complete && compareCap !== undefined && r.total <= compareCap) {
+        return { ok: true, response: { status: response.status, headers: response.headers, body: r.bytes } };
+      }
+      if (r.stopped !== undefined) return { ok: false, error: `primary body: ${r.stopped}` };
+      return { ok: false, error: `body exceeds maxBodyBytes (${compare.cap})` };
+    });
+  return {
+    response: new Response(toClient, response),
+    body: read.then((r) => prefixOf(r, capture.cap, declared)),
+    ...(compared ? { compared } : {}),
+  };
 }

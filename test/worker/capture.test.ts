@@ -6,7 +6,7 @@ import { gunzipped, ndjsonLines } from "../../src/capture/lines.js";
 import { type CaptureRecord, parseRecord } from "../../src/capture/record.js";
 import { bodyBytes } from "../../src/capture/text.js";
 import type { MirrorOutcome } from "../../src/record/index.js";
-import { interceptFetch, putPolicies, randomBytes, sendThrough } from "./helpers.js";
+import { interceptFetch, putPolicies, randomBytes, type TestWorker, testWorker } from "./helpers.js";
 
 const PRIMARY = "http://primary.test:8080";
 const CANARY = "http://canary.test:9002";
@@ -15,11 +15,12 @@ const SECRET = "s3cr3t-value-never-stored";
 /** CAPTURE_FLUSH_MS 0: a batch is written in the waitUntil of the request that opened it. */
 const testEnv = { ...env, PRIMARY_ORIGIN: PRIMARY, CAPTURE_FLUSH_MS: "0" } as Env;
 
+let worker: TestWorker;
 let outcomes: MirrorOutcome[];
 let fetches: ReturnType<typeof interceptFetch>;
 
 function send(request: Request, environment: Env = testEnv) {
-  return sendThrough(request, environment, outcomes);
+  return worker.send(request, environment);
 }
 
 /** The primary answers JSON echoing what it got, with a session cookie and a secret-looking field. */
@@ -57,7 +58,8 @@ async function storedRecords(): Promise<{ records: CaptureRecord[]; raw: string;
 
 beforeEach(async () => {
   await reset();
-  outcomes = [];
+  worker = testWorker();
+  outcomes = worker.outcomes;
   fetches = interceptFetch({ [PRIMARY]: primaryAnswer, [CANARY]: primaryAnswer });
   await putPolicies({
     clusters: { canary: CANARY },
