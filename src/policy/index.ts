@@ -277,6 +277,44 @@ const UrlRewrite = z.strictObject({
   ]),
 });
 
+/**
+ * The release verdict's thresholds when a mirror sets none (src/verdict, docs/verdict.md): at most
+ * 1 % of compared answers differ, the 5xx rate at most 1 point above the primary's, the median and
+ * the 99th percentile of latency at most 1.5 times the primary's, each judged on at least 100
+ * requests.
+ */
+export const DEFAULT_VERDICT_THRESHOLDS = {
+  maxDiffRate: 0.01,
+  maxErrorRateIncrease: 0.01,
+  maxLatencyRatio: { p50: 1.5, p99: 1.5 },
+  minSamples: 100,
+} as const;
+
+const share = (fallback: number) => z._default(z.number().check(z.minimum(0), z.maximum(1)), fallback);
+const latencyRatio = (fallback: number) => z._default(z.number().check(z.positive(), z.maximum(100)), fallback);
+
+/**
+ * When the mirror's version is safe to release, judged against the primary over a window of the
+ * live counters: each check fails only when its 95 % interval lies wholly above the threshold,
+ * and passes only when it lies wholly below (src/verdict).
+ */
+export const VerdictThresholds = z.strictObject({
+  /** The share of compared answers that differ (noise cancelled), from 0 to 1. */
+  maxDiffRate: share(DEFAULT_VERDICT_THRESHOLDS.maxDiffRate),
+  /** How far the mirror's share of 5xx answers and failures may pass the primary's, absolute (0.01 = 1 point). */
+  maxErrorRateIncrease: share(DEFAULT_VERDICT_THRESHOLDS.maxErrorRateIncrease),
+  /** The mirror's latency percentile over the primary's (time to response headers). */
+  maxLatencyRatio: z._default(
+    z.strictObject({
+      p50: latencyRatio(DEFAULT_VERDICT_THRESHOLDS.maxLatencyRatio.p50),
+      p99: latencyRatio(DEFAULT_VERDICT_THRESHOLDS.maxLatencyRatio.p99),
+    }),
+    { ...DEFAULT_VERDICT_THRESHOLDS.maxLatencyRatio },
+  ),
+  /** Fewer requests than this leave a check inconclusive, whatever they show. */
+  minSamples: z._default(intBetween(1, 1_000_000_000), DEFAULT_VERDICT_THRESHOLDS.minSamples),
+});
+
 /** What every copy may set, whether its mirror is listed or chosen by a header. */
 const copySettings = {
   timeoutMs: mirrorTimeoutMs,
@@ -285,6 +323,8 @@ const copySettings = {
   compare,
   /** Rewrites the copy's path (never the primary's, never a compare reference's). */
   urlRewrite: z.optional(UrlRewrite),
+  /** The release verdict's thresholds; `DEFAULT_VERDICT_THRESHOLDS` when absent. */
+  verdict: z.optional(VerdictThresholds),
 };
 
 /**
@@ -564,6 +604,7 @@ export type MirrorFromHeader = z.output<typeof MirrorFromHeader>;
 export type SampleBy = z.output<typeof SampleBy>;
 export type CaptureSpec = z.output<typeof CaptureSpec>;
 export type UrlRewrite = z.output<typeof UrlRewrite>;
+export type VerdictThresholds = z.output<typeof VerdictThresholds>;
 export type PolicyFile = z.output<typeof PolicyFile>;
 
 const DEFAULT_COMPARE: CompareSpec = {
