@@ -39,6 +39,7 @@ import {
   signMarker,
   verifyMarker,
 } from "../headers/marker.js";
+import { traceCopy } from "../headers/trace.js";
 import type { Route } from "../policy/index.js";
 import type { MirrorErrorKind, OutcomeSink, SkipReason } from "../record/index.js";
 import type { DeploymentSecret } from "../secret/index.js";
@@ -294,13 +295,16 @@ function copyHeadersOnce(job: CopyJob): (target: MirrorTarget) => Headers {
 
 /**
  * The copy for one mirror (or its compare reference): `origin` + `pathAndQuery`, the mirror's
- * header changes applied, the marker made for its URL, and `body` (see `copyRequestBody`).
+ * header changes applied, the marker made for its URL, its trace context (headers/trace), and
+ * `body` (see `copyRequestBody`).
  * Everything in it was valid on the way in (a GET or HEAD goes without a body), so it is handed to
  * `fetch` as is rather than built into a `Request` first.
  */
 async function copyInit(method: string, copy: CopyParts, url: string, body: BodyInit | null): Promise<RequestInit> {
   const headers = new Headers(copy.headers);
   headers.set(MIRROR_MARKER, await copy.marker(new URL(url)));
+  // A span of its own in the client's trace, for every copy and reference alike.
+  traceCopy(headers);
   return {
     method,
     headers,
