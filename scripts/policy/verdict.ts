@@ -197,8 +197,10 @@ export function table(report: VerdictReport): string[] {
     ["latency", latencyLine(report.latencyMs.primary), latencyLine(report.latencyMs.mirror)],
   ]);
   const undecided = report.reasons.filter((r) => r.outcome !== "pass");
+  const { asked, answered } = report.shards ?? { asked: 0, answered: 0 };
+  const missing = answered < asked ? `; ${answered} of ${asked} stats shards answered` : "";
   return [
-    `route ${report.route}, mirror ${report.mirror}: the last ${window.minutes} min (${window.from} to ${window.to}), ${report.samples} samples`,
+    `route ${report.route}, mirror ${report.mirror}: the last ${window.minutes} min (${window.from} to ${window.to}), ${report.samples} samples${missing}`,
     "",
     ...checks,
     "",

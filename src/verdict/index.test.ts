@@ -74,6 +74,7 @@ function window(
   const primary5xx = options.primary5xx ?? 0;
   return {
     window: WINDOW,
+    shards: { asked: 16, answered: 16 },
     ...(options.compared === false
       ? {}
       : { compare: { compared: n, differ: options.differ ?? 0, noisy: options.noisy ?? 0 } }),
@@ -102,6 +103,7 @@ describe("the issue's cases", () => {
       route: "api",
       mirror: "canary",
       window: WINDOW,
+      shards: { asked: 16, answered: 16 },
       samples: 1000,
       diffRate: 0,
       noiseRate: 0.02,

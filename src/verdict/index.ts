@@ -25,6 +25,7 @@ import {
   type CheckResult,
   type LatencyQuantiles,
   type ReportThresholds,
+  type ShardsRead,
   STATUS_KEYS,
   type StatusCounts,
   type VerdictOutcome,
@@ -42,6 +43,8 @@ export * from "./report.js";
  */
 export interface VerdictInput {
   window: VerdictWindow;
+  /** The shards read, and how many answered. */
+  shards: ShardsRead;
   /** For a mirror with `compare`; absent for one that is not compared. */
   compare?:
     | {
@@ -288,5 +291,6 @@ export function decideVerdict(
     status: { primary: { ...input.status.primary }, mirror: { ...input.status.mirror } },
     latencyMs: { primary: quantiles(input.latency.primary), mirror: quantiles(input.latency.mirror) },
     thresholds,
+    shards: { ...input.shards },
   };
 }

@@ -10,7 +10,8 @@
  * measurement). Other answers are the admin surface's JSON errors, `{ "error", "message" }`:
  * 400 `invalid_query` (no `route`, or a window `parseWindow` refuses), 400 `mirror_required` (no
  * `mirror`, and the route has more than one), 404 `not_found` (no such route, or no such mirror
- * on it), 401 without the admin token, 503 `stats_unavailable`.
+ * on it), 401 without the admin token, 503 `stats_unavailable` (no shard answered; a verdict on
+ * the shards that did is a verdict on fewer requests, and `shards` says so).
  */
 
 export const VERDICTS = ["pass", "fail", "inconclusive"] as const;
@@ -70,6 +71,15 @@ export interface VerdictWindow {
   to: string;
 }
 
+/**
+ * The stats shards read for the window. Isolates draw their shard at random, so the shards that
+ * answered hold a random part of the traffic: a verdict on them is unbiased, on fewer requests.
+ */
+export interface ShardsRead {
+  asked: number;
+  answered: number;
+}
+
 /** The resolved thresholds the report was judged by (the mirror's own, or the defaults). */
 export interface ReportThresholds {
   maxDiffRate: number;
@@ -104,6 +114,7 @@ export interface VerdictReport {
   status: { primary: StatusCounts; mirror: StatusCounts };
   latencyMs: { primary: LatencyQuantiles | null; mirror: LatencyQuantiles | null };
   thresholds: ReportThresholds;
+  shards: ShardsRead;
 }
 
 /** The counters keep an hour, by minute. */

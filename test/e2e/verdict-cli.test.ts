@@ -28,6 +28,7 @@ function report(route: string, mirror: string, n: number, differ: number, mirror
     mirror,
     {
       window: WINDOW,
+      shards: { asked: 16, answered: route === "unsure" ? 15 : 16 },
       compare: { compared: n, differ, noisy: 0 },
       status: {
         primary: { ...emptyStatus(), "2xx": n },
@@ -117,6 +118,8 @@ describe("exit codes", () => {
     expect(erroring.out).toMatch(/^errorRateIncrease\s+\+10\.00 pt\s.*fail$/m);
     const unsure = await policy(["verdict", "unsure", "--url", url]);
     expect(unsure.out).toContain("diffRate: 5 compared requests, fewer than minSamples 100");
+    expect(unsure.out.split("\n")[0]).toMatch(/, 5 samples; 15 of 16 stats shards answered$/);
+    expect(failing.out.split("\n")[0]).toMatch(/, 2000 samples$/);
   });
 
   it("asks for the route, mirror and window given, under the admin prefix given", async () => {
