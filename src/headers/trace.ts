@@ -72,14 +72,26 @@ export function childTraceparent(parent: TraceParent, spanId: string): string {
   return `00-${parent.traceId}-${spanId}-${flags}`;
 }
 
-/** 64 random bits as 16 hex digits, never all zero. */
+/** Two hex digits per byte value. */
+const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));
+/**
+ * Random bytes drawn 512 at a time: one call into the runtime's generator serves 64 span ids,
+ * where a call per copy cost more than the rest of the copy's trace context.
+ */
+const pool = new Uint8Array(512);
+let used = pool.byteLength;
+
+/** 64 random bits (crypto.getRandomValues) as 16 hex digits, never all zero. */
 export function randomSpanId(): string {
-  const bytes = new Uint8Array(8);
-  let id: string;
-  do {
-    crypto.getRandomValues(bytes);
-    id = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-  } while (id === ZERO_SPAN_ID);
+  let id = ZERO_SPAN_ID;
+  while (id === ZERO_SPAN_ID) {
+    if (used === pool.byteLength) {
+      crypto.getRandomValues(pool);
+      used = 0;
+    }
+    id = "";
+    for (let i = 0; i < 8; i++) id += HEX[pool[used++] as number];
+  }
   return id;
 }
 

@@ -128,7 +128,15 @@ export class LatencySketch {
     return this;
   }
 
-  /** The non-empty buckets, lowest first. */
+  /** Calls `each` with the slot and count of every non-empty bucket, lowest first. */
+  forEachBucket(each: (slot: number, count: number) => void): void {
+    for (let i = 0; i < this.bins.length; i++) {
+      const count = this.bins[i] as number;
+      if (count > 0) each(this.offset + i, count);
+    }
+  }
+
+  /** The non-empty buckets, lowest first, with the values each holds. */
   *buckets(): IterableIterator<SketchBucket> {
     for (let i = 0; i < this.bins.length; i++) {
       const count = this.bins[i] as number;
@@ -187,11 +195,11 @@ function pushVarint(out: number[], value: number): void {
 export function encodeSketch(sketch: LatencySketch): Uint8Array {
   const out = [FORMAT_VERSION];
   let previous = -1;
-  for (const bucket of sketch.buckets()) {
-    pushVarint(out, bucket.slot - previous - 1);
-    pushVarint(out, bucket.count);
-    previous = bucket.slot;
-  }
+  sketch.forEachBucket((slot, count) => {
+    pushVarint(out, slot - previous - 1);
+    pushVarint(out, count);
+    previous = slot;
+  });
   return Uint8Array.from(out);
 }
 
