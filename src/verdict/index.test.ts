@@ -197,6 +197,14 @@ describe("checks", () => {
     expect(reason(both, "errorRateIncrease")).toMatchObject({ outcome: "pass", observed: 0 });
   });
 
+  it("say how many comparisons ended in error, which judge nothing", () => {
+    const input = window(1000);
+    const errored = { ...input, compare: { compared: 40, differ: 0, noisy: 0, errors: 960 } };
+    expect(reason(decideVerdict("r", "m", errored, DEFAULTS), "diffRate")?.reason).toBe(
+      "40 compared requests (besides 960 that ended in error), fewer than minSamples 100",
+    );
+  });
+
   it("leave diffRate out for a mirror that is not compared", () => {
     const report = decideVerdict("r", "audit", window(1000, { compared: false }), DEFAULTS);
     expect(report.reasons.map((r) => r.check)).toEqual(["errorRateIncrease", "latencyP50Ratio", "latencyP99Ratio"]);

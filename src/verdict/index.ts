@@ -54,6 +54,8 @@ export interface VerdictInput {
         differ: number;
         /** Of those, the ones on which the reference cancelled at least one difference as noise. */
         noisy: number;
+        /** Comparisons that ended in `error` (an answer too large, a reference that failed): not judged. */
+        errors?: number | undefined;
       }
     | undefined;
   /** The primary's answer and the mirror's to each request, by status class. */
@@ -169,6 +171,9 @@ function result(m: Measured): CheckResult {
 function diffRateCheck(compare: NonNullable<VerdictInput["compare"]>, t: ReportThresholds): CheckResult {
   const n = compare.compared;
   const [low, high] = wilsonInterval(compare.differ, n);
+  // Comparisons that ended in error are no evidence either way, but a reader must know of them.
+  const errors = compare.errors ?? 0;
+  const besides = errors > 0 ? ` (besides ${errors} that ended in error)` : "";
   return result({
     check: "diffRate",
     threshold: t.maxDiffRate,
@@ -178,8 +183,8 @@ function diffRateCheck(compare: NonNullable<VerdictInput["compare"]>, t: ReportT
     low,
     high,
     show: percent,
-    what: `of ${n} compared answers differ`,
-    tooFew: "compared requests",
+    what: `of ${n} compared answers differ${besides}`,
+    tooFew: `compared requests${besides}`,
   });
 }
 
