@@ -24,6 +24,8 @@ const MODES = {
   startup: "the CPU a new isolate spends evaluating the bundle before its first request (wrangler check startup)",
   outage:
     "a durable mirror's outage: CPU, Queues operations and R2 operations per spooled copy, on the request path and in the consumer",
+  replay:
+    "the replayer's requests/s at --speed max beside wrk's against the same origin, and what a captured request weighs in R2",
 };
 
 const argv = process.argv.slice(2);

@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 /**
  * `npm start`: demo origins (a primary, two mirrors and a second remote-write cluster), demo
- * policies applied to local KV with the policy CLI, and the worker under `wrangler dev`, with the
- * spool's queues and bucket local too. Ports: EDGE_MIRROR_PORT (8787) and DEMO_BASE_PORT (8081:
- * primary, +1 service1-mirror, +2 service2-mirror, +3 mimir-secondary, a durable mirror that
- * `POST /demo/secondary-outage?seconds=N`, answered by the primary, takes down for a while).
- * Local state (KV, the stats objects, queues and R2) lives where
+ * policies applied to local KV with the policy CLI, and the worker under `wrangler dev`, capturing
+ * /api/catalog to local R2, with the spool's queues and bucket local too. Ports: EDGE_MIRROR_PORT
+ * (8787) and DEMO_BASE_PORT (8081: primary, +1 service1-mirror, +2 service2-mirror, +3
+ * mimir-secondary, a durable mirror that `POST /demo/secondary-outage?seconds=N`, answered by the
+ * primary, takes down for a while). Local state (KV, the stats objects, queues, the spool's bodies
+ * and the captures) lives where
  * `wrangler dev` keeps it, `.wrangler/state`, or under EDGE_MIRROR_PERSIST_TO (the end-to-end test
  * uses a directory of its own, so that a developer's dashboard never shows its traffic). Ctrl-C
  * stops everything.
@@ -129,6 +130,9 @@ const dev = spawn(
     `PRIMARY_ORIGIN:${primary.url}`,
     "--var",
     "POLICY_CACHE_TTL_MS:1000",
+    // Captures are written a second after they are made, so that an export right after a curl finds them.
+    "--var",
+    "CAPTURE_FLUSH_MS:1000",
     "--var",
     `ADMIN_TOKEN:${adminToken}`,
     "--show-interactive-dev-session=false",
@@ -164,6 +168,9 @@ Seed 000 (remote-write shadowed to a second cluster, durably):
   curl -X POST --data-binary @package.json ${edge}/api/v1/push   # push meanwhile: spooled, then redelivered
 Shadow testing (service1-mirror answers /api/catalog with a new version and price):
   curl ${edge}/api/catalog
+Capture and replay (every /api/catalog request is captured to local R2, with the primary's answer):
+  npm run capture -- export --route catalog --out catalog.har
+  npm run replay -- catalog.har --to ${mirror1.url} --compare --ignore-path '$.generatedAt' --report report.json
 Dashboard (live counters and diffs):
   ${edge}/__mirror/dashboard      token: ${adminToken}
   curl -H "authorization: Bearer ${adminToken}" ${edge}/__mirror/api/stats

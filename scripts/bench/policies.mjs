@@ -43,6 +43,9 @@ export function benchPolicies(mirrors) {
       clusters,
       routes: [route("bench", "/bench", { mirrors: [{ cluster: "slow" }, { cluster: "slow" }, { cluster: "slow" }] })],
     }),
+    /** K1, K100: C's route capturing `percent` % of its requests to R2 (capture's defaults otherwise). */
+    captured: (/** @type {number} */ percent) =>
+      policyEntries({ clusters, routes: [route("bench", "/bench", { ...fast, capture: { percent } })] }),
     /** F: 1,000 routes, each with one fast mirror. */
     thousandRoutes: policyEntries({
       clusters,

@@ -82,7 +82,7 @@ const floorHeadersScript = bundleWorker(
   join(buildDir, "floor-headers.js"),
 );
 
-const { noMatch, oneFast, oneFastDurable, threeSlow, thousandRoutes } = benchPolicies({
+const { noMatch, oneFast, oneFastDurable, threeSlow, thousandRoutes, captured } = benchPolicies({
   fast: origins.fast,
   slow: origins.slow,
 });
@@ -161,6 +161,14 @@ const scenarios = [
   { id: "D/1", what: "D with one connection", worker: "edge", connections: 1, policies: threeSlow },
   { id: "B/1", what: "B with one connection", worker: "edge", connections: 1, policies: noMatch },
 ];
+
+// Capture: C's route again (Kc), beside the same route capturing 1 % (K1) and 100 % (K100) of its
+// requests to the R2 bucket every edge-mirror worker here has, with the deployed 5 s batches.
+scenarios.push(
+  { id: "Kc", what: "C again, beside K1 and K100 (the same route without capture)", worker: "edge", policies: oneFast },
+  { id: "K1", what: "C's route capturing 1 % of its requests to R2", worker: "edge", policies: captured(1) },
+  { id: "K100", what: "C's route capturing every request to R2", worker: "edge", policies: captured(100) },
+);
 
 const nginxBin = findCommand("nginx");
 if (nginxBin) {
@@ -543,6 +551,13 @@ const reported = [
   },
   { name: "p99(D/1) ÷ p99(B/1)  (edge-mirror: slow mirrors vs none)", value: paired("D/1", "B/1", "p99") },
 ];
+targets.push({
+  name: "CPU/request K1 ÷ Kc (capture at 1 % vs the same route without)",
+  value: paired("K1", "Kc", "cpuUs"),
+  target: "≤ 1.03",
+  ok: (v) => v <= 1.03,
+});
+reported.push({ name: "CPU/request K100 ÷ Kc  (capture at 100 %)", value: paired("K100", "Kc", "cpuUs") });
 if (byId.has("N/1")) {
   reported.push({
     name: "p99(N/1) ÷ p99(N0/1)  (nginx: slow mirror vs none)",

@@ -6,6 +6,7 @@
  */
 import { dirname, join } from "node:path";
 import { Log, LogLevel, Miniflare } from "miniflare";
+import { CAPTURES_BINDING } from "../../src/capture/binding.js";
 import { clusterKey, KV_BINDING, routeKey } from "../../src/store/keys.js";
 import { localConfig } from "./wrangler-config.mjs";
 
@@ -17,6 +18,7 @@ import { localConfig } from "./wrangler-config.mjs";
  * @param {(line: string) => void} [options.onLog]     receives the worker's console output
  * @param {boolean} [options.withoutKv]  no MIRROR_CONFIG binding at all: the policy store is unavailable
  * @param {boolean} [options.withoutStats]  no MIRROR_STATS Durable Object (a script that does not export MirrorStatsShard)
+ * @param {boolean} [options.withoutCaptures]  no MIRROR_CAPTURES R2 bucket: capture is off
  * @param {string} [options.persistTo]  read KV from this wrangler --persist-to directory (what `wrangler dev` and `policy --local` use)
  * @param {number} [options.inspectorPort]  expose workerd's V8 inspector (CPU profiles)
  * @param {number} [options.isolates]  run the script as this many workers (one isolate each, each
@@ -63,6 +65,11 @@ export async function startWorker(options) {
     compatibilityDate: local.compatibilityDate,
     modulesRules: local.modulesRules,
     ...kv,
+    // One bucket of each for every isolate, as in production.
+    r2Buckets: {
+      ...spool?.buckets,
+      ...(options.withoutCaptures ? {} : { [CAPTURES_BINDING]: local.r2Buckets[CAPTURES_BINDING] ?? CAPTURES_BINDING }),
+    },
     ratelimits: local.ratelimits,
     ...(options.withoutStats
       ? {}
@@ -80,7 +87,6 @@ export async function startWorker(options) {
     ...(spool
       ? {
           queueProducers: spool.producers,
-          r2Buckets: spool.buckets,
           // A queue has one consumer: the first isolate.
           ...(i === 0 ? { queueConsumers: spool.consumers } : {}),
         }
@@ -118,12 +124,14 @@ export async function startWorker(options) {
   const urls = [url.origin];
   for (let i = 1; i < isolates; i++) urls.push((await mf.unsafeGetDirectURL(`edge-mirror-${i}`)).origin);
   const directUrl = options.direct ? (await mf.unsafeGetDirectURL("edge-mirror-0")).origin : undefined;
+  const captures = options.withoutCaptures ? undefined : await mf.getR2Bucket(CAPTURES_BINDING);
   return {
     mf,
     url: url.origin,
     urls,
     directUrl,
     kv: namespace,
+    captures,
     /**
      * What the dead-letter queue's inspector received (`spool.deadLetters: "inspect"`), in order:
      * each dead copy's route, mirror, request id, body (its kind, size and SHA-256) and cause.
@@ -175,7 +183,7 @@ function spoolConfig(local, options) {
   return {
     producers: local.queueProducers,
     consumers,
-    buckets: local.r2Buckets,
+    buckets: { MIRROR_SPOOL_BODIES: local.r2Buckets.MIRROR_SPOOL_BODIES ?? "MIRROR_SPOOL_BODIES" },
     inspector: options.deadLetters === "inspect" ? deadQueue : undefined,
   };
 }

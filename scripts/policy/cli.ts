@@ -1,8 +1,9 @@
 /**
  * @module scripts/policy/cli
  * `npm run policy -- <command>`: validate, apply, diff, pull, list and delete edge-mirror
- * policies in Workers KV, kubectl-style. Exit codes: 0 ok, 1 invalid input (or, for `diff`,
- * differences found), 2 usage or I/O errors.
+ * policies in Workers KV, kubectl-style, and ask a running worker for a mirror's release verdict.
+ * Exit codes: 0 ok, 1 invalid input (or, for `diff`, differences found; for `verdict`, fail),
+ * 2 usage or I/O errors, 3 (`verdict`) inconclusive.
  */
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -13,6 +14,7 @@ import type { PolicyStore } from "../../src/store/policy-store.js";
 import { formatProblem, type LoadedPolicies, loadPolicyFiles } from "./files.js";
 import { type OpenPolicyStore, openPolicyStore } from "./kv.js";
 import { deleteOrder, type FieldChange, fieldChanges, planChanges, storedOnly, summarize, writeOrder } from "./plan.js";
+import { verdict } from "./verdict.js";
 
 const USAGE = `usage: npm run policy -- <command> [options]
 
@@ -24,6 +26,13 @@ commands:
   pull [--out file]             write what is stored as one policy file (JSON, or YAML for .yaml)
   list                          the stored routes and clusters
   delete <route-id>             delete one route
+  verdict <route>               a mirror's release verdict from a running worker, as a table;
+                                exit 0 pass, 1 fail, 3 inconclusive (docs/verdict.md)
+                                [--mirror <name>: needed when the route has several]
+                                [--window 15m: 1m to 60m, or 1h] [--json: the endpoint's answer]
+                                [--url <worker URL>: default npm start's, http://127.0.0.1:8787]
+                                [--prefix <ADMIN_PREFIX>: default /__mirror]
+                                the admin token comes from the ADMIN_TOKEN environment variable
 
 where (apply, diff, pull, list, delete):
   --local (default)             the local state that wrangler dev and npm start use
@@ -37,6 +46,8 @@ export class UsageError extends Error {}
 interface Io {
   out: (line: string) => void;
   err: (line: string) => void;
+  /** Where `verdict` reads ADMIN_TOKEN and EDGE_MIRROR_PORT: the process's environment unless given. */
+  env?: Record<string, string | undefined>;
 }
 
 export async function main(argv: string[], io: Io): Promise<number> {
@@ -84,6 +95,17 @@ export async function main(argv: string[], io: Io): Promise<number> {
     }
     return withStore(flags, io, (store) => remove(store, id, io));
   }
+  if (command === "verdict") {
+    const route = files[0];
+    if (!route || files.length > 1) {
+      io.err(`verdict takes exactly one route id\n\n${USAGE}`);
+      return 2;
+    }
+    return verdict(
+      { route, mirror: flags.mirror, window: flags.window, url: flags.url, prefix: flags.prefix, json: flags.json },
+      { out: io.out, err: io.err, env: io.env ?? process.env },
+    );
+  }
   io.err(`unknown command "${command}"\n\n${USAGE}`);
   return 2;
 }
@@ -101,6 +123,11 @@ function parse(argv: string[]) {
       prune: { type: "boolean" },
       "dry-run": { type: "boolean" },
       out: { type: "string" },
+      mirror: { type: "string" },
+      window: { type: "string" },
+      url: { type: "string" },
+      prefix: { type: "string" },
+      json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });

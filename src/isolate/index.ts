@@ -3,12 +3,13 @@
  * What an isolate keeps between requests, built once from the env it serves (vars cannot change
  * within an isolate): the settings parsed from env vars, the policy cache, the counter buffer,
  * the mirror breaker, the noise memory, the deployment's secret, the memory budget for copies,
- * the spool durable copies wait in, and the admin surface's state. Nothing here is kept at module level: the composition root
+ * the spool durable copies wait in, the capture batch and the admin surface's state. Nothing here is kept at module level: the composition root
  * (src/index.ts) builds one `IsolateState` per env and hands each module what it uses.
  */
 import { type AdminState, adminState } from "../admin/index.js";
 import { adminHost, adminPrefix, adminToken } from "../admin/settings.js";
 import { DEFAULT_MEMORY_BUDGET_BYTES, MemoryBudget, parseBudgetBytes } from "../body/budget.js";
+import { CaptureState } from "../capture/index.js";
 import { NoiseMemory } from "../compare/index.js";
 import { markerKeySetting } from "../headers/marker.js";
 import { type BreakerOptions, MirrorBreaker } from "../mirror/breaker.js";
@@ -132,6 +133,8 @@ export interface IsolateState {
    * `MIRROR_SPOOL_BODIES` bucket and the `MIRROR_DEAD_LETTERS` queue, whichever are bound.
    */
   readonly spool: Spool;
+  /** Captured requests batched for R2 (src/capture); its buffer is undefined without `MIRROR_CAPTURES`. */
+  readonly capture: CaptureState;
   /** The admin surface's settings and caches (admin/state). */
   readonly admin: AdminState;
   /**
@@ -148,6 +151,7 @@ export function buildIsolate(env: Env, options: IsolateOptions = {}): IsolateSta
     ttlMs: settings.policyTtlMs,
     ...(options.policyLog ? { log: options.policyLog } : {}),
   });
+  const budget = new MemoryBudget(settings.memoryBudgetBytes);
   return {
     settings,
     kv: env.MIRROR_CONFIG,
@@ -156,8 +160,9 @@ export function buildIsolate(env: Env, options: IsolateOptions = {}): IsolateSta
     breaker: new MirrorBreaker(options.breaker),
     noise: new NoiseMemory(),
     secret: new DeploymentSecret(settings.markerKey),
-    budget: new MemoryBudget(settings.memoryBudgetBytes),
+    budget,
     spool: spoolOf(env),
+    capture: new CaptureState(env, budget),
     admin: adminState(
       { prefix: settings.adminPrefix, token: settings.adminToken, statsShards: settings.stats.shards },
       policies,

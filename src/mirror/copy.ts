@@ -7,6 +7,7 @@
  */
 import { type CopyBody, copyRequestBody } from "../body/index.js";
 import { COPY_ID_HEADER, MIRROR_MARKER } from "../headers/index.js";
+import { traceCopy } from "../headers/trace.js";
 import type { MirrorErrorKind } from "../record/index.js";
 
 /** What one copy is sent with, made once the body is read: the body, the headers, the marker and the deadline. */
@@ -20,7 +21,8 @@ export interface CopyParts {
 
 /**
  * The copy for one mirror (or its compare reference): `origin` + `pathAndQuery`, the mirror's
- * header changes applied, the marker made for its URL, and `body` (see `copyRequestBody`).
+ * header changes applied, the marker made for its URL, its trace context (headers/trace), and
+ * `body` (see `copyRequestBody`).
  * Everything in it was valid on the way in (a GET or HEAD goes without a body), so it is handed to
  * `fetch` as is rather than built into a `Request` first.
  */
@@ -35,6 +37,8 @@ export async function copyInit(
   headers.set(MIRROR_MARKER, await copy.marker(new URL(url)));
   // A durable copy's id (`x-edge-mirror-id`), set on the copy's own headers like the marker.
   if (id !== undefined) headers.set(COPY_ID_HEADER, id);
+  // A span of its own in the client's trace, for every copy, reference and redelivery alike.
+  traceCopy(headers);
   return {
     method,
     headers,

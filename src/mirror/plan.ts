@@ -155,9 +155,12 @@ function startsPair(header: string, at: number): boolean {
   return i < 0 || header[i] === ";" || header[i] === ",";
 }
 
-/** Sampled at the request's sticky point for `sampleBy`, or at random when it carries no value. */
-function isMirrorSampled(
-  mirror: Mirror,
+/**
+ * Sampled at the request's sticky point for `sampleBy`, or at random when it carries no value.
+ * Capture samples its requests through here too (src/capture).
+ */
+export function isMirrorSampled(
+  mirror: Pick<Mirror, "percent" | "fraction" | "sampleBy">,
   label: string,
   headers: Headers,
   context: PlanContext,

@@ -4,6 +4,7 @@ import { REDOS_ACCEPTED } from "../regex/redos-corpus.js";
 import { PolicyValidationError } from "./errors.js";
 import {
   compareSpec,
+  DEFAULT_VERDICT_THRESHOLDS,
   MAX_ROUTE_PATTERN_COST,
   type Mirror,
   type MirrorFromHeader,
@@ -584,6 +585,37 @@ describe("parseRoute", () => {
       requestHeaders: { set: { "cf-access-client-id": "id.access" } },
     });
     expect(route.mirrors[0]?.requestHeaders?.remove).toEqual(["cf-access-jwt-assertion"]);
+  });
+
+  it("accepts release verdict thresholds on listed and header-chosen mirrors, each field defaulted", () => {
+    const route = parseRoute({
+      id: "r",
+      mirrors: [
+        { cluster: "c", verdict: { maxDiffRate: 0.001, maxLatencyRatio: { p99: 2 } } },
+        { cluster: "d", verdict: {} },
+        { cluster: "e" },
+      ],
+      mirrorFromHeader: { header: "x-m", allow: ["b"], verdict: { minSamples: 1000, maxErrorRateIncrease: 0 } },
+    });
+    expect(route.mirrors.map((m) => m.verdict)).toEqual([
+      { maxDiffRate: 0.001, maxErrorRateIncrease: 0.01, maxLatencyRatio: { p50: 1.5, p99: 2 }, minSamples: 100 },
+      { ...DEFAULT_VERDICT_THRESHOLDS, maxLatencyRatio: { p50: 1.5, p99: 1.5 } },
+      undefined,
+    ]);
+    expect(route.mirrorFromHeader?.verdict).toMatchObject({ minSamples: 1000, maxErrorRateIncrease: 0 });
+  });
+
+  it.each<[object, string]>([
+    [{ maxDiffRate: 1.5 }, "mirrors[0].verdict.maxDiffRate: must be ≤ 1"],
+    [{ maxErrorRateIncrease: -0.1 }, "mirrors[0].verdict.maxErrorRateIncrease: must be ≥ 0"],
+    [{ maxLatencyRatio: { p50: 0 } }, "mirrors[0].verdict.maxLatencyRatio.p50: must be > 0"],
+    [{ maxLatencyRatio: { p95: 2 } }, "mirrors[0].verdict.maxLatencyRatio.p95: unknown field"],
+    [{ minSamples: 0.5 }, "mirrors[0].verdict.minSamples: must be an integer, got number"],
+    [{ minSamples: 0 }, "mirrors[0].verdict.minSamples: must be ≥ 1"],
+    [{ maxDiffRate: "1%" }, "mirrors[0].verdict.maxDiffRate: must be a number, got string"],
+    [{ maxDifRate: 0.01 }, "mirrors[0].verdict.maxDifRate: unknown field"],
+  ])("refuses verdict %j, naming the field and the rule", (verdict, message) => {
+    expect(issuesOf(() => parseRoute({ id: "r", mirrors: [{ cluster: "c", verdict }] }))).toEqual([message]);
   });
 
   it("refuses a missing id and a bad id", () => {
