@@ -23,6 +23,10 @@ const MODES = {
   regex: "CPU per match of the regex engine on hostile input, against JavaScript's RegExp",
   startup: "the CPU a new isolate spends evaluating the bundle before its first request (wrangler check startup)",
   cost: "what edge-mirror adds to the bill per million client requests: KV, Durable Object, SQLite, Analytics Engine and log operations counted on the real worker with 1,000 routes",
+  outage:
+    "a durable mirror's outage: CPU, Queues operations and R2 operations per spooled copy, on the request path and in the consumer",
+  replay:
+    "the replayer's requests/s at --speed max beside wrk's against the same origin, and what a captured request weighs in R2",
 };
 
 const argv = process.argv.slice(2);

@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 /**
- * `npm start`: demo origins (a primary and two mirrors), demo policies applied to local KV with
- * the policy CLI, and the
- * worker under `wrangler dev`. Ports: EDGE_MIRROR_PORT (8787) and DEMO_BASE_PORT (8081: primary,
- * +1 service1-mirror, +2 service2-mirror). Local state (KV, the stats objects) lives where
+ * `npm start`: demo origins (a primary, two mirrors and a second remote-write cluster), demo
+ * policies applied to local KV with the policy CLI, and the worker under `wrangler dev`, capturing
+ * /api/catalog to local R2, with the spool's queues and bucket local too. Ports: EDGE_MIRROR_PORT
+ * (8787) and DEMO_BASE_PORT (8081: primary, +1 service1-mirror, +2 service2-mirror, +3
+ * mimir-secondary, a durable mirror that `POST /demo/secondary-outage?seconds=N`, answered by the
+ * primary, takes down for a while). Local state (KV, the stats objects, queues, the spool's bodies
+ * and the captures) lives where
  * `wrangler dev` keeps it, `.wrangler/state`, or under EDGE_MIRROR_PERSIST_TO (the end-to-end test
  * uses a directory of its own, so that a developer's dashboard never shows its traffic). Ctrl-C
  * stops everything.
@@ -13,7 +16,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT } from "./lib/build.mjs";
-import { startOrigin } from "./lib/origins.mjs";
+import { startCopySink, startOrigin } from "./lib/origins.mjs";
 
 const workerPort = Number(process.env.EDGE_MIRROR_PORT ?? 8787);
 const base = Number(process.env.DEMO_BASE_PORT ?? 8081);
@@ -53,11 +56,35 @@ function demoAnswers(name, catalog) {
   };
 }
 
+const secondary = await startCopySink({ name: "mimir-secondary", port: base + 3, log: true });
+
+/**
+ * `POST /demo/secondary-outage?seconds=N` (through the worker: unmatched, so the primary answers
+ * it) takes mimir-secondary down for N seconds, 1 to 600: remote-write copies sent meanwhile are
+ * spooled and redelivered once it is back.
+ * @param {import("./lib/origins.mjs").SeenRequest} req
+ * @param {import("node:http").ServerResponse} res
+ * @returns {boolean} whether it was that request
+ */
+function outageSwitch(req, res) {
+  const url = new URL(req.url, "http://demo");
+  if (req.method !== "POST" || url.pathname !== "/demo/secondary-outage") return false;
+  const seconds = Math.min(600, Math.max(1, Number(url.searchParams.get("seconds")) || 20));
+  void secondary.down().then(() => setTimeout(() => void secondary.up(), seconds * 1000));
+  console.log(`[mimir-secondary] down for ${seconds} s: remote-write copies are spooled meanwhile`);
+  res.writeHead(202, { "content-type": "application/json" });
+  res.end(JSON.stringify({ secondary: "down", seconds }));
+  return true;
+}
+
+const primaryAnswers = demoAnswers("primary", { version: "2026.11", price: 25 });
 const primary = await startOrigin({
   name: "primary",
   port: base,
   log: true,
-  respond: demoAnswers("primary", { version: "2026.11", price: 25 }),
+  respond: (req, res) => {
+    if (!outageSwitch(req, res)) primaryAnswers(req, res);
+  },
 });
 const mirror1 = await startOrigin({
   name: "service1-mirror",
@@ -103,6 +130,9 @@ const dev = spawn(
     `PRIMARY_ORIGIN:${primary.url}`,
     "--var",
     "POLICY_CACHE_TTL_MS:1000",
+    // Captures are written a second after they are made, so that an export right after a curl finds them.
+    "--var",
+    "CAPTURE_FLUSH_MS:1000",
     "--var",
     `ADMIN_TOKEN:${adminToken}`,
     "--show-interactive-dev-session=false",
@@ -124,17 +154,23 @@ dev.stdout.on("data", (chunk) => {
 edge-mirror is running on ${edge}
   primary          ${primary.url}
   service1-mirror  ${mirror1.url}
-  service2-mirror  ${mirror2.url}   (also the cluster mimir-secondary)
+  service2-mirror  ${mirror2.url}
+  mimir-secondary  ${secondary.url}   (durable: a copy it misses is spooled and sent again)
 Every origin prints one line per request below; mirrored copies show Host: localhost-shadow:${workerPort}.
 
 Try (seed 002):
   curl ${edge}/service/1                                          # primary answers, service1-mirror gets a copy
   curl -H "x-mirror-cluster: service2-mirror" ${edge}/service/2   # copy to the cluster the header names
   curl -H "x-mirror-cluster: service2-mirror-non-existent" ${edge}/service/2   # unknown: not mirrored
-Seed 000 (remote-write shadowed to a second cluster):
+Seed 000 (remote-write shadowed to a second cluster, durably):
   curl -X POST --data-binary @package.json ${edge}/api/v1/push
+  curl -X POST "${edge}/demo/secondary-outage?seconds=20"   # take mimir-secondary down for 20 s,
+  curl -X POST --data-binary @package.json ${edge}/api/v1/push   # push meanwhile: spooled, then redelivered
 Shadow testing (service1-mirror answers /api/catalog with a new version and price):
   curl ${edge}/api/catalog
+Capture and replay (every /api/catalog request is captured to local R2, with the primary's answer):
+  npm run capture -- export --route catalog --out catalog.har
+  npm run replay -- catalog.har --to ${mirror1.url} --compare --ignore-path '$.generatedAt' --report report.json
 Dashboard (live counters and diffs):
   ${edge}/__mirror/dashboard      token: ${adminToken}
   curl -H "authorization: Bearer ${adminToken}" ${edge}/__mirror/api/stats
@@ -147,11 +183,13 @@ READY ${edge}
 
 function stop() {
   dev.kill("SIGTERM");
-  Promise.all([primary.close(), mirror1.close(), mirror2.close()]).finally(() => process.exit(0));
+  Promise.all([primary.close(), mirror1.close(), mirror2.close(), secondary.close()]).finally(() => process.exit(0));
 }
 process.on("SIGINT", stop);
 process.on("SIGTERM", stop);
 dev.on("exit", (code) => {
   console.error(`wrangler dev exited (${code})`);
-  Promise.all([primary.close(), mirror1.close(), mirror2.close()]).finally(() => process.exit(code ?? 1));
+  Promise.all([primary.close(), mirror1.close(), mirror2.close(), secondary.close()]).finally(() =>
+    process.exit(code ?? 1),
+  );
 });

@@ -4,16 +4,26 @@
  * route claims (most of a zone's) goes straight to the primary. For a matched route the
  * client's response still depends only on the primary; the copies are planned without I/O and
  * sent inside `ctx.waitUntil`. The request owns the primary's answer: when a copy compares, it is
- * tee'd here, and the copies get the comparison's read of it, never the answer itself.
+ * tee'd here, and the copies get the comparison's read of it, never the answer itself; a route
+ * that captures has a sample of its requests recorded, with the primary's answers, to R2
+ * (src/capture), through the same tee.
  */
 import type { Hold } from "./body/budget.js";
 import { splitUpload, teeForComparison } from "./body/index.js";
+import { type Capturing, startCapture } from "./capture/index.js";
 import type { Capture } from "./compare/index.js";
 import { hopsSoFar, MAX_HOPS } from "./headers/index.js";
 import type { IsolateState } from "./isolate/index.js";
 import { matchRoute } from "./match/index.js";
 import { compareBodyCap, planCopies, recordSkips, sendCopies } from "./mirror/index.js";
-import { chooseBackend, errorResponse, forwardToPrimary, primaryRequest, UpstreamError } from "./proxy/index.js";
+import {
+  chooseBackend,
+  errorResponse,
+  forwardToPrimary,
+  type PrimaryRequest,
+  primaryRequest,
+  UpstreamError,
+} from "./proxy/index.js";
 import type { LogLevel } from "./record/index.js";
 import type { PolicySnapshot } from "./store/index.js";
 import { rawPathAndQuery } from "./url/index.js";
@@ -49,69 +59,79 @@ export async function handleRequest(
   const plan = planned instanceof Promise ? await planned : planned;
   const { targets } = plan;
   const upload = splitUpload(request, targets.length > 0 ? route.maxMirrorBodyBytes : undefined, state.budget);
+  // capture: sampled before anything is read; undefined for routes without capture and unsampled requests.
+  const capture = route.capture && startCapture(route, route.capture, request, url, upload.primary, state, random);
 
   // proxy
-  const primary = primaryRequest({ request, url, origin, hops, route, body: upload.primary });
+  const primary = primaryRequest({ request, url, origin, hops, route, body: capture ? capture.body : upload.primary });
   const answer = forwardToPrimary(primary);
   const failed = (err: unknown) => errorResponse(err, route.id, logLevel);
 
   // record, and the copies inside waitUntil.
   const recorder = state.recorder(waitUntil);
   recorder.countRequest(route.id, targets.length > 0);
-  if (targets.length === 0 && plan.skipped.length === 0) return answer.catch(failed);
+  if (targets.length === 0 && plan.skipped.length === 0 && !capture) return answer.catch(failed);
   const requestId = request.headers.get("cf-ray") ?? crypto.randomUUID();
   recordSkips(plan.skipped, route.id, requestId, recorder.outcome);
-  if (targets.length === 0) return answer.catch(failed);
 
-  // Only when a sampled mirror compares is the primary's answer read a second time.
-  const compareCap = compareBodyCap(targets);
-  const compared = compareCap === undefined ? undefined : teeWhenAnswered(answer, compareCap, state.budget.hold());
-  sendCopies(
-    {
-      routeId: route.id,
-      requestId,
-      method: request.method,
-      pathAndQuery: rawPathAndQuery(request.url),
-      headers: primary.request.headers,
-      host: url.host,
-      hops,
-      targets,
-      markedBodyDigest: plan.markedBodyDigest,
-      body: upload.mirrors,
-      sink: recorder.outcome,
-      breaker: state.breaker,
-      noise: state.noise,
-      secret: state.secret,
-      budget: state.budget,
-      primary: compared && { capture: compared.capture, hold: compared.hold },
-    },
-    waitUntil,
-  );
-  if (!compared) return answer.catch(failed);
+  // The primary's answer is read a second time only when a sampled mirror compares or capture
+  // records it: one tee serves both.
+  const compareCap = targets.length > 0 ? compareBodyCap(targets) : undefined;
+  const compare = compareCap === undefined ? undefined : { cap: compareCap, hold: state.budget.hold() };
+  const read = readAnswer(answer, compare, capture, primary, waitUntil);
+  if (targets.length > 0) {
+    sendCopies(
+      {
+        routeId: route.id,
+        requestId,
+        method: request.method,
+        pathAndQuery: rawPathAndQuery(request.url),
+        headers: primary.request.headers,
+        host: url.host,
+        hops,
+        targets,
+        markedBodyDigest: plan.markedBodyDigest,
+        body: upload.mirrors,
+        sink: recorder.outcome,
+        breaker: state.breaker,
+        noise: state.noise,
+        secret: state.secret,
+        budget: state.budget,
+        spool: state.spool,
+        primary: read.compared && compare && { capture: read.compared, hold: compare.hold },
+      },
+      waitUntil,
+    );
+  }
   // Read even when the compared mirror fails first, so that the branch never holds chunks unread.
-  waitUntil(compared.capture);
-  return compared.response.catch(failed);
+  if (read.compared) waitUntil(read.compared);
+  return read.response.catch(failed);
 }
 
 /**
- * The primary's answer, once it comes, split: the client's branch streams untouched while the
- * other is read, up to `cap` and within `hold`, for comparison (`teeForComparison`). A primary
- * that failed leaves the comparison its error code to report.
+ * The primary's answer as the client gets it and, when a sampled mirror compares, as the
+ * comparison reads it: through capture's tee when the request is captured, else through one of
+ * its own (`teeForComparison`), else untouched.
  */
-function teeWhenAnswered(
+function readAnswer(
   answer: Promise<Response>,
-  cap: number,
-  hold: Hold,
-): { response: Promise<Response>; capture: Promise<Capture>; hold: Hold } {
-  const split = answer.then((response) => teeForComparison(response, cap, hold));
+  compare: { cap: number; hold: Hold } | undefined,
+  capture: Capturing | undefined,
+  primary: PrimaryRequest,
+  waitUntil: (promise: Promise<unknown>) => void,
+): { response: Promise<Response>; compared?: Promise<Capture> } {
+  if (capture) return capture.follow(answer, primary, waitUntil, compare);
+  if (!compare) return { response: answer };
+  const split = answer.then((response) => teeForComparison(response, compare.cap, compare.hold));
   return {
     response: split.then((teed) => teed.response),
-    capture: split.then(
-      (teed) => teed.capture,
-      (err: unknown): Capture => ({ ok: false, error: err instanceof UpstreamError ? err.code : "primary failed" }),
-    ),
-    hold,
+    compared: split.then((teed) => teed.capture, primaryFailed),
   };
+}
+
+/** What a comparison reads of a primary that gave no answer. */
+function primaryFailed(err: unknown): Capture {
+  return { ok: false, error: err instanceof UpstreamError ? err.code : "primary failed" };
 }
 
 /**

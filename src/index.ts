@@ -12,11 +12,15 @@
  * one per isolate, and a test that passes its own gets a state of its own. Each request then
  * costs one WeakMap lookup. Nothing is kept at module level. The cron trigger (`scheduled`)
  * publishes the policies when KV holds others than those published: edits made straight in KV.
+ *
+ * `queue` is the spool's consumer: it redelivers durable copies that were not delivered inline
+ * (mirror/redeliver), with the same isolate state, so its outcomes reach the same counters.
  */
 import { createAdminApp } from "./admin/index.js";
 import { adminRequest } from "./admin/paths.js";
 import { handleRequest } from "./app.js";
 import { buildIsolate, type IsolateOptions, type IsolateState } from "./isolate/index.js";
+import { redeliver } from "./mirror/redeliver.js";
 import { kvPolicyStore } from "./store/policy-store.js";
 import { reconcilePolicies } from "./store/publish.js";
 
@@ -27,6 +31,8 @@ export interface EdgeMirrorWorker {
   fetch(request: Request, env: Env, ctx: ExecutionContext): Response | Promise<Response>;
   /** The cron trigger: publishes the policies when KV holds other ones than published (store/publish). */
   scheduled(controller: ScheduledController, env: Env, ctx: ExecutionContext): void;
+  /** Redelivers a batch of spooled copies (or sends dead ones again, read from the dead-letter queue). */
+  queue(batch: MessageBatch, env: Env, ctx: ExecutionContext): Promise<void>;
   /** The state this worker keeps for `env`, built on first use: what tests and benchmarks read. */
   isolate(env: Env): IsolateState;
 }
@@ -53,6 +59,17 @@ export function createWorker(options: WorkerOptions = {}): EdgeMirrorWorker {
     scheduled(controller, env, ctx) {
       if (!env.MIRROR_CONFIG) return;
       ctx.waitUntil(reconcilePolicies(kvPolicyStore(env.MIRROR_CONFIG), controller.scheduledTime, options.policyLog));
+    },
+    async queue(batch, env, ctx) {
+      const state = isolate(env);
+      const waitUntil = (promise: Promise<unknown>) => ctx.waitUntil(promise);
+      const secret = state.secret;
+      await secret.load(state.kv, waitUntil);
+      await redeliver(batch, {
+        spool: state.spool,
+        signingKey: () => secret.signingKey(),
+        sink: state.recorder(waitUntil).outcome,
+      });
     },
     isolate,
   };

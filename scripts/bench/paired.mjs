@@ -12,7 +12,11 @@
  * request (edge-mirror's own functions): H ÷ A is what those changes cost, and B ÷ H what the
  * rest of edge-mirror's code costs.
  *
- *   npm run bench -- --mode paired [--rounds 8] [--slices 10] [--connections 20]
+ * `--set durable` pairs two matched paths instead: C, a route with one fast mirror at 100 %, and
+ * G, the same route with its mirror durable (healthy, so nothing is spooled): G ÷ C is what
+ * durable delivery costs a healthy mirror, held to ≤ 1.03 in CPU and ≥ 0.97 in rps.
+ *
+ *   npm run bench -- --mode paired [--set unmatched|durable] [--rounds 8] [--slices 10] [--connections 20]
  *
  * Needs wrk (`apt-get install wrk`): its one-second runs are the slices.
  */
@@ -29,8 +33,11 @@ const { values: args } = parseArgs({
     rounds: { type: "string", default: "8" },
     slices: { type: "string", default: "10" },
     connections: { type: "string", default: "20" },
+    set: { type: "string", default: "unmatched" },
   },
 });
+if (args.set !== "unmatched" && args.set !== "durable") throw new Error(`--set ${args.set}: unmatched or durable`);
+const durableSet = args.set === "durable";
 const rounds = Number(args.rounds);
 const slices = Number(args.slices);
 const connections = Number(args.connections);
@@ -54,22 +61,30 @@ async function slice(url, seconds) {
 
 const script = bundleWorker(join(ROOT, "scripts/bench/paired-entry.ts"), join(ROOT, ".wrangler/bench/paired.js"));
 const origins = await startBenchOrigins(300);
-const paths = { A: `/floor${BENCH_PATH}`, H: `/floor-headers${BENCH_PATH}`, B: BENCH_PATH };
-const { noMatch } = benchPolicies({ fast: origins.fast, slow: origins.slow });
-/** @typedef {"A" | "H" | "B"} PathId */
+const paths = {
+  A: `/floor${BENCH_PATH}`,
+  H: `/floor-headers${BENCH_PATH}`,
+  B: BENCH_PATH,
+  C: `/pair-best-effort${BENCH_PATH}`,
+  G: `/pair-durable${BENCH_PATH}`,
+};
+const { noMatch, pairedDelivery } = benchPolicies({ fast: origins.fast, slow: origins.slow });
+/** @typedef {"A" | "H" | "B" | "C" | "G"} PathId */
 /** @type {PathId[]} */
-const order = ["A", "H", "B"];
+const order = durableSet ? ["C", "G"] : ["A", "H", "B"];
 /**
  * The ratios reported, numerator first, with the target where one is set (B ÷ H: the unmatched
  * path held to a proxy that makes the same header changes), and their
  * values round by round.
  * @type {Array<{ of: [PathId, PathId], cpuTarget?: string, rpsTarget?: string, cpu: number[], rps: number[] }>}
  */
-const pairs = [
-  { of: ["B", "H"], cpuTarget: "≤ 1.05", cpu: [], rps: [] },
-  { of: ["B", "A"], cpu: [], rps: [] },
-  { of: ["H", "A"], cpu: [], rps: [] },
-];
+const pairs = durableSet
+  ? [{ of: /** @type {[PathId, PathId]} */ (["G", "C"]), cpuTarget: "≤ 1.03", rpsTarget: "≥ 0.97", cpu: [], rps: [] }]
+  : [
+      { of: /** @type {[PathId, PathId]} */ (["B", "H"]), cpuTarget: "≤ 1.05", cpu: [], rps: [] },
+      { of: /** @type {[PathId, PathId]} */ (["B", "A"]), cpu: [], rps: [] },
+      { of: /** @type {[PathId, PathId]} */ (["H", "A"]), cpu: [], rps: [] },
+    ];
 const pairName = (/** @type {[PathId, PathId]} */ [x, y]) => `${x} ÷ ${y}`;
 try {
   for (let round = 0; round < rounds; round++) {
@@ -78,28 +93,31 @@ try {
     const worker = await startWorker({
       scriptPath: script,
       vars: benchVars(origins, 600_000),
-      policies: noMatch,
+      policies: durableSet ? pairedDelivery : noMatch,
       onLog: () => {},
     });
     try {
       const pid = listeningPid(Number(new URL(worker.url).port));
       if (pid === undefined) throw new Error("cannot find workerd's process (needs Linux and ss)");
-      const totals = { A: { cpu: 0, requests: 0 }, H: { cpu: 0, requests: 0 }, B: { cpu: 0, requests: 0 } };
+      const totals = Object.fromEntries(order.map((id) => [id, { cpu: 0, requests: 0 }]));
+      const total = (/** @type {PathId} */ id) => totals[id] ?? { cpu: 0, requests: 0 };
       // Warm-up: every path's code optimised, the policies loaded, connections open.
       for (const id of order) await slice(worker.url + paths[id], 1);
       for (let s = 0; s < slices; s++) {
         for (const id of s % 2 ? [...order].reverse() : order) {
           const before = cpuMs(pid);
-          totals[id].requests += await slice(worker.url + paths[id], 1);
-          totals[id].cpu += cpuMs(pid) - before;
+          const served = await slice(worker.url + paths[id], 1);
+          const t = total(id);
+          t.requests += served;
+          t.cpu += cpuMs(pid) - before;
         }
       }
-      const perRequest = (/** @type {PathId} */ id) => (totals[id].cpu * 1000) / Math.max(1, totals[id].requests);
+      const perRequest = (/** @type {PathId} */ id) => (total(id).cpu * 1000) / Math.max(1, total(id).requests);
       const shown = order.map((id) => `${id} ${Math.round(perRequest(id))} µs/req`);
       for (const pair of pairs) {
         const [x, y] = pair.of;
         const cpu = perRequest(x) / perRequest(y);
-        const rps = totals[x].requests / Math.max(1, totals[y].requests);
+        const rps = total(x).requests / Math.max(1, total(y).requests);
         pair.cpu.push(cpu);
         pair.rps.push(rps);
         shown.push(`${pairName(pair.of)} CPU ${cpu.toFixed(3)} rps ${rps.toFixed(3)}`);
@@ -114,8 +132,11 @@ try {
 }
 
 const range = (/** @type {number[]} */ v) => `${Math.min(...v).toFixed(2)}–${Math.max(...v).toFixed(2)}`;
+const legend = durableSet
+  ? "C edge-mirror with one fast mirror at 100 %, G the same with the mirror durable (healthy: nothing spooled)"
+  : "A the floor, H the floor with edge-mirror's header changes, B edge-mirror with no matching route";
 console.log(
-  `\nIn one isolate (${rounds} rounds of ${slices} one-second slices per path, ${connections} connections by wrk): A the floor, H the floor with edge-mirror's header changes, B edge-mirror with no matching route\n`,
+  `\nIn one isolate (${rounds} rounds of ${slices} one-second slices per path, ${connections} connections by wrk): ${legend}\n`,
 );
 console.log("| ratio | median | rounds' range | target |");
 console.log("|---|---|---|---|");

@@ -22,11 +22,30 @@ export function benchPolicies(mirrors) {
     noMatch: policyEntries({ clusters, routes: [route("elsewhere", "/elsewhere", fast)] }),
     /** C and E: the request's route has one fast mirror. */
     oneFast: policyEntries({ clusters, routes: [route("bench", "/bench", fast)] }),
+    /** G: C with the mirror durable; it is healthy, so nothing is spooled. */
+    oneFastDurable: policyEntries({
+      clusters,
+      routes: [route("bench", "/bench", { mirrors: [{ cluster: "fast", delivery: "durable" }] })],
+    }),
+    /**
+     * `--mode paired --set durable`: two routes in one worker, the one fast mirror best-effort on
+     * one and durable on the other (BENCH_PATH itself stays unmatched).
+     */
+    pairedDelivery: policyEntries({
+      clusters,
+      routes: [
+        route("pair-best-effort", "/pair-best-effort", fast),
+        route("pair-durable", "/pair-durable", { mirrors: [{ cluster: "fast", delivery: "durable" }] }),
+      ],
+    }),
     /** D: three mirrors, each the slow one. */
     threeSlow: policyEntries({
       clusters,
       routes: [route("bench", "/bench", { mirrors: [{ cluster: "slow" }, { cluster: "slow" }, { cluster: "slow" }] })],
     }),
+    /** K1, K100: C's route capturing `percent` % of its requests to R2 (capture's defaults otherwise). */
+    captured: (/** @type {number} */ percent) =>
+      policyEntries({ clusters, routes: [route("bench", "/bench", { ...fast, capture: { percent } })] }),
     /** F: 1,000 routes, each with one fast mirror. */
     thousandRoutes: policyEntries({
       clusters,

@@ -5,7 +5,7 @@
  * functions with the most self time and their share of the samples taken inside the worker.
  * The bundle is built without minification so that the names are edge-mirror's own.
  *
- *   npm run bench -- --mode profile --scenario B --duration 5 --connections 10 [--top 25] [--save out.cpuprofile]
+ *   npm run bench -- --mode profile --scenario B|H|A|… --duration 5 --connections 10 [--top 25] [--save out.cpuprofile]
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -35,15 +35,33 @@ const script = bundleWorker(join(ROOT, "src/index.ts"), join(ROOT, ".wrangler/be
 const origins = await startBenchOrigins(Number(args["slow-ms"]));
 const bench = benchPolicies({ fast: origins.fast, slow: origins.slow });
 /** @type {Record<string, Record<string, unknown>>} */
-const policies = { B: bench.noMatch, C: bench.oneFast, D: bench.threeSlow, F: bench.thousandRoutes };
+const policies = {
+  B: bench.noMatch,
+  C: bench.oneFast,
+  D: bench.threeSlow,
+  F: bench.thousandRoutes,
+  K100: bench.captured(100),
+};
 const floor = args.scenario === "A" || args.scenario === "A3" || args.scenario === "A3r";
-const chosen = floor ? {} : policies[args.scenario];
-if (!chosen) throw new Error(`--scenario must be one of A, A3, A3r, ${Object.keys(policies).join(", ")}`);
+// H: the floor with the header changes a proxy must make, with edge-mirror's own functions.
+const headersFloor = args.scenario === "H";
+const chosen = floor || headersFloor ? {} : policies[args.scenario];
+if (!chosen) throw new Error(`--scenario must be one of A, A3, A3r, H, ${Object.keys(policies).join(", ")}`);
 
 const inspectorPort = 9300 + Math.floor(Math.random() * 500);
 const worker = await startWorker({
-  scriptPath: floor ? FLOOR_SCRIPT : script,
-  withoutStats: floor,
+  scriptPath: floor
+    ? FLOOR_SCRIPT
+    : headersFloor
+      ? bundleWorker(
+          join(ROOT, "scripts/bench/floor-headers.ts"),
+          join(ROOT, ".wrangler/bench/floor-headers-profile.js"),
+          {
+            minify: false,
+          },
+        )
+      : script,
+  withoutStats: floor || headersFloor,
   onLog: () => {},
   vars: {
     ...benchVars(origins),

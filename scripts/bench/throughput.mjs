@@ -82,10 +82,13 @@ const floorHeadersScript = bundleWorker(
   join(buildDir, "floor-headers.js"),
 );
 
-const { noMatch, oneFast, threeSlow, thousandRoutes } = benchPolicies({ fast: origins.fast, slow: origins.slow });
+const { noMatch, oneFast, oneFastDurable, threeSlow, thousandRoutes, captured } = benchPolicies({
+  fast: origins.fast,
+  slow: origins.slow,
+});
 const body256k = Buffer.alloc(256 * 1024, 7);
 
-// Scenarios that a ratio compares run next to each other (A, H and B; A3r, D and A3; A3/1 and D/1),
+// Scenarios that a ratio compares run next to each other (A, H and B; C and G; A3r, D and A3; A3/1 and D/1),
 // and every other round runs the list backwards: each pair is measured back to back, and
 // neither side always goes first.
 /** @type {Array<{ id: string, what: string, worker?: "floor" | "floor-headers" | "edge", vars?: Record<string,string>, policies?: Record<string, unknown>, path?: string, body?: Buffer, connections?: number, nginx?: "plain" | "mirror" }>} */
@@ -107,6 +110,12 @@ const scenarios = [
     what: "edge-mirror, one route, one fast mirror at 100 %",
     worker: "edge",
     policies: oneFast,
+  },
+  {
+    id: "G",
+    what: "C with the mirror durable (healthy: nothing spooled)",
+    worker: "edge",
+    policies: oneFastDurable,
   },
   {
     id: "A3r",
@@ -152,6 +161,14 @@ const scenarios = [
   { id: "D/1", what: "D with one connection", worker: "edge", connections: 1, policies: threeSlow },
   { id: "B/1", what: "B with one connection", worker: "edge", connections: 1, policies: noMatch },
 ];
+
+// Capture: C's route again (Kc), beside the same route capturing 1 % (K1) and 100 % (K100) of its
+// requests to the R2 bucket every edge-mirror worker here has, with the deployed 5 s batches.
+scenarios.push(
+  { id: "Kc", what: "C again, beside K1 and K100 (the same route without capture)", worker: "edge", policies: oneFast },
+  { id: "K1", what: "C's route capturing 1 % of its requests to R2", worker: "edge", policies: captured(1) },
+  { id: "K100", what: "C's route capturing every request to R2", worker: "edge", policies: captured(100) },
+);
 
 const nginxBin = findCommand("nginx");
 if (nginxBin) {
@@ -239,6 +256,10 @@ function stolenPercent(before, after) {
   return total > 0 ? (100 * (after.steal - before.steal)) / total : 0;
 }
 
+/** What the counting entry reports (counting-entry.ts). @typedef {{ reads: number, loads: number, spool: { messages: number, r2Puts: number } }} Counts */
+/** @type {Counts} */
+const NO_COUNTS = { reads: 0, loads: 0, spool: { messages: 0, r2Puts: 0 } };
+
 const only = args.only ? new Set(args.only.split(",")) : undefined;
 const selected = only ? scenarios.filter((s) => only.has(s.id)) : scenarios;
 const nginx = nginxBin && selected.some((s) => s.nginx) ? await startNginx() : undefined;
@@ -265,6 +286,7 @@ async function startAll() {
         vars: { ...benchVars(origins, policyTtlMs), ...s.vars },
         policies: s.policies,
         withoutStats: s.worker !== "edge",
+        withoutSpool: s.worker !== "edge",
         // The runtime's own output (stack traces of connections the load generator cut at the
         // end of a run) is not part of the report.
         onLog: () => {},
@@ -279,7 +301,7 @@ async function startAll() {
   return started;
 }
 
-/** @type {Map<string, Array<{ rps: number, p50: number, p99: number, requests: number, errors: number, mirrors: number, mirrorConnections: number, kvReads: number, extraLoads: number, cpuUs: number | undefined }>>} */
+/** @type {Map<string, Array<{ rps: number, p50: number, p99: number, requests: number, errors: number, mirrors: number, mirrorConnections: number, kvReads: number, spoolWrites: number, extraLoads: number, cpuUs: number | undefined }>>} */
 const samples = new Map(selected.map((s) => [s.id, []]));
 const WARM_UP_SECONDS = 1;
 const stealBefore = cpuTimes();
@@ -297,7 +319,7 @@ for (let round = 0; round < rounds; round++) {
     else await load(target + path, s.connections ?? connections, method, s.body, WARM_UP_SECONDS);
     // The warm-up's copies, and any still in flight, are done before the measured seconds start.
     const mirrorsBefore = await settleMirrors();
-    const kvBefore = s.worker === "edge" ? await kvReads(target) : { reads: 0, loads: 0 };
+    const kvBefore = s.worker === "edge" ? await kvReads(target) : NO_COUNTS;
     const cpuBefore = pid ? cpuMs(pid) : 0;
     const started = performance.now();
     const result =
@@ -305,7 +327,7 @@ for (let round = 0; round < rounds; round++) {
         ? await sequential(target + path, duration)
         : await load(target + path, s.connections ?? connections, method, s.body);
     const runMs = performance.now() - started;
-    const kvAfter = s.worker === "edge" ? await kvReads(target) : { reads: 0, loads: 0 };
+    const kvAfter = s.worker === "edge" ? await kvReads(target) : NO_COUNTS;
     // The copies' CPU (waitUntil) is part of what a request costs: read it once they are done.
     const mirrorsAfter = await settleMirrors();
     const cpuUs = pid ? ((cpuMs(pid) - cpuBefore) * 1000) / Math.max(1, result.requests.total) : undefined;
@@ -320,6 +342,7 @@ for (let round = 0; round < rounds; round++) {
       mirrors,
       mirrorConnections,
       kvReads: kvAfter.reads - kvBefore.reads,
+      spoolWrites: spoolWrites(kvAfter) - spoolWrites(kvBefore),
       // Loads beyond the one background refresh per TTL would mean requests waited on KV.
       extraLoads: Math.max(0, kvAfter.loads - kvBefore.loads - Math.ceil(runMs / policyTtlMs)),
       cpuUs,
@@ -349,6 +372,7 @@ const results = selected.map((s) => {
     mirrorRequests: sum(runs.map((r) => r.mirrors)),
     mirrorConnections: sum(runs.map((r) => r.mirrorConnections)),
     kvReadsPerRequest: s.worker === "edge" ? sum(runs.map((r) => r.kvReads)) / Math.max(1, requests) : undefined,
+    spoolWrites: sum(runs.map((r) => r.spoolWrites)),
     cpuUs: runs.every((r) => r.cpuUs !== undefined)
       ? median(runs.map((r) => /** @type {number} */ (r.cpuUs)))
       : undefined,
@@ -437,10 +461,15 @@ async function sequential(url, seconds) {
   };
 }
 
-/** KV reads and policy loads of the worker's isolate so far. @param {string} origin */
+/** KV reads, policy loads and what was spooled by the worker's isolate so far. @param {string} origin */
 async function kvReads(origin) {
   const res = await fetch(`${origin}/__bench/kv-reads`);
-  return /** @type {{ reads: number, loads: number }} */ (await res.json());
+  return /** @type {Counts} */ (await res.json());
+}
+
+/** Queue messages and R2 objects written: what a spooled copy costs. @param {Counts} counts */
+function spoolWrites(counts) {
+  return counts.spool.messages + counts.spool.r2Puts;
 }
 
 if (only) process.exit(0);
@@ -488,6 +517,19 @@ const targets = [
   { name: "p99(D/1) ÷ p99(A3/1)", value: paired("D/1", "A3/1", "p99"), target: "≤ 1.20", ok: (v) => v <= 1.2 },
   { name: "rps(F) ÷ rps(C)", value: paired("F", "C", "rps"), target: "≥ 0.90", ok: (v) => v >= 0.9 },
   {
+    name: "CPU/request G ÷ C (a healthy durable mirror vs best-effort)",
+    value: paired("G", "C", "cpuUs"),
+    target: "≤ 1.03",
+    ok: (v) => v <= 1.03,
+  },
+  { name: "rps(G) ÷ rps(C)", value: paired("G", "C", "rps"), target: "≥ 0.97", ok: (v) => v >= 0.97 },
+  {
+    name: "queue messages and R2 writes in G (a healthy durable mirror spools nothing)",
+    value: by("G").spoolWrites,
+    target: "0",
+    ok: (v) => v === 0,
+  },
+  {
     // Requests never wait on KV once a snapshot exists: every policy load in a run must be the
     // one background refresh per POLICY_CACHE_TTL_MS. Those refreshes are the only KV reads; the
     // table shows them spread over all requests.
@@ -509,6 +551,13 @@ const reported = [
   },
   { name: "p99(D/1) ÷ p99(B/1)  (edge-mirror: slow mirrors vs none)", value: paired("D/1", "B/1", "p99") },
 ];
+targets.push({
+  name: "CPU/request K1 ÷ Kc (capture at 1 % vs the same route without)",
+  value: paired("K1", "Kc", "cpuUs"),
+  target: "≤ 1.03",
+  ok: (v) => v <= 1.03,
+});
+reported.push({ name: "CPU/request K100 ÷ Kc  (capture at 100 %)", value: paired("K100", "Kc", "cpuUs") });
 if (byId.has("N/1")) {
   reported.push({
     name: "p99(N/1) ÷ p99(N0/1)  (nginx: slow mirror vs none)",

@@ -261,3 +261,109 @@ export async function startEarlyAnswerOrigin(options) {
     },
   };
 }
+
+/**
+ * A mirror for durable copies: it goes down (refusing connections) and comes back on the same
+ * port, answers every request with `status`, and keeps, per copy id (`x-edge-mirror-id`), the
+ * SHA-256 of the first body that came with it — never the body — counting arrivals and
+ * duplicates. `loseAnswers(n)` makes it take the next `n` copies it has not seen and then close
+ * the connection without answering: the copy arrived, its answer was lost, and the sender will
+ * send it again.
+ * @param {{ name?: string, port?: number, status?: number, log?: boolean }} [options]  `log`: one
+ *   line per request, as `startOrigin`'s, with the copy id and whether it came before
+ */
+export async function startCopySink(options = {}) {
+  const name = options.name ?? "copy-sink";
+  let status = options.status ?? 204;
+  /** @type {Map<string, string>} */
+  const copies = new Map();
+  /** Requests that came without a copy id (best-effort copies), by SHA-256. */
+  /** @type {string[]} */
+  const unnamed = [];
+  let arrivals = 0;
+  let duplicates = 0;
+  let toLose = 0;
+  /** @type {Set<import("node:net").Socket>} */
+  const sockets = new Set();
+  const server = createServer((req, res) => {
+    const hash = createHash("sha256");
+    req.on("data", (chunk) => hash.update(chunk));
+    req.on("error", () => {});
+    req.on("end", () => {
+      arrivals++;
+      const digest = hash.digest("hex");
+      const id = req.headers["x-edge-mirror-id"];
+      if (options.log) {
+        const again = typeof id === "string" && copies.has(id) ? ", again" : "";
+        console.log(
+          `[${name}] Host: ${req.headers["x-forwarded-host"] ?? req.headers.host} "${req.method} ${req.url}" ${digest.slice(0, 12)}… copy ${id ?? "(no id)"}${again} → ${status}`,
+        );
+      }
+      if (typeof id !== "string") unnamed.push(digest);
+      else if (copies.has(id)) duplicates++;
+      else {
+        copies.set(id, digest);
+        if (toLose > 0) {
+          toLose--;
+          req.socket.destroy();
+          return;
+        }
+      }
+      res.writeHead(status, { "x-served-by": name }).end();
+    });
+  });
+  server.keepAliveTimeout = 30_000;
+  server.on("connection", (socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  const listen = (/** @type {number} */ port) =>
+    new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, "127.0.0.1", () => {
+        server.off("error", reject);
+        resolve(undefined);
+      });
+    });
+  await listen(options.port ?? 0);
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : 0;
+  let up = true;
+  return {
+    name,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    /** First body's SHA-256 per copy id. */
+    copies,
+    unnamed,
+    get arrivals() {
+      return arrivals;
+    },
+    get duplicates() {
+      return duplicates;
+    },
+    /** @param {number} code */
+    setStatus(code) {
+      status = code;
+    },
+    /** @param {number} n */
+    loseAnswers(n) {
+      toLose = n;
+    },
+    /** Stops listening and drops every connection: connections are refused until `up`. */
+    async down() {
+      if (!up) return;
+      up = false;
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(() => resolve(undefined)));
+    },
+    async up() {
+      if (up) return;
+      await listen(port);
+      up = true;
+    },
+    close() {
+      return this.down();
+    },
+  };
+}

@@ -5,7 +5,8 @@
  * proxy of its own and is several times slower).
  */
 import { dirname, join } from "node:path";
-import { Miniflare } from "miniflare";
+import { Log, LogLevel, Miniflare } from "miniflare";
+import { CAPTURES_BINDING } from "../../src/capture/binding.js";
 import { clusterKey, KV_BINDING, routeKey } from "../../src/store/keys.js";
 import { localConfig } from "./wrangler-config.mjs";
 
@@ -18,6 +19,7 @@ import { localConfig } from "./wrangler-config.mjs";
  * @param {boolean} [options.withoutKv]  no MIRROR_CONFIG binding at all: the policy store is unavailable
  * @param {boolean} [options.withoutStats]  no MIRROR_STATS Durable Object (a script that does not export MirrorStatsShard)
  * @param {boolean} [options.analytics]  bind MIRROR_ANALYTICS to a local Analytics Engine dataset (optional when deployed)
+ * @param {boolean} [options.withoutCaptures]  no MIRROR_CAPTURES R2 bucket: capture is off
  * @param {string} [options.persistTo]  read KV from this wrangler --persist-to directory (what `wrangler dev` and `policy --local` use)
  * @param {number} [options.inspectorPort]  expose workerd's V8 inspector (CPU profiles)
  * @param {number} [options.isolates]  run the script as this many workers (one isolate each, each
@@ -27,6 +29,14 @@ import { localConfig } from "./wrangler-config.mjs";
  *   Miniflare entry worker in front, as a deployed worker is reached; `directUrl` is its address.
  *   (The entry worker passes each request on with a `fetch` of its own, and workerd's `fetch`
  *   makes a request carrying `Upgrade: websocket` a WebSocket GET before the worker sees it.)
+ * @param {object} [options.spool]  the spool as wrangler.toml declares it (its queues, the first
+ *   worker as the consumer, the bucket), local and real; these change it for a test
+ * @param {{ maxBatchSize?: number, maxBatchTimeout?: number, maxRetries?: number }} [options.spool.consumer]  the consumer's settings over wrangler.toml's
+ * @param {"inspect" | "redrive"} [options.spool.deadLetters]  who consumes the dead-letter queue:
+ *   "inspect", a worker of the test's that keeps what it receives (`deadLetters()`); "redrive",
+ *   the first worker itself, which spools dead copies again (README "Dead copies"); by default no
+ *   one, and Miniflare drops what is sent to a queue without a consumer
+ * @param {boolean} [options.withoutSpool]  no spool bindings at all: durable copies are sent once
  */
 export async function startWorker(options) {
   const local = await localConfig();
@@ -45,6 +55,7 @@ export async function startWorker(options) {
     STATS_FLUSH_MS: "0",
     ...options.vars,
   };
+  const spool = options.withoutSpool ? undefined : spoolConfig(local, options.spool ?? {});
   /** @param {number} i */
   const worker = (i) => ({
     name: `edge-mirror-${i}`,
@@ -56,6 +67,11 @@ export async function startWorker(options) {
     modulesRules: local.modulesRules,
     ...kv,
     ...(options.analytics ? { analyticsEngineDatasets: { MIRROR_ANALYTICS: { dataset: "edge_mirror" } } } : {}),
+    // One bucket of each for every isolate, as in production.
+    r2Buckets: {
+      ...spool?.buckets,
+      ...(options.withoutCaptures ? {} : { [CAPTURES_BINDING]: local.r2Buckets[CAPTURES_BINDING] ?? CAPTURES_BINDING }),
+    },
     ratelimits: local.ratelimits,
     ...(options.withoutStats
       ? {}
@@ -70,13 +86,25 @@ export async function startWorker(options) {
           },
         }),
     bindings,
+    ...(spool
+      ? {
+          queueProducers: spool.producers,
+          // A queue has one consumer: the first isolate.
+          ...(i === 0 ? { queueConsumers: spool.consumers } : {}),
+        }
+      : {}),
     ...(i > 0 || options.direct ? { unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }] } : {}),
   });
   const mf = new Miniflare({
-    workers: Array.from({ length: isolates }, (_, i) => worker(i)),
+    workers: [
+      ...Array.from({ length: isolates }, (_, i) => worker(i)),
+      ...(spool?.inspector ? [deadLetterInspector(spool.inspector)] : []),
+    ],
     ...(options.persistTo ? { kvPersist: join(options.persistTo, "v3", "kv") } : {}),
     host: "127.0.0.1",
     port: 0,
+    // MINIFLARE_LOG=1 shows Miniflare's own lines: each queue batch delivered and each retry.
+    ...(process.env.MINIFLARE_LOG ? { log: new Log(LogLevel.DEBUG) } : {}),
     ...(options.inspectorPort ? { inspectorPort: options.inspectorPort } : {}),
     ...(options.onLog
       ? {
@@ -98,7 +126,100 @@ export async function startWorker(options) {
   const urls = [url.origin];
   for (let i = 1; i < isolates; i++) urls.push((await mf.unsafeGetDirectURL(`edge-mirror-${i}`)).origin);
   const directUrl = options.direct ? (await mf.unsafeGetDirectURL("edge-mirror-0")).origin : undefined;
-  return { mf, url: url.origin, urls, directUrl, kv: namespace, dispose: () => mf.dispose() };
+  const captures = options.withoutCaptures ? undefined : await mf.getR2Bucket(CAPTURES_BINDING);
+  return {
+    mf,
+    url: url.origin,
+    urls,
+    directUrl,
+    kv: namespace,
+    captures,
+    /**
+     * What the dead-letter queue's inspector received (`spool.deadLetters: "inspect"`), in order:
+     * each dead copy's route, mirror, request id, body (its kind, size and SHA-256) and cause.
+     * @returns {Promise<DeadLetter[]>}
+     */
+    async deadLetters() {
+      const inspector = await mf.getWorker(DEAD_LETTER_INSPECTOR);
+      return /** @type {Promise<DeadLetter[]>} */ ((await inspector.fetch("http://inspector/")).json());
+    },
+    /** The keys of every spooled body the bucket holds. */
+    async spoolBodies() {
+      const bucket = await mf.getR2Bucket("MIRROR_SPOOL_BODIES");
+      const listed = await bucket.list({ prefix: "spool/" });
+      return listed.objects.map((o) => o.key);
+    },
+    dispose: () => mf.dispose(),
+  };
+}
+
+/**
+ * @typedef {object} DeadLetter
+ * @property {string} route
+ * @property {string} mirror
+ * @property {string} requestId
+ * @property {string} url
+ * @property {{ kind: string, size: number, sha256?: string }} body
+ * @property {{ at: number, attempts: number, cause: string }} dead
+ */
+
+const DEAD_LETTER_INSPECTOR = "dead-letter-inspector";
+
+/**
+ * The spool's Miniflare settings from wrangler.toml's: producers and bucket for every isolate,
+ * the consumer (the test's settings over wrangler.toml's) for the first, and who reads the
+ * dead-letter queue.
+ * @param {Awaited<ReturnType<typeof localConfig>>} local
+ * @param {{ consumer?: Record<string, number>, deadLetters?: "inspect" | "redrive" }} options
+ */
+function spoolConfig(local, options) {
+  const spoolQueue = local.queueProducers.MIRROR_SPOOL?.queueName;
+  const deadQueue = local.queueProducers.MIRROR_DEAD_LETTERS?.queueName;
+  if (!spoolQueue || !deadQueue)
+    throw new Error("wrangler.toml declares no MIRROR_SPOOL and MIRROR_DEAD_LETTERS producers");
+  /** @type {Record<string, object>} */
+  const consumers = {
+    [spoolQueue]: { ...local.queueConsumers[spoolQueue], ...options.consumer },
+    ...(options.deadLetters === "redrive" ? { [deadQueue]: { maxBatchTimeout: 1 } } : {}),
+  };
+  return {
+    producers: local.queueProducers,
+    consumers,
+    buckets: { MIRROR_SPOOL_BODIES: local.r2Buckets.MIRROR_SPOOL_BODIES ?? "MIRROR_SPOOL_BODIES" },
+    inspector: options.deadLetters === "inspect" ? deadQueue : undefined,
+  };
+}
+
+/**
+ * A worker of the tests' own that consumes the dead-letter queue and keeps a summary of each
+ * dead copy (its body hashed, not kept), served as JSON.
+ * @param {string} queue
+ */
+function deadLetterInspector(queue) {
+  return {
+    name: DEAD_LETTER_INSPECTOR,
+    modules: true,
+    compatibilityDate: "2026-04-20",
+    queueConsumers: { [queue]: { maxBatchTimeout: 1 } },
+    script: `
+      const seen = [];
+      const hex = (buffer) => [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, "0")).join("");
+      export default {
+        async queue(batch) {
+          for (const message of batch.messages) {
+            const copy = message.body;
+            const body = { kind: copy.body.kind, size: copy.body.kind === "inline" ? copy.body.bytes.byteLength : copy.body.size ?? 0 };
+            if (copy.body.kind === "inline") body.sha256 = hex(await crypto.subtle.digest("SHA-256", copy.body.bytes));
+            seen.push({ route: copy.route, mirror: copy.mirror, requestId: copy.requestId, url: copy.url, body, dead: copy.dead });
+            message.ack();
+          }
+        },
+        fetch() {
+          return Response.json(seen);
+        },
+      };
+    `,
+  };
 }
 
 /**

@@ -1,10 +1,11 @@
 /**
  * @module scripts/policy/cli
  * `npm run policy -- <command>`: validate, apply, diff, pull, list and delete edge-mirror
- * policies in Workers KV, kubectl-style, and touch: publish what KV holds. Every command that
- * changes KV then publishes the policies (src/store/publish.ts): the snapshot and marker every
- * isolate reads. Exit codes: 0 ok, 1 invalid input (or, for `diff`, differences found), 2 usage
- * or I/O errors.
+ * policies in Workers KV, kubectl-style, touch: publish what KV holds, and ask a running worker
+ * for a mirror's release verdict. Every command that changes KV then publishes the policies
+ * (src/store/publish.ts): the snapshot and marker every isolate reads. Exit codes: 0 ok, 1 invalid
+ * input (or, for `diff`, differences found; for `verdict`, fail), 2 usage or I/O errors, 3
+ * (`verdict`) inconclusive.
  */
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -22,6 +23,7 @@ import {
 import { formatProblem, type LoadedPolicies, loadPolicyFiles } from "./files.js";
 import { type OpenPolicyStore, openPolicyStore } from "./kv.js";
 import { deleteOrder, type FieldChange, fieldChanges, planChanges, storedOnly, summarize, writeOrder } from "./plan.js";
+import { verdict } from "./verdict.js";
 
 const USAGE = `usage: npm run policy -- <command> [options]
 
@@ -36,6 +38,13 @@ commands:
   touch                         publish what KV holds now, so that edits made straight in KV
                                 (wrangler kv key put, the dashboard) reach every isolate within
                                 POLICY_CACHE_TTL_MS; the worker's cron does it within a minute
+  verdict <route>               a mirror's release verdict from a running worker, as a table;
+                                exit 0 pass, 1 fail, 3 inconclusive (docs/verdict.md)
+                                [--mirror <name>: needed when the route has several]
+                                [--window 15m: 1m to 60m, or 1h] [--json: the endpoint's answer]
+                                [--url <worker URL>: default npm start's, http://127.0.0.1:8787]
+                                [--prefix <ADMIN_PREFIX>: default /__mirror]
+                                the admin token comes from the ADMIN_TOKEN environment variable
 
 where (apply, diff, pull, list, delete, touch):
   --local (default)             the local state that wrangler dev and npm start use
@@ -49,6 +58,8 @@ export class UsageError extends Error {}
 interface Io {
   out: (line: string) => void;
   err: (line: string) => void;
+  /** Where `verdict` reads ADMIN_TOKEN and EDGE_MIRROR_PORT: the process's environment unless given. */
+  env?: Record<string, string | undefined>;
 }
 
 export async function main(argv: string[], io: Io): Promise<number> {
@@ -97,6 +108,17 @@ export async function main(argv: string[], io: Io): Promise<number> {
     }
     return withStore(flags, io, (store) => remove(store, id, io));
   }
+  if (command === "verdict") {
+    const route = files[0];
+    if (!route || files.length > 1) {
+      io.err(`verdict takes exactly one route id\n\n${USAGE}`);
+      return 2;
+    }
+    return verdict(
+      { route, mirror: flags.mirror, window: flags.window, url: flags.url, prefix: flags.prefix, json: flags.json },
+      { out: io.out, err: io.err, env: io.env ?? process.env },
+    );
+  }
   io.err(`unknown command "${command}"\n\n${USAGE}`);
   return 2;
 }
@@ -114,6 +136,11 @@ function parse(argv: string[]) {
       prune: { type: "boolean" },
       "dry-run": { type: "boolean" },
       out: { type: "string" },
+      mirror: { type: "string" },
+      window: { type: "string" },
+      url: { type: "string" },
+      prefix: { type: "string" },
+      json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });

@@ -10,6 +10,7 @@
 import { Hono } from "hono";
 import { policyApi } from "./api.js";
 import { requireAdmin, requireEnabled, requireSameOrigin } from "./auth.js";
+import { capturesApi } from "./captures.js";
 import { dashboard, signIn } from "./dashboard/index.js";
 import { adminErrorResponse } from "./errors.js";
 import { type AdminEnv, jsonError } from "./http.js";
@@ -36,6 +37,7 @@ export function createAdminApp(stateOf: (env: Env) => AdminState): Hono<AdminEnv
   admin.route("/", signIn());
   admin.use(requireAdmin, limitBody(ADMIN_BODY_MAX_BYTES, "a request body"));
   admin.route("/api/stats", statsApi());
+  admin.route("/api/captures", capturesApi());
   admin.route("/api", policyApi());
   admin.route("/", dashboard());
   admin.notFound((c) =>

@@ -50,7 +50,7 @@ export function clip(text: string, max: number): string {
  * 53 bits of cyrb53 over the UTF-16 units of `text`, as 14 hex digits: not a secret, only a
  * name that two different long keys are very unlikely to share.
  */
-function nameHash(text: string): string {
+export function nameHash(text: string): string {
   let h1 = 0xdeadbeef;
   let h2 = 0x41c6ce57;
   for (let i = 0; i < text.length; i++) {

@@ -31,7 +31,7 @@ import {
 
 import type { DiffSample, SampleSide } from "./sample.js";
 
-export { boundSample, clipField, MAX_FIELD_CHARS, MAX_SAMPLE_BYTES, utf8Bytes } from "./bounds.js";
+export { boundSample, clipField, MAX_FIELD_CHARS, MAX_SAMPLE_BYTES, nameHash, utf8Bytes } from "./bounds.js";
 export type { DiffSample, SampleDifference, SampleSide } from "./sample.js";
 
 /** HTTP status → "2xx" … "5xx": the class a comparison holds the reference to, and the metrics' dimension. */
@@ -156,8 +156,8 @@ function referenceProblem(primary: CapturedResponse, reference: CapturedResponse
   return want === got ? undefined : `reference: answered ${got} where the primary answered ${want}`;
 }
 
-/** The name a field is counted and remembered under. */
-const countedName = (field: string) => clipField(foldIndexes(field));
+/** The name a field is counted and remembered under: indexes folded, clipped. Idempotent. */
+export const countedName = (field: string) => clipField(foldIndexes(field));
 
 export function compareResponses(input: CompareInput): Comparison {
   const primary = side(input.primary);

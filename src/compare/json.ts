@@ -140,7 +140,7 @@ export function redactJson(document: unknown, redaction: Redaction, path: JsonPa
 }
 
 /** Headers never stored in a diff sample, whatever the policy says. */
-const ALWAYS_REDACTED = ["authorization", "cookie", "set-cookie", "proxy-authorization"];
+export const ALWAYS_REDACTED: readonly string[] = ["authorization", "cookie", "set-cookie", "proxy-authorization"];
 
 /**
  * Copies headers for a diff sample, replacing secret and configured values with `[redacted]`;

@@ -47,6 +47,8 @@ describe("dropUnforwardable", () => {
         authorization: "Bearer t",
         "content-type": "application/x-protobuf",
         "content-encoding": "snappy",
+        // A client's copy id would make a deduplicating receiver drop real copies.
+        "x-edge-mirror-id": "forged;mirror=audit",
       }),
     );
     expect([...out.keys()].sort()).toEqual([

@@ -11,6 +11,12 @@
 export const MIRROR_MARKER = "x-edge-mirror";
 /** Counts edge-mirror hops on the primary leg so that a request routed back to itself ends. */
 export const HOP_HEADER = "x-edge-mirror-hops";
+/**
+ * Names each durable copy (`<request id>;mirror=<mirror>`), the same on every delivery of it, so
+ * that a receiver can drop a copy it has had: delivery is at least once. Never the client's to
+ * send: a receiver that deduplicates on it would drop real copies.
+ */
+export const COPY_ID_HEADER = "x-edge-mirror-id";
 export const MAX_HOPS = 4;
 
 /** RFC 9110 §7.6.1 connection-specific fields, plus the proxy-era ones still seen in the wild. */
@@ -33,7 +39,7 @@ const SET_BY_RUNTIME = new Set(["host", "content-length", "transfer-encoding"]);
  * What `dropUnforwardable` removes by name. The marker is not hop-by-hop, but never the client's
  * to send: see MIRROR_MARKER.
  */
-const UNFORWARDABLE = new Set([...HOP_BY_HOP, ...SET_BY_RUNTIME, MIRROR_MARKER]);
+const UNFORWARDABLE = new Set([...HOP_BY_HOP, ...SET_BY_RUNTIME, MIRROR_MARKER, COPY_ID_HEADER]);
 
 /**
  * The hop count a request arrived with, clamped to 0…MAX_HOPS: a client may make its own
@@ -241,6 +247,8 @@ export function headerChangeRefusal(name: string): string | undefined {
   if (HOP_BY_HOP.has(field)) return "is a hop-by-hop field (it describes one connection) and cannot be changed";
   if (field === MIRROR_MARKER) return "is edge-mirror's mirror marker and cannot be changed";
   if (field === HOP_HEADER) return "is edge-mirror's loop protection and cannot be changed";
+  if (field === COPY_ID_HEADER)
+    return "is edge-mirror's copy id, which receivers deduplicate on, and cannot be changed";
   if (isEdgeField(field)) return "is set by Cloudflare's edge and cannot be changed (cf-access-* fields can)";
   return undefined;
 }
@@ -251,7 +259,7 @@ export function headerChangeRefusal(name: string): string | undefined {
  */
 export function refusedHeaderPattern(): string {
   const anyCase = (text: string) => text.replace(/[a-z]/g, (c) => `[${c}${c.toUpperCase()}]`);
-  const names = new Set([...SET_BY_RUNTIME, ...HOP_BY_HOP, MIRROR_MARKER, HOP_HEADER]);
+  const names = new Set([...SET_BY_RUNTIME, ...HOP_BY_HOP, MIRROR_MARKER, HOP_HEADER, COPY_ID_HEADER]);
   const exact = [...names].map(anyCase).join("|");
   return `^(?:${exact})$|^${anyCase("cf-")}(?!${anyCase("access-")})`;
 }

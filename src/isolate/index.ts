@@ -2,19 +2,21 @@
  * @module isolate
  * What an isolate keeps between requests, built once from the env it serves (vars cannot change
  * within an isolate): the settings parsed from env vars, the policy cache, the counter buffer,
- * the mirror breaker, the noise memory, the deployment's secret, the memory budget for copies
- * and the admin surface's state. Nothing here is kept at module level: the composition root
+ * the mirror breaker, the noise memory, the deployment's secret, the memory budget for copies,
+ * the spool durable copies wait in, the capture batch and the admin surface's state. Nothing here is kept at module level: the composition root
  * (src/index.ts) builds one `IsolateState` per env and hands each module what it uses.
  */
 import { type AdminState, adminState } from "../admin/index.js";
 import { adminHost, adminPrefix, adminToken } from "../admin/settings.js";
 import { DEFAULT_MEMORY_BUDGET_BYTES, MemoryBudget, parseBudgetBytes } from "../body/budget.js";
+import { CaptureState } from "../capture/index.js";
 import { NoiseMemory } from "../compare/index.js";
 import { markerKeySetting } from "../headers/marker.js";
 import { type BreakerOptions, MirrorBreaker } from "../mirror/breaker.js";
 import { analyticsSink } from "../record/analytics.js";
 import { fanOut, type LogLevel, logSink, type OutcomeSink, parseLogLevel, parseSampleRate } from "../record/index.js";
 import { DeploymentSecret } from "../secret/index.js";
+import { Spool } from "../spool/index.js";
 import { createStatsBuffer, type StatsSettings, statsSettings } from "../stats/index.js";
 import { PolicyCache } from "../store/index.js";
 import { PolicyPublisher } from "../store/publish.js";
@@ -127,6 +129,13 @@ export interface IsolateState {
   readonly secret: DeploymentSecret;
   /** What the bodies that copies and comparisons hold take from; shared by every request. */
   readonly budget: MemoryBudget;
+  /**
+   * Where durable copies not delivered inline wait (src/spool): the `MIRROR_SPOOL` queue, the
+   * `MIRROR_SPOOL_BODIES` bucket and the `MIRROR_DEAD_LETTERS` queue, whichever are bound.
+   */
+  readonly spool: Spool;
+  /** Captured requests batched for R2 (src/capture); its buffer is undefined without `MIRROR_CAPTURES`. */
+  readonly capture: CaptureState;
   /** The admin surface's settings and caches (admin/state). */
   readonly admin: AdminState;
   /**
@@ -143,6 +152,7 @@ export function buildIsolate(env: Env, options: IsolateOptions = {}): IsolateSta
     ttlMs: settings.policyTtlMs,
     ...(options.policyLog ? { log: options.policyLog } : {}),
   });
+  const budget = new MemoryBudget(settings.memoryBudgetBytes);
   return {
     settings,
     kv: env.MIRROR_CONFIG,
@@ -151,7 +161,9 @@ export function buildIsolate(env: Env, options: IsolateOptions = {}): IsolateSta
     breaker: new MirrorBreaker(options.breaker),
     noise: new NoiseMemory(),
     secret: new DeploymentSecret(settings.markerKey),
-    budget: new MemoryBudget(settings.memoryBudgetBytes),
+    budget,
+    spool: spoolOf(env),
+    capture: new CaptureState(env, budget),
     admin: adminState(
       { prefix: settings.adminPrefix, token: settings.adminToken, statsShards: settings.stats.shards },
       policies,
@@ -159,6 +171,16 @@ export function buildIsolate(env: Env, options: IsolateOptions = {}): IsolateSta
     ),
     recorder: options.outcomes ? outcomesOnly(options.outcomes) : recorderOf(env, settings),
   };
+}
+
+/** The spool's bindings, each optional: a deployment may leave them out, and its durable copies are then sent once. */
+function spoolOf(env: Env): Spool {
+  const bound = env as Partial<Pick<Env, "MIRROR_SPOOL" | "MIRROR_DEAD_LETTERS" | "MIRROR_SPOOL_BODIES">>;
+  return new Spool({
+    queue: bound.MIRROR_SPOOL,
+    deadLetters: bound.MIRROR_DEAD_LETTERS,
+    bodies: bound.MIRROR_SPOOL_BODIES,
+  });
 }
 
 const NOT_COUNTED = () => {};

@@ -1,12 +1,15 @@
+import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
-import { interceptFetch } from "../../test/worker/helpers.js";
+import { interceptFetch, recordingSpool } from "../../test/worker/helpers.js";
 import { seeded } from "../../test/worker/seeded.js";
 import { MemoryBudget } from "../body/budget.js";
 import { splitUpload, teeForComparison } from "../body/index.js";
 import { type Capture, NoiseMemory } from "../compare/index.js";
 import { parseRoute } from "../policy/index.js";
 import type { MirrorOutcome } from "../record/index.js";
+import { Spool, type SpooledCopy } from "../spool/index.js";
 import { MirrorBreaker } from "./breaker.js";
+import { inlineTimeoutMs, MIN_INLINE_MS, SPOOL_RESERVE_MS, WAIT_UNTIL_MS } from "./durable.js";
 import { type CopyJob, classifyMirrorError, isSampled, planMirrors, runMirrors } from "./index.js";
 import { NOT_ALLOWED } from "./plan.js";
 
@@ -414,5 +417,57 @@ describe("runMirrors and the memory budget", () => {
       }),
     ]);
     expect(budget.held).toBe(0);
+  });
+
+  describe("durable copies and waitUntil's 30 s", () => {
+    const durable = { cluster: "canary", delivery: "durable", retry: { firstDelaySeconds: 3600 }, timeoutMs: 30_000 };
+
+    it("shortens a durable copy's inline send to what is left before the spool needs its time", () => {
+      const start = 1_000_000;
+      expect(inlineTimeoutMs(5000, start, start)).toBe(5000);
+      // A 30 s mirror timeout would end past the cut: the send ends with time to spool.
+      expect(inlineTimeoutMs(30_000, start, start)).toBe(WAIT_UNTIL_MS - SPOOL_RESERVE_MS);
+      expect(inlineTimeoutMs(30_000, start, start + 20_000)).toBe(5000);
+      expect(inlineTimeoutMs(30_000, start, start + WAIT_UNTIL_MS - SPOOL_RESERVE_MS - MIN_INLINE_MS + 1)).toBe(
+        undefined,
+      );
+    });
+
+    it("spools a copy without sending it when too little is left (a body that took 26 s to arrive)", async () => {
+      fetches = interceptFetch({ [CANARY]: () => new Response(null, { status: 204 }) });
+      const spool = recordingSpool(env);
+      const budget = new MemoryBudget(100_000);
+      const { job: mirrorJob, outcomes } = job(budget, upload(3000), [durable], {
+        spool: new Spool({ queue: spool.env.MIRROR_SPOOL, bodies: spool.env.MIRROR_SPOOL_BODIES }),
+      });
+      await runMirrors(mirrorJob, Date.now() - 26_000);
+      expect(fetches.seen).toHaveLength(0);
+      expect(outcomes).toEqual([
+        expect.objectContaining({ kind: "spooled", error: "wait_until_budget", latencyMs: 0, bodyIn: "message" }),
+      ]);
+      expect((spool.spooled[0]?.body as SpooledCopy | undefined)?.sentInline).toBe(false);
+      expect(budget.held).toBe(0);
+    });
+
+    it("spools a copy whose inline send the cut ended as a timeout, with its body", async () => {
+      fetches = interceptFetch({
+        [CANARY]: (req) =>
+          new Promise((_, reject) =>
+            req.signal.addEventListener("abort", () => reject(new DOMException("no answer", "TimeoutError"))),
+          ),
+      });
+      const spool = recordingSpool(env);
+      const budget = new MemoryBudget(100_000);
+      const { job: mirrorJob, outcomes } = job(budget, upload(3000), [durable], {
+        spool: new Spool({ queue: spool.env.MIRROR_SPOOL, bodies: spool.env.MIRROR_SPOOL_BODIES }),
+      });
+      // 23.9 s gone: 1.1 s is left for the inline send, though the mirror would be given 30 s.
+      const started = Date.now();
+      await runMirrors(mirrorJob, started - (WAIT_UNTIL_MS - SPOOL_RESERVE_MS - 1100));
+      expect(outcomes).toEqual([expect.objectContaining({ kind: "spooled", error: "timeout", bodyBytes: 3000 })]);
+      const copy = spool.spooled[0]?.body as SpooledCopy;
+      expect(copy.body).toEqual({ kind: "inline", bytes: new Uint8Array(3000).fill(7) });
+      expect(budget.held).toBe(0);
+    });
   });
 });

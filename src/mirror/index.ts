@@ -12,15 +12,7 @@
  * however they ended.
  */
 import type { Hold, MemoryBudget } from "../body/budget.js";
-import {
-  type CopyBody,
-  captureResponse,
-  copyRequestBody,
-  discardAnswer,
-  isBodyless,
-  type MirrorBody,
-  readMirrorBody,
-} from "../body/index.js";
+import { captureResponse, discardAnswer, isBodyless, type MirrorBody, readMirrorBody } from "../body/index.js";
 import {
   type Capture,
   type CompareSummary,
@@ -40,12 +32,16 @@ import {
   verifyMarker,
 } from "../headers/marker.js";
 import type { Route } from "../policy/index.js";
-import type { MirrorErrorKind, OutcomeSink, SkipReason } from "../record/index.js";
+import type { OutcomeSink, SkipReason } from "../record/index.js";
 import type { DeploymentSecret } from "../secret/index.js";
+import type { Spool } from "../spool/index.js";
 import type { MirrorBreaker } from "./breaker.js";
+import { type CopyParts, classifyMirrorError, copyInit, errorMessage, requestBody } from "./copy.js";
+import { inlineTimeoutMs, sendDurable } from "./durable.js";
 import { type CompareTarget, type MirrorPlan, type MirrorTarget, planMirrors } from "./plan.js";
 import { rewritePathAndQuery } from "./rewrite.js";
 
+export { classifyMirrorError } from "./copy.js";
 export { compareBodyCap, isSampled, type MirrorPlan, type MirrorTarget, planMirrors } from "./plan.js";
 
 /**
@@ -136,6 +132,8 @@ export interface CopyJob {
   secret: Pick<DeploymentSecret, "signingKey">;
   /** What comparisons' reads take from. */
   budget: MemoryBudget;
+  /** Where durable copies that were not delivered inline go; without it they are sent once. */
+  spool?: Spool | undefined;
   /**
    * The primary's answer as the request path reads it for comparison, and what that read holds
    * (given back when the job ends); set when a sampled mirror compares.
@@ -151,24 +149,20 @@ export function recordSkips(skipped: MirrorPlan["skipped"], route: string, reque
 /** Sends the job's copies inside `waitUntil`; a crash is logged, and never reaches the client. */
 export function sendCopies(job: CopyJob, waitUntil: (promise: Promise<unknown>) => void): void {
   waitUntil(
-    runMirrors(job).catch((err: unknown) =>
+    runMirrors(job, Date.now()).catch((err: unknown) =>
       console.error(JSON.stringify({ msg: "edge-mirror.mirror_crashed", error: String(err) })),
     ),
   );
 }
 
-export function classifyMirrorError(err: unknown): MirrorErrorKind {
-  const name = (err as { name?: string })?.name;
-  if (name === "TimeoutError" || name === "AbortError") return "timeout";
-  const message = String((err as { message?: string })?.message ?? err);
-  if (/dns|resolve|not known|ENOTFOUND|getaddrinfo|no such host/i.test(message)) return "dns";
-  if (/refused|ECONNREFUSED|failed to connect|connect failed/i.test(message)) return "connect";
-  return "network";
-}
-
-export async function runMirrors(job: CopyJob): Promise<void> {
+/**
+ * Sends the job's copies. `startedAt` is when the request came (before its response): a durable
+ * copy's inline send ends in time to be spooled before `waitUntil` is cut off, 30 s after the
+ * response (mirror/durable).
+ */
+export async function runMirrors(job: CopyJob, startedAt = Date.now()): Promise<void> {
   try {
-    await sendAll(job);
+    await sendAll(job, startedAt);
   } finally {
     // Every copy and comparison of the request is done with the body and the primary's answer
     // (or the job failed): their bytes are dropped, and a read still under way stops.
@@ -177,7 +171,7 @@ export async function runMirrors(job: CopyJob): Promise<void> {
   }
 }
 
-async function sendAll(job: CopyJob): Promise<void> {
+async function sendAll(job: CopyJob, startedAt: number): Promise<void> {
   const read = job.body.kind === "none" ? NO_BODY : await readMirrorBody(job.body);
   if (!read.ok) return skipAll(job, read.reason, read.detail);
   // GET and HEAD copies cannot carry a body: it is dropped rather than failing the copy.
@@ -190,10 +184,32 @@ async function sendAll(job: CopyJob): Promise<void> {
   const deadline = sharedDeadlines();
   try {
     // Settled, not merely all resolved: the body is shared until the last copy is done with it.
+    const hold = job.body.kind === "stream" ? job.body.hold : undefined;
+    let durableJob: (CopyJob & { startedAt: number }) | undefined;
+    let now = 0;
     const copies = await Promise.allSettled(
-      job.targets.map((target) =>
-        sendOne(job, target, { body, headers: headers(target), marker, signal: deadline(target.timeoutMs) }),
-      ),
+      job.targets.map((target) => {
+        if (!target.durable) {
+          return sendOne(job, target, { body, headers: headers(target), marker, signal: deadline(target.timeoutMs) });
+        }
+        if (!durableJob) {
+          durableJob = { ...job, startedAt };
+          now = Date.now();
+        }
+        const timeoutMs = inlineTimeoutMs(target.timeoutMs, startedAt, now);
+        return sendDurable(
+          durableJob,
+          { ...target, durable: target.durable },
+          {
+            body,
+            headers: headers(target),
+            marker,
+            signal: timeoutMs === undefined ? undefined : deadline(timeoutMs),
+            digest,
+            hold,
+          },
+        );
+      }),
     );
     for (const copy of copies) if (copy.status === "rejected") throw copy.reason;
   } finally {
@@ -292,40 +308,6 @@ function copyHeadersOnce(job: CopyJob): (target: MirrorTarget) => Headers {
   };
 }
 
-/**
- * The copy for one mirror (or its compare reference): `origin` + `pathAndQuery`, the mirror's
- * header changes applied, the marker made for its URL, and `body` (see `copyRequestBody`).
- * Everything in it was valid on the way in (a GET or HEAD goes without a body), so it is handed to
- * `fetch` as is rather than built into a `Request` first.
- */
-async function copyInit(method: string, copy: CopyParts, url: string, body: BodyInit | null): Promise<RequestInit> {
-  const headers = new Headers(copy.headers);
-  headers.set(MIRROR_MARKER, await copy.marker(new URL(url)));
-  return {
-    method,
-    headers,
-    body,
-    redirect: "manual",
-    signal: copy.signal,
-  };
-}
-
-const NO_REQUEST_BODY = { init: null, stop: () => {} };
-
-/** One request's body for a copy, and what ends it once the copy is done. */
-function requestBody(copy: CopyParts): { init: BodyInit | null; stop: () => void } {
-  return copy.body ? copyRequestBody(copy.body) : NO_REQUEST_BODY;
-}
-
-/** What one copy is sent with, made once the body is read: the body, the headers, the marker and the deadline. */
-interface CopyParts {
-  body: CopyBody | null;
-  headers: Headers;
-  /** The marker for a copy sent to a URL (see copyMarkers). */
-  marker: (url: URL) => Promise<string>;
-  signal: AbortSignal;
-}
-
 async function sendOne(job: CopyJob, target: MirrorTarget, parts: CopyParts): Promise<void> {
   const base = { route: job.routeId, mirror: target.label, requestId: job.requestId };
   const pathAndQuery = target.rewrite ? rewritePathAndQuery(job.pathAndQuery, target.rewrite) : job.pathAndQuery;
@@ -391,11 +373,6 @@ async function sendOne(job: CopyJob, target: MirrorTarget, parts: CopyParts): Pr
     hold?.release();
     await reference;
   }
-}
-
-/** Errors end up in log lines and samples: keep them short. */
-function errorMessage(err: unknown): string {
-  return String((err as Error)?.message ?? err).slice(0, 200);
 }
 
 function compareError(error: string): { compare: CompareSummary } {

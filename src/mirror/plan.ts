@@ -7,9 +7,11 @@
 import {
   type CompareSpec,
   compareSpec,
+  DEFAULT_RETRY,
   type HeaderOps,
   type Mirror,
   type MirrorFromHeader,
+  type Retry,
   type Route,
   type SampleBy,
 } from "../policy/index.js";
@@ -27,6 +29,11 @@ export interface MirrorTarget {
   compare?: CompareTarget;
   /** Set when the mirror has `urlRewrite`: the copy's path (only) changes. */
   rewrite?: PathRewrite;
+  /**
+   * Set for `delivery: "durable"`: how the copy is retried once spooled (src/spool). Absent, the
+   * copy is best-effort: sent once, as today.
+   */
+  durable?: Retry;
 }
 
 /** A compared mirror's settings, with its reference resolved to an origin (or why it cannot be). */
@@ -148,9 +155,12 @@ function startsPair(header: string, at: number): boolean {
   return i < 0 || header[i] === ";" || header[i] === ",";
 }
 
-/** Sampled at the request's sticky point for `sampleBy`, or at random when it carries no value. */
-function isMirrorSampled(
-  mirror: Mirror,
+/**
+ * Sampled at the request's sticky point for `sampleBy`, or at random when it carries no value.
+ * Capture samples its requests through here too (src/capture).
+ */
+export function isMirrorSampled(
+  mirror: Pick<Mirror, "percent" | "fraction" | "sampleBy">,
   label: string,
   headers: Headers,
   context: PlanContext,
@@ -221,7 +231,10 @@ export interface PlanContext {
   stickyKey?: SipKey | undefined;
 }
 
-type CopySettings = Pick<MirrorFromHeader, "timeoutMs" | "hostSuffix" | "requestHeaders" | "compare" | "urlRewrite">;
+type CopySettings = Pick<
+  MirrorFromHeader,
+  "timeoutMs" | "hostSuffix" | "requestHeaders" | "compare" | "urlRewrite" | "delivery" | "retry"
+>;
 
 /** One copy's target, listed or header-chosen alike. */
 function copyTarget(
@@ -246,6 +259,7 @@ function copyTarget(
     // The schema allows ReplacePrefixMatch on PathPrefix routes only.
     target.rewrite = { replacePrefixMatch: modifier.replacePrefixMatch, prefix: route.match.path.value };
   }
+  if (settings.delivery === "durable") target.durable = settings.retry ?? DEFAULT_RETRY;
   return target;
 }
 

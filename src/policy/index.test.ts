@@ -4,6 +4,7 @@ import { REDOS_ACCEPTED } from "../regex/redos-corpus.js";
 import { PolicyValidationError } from "./errors.js";
 import {
   compareSpec,
+  DEFAULT_VERDICT_THRESHOLDS,
   MAX_ROUTE_PATTERN_COST,
   type Mirror,
   type MirrorFromHeader,
@@ -109,6 +110,33 @@ describe("parseRoute", () => {
     expect(route.mirrors[1]).toMatchObject({ timeoutMs: 5000, hostSuffix: "-shadow" });
     expect(route.mirrors[0]?.requestHeaders).toEqual({ set: { "x-shadow": "1" }, add: {}, remove: ["authorization"] });
     expect(route.match.headers[0]).toEqual({ name: "x-env", type: "Exact", value: "prod" });
+  });
+
+  it("makes copies best-effort unless a mirror asks for durable delivery, whose retry has defaults", () => {
+    const route = parseRoute({
+      id: "rw",
+      mirrors: [
+        { cluster: "a" },
+        { cluster: "b", delivery: "durable" },
+        { cluster: "c", delivery: "durable", retry: { maxAttempts: 3 } },
+        { cluster: "d", delivery: "durable", retry: { firstDelaySeconds: 1, maxAttempts: 100 } },
+      ],
+      mirrorFromHeader: { header: "x-m", allow: ["e"], delivery: "durable", retry: { firstDelaySeconds: 30 } },
+    });
+    expect(route.mirrors.map((m) => [m.delivery, m.retry])).toEqual([
+      ["best-effort", undefined],
+      ["durable", undefined],
+      ["durable", { maxAttempts: 3, firstDelaySeconds: 5 }],
+      ["durable", { maxAttempts: 100, firstDelaySeconds: 1 }],
+    ]);
+    expect(route.mirrorFromHeader).toMatchObject({
+      delivery: "durable",
+      retry: { maxAttempts: 10, firstDelaySeconds: 30 },
+    });
+    // A durable mirror may compare nothing, said as false too.
+    expect(
+      parseRoute({ id: "r", mirrors: [{ cluster: "a", delivery: "durable", compare: false }] }).mirrors[0]?.delivery,
+    ).toBe("durable");
   });
 
   it("defaults a minimal route to a catch-all PathPrefix with no mirrors", () => {
@@ -271,6 +299,58 @@ describe("parseRoute", () => {
       "mirrors[0].sampleBy.query: must be at most 256",
     ],
     [{ mirrors: [{ cluster: "c", sampleBy: { user: "u" } }] }, "mirrors[0].sampleBy.user: unknown field"],
+    [
+      { mirrors: [{ cluster: "c", delivery: "exactly-once" }] },
+      'mirrors[0].delivery: must be one of "best-effort", "durable"',
+    ],
+    [
+      { mirrors: [{ cluster: "c", retry: { maxAttempts: 3 } }] },
+      'mirrors[0].retry: applies only with delivery "durable"',
+    ],
+    [
+      { mirrors: [{ cluster: "c", delivery: "best-effort", retry: {} }] },
+      'mirrors[0].retry: applies only with delivery "durable"',
+    ],
+    [
+      { mirrors: [{ cluster: "c", delivery: "durable", retry: { maxAttempts: 101 } }] },
+      "mirrors[0].retry.maxAttempts: must be ≤ 100",
+    ],
+    [
+      { mirrors: [{ cluster: "c", delivery: "durable", retry: { maxAttempts: 0 } }] },
+      "mirrors[0].retry.maxAttempts: must be ≥ 1",
+    ],
+    [
+      { mirrors: [{ cluster: "c", delivery: "durable", retry: { firstDelaySeconds: 0 } }] },
+      "mirrors[0].retry.firstDelaySeconds: must be ≥ 1",
+    ],
+    [
+      { mirrors: [{ cluster: "c", delivery: "durable", retry: { firstDelaySeconds: 7200 } }] },
+      "mirrors[0].retry.firstDelaySeconds: must be ≤ 3600",
+    ],
+    [
+      { mirrors: [{ cluster: "c", delivery: "durable", retry: { maxAttempts: 2.5 } }] },
+      "mirrors[0].retry.maxAttempts: must be an integer",
+    ],
+    [
+      { mirrors: [{ cluster: "c", delivery: "durable", retry: { attempts: 3 } }] },
+      "mirrors[0].retry.attempts: unknown field",
+    ],
+    [
+      { mirrors: [{ cluster: "c", delivery: "durable", compare: true }] },
+      "mirrors[0].delivery: a durable copy cannot be compared",
+    ],
+    [
+      { mirrorFromHeader: { header: "x-m", allow: ["c"], retry: { maxAttempts: 3 } } },
+      'mirrorFromHeader.retry: applies only with delivery "durable"',
+    ],
+    [
+      { mirrorFromHeader: { header: "x-m", allow: ["c"], delivery: "durable", compare: {} } },
+      "mirrorFromHeader.delivery: a durable copy cannot be compared",
+    ],
+    [
+      { mirrorFromHeader: { header: "x-m", allow: ["c"], delivery: "durable", retry: { maxAttempts: 500 } } },
+      "mirrorFromHeader.retry.maxAttempts: must be ≤ 100",
+    ],
     [{ mirrors: [{ cluster: "c", sampleBy: "x-user-id" }] }, "mirrors[0].sampleBy: must be an object, got string"],
     [
       {
@@ -488,6 +568,7 @@ describe("parseRoute", () => {
       'requestHeaders.set["x-edge-mirror-hops"]: is edge-mirror\'s loop protection',
     ],
     [{ add: { "x-edge-mirror": "r" } }, 'requestHeaders.add["x-edge-mirror"]: is edge-mirror\'s mirror marker'],
+    [{ remove: ["X-Edge-Mirror-Id"] }, 'requestHeaders.remove[0]: "X-Edge-Mirror-Id" is edge-mirror\'s copy id'],
   ])("refuses requestHeaders %j on a field it cannot change, on the route and on every mirror", (ops, message) => {
     expect(issuesOf(() => parseRoute({ id: "r", requestHeaders: ops }))[0]).toMatch(message);
     const mirrored = (where: object) => issuesOf(() => parseRoute({ id: "r", ...where }))[0];
@@ -504,6 +585,37 @@ describe("parseRoute", () => {
       requestHeaders: { set: { "cf-access-client-id": "id.access" } },
     });
     expect(route.mirrors[0]?.requestHeaders?.remove).toEqual(["cf-access-jwt-assertion"]);
+  });
+
+  it("accepts release verdict thresholds on listed and header-chosen mirrors, each field defaulted", () => {
+    const route = parseRoute({
+      id: "r",
+      mirrors: [
+        { cluster: "c", verdict: { maxDiffRate: 0.001, maxLatencyRatio: { p99: 2 } } },
+        { cluster: "d", verdict: {} },
+        { cluster: "e" },
+      ],
+      mirrorFromHeader: { header: "x-m", allow: ["b"], verdict: { minSamples: 1000, maxErrorRateIncrease: 0 } },
+    });
+    expect(route.mirrors.map((m) => m.verdict)).toEqual([
+      { maxDiffRate: 0.001, maxErrorRateIncrease: 0.01, maxLatencyRatio: { p50: 1.5, p99: 2 }, minSamples: 100 },
+      { ...DEFAULT_VERDICT_THRESHOLDS, maxLatencyRatio: { p50: 1.5, p99: 1.5 } },
+      undefined,
+    ]);
+    expect(route.mirrorFromHeader?.verdict).toMatchObject({ minSamples: 1000, maxErrorRateIncrease: 0 });
+  });
+
+  it.each<[object, string]>([
+    [{ maxDiffRate: 1.5 }, "mirrors[0].verdict.maxDiffRate: must be ≤ 1"],
+    [{ maxErrorRateIncrease: -0.1 }, "mirrors[0].verdict.maxErrorRateIncrease: must be ≥ 0"],
+    [{ maxLatencyRatio: { p50: 0 } }, "mirrors[0].verdict.maxLatencyRatio.p50: must be > 0"],
+    [{ maxLatencyRatio: { p95: 2 } }, "mirrors[0].verdict.maxLatencyRatio.p95: unknown field"],
+    [{ minSamples: 0.5 }, "mirrors[0].verdict.minSamples: must be an integer, got number"],
+    [{ minSamples: 0 }, "mirrors[0].verdict.minSamples: must be ≥ 1"],
+    [{ maxDiffRate: "1%" }, "mirrors[0].verdict.maxDiffRate: must be a number, got string"],
+    [{ maxDifRate: 0.01 }, "mirrors[0].verdict.maxDifRate: unknown field"],
+  ])("refuses verdict %j, naming the field and the rule", (verdict, message) => {
+    expect(issuesOf(() => parseRoute({ id: "r", mirrors: [{ cluster: "c", verdict }] }))).toEqual([message]);
   });
 
   it("refuses a missing id and a bad id", () => {

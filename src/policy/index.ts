@@ -277,6 +277,68 @@ const UrlRewrite = z.strictObject({
   ]),
 });
 
+/** The most attempts a durable copy gets from the spool, and the longest wait between two. */
+export const MAX_DELIVERY_ATTEMPTS = 100;
+export const MAX_RETRY_DELAY_SECONDS = 3600;
+
+/**
+ * How a durable copy is retried from the spool: `maxAttempts` redeliveries (the inline send is
+ * not one of them), the first `firstDelaySeconds` after the copy failed, each later wait twice
+ * the one before, up to an hour. The defaults' tenth attempt comes about 85 minutes after the
+ * failure, so a mirror down for an hour still gets every copy.
+ */
+export const Retry = z.strictObject({
+  maxAttempts: z._default(intBetween(1, MAX_DELIVERY_ATTEMPTS), 10),
+  firstDelaySeconds: z._default(intBetween(1, MAX_RETRY_DELAY_SECONDS), 5),
+});
+
+export const DEFAULT_RETRY: z.output<typeof Retry> = { maxAttempts: 10, firstDelaySeconds: 5 };
+
+/**
+ * `best-effort` (the default): one send, as Envoy's mirrors do. `durable`: a copy that fails in a
+ * way worth retrying, or that could not finish within `waitUntil`, is spooled to a Cloudflare
+ * Queue and redelivered (src/spool, mirror/redeliver).
+ */
+const delivery = z._default(z.enum(["best-effort", "durable"]), "best-effort");
+
+/**
+ * The release verdict's thresholds when a mirror sets none (src/verdict, docs/verdict.md): at most
+ * 1 % of compared answers differ, the 5xx rate at most 1 point above the primary's, the median and
+ * the 99th percentile of latency at most 1.5 times the primary's, each judged on at least 100
+ * requests.
+ */
+export const DEFAULT_VERDICT_THRESHOLDS = {
+  maxDiffRate: 0.01,
+  maxErrorRateIncrease: 0.01,
+  maxLatencyRatio: { p50: 1.5, p99: 1.5 },
+  minSamples: 100,
+} as const;
+
+const share = (fallback: number) => z._default(z.number().check(z.minimum(0), z.maximum(1)), fallback);
+const latencyRatio = (fallback: number) => z._default(z.number().check(z.positive(), z.maximum(100)), fallback);
+
+/**
+ * When the mirror's version is safe to release, judged against the primary over a window of the
+ * live counters: each check fails only when its 95 % interval lies wholly above the threshold,
+ * and passes only when it lies wholly below (src/verdict).
+ */
+export const VerdictThresholds = z.strictObject({
+  /** The share of compared answers that differ (noise cancelled), from 0 to 1. */
+  maxDiffRate: share(DEFAULT_VERDICT_THRESHOLDS.maxDiffRate),
+  /** How far the mirror's share of 5xx answers and failures may pass the primary's, absolute (0.01 = 1 point). */
+  maxErrorRateIncrease: share(DEFAULT_VERDICT_THRESHOLDS.maxErrorRateIncrease),
+  /** The mirror's latency percentile over the primary's (time to response headers). */
+  maxLatencyRatio: z._default(
+    z.strictObject({
+      p50: latencyRatio(DEFAULT_VERDICT_THRESHOLDS.maxLatencyRatio.p50),
+      p99: latencyRatio(DEFAULT_VERDICT_THRESHOLDS.maxLatencyRatio.p99),
+    }),
+    { ...DEFAULT_VERDICT_THRESHOLDS.maxLatencyRatio },
+  ),
+  /** Fewer requests than this leave a check inconclusive, whatever they show. */
+  minSamples: z._default(intBetween(1, 1_000_000_000), DEFAULT_VERDICT_THRESHOLDS.minSamples),
+});
+
 /** What every copy may set, whether its mirror is listed or chosen by a header. */
 const copySettings = {
   timeoutMs: mirrorTimeoutMs,
@@ -285,7 +347,38 @@ const copySettings = {
   compare,
   /** Rewrites the copy's path (never the primary's, never a compare reference's). */
   urlRewrite: z.optional(UrlRewrite),
+  delivery,
+  retry: z.optional(Retry),
+  /** The release verdict's thresholds; `DEFAULT_VERDICT_THRESHOLDS` when absent. */
+  verdict: z.optional(VerdictThresholds),
 };
+
+/**
+ * `retry` says how a durable copy is retried, so it needs `delivery: "durable"`; and a durable
+ * copy is not compared, since a redelivered copy has no primary answer of its moment to be
+ * compared with.
+ */
+const deliveryRules = z.superRefine(
+  (copy: { delivery: "best-effort" | "durable"; retry?: unknown; compare?: boolean | object | undefined }, ctx) => {
+    if (copy.retry !== undefined && copy.delivery !== "durable") {
+      ctx.issues.push({
+        code: "custom",
+        message: 'applies only with delivery "durable" (a best-effort copy is sent once)',
+        path: ["retry"],
+        input: copy.retry,
+      });
+    }
+    if (copy.delivery === "durable" && copy.compare !== undefined && copy.compare !== false) {
+      ctx.issues.push({
+        code: "custom",
+        message:
+          "a durable copy cannot be compared: a redelivered copy has no primary answer of its moment to be compared with; compare on a best-effort mirror",
+        path: ["delivery"],
+        input: copy.delivery,
+      });
+    }
+  },
+);
 
 /**
  * Sticky sampling: the value of one header, cookie or query parameter decides, the same way on
@@ -318,6 +411,7 @@ export const Mirror = z
   })
   .check(
     exactlyOneTarget,
+    deliveryRules,
     z.superRefine((mirror, ctx) => {
       if (mirror.percent !== undefined && mirror.fraction !== undefined) {
         ctx.issues.push({
@@ -330,19 +424,75 @@ export const Mirror = z
     }),
   );
 
+/** The most request and answer body bytes one captured request keeps (`capture.maxBodyBytes`). */
+export const MAX_CAPTURE_BODY_BYTES = 1024 * 1024;
+/** What a captured request keeps of each body unless `capture.maxBodyBytes` says otherwise. */
+export const DEFAULT_CAPTURE_BODY_BYTES = 64 * 1024;
+
+/**
+ * What capture hides before anything is buffered: the values of these request and answer
+ * headers (besides `authorization`, `proxy-authorization`, `cookie` and `set-cookie`, always),
+ * of JSON bodies under these paths, and, with `secrets`, of every header, JSON key, form field
+ * and query parameter whose name looks like a secret (as in compare samples).
+ */
+const CaptureRedaction = z.strictObject({
+  headers: z._default(z.array(headerName).check(z.maxLength(64)), []),
+  jsonPaths: z._default(z.array(jsonPath).check(z.maxLength(64)), []),
+  secrets: z._default(z.boolean(), true),
+});
+
+/**
+ * Capture: a sample of the route's requests, with the primary's answers, recorded to R2 for
+ * export (HAR, NDJSON) and replay (src/capture). Sampled like a mirror, before anything is read.
+ */
+export const CaptureSpec = z
+  .strictObject({
+    percent: z.optional(z.number().check(z.minimum(0), z.maximum(100))),
+    fraction: z.optional(Fraction),
+    sampleBy: z.optional(SampleBy),
+    /** Each body (the request's and the answer's) is kept up to this many bytes, then marked truncated. */
+    maxBodyBytes: z._default(
+      z.int().check(
+        z.minimum(0),
+        z.maximum(MAX_CAPTURE_BODY_BYTES, {
+          error: `must be ≤ ${MAX_CAPTURE_BODY_BYTES} (captured bodies are held in the isolate until their batch is written)`,
+        }),
+      ),
+      DEFAULT_CAPTURE_BODY_BYTES,
+    ),
+    /** The primary's answer (status, headers, body) is recorded beside the request. */
+    includeResponse: z._default(z.boolean(), true),
+    redact: z._default(CaptureRedaction, { headers: [], jsonPaths: [], secrets: true }),
+  })
+  .check(
+    z.superRefine((capture, ctx) => {
+      if (capture.percent !== undefined && capture.fraction !== undefined) {
+        ctx.issues.push({
+          code: "custom",
+          message: "use either percent or fraction, not both",
+          path: ["fraction"],
+          input: capture,
+        });
+      }
+    }),
+  );
+
 export const Backend = z
   .strictObject({ ...Target, weight: z._default(intBetween(0, 1_000_000), 1) })
   .check(exactlyOneTarget);
 
-export const MirrorFromHeader = z.strictObject({
-  header: headerName,
-  allow: z
-    .array(ClusterName, {
-      error: (issue) => (issue.input === undefined ? "is required: list the clusters a client may choose" : undefined),
-    })
-    .check(z.maxLength(MAX_ALLOWED_CLUSTERS)),
-  ...copySettings,
-});
+export const MirrorFromHeader = z
+  .strictObject({
+    header: headerName,
+    allow: z
+      .array(ClusterName, {
+        error: (issue) =>
+          issue.input === undefined ? "is required: list the clusters a client may choose" : undefined,
+      })
+      .check(z.maxLength(MAX_ALLOWED_CLUSTERS)),
+    ...copySettings,
+  })
+  .check(deliveryRules);
 
 /**
  * A route's fields and the rules between them, its patterns not yet compiled: what the worker
@@ -374,6 +524,7 @@ export const RouteFields = z
       ),
       1024 * 1024,
     ),
+    capture: z.optional(CaptureSpec),
   })
   .check(
     z.superRefine((route, ctx) => {
@@ -508,7 +659,10 @@ export type Cluster = z.output<typeof Cluster>;
 export type HeaderOps = z.output<typeof HeaderOps>;
 export type MirrorFromHeader = z.output<typeof MirrorFromHeader>;
 export type SampleBy = z.output<typeof SampleBy>;
+export type CaptureSpec = z.output<typeof CaptureSpec>;
 export type UrlRewrite = z.output<typeof UrlRewrite>;
+export type Retry = z.output<typeof Retry>;
+export type VerdictThresholds = z.output<typeof VerdictThresholds>;
 export type PolicyFile = z.output<typeof PolicyFile>;
 
 const DEFAULT_COMPARE: CompareSpec = {

@@ -8,22 +8,35 @@
  */
 import { type MirrorOutcome, type OutcomeSink, statusClass } from "./index.js";
 
+/** `blob4`: the status class of an answer, the error kind of a failure, the reason of a skip. */
+function detailOf(outcome: MirrorOutcome): string {
+  switch (outcome.kind) {
+    case "skipped":
+      return outcome.reason;
+    case "failed":
+      return outcome.error;
+    case "sent":
+    case "redelivered":
+    case "rejected":
+      return statusClass(outcome.status);
+    case "spooled":
+    case "retrying":
+    case "dead":
+      return outcome.error === "status" && outcome.status !== undefined ? statusClass(outcome.status) : outcome.error;
+    case "redriven":
+      return "";
+  }
+}
+
 export function analyticsPoint(outcome: MirrorOutcome): AnalyticsEngineDataPoint {
-  const detail =
-    outcome.kind === "skipped"
-      ? outcome.reason
-      : outcome.kind === "failed"
-        ? outcome.error
-        : statusClass(outcome.status);
-  const compared = outcome.kind === "skipped" ? undefined : outcome.compare;
+  const compared = outcome.kind === "sent" || outcome.kind === "failed" ? outcome.compare : undefined;
+  const latency = "latencyMs" in outcome ? outcome.latencyMs : 0;
+  const status = "status" in outcome && outcome.status !== undefined ? outcome.status : 0;
+  const bodyBytes = "bodyBytes" in outcome ? outcome.bodyBytes : 0;
   return {
     indexes: [outcome.route.slice(0, 96)],
-    blobs: [outcome.route, outcome.mirror, outcome.kind, detail, compared?.verdict ?? "", outcome.requestId],
-    doubles: [
-      outcome.kind === "skipped" ? 0 : outcome.latencyMs,
-      outcome.kind === "sent" ? outcome.status : 0,
-      outcome.kind === "sent" ? outcome.bodyBytes : 0,
-    ],
+    blobs: [outcome.route, outcome.mirror, outcome.kind, detailOf(outcome), compared?.verdict ?? "", outcome.requestId],
+    doubles: [latency, status, bodyBytes],
   };
 }
 

@@ -58,6 +58,48 @@ describe("logSink", () => {
     expect(lines("info", 1, [sent, sent])).toHaveLength(2);
   });
 
+  it("logs a durable copy's spooling, refusal, death and redrive always; a failed retry at debug only; a redelivery sampled", () => {
+    const base = { route: "r", mirror: "m", requestId: "id" };
+    const failure = { error: "connect", message: "refused" } as const;
+    const spooled: MirrorOutcome = {
+      ...base,
+      kind: "spooled",
+      ...failure,
+      latencyMs: 3,
+      bodyBytes: 9,
+      bodyIn: "message",
+    };
+    const retrying: MirrorOutcome = {
+      ...base,
+      kind: "retrying",
+      ...failure,
+      attempt: 2,
+      delaySeconds: 10,
+      latencyMs: 3,
+    };
+    const rejected: MirrorOutcome = { ...base, kind: "rejected", attempt: 1, status: 400, latencyMs: 3, ageMs: 5000 };
+    const dead: MirrorOutcome = { ...base, kind: "dead", ...failure, attempts: 10, ageMs: 5_115_000 };
+    const redriven: MirrorOutcome = { ...base, kind: "redriven", ageMs: 6_000_000 };
+    const redelivered: MirrorOutcome = {
+      ...base,
+      kind: "redelivered",
+      attempt: 3,
+      status: 204,
+      latencyMs: 3,
+      bodyBytes: 9,
+      ageMs: 35_000,
+    };
+    const kinds = (logged: Record<string, unknown>[]) => logged.map((l) => [l.kind, l.sampleRate]);
+    expect(kinds(lines("info", 0, [spooled, retrying, rejected, dead, redriven, redelivered]))).toEqual([
+      ["spooled", 1],
+      ["rejected", 1],
+      ["dead", 1],
+      ["redriven", 1],
+    ]);
+    expect(kinds(lines("info", 0.01, [redelivered, retrying], [0.001]))).toEqual([["redelivered", 0.01]]);
+    expect(kinds(lines("debug", 0, [retrying]))).toEqual([["retrying", 1]]);
+  });
+
   it("writes everything at debug and nothing when off", () => {
     expect(lines("debug", 0.01, [unsampled, sent])).toEqual([
       { msg: "edge-mirror.mirror", ...unsampled, sampleRate: 1 },

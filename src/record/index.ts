@@ -19,7 +19,12 @@ export type SkipReason =
   | "cluster_not_allowed"
   | "headers_too_large"
   | "upgrade"
-  | "policy_store_unavailable";
+  | "policy_store_unavailable"
+  /**
+   * A durable copy failed and could not be spooled (the queue refused it or is not bound, its
+   * body could not be stored): it was sent once, as a best-effort copy is.
+   */
+  | "spool_unavailable";
 
 export type MirrorErrorKind = "timeout" | "dns" | "connect" | "network" | "circuit_open";
 
@@ -31,16 +36,58 @@ interface OutcomeBase {
   requestId: string;
 }
 
+/**
+ * Why a durable copy's attempt did not deliver it: no answer (the error kinds of a failed copy),
+ * a `status` worth retrying (408, 425, 429, 5xx), inline no time left to try within `waitUntil`
+ * (`wait_until_budget`), or, from the spool, a body gone from R2 (`body_lost`, which kills it).
+ */
+export type RetryCause = MirrorErrorKind | "status" | "wait_until_budget" | "body_lost";
+
+/** What a durable copy's attempt met: the cause, the status when it was one, and a short message. */
+interface AttemptFailure {
+  error: RetryCause;
+  status?: number;
+  message: string;
+}
+
+/** Where a spooled copy's body waits: in the queue message, in the R2 bucket, or nowhere (none). */
+export type SpooledBodyPlace = "message" | "r2" | "none";
+
 /** Present on outcomes of mirrors with `compare` set: the verdict and, when they differ, a sample. */
 interface Compared {
   compare?: CompareSummary;
   sample?: DiffSample;
 }
 
+/**
+ * One per planned copy (`sent`, `failed`, `skipped` or, for a durable copy, `spooled`); then, for
+ * a spooled copy, one `retrying` per attempt from the spool that failed in a way worth another
+ * and one final `redelivered`, `rejected` or `dead` (a `redriven` dead copy is pending again).
+ * Every sink sees the same values; docs/metrics.md has the accounting.
+ */
 export type MirrorOutcome =
   | (OutcomeBase & Compared & { kind: "sent"; status: number; latencyMs: number; bodyBytes: number })
   | (OutcomeBase & Compared & { kind: "failed"; error: MirrorErrorKind; message: string; latencyMs: number })
-  | (OutcomeBase & { kind: "skipped"; reason: SkipReason; detail?: string });
+  | (OutcomeBase & { kind: "skipped"; reason: SkipReason; detail?: string })
+  /** A durable copy whose inline send failed (or was not tried) went to the spool. */
+  | (OutcomeBase & AttemptFailure & { kind: "spooled"; latencyMs: number; bodyBytes: number; bodyIn: SpooledBodyPlace })
+  /** An attempt from the spool failed; the copy waits `delaySeconds` for the next. */
+  | (OutcomeBase & AttemptFailure & { kind: "retrying"; attempt: number; delaySeconds: number; latencyMs: number })
+  /** A spooled copy delivered by an attempt from the spool, `ageMs` after the request came. */
+  | (OutcomeBase & {
+      kind: "redelivered";
+      attempt: number;
+      status: number;
+      latencyMs: number;
+      bodyBytes: number;
+      ageMs: number;
+    })
+  /** A spooled copy the mirror answered with a status not worth retrying (a 4xx but 408, 425, 429): final. */
+  | (OutcomeBase & { kind: "rejected"; attempt: number; status: number; latencyMs: number; ageMs: number })
+  /** A spooled copy that used its attempts (or whose body was lost): it went to the dead-letter queue. */
+  | (OutcomeBase & AttemptFailure & { kind: "dead"; attempts: number; ageMs: number })
+  /** A dead copy sent again from the dead-letter queue: pending once more. */
+  | (OutcomeBase & { kind: "redriven"; ageMs: number });
 
 export type LogLevel = "debug" | "info" | "off";
 
@@ -75,8 +122,30 @@ export interface LogOptions {
  * routes and are logged only at `debug`.
  */
 function alwaysLogged(outcome: MirrorOutcome): boolean {
-  if (outcome.kind === "skipped") return outcome.reason !== "not_sampled";
-  return outcome.kind === "failed" || outcome.compare?.verdict === "differ" || outcome.compare?.verdict === "error";
+  switch (outcome.kind) {
+    case "skipped":
+      return outcome.reason !== "not_sampled";
+    case "failed":
+    case "spooled":
+    case "rejected":
+    case "dead":
+    case "redriven":
+      return true;
+    case "retrying":
+    case "redelivered":
+      return false;
+    case "sent":
+      return outcome.compare?.verdict === "differ" || outcome.compare?.verdict === "error";
+  }
+}
+
+/**
+ * Logged at `debug` only: an unsampled mirror, and a spooled copy's attempt that failed and will
+ * be tried again — a mirror down for an hour would write one line per copy per attempt; the
+ * `spooled` line, the final one and the counters say what happened.
+ */
+function debugOnly(outcome: MirrorOutcome): boolean {
+  return outcome.kind === "skipped" || outcome.kind === "retrying";
 }
 
 /**
@@ -93,7 +162,7 @@ export function logSink(options: LogOptions): OutcomeSink {
     if (level === "off") return;
     let rate = 1;
     if (level === "info" && !alwaysLogged(outcome)) {
-      if (outcome.kind === "skipped" || sampleRate <= 0 || random() >= sampleRate) return;
+      if (debugOnly(outcome) || sampleRate <= 0 || random() >= sampleRate) return;
       rate = sampleRate;
     }
     // Samples go to the dashboard's store; the log line carries the verdict and field names only.

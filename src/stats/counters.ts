@@ -23,6 +23,7 @@ const SKIP_REASONS = Object.keys({
   headers_too_large: 1,
   upgrade: 1,
   policy_store_unavailable: 1,
+  spool_unavailable: 1,
 } satisfies Record<SkipReason, 1>) as SkipReason[];
 
 const ERROR_KINDS = Object.keys({
@@ -37,12 +38,22 @@ const STATUS_CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx"] as const;
 export const VERDICTS = ["match", "differ", "error"] as const;
 export type Verdict = (typeof VERDICTS)[number];
 
+/**
+ * What happened to durable copies after their inline send, one slot each: `spooled` (an inline
+ * outcome, like sent, failed and skipped), `retried` (attempts from the spool that failed and
+ * were scheduled again), and the finals of spooled copies — `redelivered`, `rejected` (a status
+ * not worth retrying), `dead` — and `redriven` (dead copies sent again, pending once more).
+ */
+export const DELIVERY_EVENTS = ["spooled", "retried", "redelivered", "rejected", "dead", "redriven"] as const;
+export type DeliveryEvent = (typeof DELIVERY_EVENTS)[number];
+
 const SKIPPED_AT = 2;
 const ERRORS_AT = SKIPPED_AT + SKIP_REASONS.length;
 const STATUS_AT = ERRORS_AT + ERROR_KINDS.length;
 const LATENCY_AT = STATUS_AT + STATUS_CLASSES.length;
 const BUCKETS_AT = LATENCY_AT + 3;
 const COMPARE_AT = BUCKETS_AT + LATENCY_BOUNDS_MS.length + 1;
+const DELIVERY_AT = COMPARE_AT + VERDICTS.length;
 
 /** Named slots of a counter array. */
 export const SLOT = {
@@ -53,7 +64,7 @@ export const SLOT = {
   latencyMaxMs: LATENCY_AT + 2,
 } as const;
 
-export const SLOT_COUNT = COMPARE_AT + VERDICTS.length;
+export const SLOT_COUNT = DELIVERY_AT + DELIVERY_EVENTS.length;
 
 /** SQL column names, slot by slot: plain identifiers, safe to build statements from. */
 export const COLUMNS: readonly string[] = [
@@ -67,6 +78,7 @@ export const COLUMNS: readonly string[] = [
   "lat_max_ms",
   ...[...LATENCY_BOUNDS_MS, "inf"].map((b) => `lat_le_${b}`),
   ...VERDICTS.map((v) => `cmp_${v}`),
+  ...DELIVERY_EVENTS,
 ];
 
 const SKIP_SLOT = new Map(SKIP_REASONS.map((r, i) => [r, SKIPPED_AT + i]));
@@ -115,6 +127,11 @@ export function countVerdict(c: Counts, verdict: Verdict): void {
   c[slot] = (c[slot] as number) + 1;
 }
 
+export function countDelivery(c: Counts, event: DeliveryEvent): void {
+  const slot = DELIVERY_AT + DELIVERY_EVENTS.indexOf(event);
+  c[slot] = (c[slot] as number) + 1;
+}
+
 export function addCounts(into: Counts, from: readonly number[]): Counts {
   for (let i = 0; i < SLOT_COUNT; i++) {
     into[i] =
@@ -123,15 +140,76 @@ export function addCounts(into: Counts, from: readonly number[]): Counts {
   return into;
 }
 
-/** Everything the mirror did: sends, failures and skips together. */
+/** The mirror's decisions, one per copy it was offered: sends, failures, skips and spooled copies. */
 export function outcomes(c: readonly number[]): number {
-  let n = (c[SLOT.sent] as number) + (c[SLOT.failed] as number);
+  let n = (c[SLOT.sent] as number) + (c[SLOT.failed] as number) + delivery(c).spooled;
   for (let i = SKIPPED_AT; i < ERRORS_AT; i++) n += c[i] as number;
   return n;
 }
 
 export function skippedTotal(c: readonly number[]): number {
-  return outcomes(c) - (c[SLOT.sent] as number) - (c[SLOT.failed] as number);
+  let n = 0;
+  for (let i = SKIPPED_AT; i < ERRORS_AT; i++) n += c[i] as number;
+  return n;
+}
+
+export function delivery(c: readonly number[]): Record<DeliveryEvent, number> {
+  const out = {} as Record<DeliveryEvent, number>;
+  DELIVERY_EVENTS.forEach((event, i) => {
+    out[event] = c[DELIVERY_AT + i] as number;
+  });
+  return out;
+}
+
+/** Copies the mirror was not sampled for: never planned, so outside the accounting below. */
+export function notSampled(c: readonly number[]): number {
+  return c[SKIP_SLOT.get("not_sampled") as number] as number;
+}
+
+/**
+ * Every planned copy accounted for (docs/metrics.md): `planned` = `deliveredInline` +
+ * `redelivered` + `dead` + `failedFinal` + `skipped` + `pending`, where `planned` is every copy
+ * the mirror was sampled for. An inline answer below 400 delivered the copy; one of 400 or more,
+ * and a send that failed, are final for a best-effort copy (a durable copy is spooled instead,
+ * unless the answer is a 4xx not worth retrying); a spooled copy stays pending until it is
+ * redelivered, rejected or dead. Over a window, `pending` is the net of copies spooled in it less
+ * spooled copies that became final in it (those spooled before the window included), and `dead`
+ * the copies that died in it less those sent again from the dead-letter queue.
+ */
+export interface Accounting {
+  planned: number;
+  deliveredInline: number;
+  redelivered: number;
+  dead: number;
+  failedFinal: number;
+  skipped: number;
+  pending: number;
+  spooled: number;
+  /** Attempts from the spool that failed and were scheduled again; not copies. */
+  retried: number;
+  redriven: number;
+}
+
+export function accounting(c: readonly number[]): Accounting {
+  const d = delivery(c);
+  const answered = (cls: number) => c[STATUS_AT + cls] as number;
+  const deliveredInline = answered(0) + answered(1) + answered(2);
+  const failedFinal = answered(3) + answered(4) + (c[SLOT.failed] as number) + d.rejected;
+  const skipped = skippedTotal(c) - notSampled(c);
+  const dead = d.dead - d.redriven;
+  const pending = d.spooled - d.redelivered - d.rejected - d.dead + d.redriven;
+  return {
+    planned: outcomes(c) - notSampled(c),
+    deliveredInline,
+    redelivered: d.redelivered,
+    dead,
+    failedFinal,
+    skipped,
+    pending,
+    spooled: d.spooled,
+    retried: d.retried,
+    redriven: d.redriven,
+  };
 }
 
 export function verdicts(c: readonly number[]): Record<Verdict, number> {

@@ -5,6 +5,8 @@
  * gaps), and for compared mirrors the fields that differed, most frequent first. Pure.
  */
 import {
+  type Accounting,
+  accounting,
   addCounts,
   type Counts,
   failedByKind,
@@ -63,6 +65,11 @@ export interface MirrorSummary {
   errors: Record<string, number>;
   status: Record<string, number>;
   latency: { avgMs: number; p50Ms: number; p95Ms: number; maxMs: number } | null;
+  /**
+   * Every planned copy accounted for: `planned` = `deliveredInline` + `redelivered` + `dead` +
+   * `failedFinal` + `skipped` + `pending` (stats/counters `accounting`; docs/metrics.md).
+   */
+  delivery: Accounting;
   compare: {
     match: number;
     differ: number;
@@ -138,6 +145,7 @@ function summarizeMirror(name: string, mirror: MergedMirror, minutes: readonly n
             p95Ms: latencyQuantile(totals, 0.95) ?? 0,
             maxMs: totals[SLOT.latencyMaxMs] as number,
           },
+    delivery: accounting(totals),
     compare: {
       ...v,
       diffRate: v.match + v.differ === 0 ? null : v.differ / (v.match + v.differ),

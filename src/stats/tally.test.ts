@@ -1,9 +1,11 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { CompareSummary, DiffSample } from "../compare/index.js";
 import { planMirrors } from "../mirror/plan.js";
 import { MAX_ALLOWED_CLUSTERS, MAX_MIRRORS_PER_ROUTE, parseRoute } from "../policy/index.js";
 import type { MirrorOutcome } from "../record/index.js";
 import {
+  accounting,
   addCounts,
   COLUMNS,
   failedByKind,
@@ -227,5 +229,118 @@ describe("bounded", () => {
     const map = new Map<string, number[]>();
     for (const key of ["a", OTHER, "b", "c"]) bounded(map, key, 3, () => []).push(1);
     expect(Object.fromEntries([...map].map(([k, v]) => [k, v.length]))).toEqual({ a: 1, [OTHER]: 2, b: 1 });
+  });
+});
+
+describe("accounting for every durable and best-effort copy", () => {
+  /** What became of one planned copy, and the outcomes that say so, in order. */
+  type Life = {
+    final: "deliveredInline" | "redelivered" | "dead" | "failedFinal" | "skipped" | "pending";
+    outcomes: MirrorOutcome[];
+  };
+
+  const failure = { error: "connect", message: "refused" } as const;
+  const lives: fc.Arbitrary<Life> = fc.oneof(
+    fc.constantFrom(200, 204, 301).map((status) => ({ final: "deliveredInline", outcomes: [sent(status, 3)] }) as Life),
+    fc.constantFrom(400, 404, 503).map((status) => ({ final: "failedFinal", outcomes: [sent(status, 3)] }) as Life),
+    fc.constant<Life>({
+      final: "failedFinal",
+      outcomes: [{ ...base, kind: "failed", error: "timeout", message: "", latencyMs: 5000 }],
+    }),
+    fc
+      .constantFrom("body_too_large", "memory_budget", "spool_unavailable", "headers_too_large")
+      .map((reason) => ({ final: "skipped", outcomes: [{ ...base, kind: "skipped", reason }] }) as Life),
+    // Spooled, then a few failed attempts, then its end (or none yet); a dead copy may be redriven and go on.
+    fc
+      .record({
+        retries: fc.nat(4),
+        end: fc.constantFrom(
+          "redelivered",
+          "rejected",
+          "dead",
+          "pending",
+          "redriven-then-delivered",
+          "redriven-pending",
+        ),
+      })
+      .map(({ retries, end }) => {
+        const spooled: MirrorOutcome = {
+          ...base,
+          kind: "spooled",
+          ...failure,
+          latencyMs: 2,
+          bodyBytes: 9,
+          bodyIn: "message",
+        };
+        const retrying = Array.from(
+          { length: retries },
+          (_, i): MirrorOutcome => ({
+            ...base,
+            kind: "retrying",
+            ...failure,
+            attempt: i + 1,
+            delaySeconds: 5,
+            latencyMs: 1,
+          }),
+        );
+        const delivered: MirrorOutcome = {
+          ...base,
+          kind: "redelivered",
+          attempt: 1,
+          status: 204,
+          latencyMs: 1,
+          bodyBytes: 9,
+          ageMs: 1,
+        };
+        const dead: MirrorOutcome = { ...base, kind: "dead", ...failure, attempts: 3, ageMs: 9 };
+        const redriven: MirrorOutcome = { ...base, kind: "redriven", ageMs: 10 };
+        const rejected: MirrorOutcome = { ...base, kind: "rejected", attempt: 1, status: 400, latencyMs: 1, ageMs: 1 };
+        const ends: Record<typeof end, Life> = {
+          redelivered: { final: "redelivered", outcomes: [delivered] },
+          rejected: { final: "failedFinal", outcomes: [rejected] },
+          dead: { final: "dead", outcomes: [dead] },
+          pending: { final: "pending", outcomes: [] },
+          "redriven-then-delivered": { final: "redelivered", outcomes: [dead, redriven, ...retrying, delivered] },
+          "redriven-pending": { final: "pending", outcomes: [dead, redriven] },
+        };
+        const tail = ends[end];
+        return { final: tail.final, outcomes: [spooled, ...retrying, ...tail.outcomes] };
+      }),
+  );
+
+  it("adds up exactly: planned = delivered inline + redelivered + dead + failed final + skipped + pending, however the outcomes are batched and merged", () => {
+    fc.assert(
+      fc.property(
+        fc.array(lives, { maxLength: 60 }),
+        fc.nat(20),
+        fc.array(fc.nat(), { minLength: 200, maxLength: 200 }),
+        (copies, unsampled, spread) => {
+          // Each outcome lands in some isolate's (or the consumer's) batch; batches merge in any order.
+          const batches = Array.from({ length: 5 }, () => emptyBatch());
+          let at = 0;
+          const land = (outcome: MirrorOutcome) =>
+            countOutcome(batches[(spread[at++ % spread.length] ?? 0) % 5] as ReturnType<typeof emptyBatch>, outcome);
+          for (const life of copies) for (const outcome of life.outcomes) land(outcome);
+          for (let i = 0; i < unsampled; i++) land({ ...base, kind: "skipped", reason: "not_sampled" });
+          const total = newCounts();
+          for (const batch of batches.reverse())
+            addCounts(total, batch.tally.get("r")?.mirrors.get("m")?.counts ?? newCounts());
+          const a = accounting(total);
+          const truth = (final: Life["final"]) => copies.filter((c) => c.final === final).length;
+          expect(a).toMatchObject({
+            planned: copies.length,
+            deliveredInline: truth("deliveredInline"),
+            redelivered: truth("redelivered"),
+            dead: truth("dead"),
+            failedFinal: truth("failedFinal"),
+            skipped: truth("skipped"),
+            pending: truth("pending"),
+          });
+          expect(a.deliveredInline + a.redelivered + a.dead + a.failedFinal + a.skipped + a.pending).toBe(a.planned);
+          expect(outcomes(total)).toBe(copies.length + unsampled);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });

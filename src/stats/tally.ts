@@ -10,7 +10,16 @@
 import type { CompareSummary, DiffSample } from "../compare/index.js";
 import { MAX_ALLOWED_CLUSTERS, MAX_MIRRORS_PER_ROUTE } from "../policy/index.js";
 import type { MirrorOutcome } from "../record/index.js";
-import { type Counts, countFailed, countLatency, countSent, countSkip, countVerdict, newCounts } from "./counters.js";
+import {
+  type Counts,
+  countDelivery,
+  countFailed,
+  countLatency,
+  countSent,
+  countSkip,
+  countVerdict,
+  newCounts,
+} from "./counters.js";
 
 /** Routes come from policies, but a route deleted and re-added under new ids should not pile up. */
 export const MAX_ROUTES = 1000;
@@ -105,9 +114,23 @@ export function countOutcome(batch: OpenBatch, outcome: MirrorOutcome): void {
   if (!route) return;
   const mirror = bounded(route.mirrors, outcome.mirror, MAX_MIRROR_NAMES_PER_ROUTE, newMirror);
   const counts = mirror.counts;
-  if (outcome.kind === "skipped") {
-    countSkip(counts, outcome.reason);
-    return;
+  switch (outcome.kind) {
+    case "skipped":
+      countSkip(counts, outcome.reason);
+      return;
+    case "spooled":
+      countDelivery(counts, "spooled");
+      return;
+    case "retrying":
+      countDelivery(counts, "retried");
+      return;
+    case "redelivered":
+    case "rejected":
+    case "dead":
+    case "redriven":
+      // Latency counts the inline sends only, which every mirror has alike.
+      countDelivery(counts, outcome.kind);
+      return;
   }
   if (outcome.kind === "sent") countSent(counts, outcome.status);
   else countFailed(counts, outcome.error);

@@ -195,10 +195,43 @@ describe("the dashboard's script in Chromium", () => {
       errors: {},
       status: { "2xx": 5 },
       latency: { avgMs: 3, p95Ms: 5, maxMs: 6 },
+      delivery: { spooled: 0, pending: 0, redelivered: 0, dead: 0 },
       compare: { match: 0, differ: 0, error: 0, diffRate: null, fields: [], noise: [] },
     };
     await answer(await nextPoll(), { routes: [{ ...routeOf("users", 5, 1), mirrors: [mirror] }], samples: [] });
     expect(await page.locator('tr.mirror td[data-field="status"] .tag').textContent()).toBe("2xx 5");
     expect(await page.locator('[class=""], [class$=" "]').count()).toBe(0);
+  });
+
+  it("shows a durable mirror's spooled, pending, redelivered and dead copies, marking the dead and the pending", async () => {
+    const mirror = (name: string, delivery: Wire.Mirror["delivery"]): Wire.Mirror => ({
+      mirror: name,
+      sent: 0,
+      failed: 0,
+      skipped: {},
+      errors: {},
+      status: {},
+      latency: null,
+      delivery,
+      compare: { match: 0, differ: 0, error: 0, diffRate: null, fields: [], noise: [] },
+    });
+    const mirrors = [
+      mirror("best-effort", { spooled: 0, pending: 0, redelivered: 0, dead: 0 }),
+      mirror("caught-up", { spooled: 9, pending: 0, redelivered: 9, dead: 0 }),
+      mirror("waiting", { spooled: 9, pending: 3, redelivered: 6, dead: 0 }),
+      mirror("gone", { spooled: 9, pending: 2, redelivered: 6, dead: 1 }),
+    ];
+    await answer(await nextPoll(), { routes: [{ ...routeOf("push", 5, 1), mirrors }], samples: [] });
+    const durable = (name: string) =>
+      page
+        .locator(`tr.mirror[data-mirror="${name}"] td[data-field="durable"]`)
+        .evaluate((td) => [td.textContent, td.className]);
+    expect(await durable("best-effort")).toEqual(["–", "num"]);
+    expect(await durable("caught-up")).toEqual(["9 · 0 · 9 · 0", "num"]);
+    expect(await durable("waiting")).toEqual(["9 · 3 · 6 · 0", "num warn"]);
+    expect(await durable("gone")).toEqual(["9 · 2 · 6 · 1", "num bad"]);
+    // The route's row spans the mirror columns, the new one included.
+    expect(await page.locator('tr.route[data-route="push"] td').count()).toBe(4);
+    expect(await page.locator("#routes thead th").count()).toBe(11);
   });
 });

@@ -9,9 +9,9 @@ import { dirname, join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ROOT } from "../../scripts/lib/build.mjs";
-import { startOrigin } from "../../scripts/lib/origins.mjs";
+import { startCopySink, startOrigin } from "../../scripts/lib/origins.mjs";
 import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
-import { adminStats } from "./helpers.ts";
+import { adminStats, until } from "./helpers.ts";
 
 type Origin = Awaited<ReturnType<typeof startOrigin>>;
 type Worker = Awaited<ReturnType<typeof startWorker>>;
@@ -30,10 +30,16 @@ const CATALOG = 30;
 const USERS = 20;
 const HEALTH = 10;
 const SAMPLED = 40;
+/** POSTs to the durable route, whose three mirrors catch up, wait an hour, and give up. */
+const PUSHES = 6;
 
 let primary: Origin;
 let canary: Origin;
 let catalogCanary: Origin;
+/** The durable route's mirrors: one that answers 503 until it is back, one that is down, one that always answers 503. */
+let secondary: Awaited<ReturnType<typeof startCopySink>>;
+let parked: Awaited<ReturnType<typeof startCopySink>>;
+let gone: Awaited<ReturnType<typeof startCopySink>>;
 /** Requests the catalog canary answered, in order: its price differs on every 3rd. */
 let catalogCalls = 0;
 let worker: Worker;
@@ -86,16 +92,33 @@ beforeAll(async () => {
         requestId: Math.random().toString(36).slice(2),
       }),
   });
+  secondary = await startCopySink({ name: "secondary", status: 503 });
+  parked = await startCopySink({ name: "parked" });
+  await parked.down();
+  gone = await startCopySink({ name: "gone", status: 503 });
   worker = await startWorker({
     scriptPath: inject("workerScript"),
     vars: { PRIMARY_ORIGIN: primary.url, ADMIN_TOKEN: TOKEN, LOG_LEVEL: "off" },
+    spool: { consumer: { maxBatchTimeout: 1 } },
     policies: policyEntries({
       clusters: {
         canary: { origin: canary.url },
         "primary-replica": { origin: primary.url },
         "catalog-canary": { origin: catalogCanary.url },
+        secondary: { origin: secondary.url },
+        parked: { origin: parked.url },
+        gone: { origin: gone.url },
       },
       routes: [
+        {
+          id: "push",
+          match: { path: { type: "Exact", value: "/api/v1/push" } },
+          mirrors: [
+            { cluster: "secondary", delivery: "durable", retry: { maxAttempts: 5, firstDelaySeconds: 1 } },
+            { cluster: "parked", delivery: "durable", retry: { firstDelaySeconds: 3600 } },
+            { cluster: "gone", delivery: "durable", retry: { maxAttempts: 1, firstDelaySeconds: 1 } },
+          ],
+        },
         {
           id: "catalog",
           match: { path: { type: "PathPrefix", value: "/api/catalog" } },
@@ -136,9 +159,19 @@ beforeAll(async () => {
   for (let i = 0; i < HEALTH; i++) await fetch(`${worker.url}/api/health`).then((r) => r.text());
   for (let i = 0; i < SAMPLED; i++) await fetch(`${worker.url}/api/sampled/${i}`).then((r) => r.text());
   await fetch(`${worker.url}/api/dynamic`, { headers: { "x-mirror-cluster": XSS_MIRROR } }).then((r) => r.text());
+  for (let i = 0; i < PUSHES; i++) {
+    await fetch(`${worker.url}/api/v1/push`, { method: "POST", body: `batch ${i}` }).then((r) => r.text());
+  }
+  // Every push was spooled for all three; the secondary is back, and its copies are redelivered.
+  await until(async () => (await pushDelivery())?.secondary?.spooled === PUSHES, 30_000);
+  secondary.setStatus(204);
+  await until(async () => {
+    const d = await pushDelivery();
+    return d?.secondary?.redelivered === PUSHES && d?.gone?.dead === PUSHES;
+  }, 60_000);
 
   // Counters reach the Durable Object in the background; wait (bounded) until all are in.
-  const expected = CATALOG + USERS + HEALTH + SAMPLED + 1;
+  const expected = CATALOG + USERS + HEALTH + SAMPLED + 1 + PUSHES;
   const deadline = Date.now() + 30_000;
   for (;;) {
     const { stats: data } = await adminStats<{ routes: Array<{ requests: number }> }>(worker.url, TOKEN);
@@ -165,8 +198,19 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await worker?.dispose();
-  await Promise.all([primary?.close(), canary?.close(), catalogCanary?.close()]);
+  await Promise.all([primary, canary, catalogCanary, secondary, parked, gone].map((o) => o?.close()));
 });
+
+type Delivery = { spooled: number; pending: number; redelivered: number; dead: number };
+
+/** The durable route's delivery counters by mirror, once it has some. */
+async function pushDelivery(): Promise<Record<string, Delivery> | undefined> {
+  const { stats: data } = await adminStats<{
+    routes: Array<{ route: string; mirrors: Array<{ mirror: string; delivery: Delivery }> }>;
+  }>(worker.url, TOKEN);
+  const route = data.routes.find((r) => r.route === "push");
+  return route && Object.fromEntries(route.mirrors.map((m) => [m.mirror, m.delivery]));
+}
 
 interface Point {
   minute: string;
@@ -231,6 +275,20 @@ describe("dashboard in Chromium", () => {
     );
     expect(await cell("sampled", "sent", "canary").textContent()).toBe(String(canarySampled));
     expect(await cell("sampled", "skipped", "canary").textContent()).toBe(`not_sampled ${SAMPLED - canarySampled}`);
+  });
+
+  it("shows each durable mirror's spooled, pending, redelivered and dead copies, as its origin saw them", async () => {
+    // The secondary holds every push once; the parked mirror none yet; the gone one refused every one.
+    expect(secondary.copies.size).toBe(PUSHES);
+    expect(parked.arrivals).toBe(0);
+    expect(gone.copies.size).toBe(PUSHES);
+    expect(await cell("push", "durable", "secondary").textContent()).toBe(`${PUSHES} · 0 · ${PUSHES} · 0`);
+    expect(await cell("push", "durable", "parked").textContent()).toBe(`${PUSHES} · ${PUSHES} · 0 · 0`);
+    expect(await cell("push", "durable", "gone").textContent()).toBe(`${PUSHES} · 0 · 0 · ${PUSHES}`);
+    expect(await cell("push", "durable", "gone").getAttribute("class")).toBe("num bad");
+    expect(await cell("push", "durable", "parked").getAttribute("class")).toBe("num warn");
+    // A best-effort mirror spools nothing.
+    expect(await cell("users", "durable", "canary").textContent()).toBe("–");
   });
 
   it("shows the latest diff side by side, with noise cancelled and secrets redacted", async () => {

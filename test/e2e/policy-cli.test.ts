@@ -381,8 +381,11 @@ describe("the wrangler configuration local commands read", () => {
       `name = "x"\ncompatibility_date = "2026-01-02"\n[[kv_namespaces]]\nbinding = "MIRROR_CONFIG"\nid = "${id}"\n` +
       `[[rules]]\ntype = "Text"\nglobs = ["**/*.browser.js"]\nfallthrough = true\n` +
       `[[ratelimits]]\nname = "ADMIN_LOGIN_LIMIT"\nnamespace_id = "1"\nsimple = { limit = ${limit}, period = 60 }\n` +
+      `[[r2_buckets]]\nbinding = "MIRROR_CAPTURES"\nbucket_name = "captures-${id}"\n` +
+      `[vars]\nADMIN_HOST = "admin.example.com"\nADMIN_PREFIX = "/ops/edge"\n` +
       `[env.staging]\n[[env.staging.kv_namespaces]]\nbinding = "MIRROR_CONFIG"\nid = "staging-${id}"\n` +
-      `[[env.staging.ratelimits]]\nname = "ADMIN_LOGIN_LIMIT"\nnamespace_id = "2"\nsimple = { limit = 5, period = 10 }\n`;
+      `[[env.staging.ratelimits]]\nname = "ADMIN_LOGIN_LIMIT"\nnamespace_id = "2"\nsimple = { limit = 5, period = 10 }\n` +
+      `[[env.staging.r2_buckets]]\nbinding = "MIRROR_CAPTURES"\n[env.staging.vars]\nADMIN_HOST = ""\nADMIN_PREFIX = ""\n`;
     writeFileSync(config, toml("first", 10));
     const first = await localConfig({ config });
     expect(first).toEqual({
@@ -390,6 +393,8 @@ describe("the wrangler configuration local commands read", () => {
       ratelimits: { ADMIN_LOGIN_LIMIT: { simple: { limit: 10, period: 60 } } },
       compatibilityDate: "2026-01-02",
       modulesRules: [{ type: "Text", include: ["**/*.browser.js"], fallthrough: true }],
+      capturesBucket: "captures-first",
+      admin: { host: "admin.example.com", prefix: "/ops/edge" },
       defaultPersistTo: join(project, ".wrangler/state"),
     });
     const kept = join(project, ".wrangler/edge-mirror/config.json");
@@ -399,7 +404,13 @@ describe("the wrangler configuration local commands read", () => {
     const inode = statSync(kept).ino;
     expect(await localConfig({ config })).toEqual(first);
     expect(statSync(kept).ino).toBe(inode);
-    expect((await localConfig({ config, env: "staging" })).namespaceId).toBe("staging-first");
+    const staging = await localConfig({ config, env: "staging" });
+    expect(staging.namespaceId).toBe("staging-first");
+    // A bucket without a name is kept under the binding's; without ADMIN_HOST or routes, no admin host.
+    expect(staging).toMatchObject({
+      capturesBucket: "MIRROR_CAPTURES",
+      admin: { host: undefined, prefix: "/__mirror" },
+    });
     writeFileSync(config, toml("second", 20));
     const second = await localConfig({ config });
     expect(second.namespaceId).toBe("second");

@@ -1,5 +1,5 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -31,6 +31,7 @@ let output = "";
 /** The admin token npm start gives the worker unless told otherwise (scripts/start.mjs). */
 const DEMO_ADMIN_TOKEN = "demo-admin-token-for-local-use-only";
 let edge = "";
+let demoBase = 0;
 
 async function freePortRange(size: number): Promise<number> {
   for (let attempt = 0; attempt < 20; attempt++) {
@@ -56,7 +57,8 @@ async function waitFor(predicate: () => boolean, what: string, timeoutMs = 15_00
 }
 
 beforeAll(async () => {
-  const [workerPort, base] = [await freePortRange(1), await freePortRange(3)];
+  const [workerPort, base] = [await freePortRange(1), await freePortRange(4)];
+  demoBase = base;
   child = spawn(process.execPath, [join(ROOT, "scripts/start.mjs")], {
     cwd: ROOT,
     env: {
@@ -108,6 +110,31 @@ describe("npm start reproduces the seed-002 sandbox", () => {
   });
 });
 
+describe("npm start delivers remote-write copies durably (seed 000)", () => {
+  type Delivery = { spooled: number; pending: number; redelivered: number };
+  type Stats = { routes: Array<{ route: string; mirrors: Array<{ mirror: string; delivery: Delivery }> }> };
+  const secondaryDelivery = async () =>
+    (await adminStats<Stats>(edge, DEMO_ADMIN_TOKEN)).stats.routes
+      .find((r) => r.route === "remote-write")
+      ?.mirrors.find((m) => m.mirror === "mimir-secondary")?.delivery;
+
+  it("spools the copies mimir-secondary misses while it is down, and sends them once it is back", async () => {
+    const outage = await fetch(`${edge}/demo/secondary-outage?seconds=3`, { method: "POST" });
+    expect(outage.status).toBe(202);
+    await waitFor(() => output.includes("[mimir-secondary] down for 3 s"), "the outage line");
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`${edge}/api/v1/push`, { method: "POST", body: `demo batch ${i}` });
+      expect(res.status).toBe(200);
+    }
+    // Back after 3 s; each copy is tried again 2 s after it failed, and doubling after that.
+    await waitFor(() => lines("mimir-secondary").filter((l) => l.includes("copy ")).length >= 3, "the copies", 60_000);
+    const delivered = lines("mimir-secondary").filter((l) => / copy \S+;mirror=mimir-secondary → 204$/.test(l));
+    expect(delivered).toHaveLength(3);
+    await until(async () => (await secondaryDelivery())?.pending === 0, 20_000);
+    expect(await secondaryDelivery()).toMatchObject({ spooled: 3, redelivered: 3, pending: 0 });
+  });
+});
+
 describe("npm start shows shadow testing on the dashboard", () => {
   const auth = () => ({ authorization: `Bearer ${DEMO_ADMIN_TOKEN}` });
   type Stats = {
@@ -144,6 +171,56 @@ describe("npm start shows shadow testing on the dashboard", () => {
     const page = await fetch(`${edge}/__mirror/dashboard`, { headers: auth() });
     expect(page.status).toBe(200);
     expect(await page.text()).toContain("<title>edge-mirror dashboard</title>");
+  });
+});
+
+describe("npm start's capture → export → replay walk-through (README)", () => {
+  /** A CLI as `npm run <name> -- …` runs it (tsx), on the test's own state directory. */
+  const cli = (script: string, args: string[]) =>
+    spawnSync(process.execPath, ["--import", "tsx", join(ROOT, script), ...args], { cwd: ROOT, encoding: "utf8" });
+
+  it("exports the captured /api/catalog requests and replays them against the canary, reporting the changed fields", async () => {
+    for (let i = 0; i < 3; i++) await fetch(`${edge}/api/catalog`).then((r) => r.text());
+    const har = join(persistTo, "catalog.har");
+    // Captures are written a second after they are made (CAPTURE_FLUSH_MS in npm start).
+    let entries: unknown[] = [];
+    const deadline = Date.now() + 20_000;
+    while (entries.length < 3 && Date.now() < deadline) {
+      const exported = cli("scripts/capture.ts", [
+        "export",
+        "--route",
+        "catalog",
+        "--persist-to",
+        persistTo,
+        "--out",
+        har,
+      ]);
+      expect(exported.status, exported.stderr).toBe(0);
+      entries = (JSON.parse(readFileSync(har, "utf8")) as { log: { entries: unknown[] } }).log.entries;
+      if (entries.length < 3) await new Promise((r) => setTimeout(r, 500));
+    }
+    expect(entries.length).toBeGreaterThanOrEqual(3);
+    expect(readFileSync(har, "utf8")).not.toContain("storefront-oncall@example.com");
+
+    const report = join(persistTo, "report.json");
+    const canary = `http://127.0.0.1:${demoBase + 1}`;
+    const replayed = cli("scripts/replay.ts", [
+      har,
+      "--to",
+      canary,
+      "--compare",
+      "--ignore-path",
+      "$.generatedAt",
+      "--report",
+      report,
+    ]);
+    expect(replayed.status, replayed.stderr).toBe(0);
+    expect(replayed.stdout).toMatch(/\$\.items\[\*\]\.price/);
+    const fields = (
+      JSON.parse(readFileSync(report, "utf8")) as { compare: { fields: Array<{ field: string; count: number }> } }
+    ).compare.fields;
+    expect(fields.map((f) => f.field).sort()).toEqual(["$.items[*].price", "$.version"]);
+    expect(fields.every((f) => f.count === entries.length)).toBe(true);
   });
 });
 

@@ -153,3 +153,57 @@ export function countingKv(inner: KVNamespace, fail?: (method: string, key: unkn
   });
   return { kv, counts };
 }
+
+/**
+ * The spool's real local bindings (`MIRROR_SPOOL`, `MIRROR_DEAD_LETTERS`, `MIRROR_SPOOL_BODIES`),
+ * wrapped so that a test counts what was sent and written: every message goes on to the real
+ * queue (the durable routes of these tests wait an hour before their first attempt, so the pool's
+ * consumer never sees one during the run), every body to the real bucket. `failQueue` makes the
+ * spool's queue refuse, as a full or unavailable one does.
+ */
+export function recordingSpool(environment: Env) {
+  const spooled: MessageSendRequest[] = [];
+  const deadLetters: MessageSendRequest[] = [];
+  const calls = { send: 0, sendBatch: 0, put: 0, get: 0, delete: 0 };
+  const state = { failQueue: false };
+  const wrapQueue = (queue: Queue, into: MessageSendRequest[]): Queue => ({
+    metrics: () => queue.metrics(),
+    async send(body, options) {
+      calls.send++;
+      if (state.failQueue) throw new Error("Queue send failed: Too Many Requests");
+      into.push({ body, ...options });
+      return queue.send(body, options);
+    },
+    async sendBatch(messages, options) {
+      calls.sendBatch++;
+      if (state.failQueue) throw new Error("Queue sendBatch failed: Too Many Requests");
+      const list = [...messages];
+      into.push(...list);
+      return queue.sendBatch(list, options);
+    },
+  });
+  const bucket = environment.MIRROR_SPOOL_BODIES;
+  const bodies = {
+    put: (...args: Parameters<R2Bucket["put"]>) => {
+      calls.put++;
+      return bucket.put(...args);
+    },
+    get: (...args: Parameters<R2Bucket["get"]>) => {
+      calls.get++;
+      return bucket.get(...args);
+    },
+    delete: (...args: Parameters<R2Bucket["delete"]>) => {
+      calls.delete++;
+      return bucket.delete(...args);
+    },
+    head: (key: string) => bucket.head(key),
+    list: (options?: R2ListOptions) => bucket.list(options),
+  } as unknown as R2Bucket;
+  const wrapped = {
+    ...environment,
+    MIRROR_SPOOL: wrapQueue(environment.MIRROR_SPOOL, spooled),
+    MIRROR_DEAD_LETTERS: wrapQueue(environment.MIRROR_DEAD_LETTERS, deadLetters),
+    MIRROR_SPOOL_BODIES: bodies,
+  } as Env;
+  return { env: wrapped, spooled, deadLetters, calls, state, bucket };
+}

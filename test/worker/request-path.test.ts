@@ -345,6 +345,72 @@ describe("forwarding fields", () => {
   });
 });
 
+describe("trace context on copies", () => {
+  const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const PARENT_SPAN = "00f067aa0ba902b7";
+
+  beforeEach(async () => {
+    await putPolicies({
+      routes: [
+        {
+          id: "traced",
+          match: { path: { type: "PathPrefix", value: "/traced" } },
+          mirrors: [
+            { cluster: "canary", compare: { reference: { cluster: "other" } } },
+            { cluster: "service2-mirror" },
+          ],
+        },
+      ],
+    });
+  });
+
+  /** What the primary, the two mirrors and the compare reference were sent of the trace headers. */
+  async function traced(headers: Record<string, string>) {
+    await send(new Request("https://edge.example.com/traced/items", { headers }));
+    const trace = (origin: string) => {
+      const seen = fetches.to(origin);
+      expect(seen).toHaveLength(1);
+      return { traceparent: seen[0]?.headers.traceparent, tracestate: seen[0]?.headers.tracestate };
+    };
+    return { primary: trace(PRIMARY), copies: [trace(CANARY), trace(OTHER), trace(SVC2_MIRROR)] };
+  }
+
+  it.each([
+    ["sampled", "01"],
+    ["not sampled", "00"],
+  ])(
+    "every copy and the reference get a child of the client's traceparent (%s), each a span of its own",
+    async (_, flags) => {
+      const parent = `00-${TRACE_ID}-${PARENT_SPAN}-${flags}`;
+      const { primary, copies } = await traced({ traceparent: parent, tracestate: "congo=t61rcWkgMzE" });
+      // The primary's request is passed through as the client sent it.
+      expect(primary).toEqual({ traceparent: parent, tracestate: "congo=t61rcWkgMzE" });
+      const spans = new Set<string>();
+      for (const copy of copies) {
+        const match = new RegExp(`^00-${TRACE_ID}-([0-9a-f]{16})-${flags}$`).exec(copy.traceparent ?? "");
+        expect(match, copy.traceparent).not.toBeNull();
+        spans.add(match?.[1] as string);
+        expect(copy.tracestate).toBe("edgemirror=copy,congo=t61rcWkgMzE");
+      }
+      expect(spans.size).toBe(3);
+      expect(spans.has(PARENT_SPAN)).toBe(false);
+      expect(outcomes.filter((o) => o.kind === "sent")).toHaveLength(2);
+    },
+  );
+
+  it("an invalid traceparent reaches no copy, nor does its tracestate", async () => {
+    const invalid = `00-${TRACE_ID.toUpperCase()}-${PARENT_SPAN}-01`;
+    const { primary, copies } = await traced({ traceparent: invalid, tracestate: "congo=1" });
+    expect(primary).toEqual({ traceparent: invalid, tracestate: "congo=1" });
+    for (const copy of copies) expect(copy).toEqual({ traceparent: undefined, tracestate: undefined });
+  });
+
+  it("without a traceparent, nothing is added", async () => {
+    const { primary, copies } = await traced({});
+    for (const side of [primary, ...copies]) expect(side).toEqual({ traceparent: undefined, tracestate: undefined });
+  });
+});
+
 describe("Upgrade on a request that is no WebSocket handshake", () => {
   const asksToUpgrade = {
     upgrade: "websocket",

@@ -136,13 +136,25 @@
   const clock = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   /** @param {Mirror} m */
   const compared = (m) => m.compare.match + m.compare.differ + m.compare.error > 0;
+  /**
+   * A durable mirror's copies after their inline send: spooled · pending · redelivered · dead;
+   * "–" for a mirror that spooled nothing in the window (best-effort ones never do).
+   * @param {Mirror} m
+   * @returns {[string, string | undefined]} the text, and its class
+   */
+  function durable(m) {
+    const d = m.delivery;
+    if (d.spooled === 0 && d.pending === 0 && d.redelivered === 0 && d.dead === 0) return ["–", "num"];
+    const text = `${d.spooled} · ${d.pending} · ${d.redelivered} · ${d.dead}`;
+    return [text, d.dead > 0 ? "num bad" : d.pending > 0 ? "num warn" : "num"];
+  }
 
   /** @param {Route[]} routes */
   function renderRoutes(routes) {
     tbody.replaceChildren();
     if (routes.length === 0) {
       tbody.appendChild(
-        el("tr", {}, [el("td", { colspan: "10", class: "empty" }, ["No routes configured and no traffic yet."])]),
+        el("tr", {}, [el("td", { colspan: "11", class: "empty" }, ["No routes configured and no traffic yet."])]),
       );
       return;
     }
@@ -152,7 +164,7 @@
           cell("route", r.route),
           cell("requests", r.requests, "num"),
           cell("mirrored", pct(r.mirroredPercent), "num"),
-          el("td", { colspan: "7" }, []),
+          el("td", { colspan: "8" }, []),
         ]),
       );
       for (const m of r.mirrors) {
@@ -171,6 +183,7 @@
               m.failed ? "bad" : undefined,
             ),
             cell("skipped", sum(m.skipped) === 0 ? ["0"] : tags(m.skipped, "warn")),
+            cell("durable", ...durable(m)),
             cell("latency", lat, "num"),
             cell("compare", compared(m) ? `${m.compare.match} · ${m.compare.differ} · ${m.compare.error}` : "–", "num"),
             cell("diffRate", diff, m.compare.differ ? "num bad" : "num"),

@@ -84,7 +84,7 @@ export function dashboardHtml(prefix: string): string {
   <table id="routes">
     <thead><tr>
       <th>Route / mirror</th><th>Requests</th><th>Mirrored</th><th>Sent</th><th>Status</th><th>Failed</th>
-      <th>Skipped</th><th>Latency avg · p95 · max</th><th>Compared (match · differ · error)</th><th>Diff rate</th>
+      <th>Skipped</th><th title="Durable copies not delivered inline: spooled to the queue, still pending, redelivered from it, dead (gave up)">Durable (spooled · pending · redelivered · dead)</th><th>Latency avg · p95 · max</th><th>Compared (match · differ · error)</th><th>Diff rate</th>
     </tr></thead>
     <tbody></tbody>
   </table>

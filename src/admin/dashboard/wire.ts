@@ -47,6 +47,8 @@ export interface Mirror {
   errors: Record<string, number>;
   status: Record<string, number>;
   latency: { avgMs: number; p95Ms: number; maxMs: number } | null;
+  /** What became of durable copies after their inline send (stats/counters `accounting`). */
+  delivery: { spooled: number; pending: number; redelivered: number; dead: number };
   compare: {
     match: number;
     differ: number;
