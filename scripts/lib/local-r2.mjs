@@ -16,7 +16,7 @@ import { localConfig } from "./wrangler-config.mjs";
  */
 export async function openLocalR2(options = {}) {
   const local = await localConfig(options);
-  if (!local.capturesBucket) {
+  if (!local.r2Buckets[CAPTURES_BINDING]) {
     throw new Error(
       `no R2 binding ${CAPTURES_BINDING} in the wrangler configuration${options.env ? ` (env ${options.env})` : ""}`,
     );
@@ -25,7 +25,7 @@ export async function openLocalR2(options = {}) {
     modules: true,
     script: "export default { fetch: () => new Response(null, { status: 404 }) };",
     compatibilityDate: local.compatibilityDate,
-    r2Buckets: { [CAPTURES_BINDING]: local.capturesBucket },
+    r2Buckets: { [CAPTURES_BINDING]: local.r2Buckets[CAPTURES_BINDING] },
     r2Persist: join(resolve(options.persistTo ?? local.defaultPersistTo), "v3", "r2"),
     host: "127.0.0.1",
     port: 0,

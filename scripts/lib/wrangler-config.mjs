@@ -6,12 +6,11 @@
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { CAPTURES_BINDING } from "../../src/capture/binding.js";
 import { KV_BINDING } from "../../src/store/keys.js";
 import { ROOT } from "./build.mjs";
 
 /** Bumped whenever what is kept changes, so that a kept configuration of another layout is read anew. */
-const CACHE_LAYOUT = 2;
+const CACHE_LAYOUT = 3;
 
 /**
  * What local runs share with `wrangler dev`, read from the wrangler configuration as wrangler reads
@@ -56,14 +55,10 @@ async function readWithWrangler(path, env) {
   /** @type {import("wrangler").Unstable_Config} */
   const config = unstable_readConfig({ config: path, ...(env ? { env } : {}) });
   const kv = config.kv_namespaces.find((ns) => ns.binding === KV_BINDING);
-  const captures = config.r2_buckets.find((bucket) => bucket.binding === CAPTURES_BINDING);
   return {
     // Without an id (wrangler creates the namespace on deploy) wrangler dev keeps the data under the binding's name.
     /** @type {string | undefined} */
     namespaceId: kv ? (kv.id ?? kv.binding) : undefined,
-    // Likewise the captures' bucket: under its bucket_name, else under the binding's name.
-    /** @type {string | undefined} */
-    capturesBucket: captures ? (captures.bucket_name ?? captures.binding) : undefined,
     /** @type {Record<string, { simple: { limit: number, period: 10 | 60 } }>} */
     ratelimits: Object.fromEntries(config.ratelimits.map((r) => [r.name, { simple: r.simple }])),
     compatibilityDate: config.compatibility_date ?? "2026-04-20",
@@ -95,7 +90,11 @@ async function readWithWrangler(path, env) {
         },
       ]),
     ),
-    /** @type {Record<string, string>} */
+    /**
+     * Each R2 binding's bucket: its bucket_name, else (wrangler creates the bucket on deploy) the
+     * binding's name, under which wrangler dev keeps its data, as for the KV namespace.
+     * @type {Record<string, string>}
+     */
     r2Buckets: Object.fromEntries(
       config.r2_buckets.map((b) => [b.binding, typeof b.bucket_name === "string" ? b.bucket_name : b.binding]),
     ),

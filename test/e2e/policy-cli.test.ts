@@ -393,7 +393,9 @@ describe("the wrangler configuration local commands read", () => {
       ratelimits: { ADMIN_LOGIN_LIMIT: { simple: { limit: 10, period: 60 } } },
       compatibilityDate: "2026-01-02",
       modulesRules: [{ type: "Text", include: ["**/*.browser.js"], fallthrough: true }],
-      capturesBucket: "captures-first",
+      queueProducers: {},
+      queueConsumers: {},
+      r2Buckets: { MIRROR_CAPTURES: "captures-first" },
       admin: { host: "admin.example.com", prefix: "/ops/edge" },
       defaultPersistTo: join(project, ".wrangler/state"),
     });
@@ -408,7 +410,7 @@ describe("the wrangler configuration local commands read", () => {
     expect(staging.namespaceId).toBe("staging-first");
     // A bucket without a name is kept under the binding's; without ADMIN_HOST or routes, no admin host.
     expect(staging).toMatchObject({
-      capturesBucket: "MIRROR_CAPTURES",
+      r2Buckets: { MIRROR_CAPTURES: "MIRROR_CAPTURES" },
       admin: { host: undefined, prefix: "/__mirror" },
     });
     writeFileSync(config, toml("second", 20));
