@@ -6,7 +6,8 @@
  * by the isolate that made it; it is then published (store/publish, inside `waitUntil`), and the
  * other isolates see it within the policy cache TTL plus KV's propagation (≤ 60 s).
  */
-import { type Context, Hono } from "hono";
+import type { Context } from "hono";
+import { Hono } from "hono/tiny";
 import { clusterReferences, crossCheck } from "../policy/cross-check.js";
 import { ClusterName, PolicyValidationError, parseCluster, parseRoute } from "../policy/index.js";
 import { clusterKey, type PolicyKind, parsePolicyKey, policyKey, routeKey } from "../store/keys.js";

@@ -8,7 +8,7 @@
  * next page starts (`log._edgeMirror.nextFrom`). `GET …/api/captures/routes` lists the routes that
  * have captures. Behind the admin gate like every `api/` path.
  */
-import { Hono } from "hono";
+import { Hono } from "hono/tiny";
 import { exportParams, exportStream } from "../capture/export.js";
 import { CAPTURES_PREFIX } from "../capture/keys.js";
 import { type AdminEnv, jsonError } from "./http.js";

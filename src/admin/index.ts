@@ -7,7 +7,7 @@
  * isolate's admin state (admin/state) in the `admin` context variable, which the first middleware
  * sets from the env Hono is given.
  */
-import { Hono } from "hono";
+import { Hono } from "hono/tiny";
 import { policyApi } from "./api.js";
 import { requireAdmin, requireEnabled, requireSameOrigin } from "./auth.js";
 import { capturesApi } from "./captures.js";

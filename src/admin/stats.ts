@@ -6,7 +6,7 @@
  * `GET /samples?route=&mirror=&field=` gives the newest samples of one differing field.
  * `DELETE` clears every shard (for example after changing a route's mirrors).
  */
-import { Hono } from "hono";
+import { Hono } from "hono/tiny";
 import { readFieldSamples, readStats, resetStats, StatsUnavailableError } from "../stats/shards.js";
 import { summarize } from "../stats/summary.js";
 import { kvPolicyStore } from "../store/policy-store.js";

@@ -5,9 +5,10 @@
  * `dashboard` sits behind the admin gate: `/dashboard`, its script and stylesheet. Numbers come
  * from `api/stats`; the page is static and strict CSP forbids anything but its own files.
  */
-import { type Context, Hono } from "hono";
+import type { Context } from "hono";
 import { deleteCookie, setCookie } from "hono/cookie";
 import { secureHeaders } from "hono/secure-headers";
+import { Hono } from "hono/tiny";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { hasSession, tokenMatches } from "../auth.js";
 import type { AdminEnv } from "../http.js";
