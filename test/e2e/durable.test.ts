@@ -2,6 +2,8 @@ import { randomBytes } from "node:crypto";
 import { afterAll, afterEach, describe, expect, inject, it } from "vitest";
 import { startCopySink, startOrigin } from "../../scripts/lib/origins.mjs";
 import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
+import type { Accounting } from "../../src/stats/counters.js";
+import { seeded } from "../worker/seeded.js";
 import { adminStats, sha256, until } from "./helpers.ts";
 
 /**
@@ -17,18 +19,7 @@ type Worker = Awaited<ReturnType<typeof startWorker>>;
 type Sink = Awaited<ReturnType<typeof startCopySink>>;
 type Origin = Awaited<ReturnType<typeof startOrigin>>;
 
-interface Delivery {
-  planned: number;
-  deliveredInline: number;
-  redelivered: number;
-  dead: number;
-  failedFinal: number;
-  skipped: number;
-  pending: number;
-  spooled: number;
-  retried: number;
-  redriven: number;
-}
+type Delivery = Accounting;
 interface Stats {
   routes: Array<{
     route: string;
@@ -43,18 +34,6 @@ afterEach(async () => {
 afterAll(async () => {
   for (const close of cleanup.splice(0).reverse()) await close();
 });
-
-/** A seeded generator, so that a failing run can be repeated. */
-function seeded(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Remote-write-like bodies: most between 1 and 100 KiB, one in five between 128 and 300 KiB (a
