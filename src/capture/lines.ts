@@ -31,24 +31,44 @@ function concat(parts: readonly Uint8Array[], size: number): Uint8Array {
 export async function gunzipped(stream: ReadableStream<Uint8Array>): Promise<ReadableStream<Uint8Array>> {
   const reader = stream.getReader();
   const first = await reader.read();
-  const again = new ReadableStream<Uint8Array>({
-    start(controller) {
-      if (first.done) controller.close();
-      else controller.enqueue(first.value);
-    },
-    async pull(controller) {
-      const { done, value } = await reader.read();
-      if (done) controller.close();
-      else controller.enqueue(value);
-    },
-    cancel(reason) {
-      return reader.cancel(reason);
-    },
-  });
   const gzip = !first.done && first.value[0] === 0x1f && first.value[1] === 0x8b;
-  return gzip
-    ? again.pipeThrough(new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>)
-    : again;
+  if (!gzip) {
+    return new ReadableStream<Uint8Array>({
+      start(controller) {
+        if (first.done) controller.close();
+        else controller.enqueue(first.value);
+      },
+      async pull(controller) {
+        const { done, value } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    });
+  }
+  const gunzip = new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>;
+  const writer = gunzip.writable.getWriter();
+  // Fed by hand rather than piped: a truncated object fails the decompressor's close, and that
+  // error reaches the reader through the readable side; every rejection on the writing side is
+  // handled here (a pipe leaves one uncaught in workerd). A reader that stops early ends the feed.
+  writer.closed.catch(() => {});
+  void (async () => {
+    try {
+      await writer.write(first.value);
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        await writer.write(value);
+      }
+      await writer.close();
+    } catch (err) {
+      await writer.abort(err).catch(() => {});
+      await reader.cancel(err).catch(() => {});
+    }
+  })();
+  return gunzip.readable;
 }
 
 /** Every line of `stream` (`\n` or `\r\n` ends one); empty lines are skipped, their numbers counted. */
