@@ -8,7 +8,7 @@
  * (`verdictInput`). Pure.
  */
 import { type SignatureSummary, TOP_SIGNATURES } from "../signature/index.js";
-import type { ShardsRead, VerdictInput } from "../verdict/index.js";
+import type { CheckResult, ShardsRead, VerdictInput, VerdictOutcome } from "../verdict/index.js";
 import { type LatencyQuantiles, latencyQuantiles } from "../verdict/index.js";
 import {
   type Accounting,
@@ -114,7 +114,19 @@ export interface MirrorSummary {
   sideBySide: { primary: SideSummary; mirror: SideSummary };
   /** Requests that differed, grouped by the set of fields that differ: the top 20 (src/signature). */
   signatures: SignatureSummary | null;
+  /**
+   * The release verdict over the same window, as `api/verdict` decides it (set by `api/stats` for
+   * the mirrors the route's policy still lists).
+   */
+  verdict?: MirrorVerdict;
   series: MirrorPoint[];
+}
+
+/** What the dashboard shows of a mirror's release verdict: the outcome and every check's reason. */
+export interface MirrorVerdict {
+  verdict: VerdictOutcome;
+  reasons: CheckResult[];
+  samples: number;
 }
 
 export interface RouteSummary {
