@@ -67,7 +67,8 @@ export async function handleRequest(
   // proxy
   const primary = primaryRequest({ request, url, origin, hops, route, body: capture ? capture.body : upload.primary });
   // Timed only for a request with copies: their outcomes carry it (see the header).
-  const primaryStarted = targets.length > 0 ? Date.now() : 0;
+  const recordPrimary = targets.length > 0 && state.recordPrimary;
+  const primaryStarted = recordPrimary ? Date.now() : 0;
   const answer = forwardToPrimary(primary);
   const failed = (err: unknown) => errorResponse(err, route.id, logLevel);
 
@@ -103,10 +104,12 @@ export async function handleRequest(
         budget: state.budget,
         spool: state.spool,
         primary: read.compared && compare && { capture: read.compared, hold: compare.hold },
-        primaryAnswer: answer.then(
-          (response): PrimaryAnswer => ({ status: response.status, latencyMs: Date.now() - primaryStarted }),
-          (): PrimaryAnswer => ({ status: null, latencyMs: Date.now() - primaryStarted }),
-        ),
+        primaryAnswer: recordPrimary
+          ? answer.then(
+              (response): PrimaryAnswer => ({ status: response.status, latencyMs: Date.now() - primaryStarted }),
+              (): PrimaryAnswer => ({ status: null, latencyMs: Date.now() - primaryStarted }),
+            )
+          : undefined,
       },
       waitUntil,
     );
