@@ -1,6 +1,6 @@
 import { reset, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it, vi } from "vitest";
 import type { CompareSummary } from "../compare/index.js";
 import type { MirrorOutcome, PrimaryAnswer } from "../record/index.js";
 import { signatureOf } from "../signature/index.js";
@@ -167,6 +167,44 @@ describe("the primary beside the mirror, counted", () => {
       }
       expect(mirror?.signatures?.top().signatures).toMatchObject([{ fields: ["$.a"], count: 5, exact: true }]);
     });
+  });
+
+  it("drops a damaged sketch or signature column rather than the compactions and reads after it", async () => {
+    const stub = env.MIRROR_STATS.get(env.MIRROR_STATS.idFromName(shardName(1)));
+    const now = Date.UTC(2026, 10, 25, 12, 0, 30);
+    const minute = Math.floor(now / MINUTE_MS);
+    const lines: string[] = [];
+    const error = vi.spyOn(console, "error").mockImplementation((line: unknown) => {
+      lines.push(String(line));
+    });
+    try {
+      await runInDurableObject(stub, (_instance: MirrorStatsShard, state) => {
+        const tables = new ShardTables(state.storage, { compactAfter: 1 });
+        const flush = () => tables.add(batchOf([sent(200, 30, { status: 200, latencyMs: 10 }, differ(["$.a"]))]), now);
+        flush();
+        flush();
+        state.storage.sql.exec(
+          "UPDATE mirror_minute SET lat_primary = ?, signatures = ? WHERE minute = ?",
+          new Uint8Array([9, 9]),
+          "{not json",
+          minute,
+        );
+        // The next flush compacts onto the damaged row: it is counted, and the row made whole again.
+        flush();
+        flush();
+        const mirror = mergeShards([tables.read(minute)])
+          .routes.get("r")
+          ?.mirrors.get("m");
+        // Every send is counted; the damaged row's sketches and signatures (the first flush's) are lost.
+        expect(windowTotals(mirror).counts[0]).toBe(4);
+        expect(windowTotals(mirror).latency.primary.count).toBe(3);
+        expect(windowTotals(mirror).latency.mirror.count).toBe(3);
+        expect(mirror?.signatures?.total).toBe(3);
+      });
+    } finally {
+      error.mockRestore();
+    }
+    expect(lines.filter((line) => line.includes("edge-mirror.stats_row_damaged")).length).toBeGreaterThan(0);
   });
 
   it("reads percentiles merged from 16 shards that equal those of all samples within the sketch's 2 %", async () => {

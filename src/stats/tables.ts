@@ -419,12 +419,7 @@ export class ShardTables {
       .exec(MIRROR_EXTRAS, minute, route, mirror)
       .raw<[ArrayBuffer | null, ArrayBuffer | null, string | null]>()
       .next();
-    if (!stored.done) {
-      const [primary, mirrored, counted] = stored.value;
-      if (primary && mirrored)
-        latency = { primary: decodeSketch(new Uint8Array(primary)), mirror: decodeSketch(new Uint8Array(mirrored)) };
-      if (counted) signatures = SignatureCounter.fromJSON(JSON.parse(counted));
-    }
+    if (!stored.done) ({ latency, signatures } = storedExtras(...stored.value));
     if (tallied.latency) latency = addLatency(latency, tallied.latency);
     if (tallied.signatures) signatures = addSignatures(signatures, tallied.signatures);
     return [
@@ -564,8 +559,11 @@ export class ShardTables {
         ArrayBuffer | null,
         string | null,
       ];
-      if (primary && mirrored) latency.push([minute, route, mirror, new Uint8Array(primary), new Uint8Array(mirrored)]);
-      if (counted) addSignatureRow(signatures, route, mirror, SignatureCounter.fromJSON(JSON.parse(counted)));
+      const kept = storedExtras(primary, mirrored, counted);
+      if (kept.latency && primary && mirrored) {
+        latency.push([minute, route, mirror, new Uint8Array(primary), new Uint8Array(mirrored)]);
+      }
+      if (kept.signatures) addSignatureRow(signatures, route, mirror, kept.signatures);
     }
     const fields = [
       ...sql
@@ -620,6 +618,35 @@ export class ShardTables {
     this.lastSeq = 0;
     this.compacted = 0;
   }
+}
+
+/**
+ * A row's sketches and signatures as stored. A value that does not decode (a row damaged, or
+ * written by a format this code does not read) is left out, and logged: it must cost what it held,
+ * never the compaction that adds to it (which would stop every later flush of the shard) or the
+ * read of the shard's other rows.
+ */
+function storedExtras(
+  primary: ArrayBuffer | null,
+  mirrored: ArrayBuffer | null,
+  counted: string | null,
+): { latency?: LatencyPair; signatures?: SignatureCounter } {
+  const out: { latency?: LatencyPair; signatures?: SignatureCounter } = {};
+  try {
+    if (primary && mirrored) {
+      out.latency = { primary: decodeSketch(new Uint8Array(primary)), mirror: decodeSketch(new Uint8Array(mirrored)) };
+    }
+  } catch (err) {
+    console.error(
+      JSON.stringify({ msg: "edge-mirror.stats_row_damaged", column: "lat_primary, lat_mirror", error: String(err) }),
+    );
+  }
+  try {
+    if (counted) out.signatures = SignatureCounter.fromJSON(JSON.parse(counted));
+  } catch (err) {
+    console.error(JSON.stringify({ msg: "edge-mirror.stats_row_damaged", column: "signatures", error: String(err) }));
+  }
+  return out;
 }
 
 /** A window's signatures per (route, mirror), merged over its minutes, keyed by `fieldKey(route, mirror, "")`. */
