@@ -6,7 +6,9 @@
  * sent inside `ctx.waitUntil`. The request owns the primary's answer: when a copy compares, it is
  * tee'd here, and the copies get the comparison's read of it, never the answer itself; a route
  * that captures has a sample of its requests recorded, with the primary's answers, to R2
- * (src/capture), through the same tee.
+ * (src/capture), through the same tee. For a request with copies, the primary's status and time
+ * to response headers are handed to the copies (one promise on the answer), so that each copy's
+ * outcome carries them beside its own (the release verdict's two sides).
  */
 import type { Hold } from "./body/budget.js";
 import { splitUpload, teeForComparison } from "./body/index.js";
@@ -24,7 +26,7 @@ import {
   primaryRequest,
   UpstreamError,
 } from "./proxy/index.js";
-import type { LogLevel } from "./record/index.js";
+import type { LogLevel, PrimaryAnswer } from "./record/index.js";
 import type { PolicySnapshot } from "./store/index.js";
 import { rawPathAndQuery } from "./url/index.js";
 
@@ -64,6 +66,9 @@ export async function handleRequest(
 
   // proxy
   const primary = primaryRequest({ request, url, origin, hops, route, body: capture ? capture.body : upload.primary });
+  // Timed only for a request with copies: their outcomes carry it (see the header).
+  const recordPrimary = targets.length > 0 && state.recordPrimary;
+  const primaryStarted = recordPrimary ? Date.now() : 0;
   const answer = forwardToPrimary(primary);
   const failed = (err: unknown) => errorResponse(err, route.id, logLevel);
 
@@ -99,6 +104,12 @@ export async function handleRequest(
         budget: state.budget,
         spool: state.spool,
         primary: read.compared && compare && { capture: read.compared, hold: compare.hold },
+        primaryAnswer: recordPrimary
+          ? answer.then(
+              (response): PrimaryAnswer => ({ status: response.status, latencyMs: Date.now() - primaryStarted }),
+              (): PrimaryAnswer => ({ status: null, latencyMs: Date.now() - primaryStarted }),
+            )
+          : undefined,
       },
       waitUntil,
     );

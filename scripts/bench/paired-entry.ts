@@ -3,10 +3,11 @@
  * proxy must make, and edge-mirror (the real worker) in one isolate. Requests under `/floor/`
  * go to the floor, under `/floor-headers/` to the floor with headers, all others to
  * edge-mirror, so that the handlers run in the same process, heap and code cache, and only
- * the handler differs.
+ * the handler differs. Under `/pair-unrecorded/` is edge-mirror built not to record the primary's
+ * status and latency beside each copy's (`--set verdict`: what that recording costs).
  */
 
-import edgeMirror from "../../src/index.js";
+import edgeMirror, { createWorker } from "../../src/index.js";
 import floor from "./floor.mjs";
 import floorWithHeaders from "./floor-headers.js";
 
@@ -16,6 +17,9 @@ export { MirrorStatsShard } from "../../src/index.js";
 const FLOOR_PREFIX = "/floor/";
 /** The floor-with-headers' requests: their path starts here. */
 const FLOOR_HEADERS_PREFIX = "/floor-headers/";
+/** Requests for the worker that does not record the primary's answer: their path starts here. */
+const UNRECORDED_PREFIX = "/pair-unrecorded/";
+const unrecorded = createWorker({ recordPrimary: false });
 
 export default {
   fetch(request: Request, env: Env, ctx: ExecutionContext) {
@@ -23,6 +27,7 @@ export default {
     const path = url.indexOf("/", url.indexOf("//") + 2);
     if (url.startsWith(FLOOR_PREFIX, path)) return floor.fetch(request, env, ctx);
     if (url.startsWith(FLOOR_HEADERS_PREFIX, path)) return floorWithHeaders.fetch(request, env);
+    if (url.startsWith(UNRECORDED_PREFIX, path)) return unrecorded.fetch(request, env, ctx);
     return edgeMirror.fetch(request, env, ctx);
   },
 } satisfies ExportedHandler<Env>;

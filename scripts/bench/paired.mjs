@@ -16,11 +16,19 @@
  * G, the same route with its mirror durable (healthy, so nothing is spooled): G ÷ C is what
  * durable delivery costs a healthy mirror, held to ≤ 1.03 in CPU and ≥ 0.97 in rps.
  *
- *   npm run bench -- --mode paired [--set unmatched|durable] [--rounds 8] [--slices 10] [--connections 20]
+ * `--set verdict` pairs C with V, the same route served by a worker that does not record the
+ * primary's status and latency beside each copy's outcome: C ÷ V is what the release verdict's
+ * recording costs a mirrored request, held to ≤ 1.02 in CPU. A shared machine's slices differ by
+ * more than that, so the set also times the recording on its own (recording-entry.ts, in Node):
+ * the µs it adds per mirrored request, as a share of C's CPU per request.
+ *
+ *   npm run bench -- --mode paired [--set unmatched|durable|verdict] [--rounds 8] [--slices 10] [--connections 20]
  *
  * Needs wrk (`apt-get install wrk`): its one-second runs are the slices.
  */
+import { execFileSync } from "node:child_process";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { ROOT } from "../lib/build.mjs";
 import { cpuMs, listeningPid } from "../lib/proc.mjs";
@@ -36,8 +44,11 @@ const { values: args } = parseArgs({
     set: { type: "string", default: "unmatched" },
   },
 });
-if (args.set !== "unmatched" && args.set !== "durable") throw new Error(`--set ${args.set}: unmatched or durable`);
+if (!["unmatched", "durable", "verdict"].includes(args.set)) {
+  throw new Error(`--set ${args.set}: unmatched, durable or verdict`);
+}
 const durableSet = args.set === "durable";
+const verdictSet = args.set === "verdict";
 const rounds = Number(args.rounds);
 const slices = Number(args.slices);
 const connections = Number(args.connections);
@@ -67,11 +78,12 @@ const paths = {
   B: BENCH_PATH,
   C: `/pair-best-effort${BENCH_PATH}`,
   G: `/pair-durable${BENCH_PATH}`,
+  V: `/pair-unrecorded${BENCH_PATH}`,
 };
-const { noMatch, pairedDelivery } = benchPolicies({ fast: origins.fast, slow: origins.slow });
-/** @typedef {"A" | "H" | "B" | "C" | "G"} PathId */
+const { noMatch, pairedDelivery, pairedRecording } = benchPolicies({ fast: origins.fast, slow: origins.slow });
+/** @typedef {"A" | "H" | "B" | "C" | "G" | "V"} PathId */
 /** @type {PathId[]} */
-const order = durableSet ? ["C", "G"] : ["A", "H", "B"];
+const order = durableSet ? ["C", "G"] : verdictSet ? ["C", "V"] : ["A", "H", "B"];
 /**
  * The ratios reported, numerator first, with the target where one is set (B ÷ H: the unmatched
  * path held to a proxy that makes the same header changes), and their
@@ -80,12 +92,16 @@ const order = durableSet ? ["C", "G"] : ["A", "H", "B"];
  */
 const pairs = durableSet
   ? [{ of: /** @type {[PathId, PathId]} */ (["G", "C"]), cpuTarget: "≤ 1.03", rpsTarget: "≥ 0.97", cpu: [], rps: [] }]
-  : [
-      { of: /** @type {[PathId, PathId]} */ (["B", "H"]), cpuTarget: "≤ 1.05", cpu: [], rps: [] },
-      { of: /** @type {[PathId, PathId]} */ (["B", "A"]), cpu: [], rps: [] },
-      { of: /** @type {[PathId, PathId]} */ (["H", "A"]), cpu: [], rps: [] },
-    ];
+  : verdictSet
+    ? [{ of: /** @type {[PathId, PathId]} */ (["C", "V"]), cpuTarget: "≤ 1.02", cpu: [], rps: [] }]
+    : [
+        { of: /** @type {[PathId, PathId]} */ (["B", "H"]), cpuTarget: "≤ 1.05", cpu: [], rps: [] },
+        { of: /** @type {[PathId, PathId]} */ (["B", "A"]), cpu: [], rps: [] },
+        { of: /** @type {[PathId, PathId]} */ (["H", "A"]), cpu: [], rps: [] },
+      ];
 const pairName = (/** @type {[PathId, PathId]} */ [x, y]) => `${x} ÷ ${y}`;
+/** The first path's CPU per request, round by round (µs). @type {number[]} */
+const perRequestUs = [];
 try {
   for (let round = 0; round < rounds; round++) {
     // A fresh process every round; its policy cache outlives the round, so no background
@@ -93,7 +109,7 @@ try {
     const worker = await startWorker({
       scriptPath: script,
       vars: benchVars(origins, 600_000),
-      policies: durableSet ? pairedDelivery : noMatch,
+      policies: durableSet ? pairedDelivery : verdictSet ? pairedRecording : noMatch,
       onLog: () => {},
     });
     try {
@@ -113,6 +129,7 @@ try {
         }
       }
       const perRequest = (/** @type {PathId} */ id) => (total(id).cpu * 1000) / Math.max(1, total(id).requests);
+      perRequestUs.push(perRequest(order[0] ?? "C"));
       const shown = order.map((id) => `${id} ${Math.round(perRequest(id))} µs/req`);
       for (const pair of pairs) {
         const [x, y] = pair.of;
@@ -134,7 +151,9 @@ try {
 const range = (/** @type {number[]} */ v) => `${Math.min(...v).toFixed(2)}–${Math.max(...v).toFixed(2)}`;
 const legend = durableSet
   ? "C edge-mirror with one fast mirror at 100 %, G the same with the mirror durable (healthy: nothing spooled)"
-  : "A the floor, H the floor with edge-mirror's header changes, B edge-mirror with no matching route";
+  : verdictSet
+    ? "C edge-mirror with one fast mirror at 100 %, recording the primary's status and latency beside each copy's; V the same route, not recording them"
+    : "A the floor, H the floor with edge-mirror's header changes, B edge-mirror with no matching route";
 console.log(
   `\nIn one isolate (${rounds} rounds of ${slices} one-second slices per path, ${connections} connections by wrk): ${legend}\n`,
 );
@@ -145,5 +164,24 @@ for (const { of, cpuTarget, rpsTarget, cpu, rps } of pairs) {
   console.log(`| rps(${of[0]}) ÷ rps(${of[1]}) | ${median(rps).toFixed(2)} | ${range(rps)} | ${rpsTarget ?? "—"} |`);
 }
 const ratios = Object.fromEntries(pairs.map(({ of, cpu, rps }) => [pairName(of), { cpu, rps }]));
-console.log(`\n${JSON.stringify({ rounds, slices, connections, ratios })}`);
+/** `--set verdict`: the recording timed on its own, against C's whole request. */
+let recording;
+if (verdictSet) {
+  const bundled = join(ROOT, ".wrangler/bench/recording.mjs");
+  execFileSync(join(ROOT, "node_modules/.bin/esbuild"), [
+    join(ROOT, "scripts/bench/recording-entry.ts"),
+    "--bundle",
+    "--format=esm",
+    "--platform=node",
+    `--outfile=${bundled}`,
+    "--log-level=error",
+  ]);
+  const { measureRecording } = await import(pathToFileURL(bundled).href);
+  recording = await measureRecording();
+  const share = (/** @type {number} */ us) => `${((100 * us) / median(perRequestUs)).toFixed(3)} %`;
+  console.log(
+    `\nThe recording on its own (Node, median of 9 runs of 200,000): ${recording.extraUs.median.toFixed(3)} µs more per mirrored request (runs ${recording.extraUs.min.toFixed(3)} to ${recording.extraUs.max.toFixed(3)}), against C's ${Math.round(median(perRequestUs))} µs of CPU per request: ${share(recording.extraUs.median)} (at most ${share(recording.extraUs.max)}); target ≤ 2 %`,
+  );
+}
+console.log(`\n${JSON.stringify({ rounds, slices, connections, ratios, perRequestUs, recording })}`);
 process.exit(0);

@@ -38,6 +38,17 @@ export function benchPolicies(mirrors) {
         route("pair-durable", "/pair-durable", { mirrors: [{ cluster: "fast", delivery: "durable" }] }),
       ],
     }),
+    /**
+     * C and V of `--set verdict`: two routes alike, one fast mirror at 100 %; V's requests are
+     * served by a worker that does not record the primary's answer beside the copy's.
+     */
+    pairedRecording: policyEntries({
+      clusters,
+      routes: [
+        route("pair-best-effort", "/pair-best-effort", fast),
+        route("pair-unrecorded", "/pair-unrecorded", fast),
+      ],
+    }),
     /** D: three mirrors, each the slow one. */
     threeSlow: policyEntries({
       clusters,

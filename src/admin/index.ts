@@ -17,6 +17,7 @@ import { type AdminEnv, jsonError } from "./http.js";
 import { limitBody } from "./limits.js";
 import type { AdminState } from "./state.js";
 import { statsApi } from "./stats.js";
+import { verdictApi } from "./verdict.js";
 
 export { type AdminEnv, jsonError } from "./http.js";
 export { type AdminState, adminState } from "./state.js";
@@ -37,6 +38,7 @@ export function createAdminApp(stateOf: (env: Env) => AdminState): Hono<AdminEnv
   admin.route("/", signIn());
   admin.use(requireAdmin, limitBody(ADMIN_BODY_MAX_BYTES, "a request body"));
   admin.route("/api/stats", statsApi());
+  admin.route("/api/verdict", verdictApi());
   admin.route("/api/captures", capturesApi());
   admin.route("/api", policyApi());
   admin.route("/", dashboard());

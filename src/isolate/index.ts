@@ -105,6 +105,12 @@ export interface IsolateOptions {
   breaker?: BreakerOptions;
   /** Where the policy cache writes its lines (invalid policies, KV unavailable); default stderr. */
   policyLog?: (line: string) => void;
+  /**
+   * Whether a copied request's outcomes carry the primary's status and latency (the release
+   * verdict's other side); default true. False only to measure what recording them costs
+   * (`npm run bench -- --mode paired --set verdict`).
+   */
+  recordPrimary?: boolean;
 }
 
 /** Where a matched request's outcomes and counts go. */
@@ -125,6 +131,8 @@ export interface IsolateState {
   readonly breaker: MirrorBreaker;
   /** Learned compare noise. */
   readonly noise: NoiseMemory;
+  /** Whether copies' outcomes carry the primary's answer (`IsolateOptions.recordPrimary`). */
+  readonly recordPrimary: boolean;
   /** Keys the markers copies carry and sticky sampling (src/secret). */
   readonly secret: DeploymentSecret;
   /** What the bodies that copies and comparisons hold take from; shared by every request. */
@@ -160,6 +168,7 @@ export function buildIsolate(env: Env, options: IsolateOptions = {}): IsolateSta
     random: options.random ?? Math.random,
     breaker: new MirrorBreaker(options.breaker),
     noise: new NoiseMemory(),
+    recordPrimary: options.recordPrimary ?? true,
     secret: new DeploymentSecret(settings.markerKey),
     budget,
     spool: spoolOf(env),

@@ -8,7 +8,18 @@
 import { type CopyBody, copyRequestBody } from "../body/index.js";
 import { COPY_ID_HEADER, MIRROR_MARKER } from "../headers/index.js";
 import { traceCopy } from "../headers/trace.js";
-import type { MirrorErrorKind } from "../record/index.js";
+import type { MirrorErrorKind, PrimaryAnswer } from "../record/index.js";
+
+/**
+ * The primary's answer for a copy's outcome, `{ primary }`, once the primary has answered or
+ * failed (the request path resolves it at the primary's response headers, never rejects it);
+ * nothing when the request path recorded none.
+ */
+export async function besidePrimary(job: {
+  primaryAnswer?: Promise<PrimaryAnswer> | undefined;
+}): Promise<{ primary?: PrimaryAnswer }> {
+  return job.primaryAnswer ? { primary: await job.primaryAnswer } : {};
+}
 
 /** What one copy is sent with, made once the body is read: the body, the headers, the marker and the deadline. */
 export interface CopyParts {

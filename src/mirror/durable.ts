@@ -12,10 +12,10 @@
 import type { Hold } from "../body/budget.js";
 import { type CopyBody, discardAnswer } from "../body/index.js";
 import { COPY_ID_HEADER } from "../headers/index.js";
-import type { OutcomeSink, RetryCause } from "../record/index.js";
+import type { OutcomeSink, PrimaryAnswer, RetryCause } from "../record/index.js";
 import { copyId, isRetryableStatus, retryDelaySeconds, SPOOL_MESSAGE_VERSION, type Spool } from "../spool/index.js";
 import type { MirrorBreaker } from "./breaker.js";
-import { type CopyParts, classifyMirrorError, copyInit, errorMessage, requestBody } from "./copy.js";
+import { besidePrimary, type CopyParts, classifyMirrorError, copyInit, errorMessage, requestBody } from "./copy.js";
 import type { MirrorTarget } from "./plan.js";
 import { rewritePathAndQuery } from "./rewrite.js";
 
@@ -51,6 +51,8 @@ export interface DurableJob {
   spool?: Spool | undefined;
   /** When the request came (epoch ms): the spooled copy's `firstSeen`. */
   startedAt: number;
+  /** The primary's answer, recorded beside an inline send's `sent` outcome (mirror/index `CopyJob`). */
+  primaryAnswer?: Promise<PrimaryAnswer> | undefined;
 }
 
 /** A durable copy's parts: without a deadline when there is no time to send it inline. */
@@ -105,7 +107,8 @@ export async function sendDurable(
     breaker.report(target.origin, response.status < 500, Date.now());
     const dropped = discardAnswer(response);
     if (!isRetryableStatus(response.status)) {
-      job.sink({ ...base, kind: "sent", status: response.status, latencyMs: Date.now() - started, bodyBytes });
+      const latencyMs = Date.now() - started;
+      job.sink({ ...base, kind: "sent", status: response.status, latencyMs, bodyBytes, ...(await besidePrimary(job)) });
       return await dropped;
     }
     failure = {

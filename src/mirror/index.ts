@@ -32,11 +32,11 @@ import {
   verifyMarker,
 } from "../headers/marker.js";
 import type { Route } from "../policy/index.js";
-import type { OutcomeSink, SkipReason } from "../record/index.js";
+import type { OutcomeSink, PrimaryAnswer, SkipReason } from "../record/index.js";
 import type { DeploymentSecret } from "../secret/index.js";
 import type { Spool } from "../spool/index.js";
 import type { MirrorBreaker } from "./breaker.js";
-import { type CopyParts, classifyMirrorError, copyInit, errorMessage, requestBody } from "./copy.js";
+import { besidePrimary, type CopyParts, classifyMirrorError, copyInit, errorMessage, requestBody } from "./copy.js";
 import { inlineTimeoutMs, sendDurable } from "./durable.js";
 import { type CompareTarget, type MirrorPlan, type MirrorTarget, planMirrors } from "./plan.js";
 import { rewritePathAndQuery } from "./rewrite.js";
@@ -139,6 +139,11 @@ export interface CopyJob {
    * (given back when the job ends); set when a sampled mirror compares.
    */
   primary?: { capture: Promise<Capture>; hold: Hold } | undefined;
+  /**
+   * The primary's status and time to response headers, recorded beside each copy's outcome that
+   * went out (the release verdict's other side); set by the request path for every copied request.
+   */
+  primaryAnswer?: Promise<PrimaryAnswer> | undefined;
 }
 
 /** Records each mirror the plan skipped, one outcome apiece. */
@@ -352,6 +357,7 @@ async function sendOne(job: CopyJob, target: MirrorTarget, parts: CopyParts): Pr
       latencyMs,
       bodyBytes: parts.body?.size ?? 0,
       ...compared,
+      ...(await besidePrimary(job)),
     });
     await dropped;
   } catch (err) {
@@ -365,6 +371,7 @@ async function sendOne(job: CopyJob, target: MirrorTarget, parts: CopyParts): Pr
       message: ejectedUntil ? `${message}; ejected until ${new Date(ejectedUntil).toISOString()}` : message,
       latencyMs: now - started,
       ...comparedError(target, "mirror failed"),
+      ...(await besidePrimary(job)),
     });
   } finally {
     body.stop();

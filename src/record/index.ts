@@ -60,14 +60,31 @@ interface Compared {
 }
 
 /**
+ * The primary's answer to the request a copy was made of: its status (`null` when it gave none,
+ * a timeout or refused connection) and its time to response headers, as the request path saw them.
+ * The release verdict judges the mirror against it, request by request (src/verdict).
+ */
+export interface PrimaryAnswer {
+  status: number | null;
+  latencyMs: number;
+}
+
+/** Set on the `sent` and `failed` outcomes of a copy that went out (not one the breaker held back). */
+interface BesidePrimary {
+  primary?: PrimaryAnswer;
+}
+
+/**
  * One per planned copy (`sent`, `failed`, `skipped` or, for a durable copy, `spooled`); then, for
  * a spooled copy, one `retrying` per attempt from the spool that failed in a way worth another
  * and one final `redelivered`, `rejected` or `dead` (a `redriven` dead copy is pending again).
  * Every sink sees the same values; docs/metrics.md has the accounting.
  */
 export type MirrorOutcome =
-  | (OutcomeBase & Compared & { kind: "sent"; status: number; latencyMs: number; bodyBytes: number })
-  | (OutcomeBase & Compared & { kind: "failed"; error: MirrorErrorKind; message: string; latencyMs: number })
+  | (OutcomeBase & Compared & BesidePrimary & { kind: "sent"; status: number; latencyMs: number; bodyBytes: number })
+  | (OutcomeBase &
+      Compared &
+      BesidePrimary & { kind: "failed"; error: MirrorErrorKind; message: string; latencyMs: number })
   | (OutcomeBase & { kind: "skipped"; reason: SkipReason; detail?: string })
   /** A durable copy whose inline send failed (or was not tried) went to the spool. */
   | (OutcomeBase & AttemptFailure & { kind: "spooled"; latencyMs: number; bodyBytes: number; bodyIn: SpooledBodyPlace })

@@ -8,7 +8,8 @@
  * only I/O.
  */
 import type { OutcomeSink } from "../record/index.js";
-import { countOutcome, countRequest, emptyBatch, type OpenBatch, type StatsBatch } from "./tally.js";
+import { type EncodedBatch, encodeTally } from "./flush-log.js";
+import { countOutcome, countRequest, emptyBatch, type OpenBatch } from "./tally.js";
 
 type WaitUntil = (promise: Promise<unknown>) => void;
 
@@ -31,7 +32,8 @@ export class StatsBuffer {
   private readonly now: () => number;
 
   constructor(
-    private readonly send: (batch: StatsBatch) => Promise<unknown>,
+    /** Sends a batch, its tally encoded as the shard's flush log keeps it (stats/flush-log). */
+    private readonly send: (batch: EncodedBatch) => Promise<unknown>,
     private readonly flushAfterMs: number,
     options: StatsBufferOptions = {},
   ) {
@@ -52,7 +54,7 @@ export class StatsBuffer {
     await new Promise((resolve) => setTimeout(resolve, this.flushAfterMs));
     if (this.pending === batch) this.pending = undefined;
     try {
-      await this.send({ tally: batch.tally, samples: batch.samples });
+      await this.send({ encoded: encodeTally(batch.tally), samples: batch.samples });
     } catch (err) {
       // Counters are best effort: a lost batch must cost neither the client nor the mirrors.
       this.failedSinceLine++;

@@ -54,6 +54,9 @@ const LATENCY_AT = STATUS_AT + STATUS_CLASSES.length;
 const BUCKETS_AT = LATENCY_AT + 3;
 const COMPARE_AT = BUCKETS_AT + LATENCY_BOUNDS_MS.length + 1;
 const DELIVERY_AT = COMPARE_AT + VERDICTS.length;
+/** The primary's answers to the copied requests: its status classes, then `failed` (no answer). */
+const PRIMARY_AT = DELIVERY_AT + DELIVERY_EVENTS.length;
+const NOISY_AT = PRIMARY_AT + STATUS_CLASSES.length + 1;
 
 /** Named slots of a counter array. */
 export const SLOT = {
@@ -64,7 +67,7 @@ export const SLOT = {
   latencyMaxMs: LATENCY_AT + 2,
 } as const;
 
-export const SLOT_COUNT = DELIVERY_AT + DELIVERY_EVENTS.length;
+export const SLOT_COUNT = NOISY_AT + 1;
 
 /** SQL column names, slot by slot: plain identifiers, safe to build statements from. */
 export const COLUMNS: readonly string[] = [
@@ -79,6 +82,9 @@ export const COLUMNS: readonly string[] = [
   ...[...LATENCY_BOUNDS_MS, "inf"].map((b) => `lat_le_${b}`),
   ...VERDICTS.map((v) => `cmp_${v}`),
   ...DELIVERY_EVENTS,
+  ...STATUS_CLASSES.map((s) => `primary_${s}`),
+  "primary_failed",
+  "cmp_noisy",
 ];
 
 const SKIP_SLOT = new Map(SKIP_REASONS.map((r, i) => [r, SKIPPED_AT + i]));
@@ -125,6 +131,23 @@ export function countLatency(c: Counts, ms: number): void {
 export function countVerdict(c: Counts, verdict: Verdict): void {
   const slot = COMPARE_AT + VERDICTS.indexOf(verdict);
   c[slot] = (c[slot] as number) + 1;
+}
+
+/**
+ * The primary's answer to a request whose copy went out (`status` null: it gave none), counted
+ * beside the mirror's outcome so that both sides count the same requests.
+ */
+export function countPrimary(c: Counts, status: number | null): void {
+  const slot =
+    status === null
+      ? PRIMARY_AT + STATUS_CLASSES.length
+      : PRIMARY_AT + Math.min(Math.max(Math.floor(status / 100) - 1, 0), STATUS_CLASSES.length - 1);
+  c[slot] = (c[slot] as number) + 1;
+}
+
+/** A comparison (match or differ) on which the reference cancelled at least one difference as noise. */
+export function countNoisy(c: Counts): void {
+  c[NOISY_AT] = (c[NOISY_AT] as number) + 1;
 }
 
 export function countDelivery(c: Counts, event: DeliveryEvent): void {
@@ -218,6 +241,46 @@ export function verdicts(c: readonly number[]): Record<Verdict, number> {
     differ: c[COMPARE_AT + 1] as number,
     error: c[COMPARE_AT + 2] as number,
   };
+}
+
+/** Answers by status class, and `failed` for none: one side of the release verdict (verdict `StatusCounts`). */
+export interface SideStatus {
+  "1xx": number;
+  "2xx": number;
+  "3xx": number;
+  "4xx": number;
+  "5xx": number;
+  failed: number;
+}
+
+function side(c: readonly number[], at: number, failed: number): SideStatus {
+  return {
+    "1xx": c[at] as number,
+    "2xx": c[at + 1] as number,
+    "3xx": c[at + 2] as number,
+    "4xx": c[at + 3] as number,
+    "5xx": c[at + 4] as number,
+    failed,
+  };
+}
+
+/** The primary's answers to the requests whose copies went out. */
+export function primaryStatus(c: readonly number[]): SideStatus {
+  return side(c, PRIMARY_AT, c[PRIMARY_AT + STATUS_CLASSES.length] as number);
+}
+
+/**
+ * The mirror's answers to the same requests: its status classes, and its failures but those the
+ * breaker held back (`circuit_open`: the copy never went out, so the primary is not counted either).
+ */
+export function mirrorStatus(c: readonly number[]): SideStatus {
+  const heldBack = c[ERROR_SLOT.get("circuit_open") as number] as number;
+  return side(c, STATUS_AT, (c[SLOT.failed] as number) - heldBack);
+}
+
+/** Comparisons on which the reference cancelled a difference as noise (the verdict's `noiseRate`). */
+export function noisyComparisons(c: readonly number[]): number {
+  return c[NOISY_AT] as number;
 }
 
 /** Only the non-zero counts, keyed by name; the keys are ours, never a client's. */

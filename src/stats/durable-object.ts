@@ -6,6 +6,7 @@
  * new instance after eviction reads the same numbers back. docs/metrics.md explains the design.
  */
 import { DurableObject } from "cloudflare:workers";
+import { decodeTally, type EncodedBatch } from "./flush-log.js";
 import { type FlushResult, type ShardRows, ShardTables } from "./tables.js";
 import type { StatsBatch } from "./tally.js";
 
@@ -29,9 +30,14 @@ export class MirrorStatsShard extends DurableObject<Env> {
     this.tables = new ShardTables(ctx.storage);
   }
 
-  /** Adds an isolate's flush to the current minute (see `ShardTables.add`). */
-  async add(batch: StatsBatch): Promise<FlushResult> {
-    const result = this.tables.add(batch, Date.now());
+  /**
+   * Adds an isolate's flush to the current minute (see `ShardTables.add`): its tally encoded as the
+   * flush log keeps it (what isolates send), or as a tally of plain counts (tests, and isolates of
+   * the version before, during a deployment).
+   */
+  async add(batch: StatsBatch | EncodedBatch): Promise<FlushResult> {
+    const decoded = "encoded" in batch ? { tally: decodeTally(batch.encoded), samples: batch.samples } : batch;
+    const result = this.tables.add(decoded, Date.now());
     if (result.samplesFailed !== undefined) {
       // The counts are in; only this batch's diff samples are missing from the dashboard.
       console.error(JSON.stringify({ msg: "edge-mirror.stats_samples_failed", error: result.samplesFailed }));

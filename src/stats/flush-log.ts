@@ -2,26 +2,82 @@
  * @module stats/flush-log
  * One flush as one SQLite row: a batch's tally, its names already held to the shard's bounds,
  * encoded compactly as JSON arrays — `[route, requests, mirrored, [[mirror, counts, [[field,
- * differ, noise]…]]…]]…` — so that a flush writes one row however many routes, mirrors and fields
- * it counted (stats/tables logs it, and compacts the log into the minute rows). Adding tallies is
- * exact, as adding rows is. Pure.
+ * differ, noise]…], latency, signatures]…]]…` — so that a flush writes one row however many
+ * routes, mirrors and fields it counted (stats/tables logs it, and compacts the log into the
+ * minute rows). `latency` is `[primary, mirror]`, each sketch as `encodeSketch`'s bytes in base64,
+ * or 0; `signatures` a `SignatureCounter`'s JSON, or 0. The same text is what an isolate sends
+ * its shard (`EncodedBatch`): a structured clone of the tally could not carry the sketches'
+ * and counters' classes. Adding tallies is exact, as adding rows is (signatures: see src/signature
+ * for when their counts become lower bounds). Pure.
  */
+import type { DiffSample } from "../compare/index.js";
+import { SignatureCounter, type SignatureCounterJSON } from "../signature/index.js";
+import { decodeSketch, encodeSketch, type LatencySketch } from "../sketch/index.js";
 import { addCounts, type Counts, newCounts, SLOT_COUNT } from "./counters.js";
-import type { FieldCounts, MirrorTally, RouteTally, Tally } from "./tally.js";
+import type { FieldCounts, LatencyPair, MirrorTally, RouteTally, Tally } from "./tally.js";
 
 /** Part of the shard's layout (stats/tables): a log written in another format is dropped with it. */
-export const FLUSH_LOG_FORMAT = 1;
+export const FLUSH_LOG_FORMAT = 2;
+
+/** What an isolate's flush sends its shard: the tally as `encodeTally` writes it, and the samples. */
+export interface EncodedBatch {
+  encoded: string;
+  samples: DiffSample[];
+}
 
 type EncodedField = [field: string, differ: number, noise: number];
-type EncodedMirror = [mirror: string, counts: number[], fields: EncodedField[]];
+type EncodedMirror = [
+  mirror: string,
+  counts: number[],
+  fields: EncodedField[],
+  latency?: [primary: string, mirror: string] | 0,
+  signatures?: SignatureCounterJSON | 0,
+];
+
+/** A sketch's bytes (`encodeSketch`) as base64, for JSON. */
+export function sketchToBase64(sketch: LatencySketch): string {
+  return bytesToBase64(encodeSketch(sketch));
+}
+
+export function bytesToBase64(bytes: Uint8Array): string {
+  let text = "";
+  // A sketch is at most a few kilobytes (376 buckets), so one pass of fromCharCode is fine.
+  for (let i = 0; i < bytes.length; i++) text += String.fromCharCode(bytes[i] as number);
+  return btoa(text);
+}
+
+export function sketchFromBase64(text: string): LatencySketch {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return decodeSketch(bytes);
+}
+
+/** `from`'s sketches added into `into`'s (created when absent); returns `into`'s. */
+export function addLatency(into: LatencyPair | undefined, from: LatencyPair): LatencyPair {
+  if (!into) return { primary: from.primary.clone(), mirror: from.mirror.clone() };
+  into.primary.merge(from.primary);
+  into.mirror.merge(from.mirror);
+  return into;
+}
+
+/** `from` merged into `into` (a copy of `from` when absent); returns the result. */
+export function addSignatures(into: SignatureCounter | undefined, from: SignatureCounter): SignatureCounter {
+  return (into ?? new SignatureCounter()).merge(from);
+}
 type EncodedRoute = [route: string, requests: number, mirrored: number, mirrors: EncodedMirror[]];
 
 export function encodeTally(tally: Tally): string {
   const routes: EncodedRoute[] = [];
   for (const [route, { requests, mirrored, mirrors }] of tally) {
     const encoded: EncodedMirror[] = [];
-    for (const [mirror, { counts, fields }] of mirrors) {
-      encoded.push([mirror, counts, [...(fields ?? [])].map(([field, c]) => [field, c.differ, c.noise])]);
+    for (const [mirror, { counts, fields, latency, signatures }] of mirrors) {
+      const row: EncodedMirror = [mirror, counts, [...(fields ?? [])].map(([field, c]) => [field, c.differ, c.noise])];
+      if (latency || signatures) {
+        row.push(latency ? [sketchToBase64(latency.primary), sketchToBase64(latency.mirror)] : 0);
+        row.push(signatures ? signatures.toJSON() : 0);
+      }
+      encoded.push(row);
     }
     routes.push([route, requests, mirrored, encoded]);
   }
@@ -41,7 +97,7 @@ export function decodeTally(text: string): Tally {
       throw new TypeError("a flush log row holds a malformed route");
     }
     const decoded: RouteTally = { requests, mirrored, mirrors: new Map() };
-    for (const [mirror, counts, fields] of mirrors) {
+    for (const [mirror, counts, fields, latency, signatures] of mirrors) {
       if (typeof mirror !== "string" || !Array.isArray(counts) || counts.length !== SLOT_COUNT) {
         throw new TypeError("a flush log row holds a malformed mirror");
       }
@@ -55,6 +111,13 @@ export function decodeTally(text: string): Tally {
         tallied.fields ??= new Map();
         tallied.fields.set(field, { differ, noise });
       }
+      if (latency) {
+        if (!Array.isArray(latency) || typeof latency[0] !== "string" || typeof latency[1] !== "string") {
+          throw new TypeError("a flush log row holds malformed latency sketches");
+        }
+        tallied.latency = { primary: sketchFromBase64(latency[0]), mirror: sketchFromBase64(latency[1]) };
+      }
+      if (signatures) tallied.signatures = SignatureCounter.fromJSON(signatures);
       decoded.mirrors.set(mirror, tallied);
     }
     tally.set(route, decoded);
@@ -90,6 +153,8 @@ export function addTally(into: Tally, from: Tally): void {
           known.noise += c.noise;
         } else target.fields.set(field, { differ: c.differ, noise: c.noise });
       }
+      if (tallied.latency) target.latency = addLatency(target.latency, tallied.latency);
+      if (tallied.signatures) target.signatures = addSignatures(target.signatures, tallied.signatures);
     }
   }
 }

@@ -2,13 +2,17 @@
  * @module stats/merge
  * Adds the rows of every shard into one view of the window: per route, per mirror and per
  * minute. Counter arrays add slot by slot and field counts add, so the result is exact whatever
- * shard each isolate wrote to. Names past the bounds fold into `(other)` as they do in a batch:
+ * shard each isolate wrote to; latency sketches merge bucket by bucket, exactly too, and divergence
+ * signatures as src/signature says. Names past the bounds fold into `(other)` as they do in a batch:
  * the busiest mirrors and the most frequent differences keep their own rows. Pure.
  */
 import type { DiffSample } from "../compare/index.js";
+import { SignatureCounter } from "../signature/index.js";
+import { decodeSketch } from "../sketch/index.js";
 import { addCounts, type Counts, newCounts, outcomes } from "./counters.js";
+import { addLatency, addSignatures } from "./flush-log.js";
 import { EXAMPLES_PER_FIELD, LATEST_SAMPLES, type ShardRows } from "./tables.js";
-import { type FieldCounts, MAX_FIELDS, MAX_MIRROR_NAMES_PER_ROUTE, OTHER } from "./tally.js";
+import { type FieldCounts, type LatencyPair, MAX_FIELDS, MAX_MIRROR_NAMES_PER_ROUTE, OTHER } from "./tally.js";
 
 export interface FieldExample {
   /** Where the field differed in that answer, such as `$.items[3].price`. */
@@ -20,6 +24,10 @@ export interface FieldExample {
 
 export interface MergedMirror {
   minutes: Map<number, Counts>;
+  /** Per minute, both sides' latency sketches, for the minutes that have them. */
+  latency: Map<number, LatencyPair>;
+  /** Divergence signatures over the window, for a compared mirror with requests that differed. */
+  signatures?: SignatureCounter;
   fields: Map<string, FieldCounts>;
   /** Newest first, at most `EXAMPLES_PER_FIELD` per field. */
   examples: Map<string, FieldExample[]>;
@@ -49,7 +57,7 @@ function routeOf(routes: Map<string, MergedRoute>, route: string): MergedRoute {
 function mirrorOf(route: MergedRoute, mirror: string): MergedMirror {
   let entry = route.mirrors.get(mirror);
   if (!entry) {
-    entry = { minutes: new Map(), fields: new Map(), examples: new Map() };
+    entry = { minutes: new Map(), latency: new Map(), fields: new Map(), examples: new Map() };
     route.mirrors.set(mirror, entry);
   }
   return entry;
@@ -62,6 +70,10 @@ function addMinute(into: Map<number, Counts>, minute: number, counts: readonly n
     into.set(minute, entry);
   }
   addCounts(entry, counts);
+}
+
+function addLatencyMinute(into: Map<number, LatencyPair>, minute: number, pair: LatencyPair): void {
+  into.set(minute, addLatency(into.get(minute), pair));
 }
 
 function addField(into: Map<string, FieldCounts>, field: string, differ: number, noise: number): void {
@@ -88,6 +100,14 @@ export function mergeShards(shards: readonly ShardRows[]): Merged {
     }
     for (const [minute, route, mirror, counts] of shard.mirrors) {
       addMinute(mirrorOf(routeOf(routes, route), mirror).minutes, minute, counts);
+    }
+    for (const [minute, route, mirror, primary, mirrored] of shard.latency ?? []) {
+      const pair = { primary: decodeSketch(primary), mirror: decodeSketch(mirrored) };
+      addLatencyMinute(mirrorOf(routeOf(routes, route), mirror).latency, minute, pair);
+    }
+    for (const [route, mirror, counted] of shard.signatures ?? []) {
+      const entry = mirrorOf(routeOf(routes, route), mirror);
+      entry.signatures = addSignatures(entry.signatures, SignatureCounter.fromJSON(counted));
     }
     for (const [route, mirror, field, differ, noise] of shard.fields) {
       addField(mirrorOf(routeOf(routes, route), mirror).fields, field, differ, noise);
@@ -127,6 +147,8 @@ function foldMirrors(route: MergedRoute): void {
     route.mirrors.delete(name);
     const other = mirrorOf(route, OTHER);
     for (const [minute, counts] of folded.minutes) addMinute(other.minutes, minute, counts);
+    for (const [minute, pair] of folded.latency) addLatencyMinute(other.latency, minute, pair);
+    if (folded.signatures) other.signatures = addSignatures(other.signatures, folded.signatures);
     for (const [field, c] of folded.fields) addField(other.fields, field, c.differ, c.noise);
     for (const [field, examples] of folded.examples) addExamples(other.examples, field, examples);
   }

@@ -21,7 +21,7 @@ const sent200 = (latency: number, verdict?: "match" | "differ") =>
   });
 
 function rows(partial: Partial<ShardRows>): ShardRows {
-  return { routes: [], mirrors: [], fields: [], examples: [], samples: [], ...partial };
+  return { routes: [], mirrors: [], latency: [], signatures: [], fields: [], examples: [], samples: [], ...partial };
 }
 
 describe("merging shards", () => {

@@ -2,8 +2,14 @@
  * @module stats/summary
  * The merged window as `api/stats` returns it: per route and per mirror the totals, a series
  * with one point per minute of the window (empty minutes as zeros, so that charts never have
- * gaps), and for compared mirrors the fields that differed, most frequent first. Pure.
+ * gaps), and for compared mirrors the fields that differed, most frequent first; beside each
+ * mirror's answers the primary's to the same requests (status classes, p50/p95/p99 from the
+ * latency sketches), the divergence signatures, and what the release verdict is judged on
+ * (`verdictInput`). Pure.
  */
+import { type SignatureSummary, TOP_SIGNATURES } from "../signature/index.js";
+import type { CheckResult, ShardsRead, VerdictInput, VerdictOutcome } from "../verdict/index.js";
+import { type LatencyQuantiles, latencyQuantiles } from "../verdict/index.js";
 import {
   type Accounting,
   accounting,
@@ -11,15 +17,21 @@ import {
   type Counts,
   failedByKind,
   latencyQuantile,
+  mirrorStatus,
   newCounts,
+  noisyComparisons,
+  primaryStatus,
+  type SideStatus,
   SLOT,
   sentByStatus,
   skippedByReason,
   skippedTotal,
   verdicts,
 } from "./counters.js";
+import { addLatency } from "./flush-log.js";
 import type { FieldExample, Merged, MergedMirror, MergedRoute } from "./merge.js";
 import { MINUTE_MS } from "./tables.js";
+import { type LatencyPair, newLatencyPair } from "./tally.js";
 
 export interface FieldSummary {
   field: string;
@@ -42,6 +54,19 @@ export interface MirrorPoint {
   differ: number;
   /** differ / compared; 0 when nothing was compared. */
   diffRate: number;
+  /** 5xx answers and failures of the primary and of the mirror, over the copies that went out. */
+  primaryErrors: number;
+  mirrorErrors: number;
+  /** p95 latency to response headers of the requests both answered, from the sketches; null without any. */
+  primaryP95Ms: number | null;
+  mirrorP95Ms: number | null;
+}
+
+/** One side of a mirror's requests: answers by status class, and latency from its sketch. */
+export interface SideSummary {
+  status: SideStatus;
+  /** Of the requests both sides answered; null when there were none. */
+  latencyMs: LatencyQuantiles | null;
 }
 
 export interface RoutePoint {
@@ -79,8 +104,29 @@ export interface MirrorSummary {
     fields: FieldSummary[];
     /** Fields that were only ever noise, most often first. */
     noise: Array<{ field: string; noise: number }>;
+    /** Comparisons (match or differ) on which the reference cancelled a difference as noise. */
+    noisy: number;
   };
+  /**
+   * The primary's answers to the requests whose copies went out, beside the mirror's to the same
+   * requests (a copy the breaker held back is on neither side).
+   */
+  sideBySide: { primary: SideSummary; mirror: SideSummary };
+  /** Requests that differed, grouped by the set of fields that differ: the top 20 (src/signature). */
+  signatures: SignatureSummary | null;
+  /**
+   * The release verdict over the same window, as `api/verdict` decides it (set by `api/stats` for
+   * the mirrors the route's policy still lists).
+   */
+  verdict?: MirrorVerdict;
   series: MirrorPoint[];
+}
+
+/** What the dashboard shows of a mirror's release verdict: the outcome and every check's reason. */
+export interface MirrorVerdict {
+  verdict: VerdictOutcome;
+  reasons: CheckResult[];
+  samples: number;
 }
 
 export interface RouteSummary {
@@ -108,10 +154,17 @@ function compareFields(mirror: MergedMirror): Pick<MirrorSummary["compare"], "fi
   return { fields, noise };
 }
 
-function mirrorPoint(minute: number, c: Counts): MirrorPoint {
+const errorsOf = (status: SideStatus) => status["5xx"] + status.failed;
+const p95 = (sketch: LatencyPair["primary"] | undefined) => (sketch ? (latencyQuantiles(sketch)?.p95 ?? null) : null);
+
+function mirrorPoint(minute: number, c: Counts, latency: LatencyPair | undefined): MirrorPoint {
   const v = verdicts(c);
   const compared = v.match + v.differ;
   return {
+    primaryErrors: errorsOf(primaryStatus(c)),
+    mirrorErrors: errorsOf(mirrorStatus(c)),
+    primaryP95Ms: p95(latency?.primary),
+    mirrorP95Ms: p95(latency?.mirror),
     minute: iso(minute),
     sent: c[SLOT.sent] as number,
     failed: c[SLOT.failed] as number,
@@ -123,9 +176,43 @@ function mirrorPoint(minute: number, c: Counts): MirrorPoint {
   };
 }
 
+/** A mirror's counters and latency sketches added over the window's minutes (all it holds). */
+export function windowTotals(mirror: MergedMirror | undefined): { counts: Counts; latency: LatencyPair } {
+  const counts = newCounts();
+  let latency = newLatencyPair();
+  for (const minute of mirror?.minutes.values() ?? []) addCounts(counts, minute);
+  for (const pair of mirror?.latency.values() ?? []) latency = addLatency(latency, pair);
+  return { counts, latency };
+}
+
+/**
+ * What the release verdict of one mirror is judged on, from its merged window (src/verdict):
+ * comparisons when the mirror is compared, both sides' status classes and latency sketches.
+ */
+export function verdictInput(
+  mirror: MergedMirror | undefined,
+  window: { minutes: readonly number[]; to: number },
+  options: { compared: boolean; shards: ShardsRead },
+): VerdictInput {
+  const { counts, latency } = windowTotals(mirror);
+  const v = verdicts(counts);
+  return {
+    window: {
+      minutes: window.minutes.length,
+      from: iso(window.minutes[0] ?? Math.floor(window.to / MINUTE_MS)),
+      to: new Date(window.to).toISOString(),
+    },
+    shards: options.shards,
+    compare: options.compared
+      ? { compared: v.match + v.differ, differ: v.differ, noisy: noisyComparisons(counts), errors: v.error }
+      : undefined,
+    status: { primary: primaryStatus(counts), mirror: mirrorStatus(counts) },
+    latency,
+  };
+}
+
 function summarizeMirror(name: string, mirror: MergedMirror, minutes: readonly number[]): MirrorSummary {
-  const totals = newCounts();
-  for (const counts of mirror.minutes.values()) addCounts(totals, counts);
+  const { counts: totals, latency } = windowTotals(mirror);
   const empty = newCounts();
   const v = verdicts(totals);
   const latencyCount = totals[SLOT.latencyCount] as number;
@@ -150,8 +237,16 @@ function summarizeMirror(name: string, mirror: MergedMirror, minutes: readonly n
       ...v,
       diffRate: v.match + v.differ === 0 ? null : v.differ / (v.match + v.differ),
       ...compareFields(mirror),
+      noisy: noisyComparisons(totals),
     },
-    series: minutes.map((minute) => mirrorPoint(minute, mirror.minutes.get(minute) ?? empty)),
+    sideBySide: {
+      primary: { status: primaryStatus(totals), latencyMs: latencyQuantiles(latency.primary) },
+      mirror: { status: mirrorStatus(totals), latencyMs: latencyQuantiles(latency.mirror) },
+    },
+    signatures: mirror.signatures ? mirror.signatures.top(TOP_SIGNATURES) : null,
+    series: minutes.map((minute) =>
+      mirrorPoint(minute, mirror.minutes.get(minute) ?? empty, mirror.latency.get(minute)),
+    ),
   };
 }
 

@@ -15,14 +15,18 @@
  * merge across shards. Synchronous SQL on the object's storage; no other I/O.
  */
 import { boundSample, clipField, type DiffSample, MAX_SAMPLE_BYTES, utf8Bytes } from "../compare/index.js";
+import { SignatureCounter, type SignatureCounterJSON } from "../signature/index.js";
+import { decodeSketch, encodeSketch } from "../sketch/index.js";
 import { addCounts, COLUMNS, type Counts, newCounts } from "./counters.js";
-import { addTally, decodeTally, encodeTally, FLUSH_LOG_FORMAT } from "./flush-log.js";
+import { addLatency, addSignatures, addTally, decodeTally, encodeTally, FLUSH_LOG_FORMAT } from "./flush-log.js";
 import {
   bounded,
   fieldKey,
+  type LatencyPair,
   MAX_FIELDS,
   MAX_MIRROR_NAMES_PER_ROUTE,
   MAX_ROUTES,
+  type MirrorTally,
   OTHER,
   type RouteTally,
   SAMPLES_PER_FIELD,
@@ -46,6 +50,13 @@ export const COMPACT_AFTER_FLUSHES = 4096;
 export const MAX_LOGGED_BATCH_BYTES = 256 * 1024;
 
 const counterColumns = COLUMNS.map((c) => `${c} INTEGER NOT NULL DEFAULT 0`).join(", ");
+/**
+ * Beside the counters: the two latency sketches (`encodeSketch`'s bytes, at most 376 buckets:
+ * under 2 KB whatever the traffic) and the divergence signatures (a `SignatureCounter`'s JSON, at
+ * most 50 signatures). Merged in code, not SQL: a compaction reads the row's, adds, and writes the
+ * sum; NULL while there is nothing to keep.
+ */
+const EXTRA_COLUMNS = ["lat_primary", "lat_mirror", "signatures"] as const;
 
 /**
  * The layout. It is stored in `meta`; an object that finds a different one drops its tables and
@@ -53,7 +64,7 @@ const counterColumns = COLUMNS.map((c) => `${c} INTEGER NOT NULL DEFAULT 0`).joi
  */
 const SCHEMA = [
   "CREATE TABLE route_minute (minute INTEGER NOT NULL, route TEXT NOT NULL, requests INTEGER NOT NULL DEFAULT 0, mirrored INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (minute, route)) WITHOUT ROWID",
-  `CREATE TABLE mirror_minute (minute INTEGER NOT NULL, route TEXT NOT NULL, mirror TEXT NOT NULL, ${counterColumns}, PRIMARY KEY (minute, route, mirror)) WITHOUT ROWID`,
+  `CREATE TABLE mirror_minute (minute INTEGER NOT NULL, route TEXT NOT NULL, mirror TEXT NOT NULL, ${counterColumns}, ${EXTRA_COLUMNS.map((c) => `${c} ${c === "signatures" ? "TEXT" : "BLOB"}`).join(", ")}, PRIMARY KEY (minute, route, mirror)) WITHOUT ROWID`,
   "CREATE TABLE field_minute (minute INTEGER NOT NULL, route TEXT NOT NULL, mirror TEXT NOT NULL, field TEXT NOT NULL, differ INTEGER NOT NULL DEFAULT 0, noise INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (minute, route, mirror, field)) WITHOUT ROWID",
   "CREATE TABLE sample (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, route TEXT NOT NULL, mirror TEXT NOT NULL, body TEXT NOT NULL)",
   "CREATE TABLE sample_field (route TEXT NOT NULL, mirror TEXT NOT NULL, field TEXT NOT NULL, sample_id INTEGER NOT NULL, path TEXT NOT NULL, primary_value TEXT NOT NULL, candidate_value TEXT NOT NULL, PRIMARY KEY (route, mirror, field, sample_id)) WITHOUT ROWID",
@@ -72,7 +83,11 @@ const SET_COMPACTED =
 
 const ADD_ROUTE =
   "INSERT INTO route_minute (minute, route, requests, mirrored) VALUES (?, ?, ?, ?) ON CONFLICT (minute, route) DO UPDATE SET requests = requests + excluded.requests, mirrored = mirrored + excluded.mirrored";
-const ADD_MIRROR = `INSERT INTO mirror_minute (minute, route, mirror, ${COLUMNS.join(", ")}) VALUES (?, ?, ?, ${COLUMNS.map(() => "?").join(", ")}) ON CONFLICT (minute, route, mirror) DO UPDATE SET ${COLUMNS.map((c) => (c === "lat_max_ms" ? `${c} = max(${c}, excluded.${c})` : `${c} = ${c} + excluded.${c}`)).join(", ")}`;
+const ADD_MIRROR = `INSERT INTO mirror_minute (minute, route, mirror, ${[...COLUMNS, ...EXTRA_COLUMNS].join(", ")}) VALUES (?, ?, ?, ${[...COLUMNS, ...EXTRA_COLUMNS].map(() => "?").join(", ")}) ON CONFLICT (minute, route, mirror) DO UPDATE SET ${[
+  ...COLUMNS.map((c) => (c === "lat_max_ms" ? `${c} = max(${c}, excluded.${c})` : `${c} = ${c} + excluded.${c}`)),
+  ...EXTRA_COLUMNS.map((c) => `${c} = coalesce(excluded.${c}, ${c})`),
+].join(", ")}`;
+const MIRROR_EXTRAS = `SELECT ${EXTRA_COLUMNS.join(", ")} FROM mirror_minute WHERE minute = ? AND route = ? AND mirror = ?`;
 const ADD_FIELD =
   "INSERT INTO field_minute (minute, route, mirror, field, differ, noise) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (minute, route, mirror, field) DO UPDATE SET differ = differ + excluded.differ, noise = noise + excluded.noise";
 
@@ -97,6 +112,10 @@ export interface ShardRows {
   routes: Array<[number, string, number, number]>;
   /** [minute, route, mirror, counts] */
   mirrors: Array<[number, string, string, Counts]>;
+  /** [minute, route, mirror, primary sketch, mirror sketch] (`encodeSketch`), for the rows that have them */
+  latency: Array<[number, string, string, Uint8Array, Uint8Array]>;
+  /** [route, mirror, signatures] merged over the window (`SignatureCounter.toJSON`), for compared mirrors that differed */
+  signatures: Array<[string, string, SignatureCounterJSON]>;
   /** [route, mirror, field, differ, noise], summed over the window */
   fields: Array<[string, string, string, number, number]>;
   /** [route, mirror, field, path, primary, candidate, at], newest first, ≤ EXAMPLES_PER_FIELD each */
@@ -352,6 +371,8 @@ export class ShardTables {
             known.noise += c.noise;
           } else target.fields.set(field, { differ: c.differ, noise: c.noise });
         }
+        if (mirror.latency) target.latency = addLatency(target.latency, mirror.latency);
+        if (mirror.signatures) target.signatures = addSignatures(target.signatures, mirror.signatures);
       }
     }
     return out;
@@ -364,13 +385,48 @@ export class ShardTables {
       if (counted.requests > 0 || counted.mirrored > 0) {
         written += this.write(ADD_ROUTE, minute, route, counted.requests, counted.mirrored);
       }
-      for (const [mirror, { counts, fields }] of counted.mirrors) {
-        written += this.write(ADD_MIRROR, minute, route, mirror, ...counts);
+      for (const [mirror, tallied] of counted.mirrors) {
+        const { counts, fields } = tallied;
+        written += this.write(
+          ADD_MIRROR,
+          minute,
+          route,
+          mirror,
+          ...counts,
+          ...this.extras(minute, route, mirror, tallied),
+        );
         for (const [field, c] of fields ?? [])
           written += this.write(ADD_FIELD, minute, route, mirror, field, c.differ, c.noise);
       }
     }
     return written;
+  }
+
+  /**
+   * The sketches and signatures to write for a row: the tally's added to what the row holds
+   * already (a minute compacted twice), or nulls, which leave the row's as they are.
+   */
+  private extras(
+    minute: number,
+    route: string,
+    mirror: string,
+    tallied: MirrorTally,
+  ): Array<Uint8Array | string | null> {
+    if (!tallied.latency && !tallied.signatures) return [null, null, null];
+    let latency: LatencyPair | undefined;
+    let signatures: SignatureCounter | undefined;
+    const stored = this.sql
+      .exec(MIRROR_EXTRAS, minute, route, mirror)
+      .raw<[ArrayBuffer | null, ArrayBuffer | null, string | null]>()
+      .next();
+    if (!stored.done) ({ latency, signatures } = storedExtras(...stored.value));
+    if (tallied.latency) latency = addLatency(latency, tallied.latency);
+    if (tallied.signatures) signatures = addSignatures(signatures, tallied.signatures);
+    return [
+      latency ? encodeSketch(latency.primary) : null,
+      latency ? encodeSketch(latency.mirror) : null,
+      signatures ? JSON.stringify(signatures.toJSON()) : null,
+    ];
   }
 
   /**
@@ -474,22 +530,40 @@ export class ShardTables {
 
   /** Every row of the minutes from `since` (an epoch minute) on, what is not compacted yet added in. */
   read(since: number): ShardRows {
-    const rows = this.compactedRows(since);
-    addPending(rows, this.loaded(), since);
+    const signatures: SignatureRows = new Map();
+    const rows = this.compactedRows(since, signatures);
+    addPending(rows, this.loaded(), since, signatures);
+    for (const [route, mirror, counter] of signatures.values()) rows.signatures.push([route, mirror, counter.toJSON()]);
     return rows;
   }
 
-  private compactedRows(since: number): ShardRows {
+  private compactedRows(since: number, signatures: SignatureRows): ShardRows {
     const sql = this.sql;
     const from = since * MINUTE_MS;
     const routes = [
       ...sql.exec("SELECT minute, route, requests, mirrored FROM route_minute WHERE minute >= ?", since).raw(),
     ] as ShardRows["routes"];
     const mirrors: ShardRows["mirrors"] = [];
+    const latency: ShardRows["latency"] = [];
+    const extrasAt = 3 + COLUMNS.length;
     for (const row of sql
-      .exec(`SELECT minute, route, mirror, ${COLUMNS.join(", ")} FROM mirror_minute WHERE minute >= ?`, since)
+      .exec(
+        `SELECT minute, route, mirror, ${[...COLUMNS, ...EXTRA_COLUMNS].join(", ")} FROM mirror_minute WHERE minute >= ?`,
+        since,
+      )
       .raw()) {
-      mirrors.push([row[0] as number, row[1] as string, row[2] as string, row.slice(3) as number[]]);
+      const [minute, route, mirror] = row as [number, string, string];
+      mirrors.push([minute, route, mirror, row.slice(3, extrasAt) as number[]]);
+      const [primary, mirrored, counted] = row.slice(extrasAt) as [
+        ArrayBuffer | null,
+        ArrayBuffer | null,
+        string | null,
+      ];
+      const kept = storedExtras(primary, mirrored, counted);
+      if (kept.latency && primary && mirrored) {
+        latency.push([minute, route, mirror, new Uint8Array(primary), new Uint8Array(mirrored)]);
+      }
+      if (kept.signatures) addSignatureRow(signatures, route, mirror, kept.signatures);
     }
     const fields = [
       ...sql
@@ -516,7 +590,7 @@ export class ShardTables {
     const samples = [
       ...sql.exec("SELECT at, body FROM sample WHERE at >= ? ORDER BY id DESC LIMIT ?", from, LATEST_SAMPLES).raw(),
     ] as ShardRows["samples"];
-    return { routes, mirrors, fields, examples, samples };
+    return { routes, mirrors, latency, signatures: [], fields, examples, samples };
   }
 
   /** The newest samples that show `field` of one route and mirror, as JSON, newest first. */
@@ -547,11 +621,51 @@ export class ShardTables {
 }
 
 /**
+ * A row's sketches and signatures as stored. A value that does not decode (a row damaged, or
+ * written by a format this code does not read) is left out, and logged: it must cost what it held,
+ * never the compaction that adds to it (which would stop every later flush of the shard) or the
+ * read of the shard's other rows.
+ */
+function storedExtras(
+  primary: ArrayBuffer | null,
+  mirrored: ArrayBuffer | null,
+  counted: string | null,
+): { latency?: LatencyPair; signatures?: SignatureCounter } {
+  const out: { latency?: LatencyPair; signatures?: SignatureCounter } = {};
+  try {
+    if (primary && mirrored) {
+      out.latency = { primary: decodeSketch(new Uint8Array(primary)), mirror: decodeSketch(new Uint8Array(mirrored)) };
+    }
+  } catch (err) {
+    console.error(
+      JSON.stringify({ msg: "edge-mirror.stats_row_damaged", column: "lat_primary, lat_mirror", error: String(err) }),
+    );
+  }
+  try {
+    if (counted) out.signatures = SignatureCounter.fromJSON(JSON.parse(counted));
+  } catch (err) {
+    console.error(JSON.stringify({ msg: "edge-mirror.stats_row_damaged", column: "signatures", error: String(err) }));
+  }
+  return out;
+}
+
+/** A window's signatures per (route, mirror), merged over its minutes, keyed by `fieldKey(route, mirror, "")`. */
+type SignatureRows = Map<string, [string, string, SignatureCounter]>;
+
+function addSignatureRow(rows: SignatureRows, route: string, mirror: string, counter: SignatureCounter): void {
+  const key = fieldKey(route, mirror, "");
+  const known = rows.get(key);
+  if (known) known[2].merge(counter);
+  else rows.set(key, [route, mirror, addSignatures(undefined, counter)]);
+}
+
+/**
  * Adds the flushes not compacted yet to rows read from the tables, key by key, so that a read
  * shows a count as soon as its flush is in, and each key still has one row.
  */
-function addPending(rows: ShardRows, pending: Pending, since: number): void {
+function addPending(rows: ShardRows, pending: Pending, since: number, signatures: SignatureRows): void {
   if (pending.flushes === 0) return;
+  const latency = new Map(rows.latency.map((row, at) => [`${row[0]}\n${fieldKey(row[1], row[2], "")}`, at]));
   const routes = new Map(rows.routes.map((row) => [`${row[0]}\n${row[1]}`, row]));
   const mirrors = new Map(rows.mirrors.map((row) => [`${row[0]}\n${fieldKey(row[1], row[2], "")}`, row]));
   const fields = new Map(rows.fields.map((row) => [fieldKey(row[0], row[1], row[2]), row]));
@@ -569,8 +683,21 @@ function addPending(rows: ShardRows, pending: Pending, since: number): void {
           rows.routes.push(row);
         }
       }
-      for (const [mirror, { counts, fields: differing }] of counted.mirrors) {
+      for (const [mirror, { counts, fields: differing, latency: sketches, signatures: counter }] of counted.mirrors) {
         const key = `${minute}\n${fieldKey(route, mirror, "")}`;
+        if (sketches) {
+          const at = latency.get(key);
+          const stored = at === undefined ? undefined : rows.latency[at];
+          if (stored) {
+            const sum = addLatency({ primary: decodeSketch(stored[3]), mirror: decodeSketch(stored[4]) }, sketches);
+            stored[3] = encodeSketch(sum.primary);
+            stored[4] = encodeSketch(sum.mirror);
+          } else {
+            latency.set(key, rows.latency.length);
+            rows.latency.push([minute, route, mirror, encodeSketch(sketches.primary), encodeSketch(sketches.mirror)]);
+          }
+        }
+        if (counter) addSignatureRow(signatures, route, mirror, counter);
         const known = mirrors.get(key);
         if (known) addCounts(known[3], counts);
         else {

@@ -5,16 +5,24 @@
  * plus a few diff samples, chosen so that every differing field has one. Bounded in routes,
  * mirror names and fields, because JSON field names come from clients and mirrors; mirror names
  * are the policy's (a header-chosen name outside `allow` is counted as `(not allowed)`), and the
- * bound gives each its own row. Names are `Map` keys only. Pure.
+ * bound gives each its own row. Names are `Map` keys only. For a copy that went out, the
+ * primary's answer is counted beside the mirror's (its status class in the counters; both
+ * latencies, when both answered, in a pair of `LatencySketch`es), and a compared request that
+ * differs is counted under its divergence signature (`SignatureCounter`): what the release
+ * verdict and the dashboard's side-by-side view read. Pure.
  */
 import type { CompareSummary, DiffSample } from "../compare/index.js";
 import { MAX_ALLOWED_CLUSTERS, MAX_MIRRORS_PER_ROUTE } from "../policy/index.js";
 import type { MirrorOutcome } from "../record/index.js";
+import { SignatureCounter, signatureOf } from "../signature/index.js";
+import { LatencySketch } from "../sketch/index.js";
 import {
   type Counts,
   countDelivery,
   countFailed,
   countLatency,
+  countNoisy,
+  countPrimary,
   countSent,
   countSkip,
   countVerdict,
@@ -43,10 +51,27 @@ export interface FieldCounts {
   noise: number;
 }
 
+/**
+ * Time to response headers of the requests both the primary and the mirror answered: one sketch
+ * each, over the same requests (src/sketch: within 2 %, merged exactly).
+ */
+export interface LatencyPair {
+  primary: LatencySketch;
+  mirror: LatencySketch;
+}
+
 export interface MirrorTally {
   counts: Counts;
   /** Only for compared mirrors with differences or noise. */
   fields?: Map<string, FieldCounts>;
+  /** Only for mirrors with copies both sides answered. */
+  latency?: LatencyPair;
+  /** Only for compared mirrors with requests that differed. */
+  signatures?: SignatureCounter;
+}
+
+export function newLatencyPair(): LatencyPair {
+  return { primary: new LatencySketch(), mirror: new LatencySketch() };
 }
 
 export interface RouteTally {
@@ -135,12 +160,33 @@ export function countOutcome(batch: OpenBatch, outcome: MirrorOutcome): void {
   if (outcome.kind === "sent") countSent(counts, outcome.status);
   else countFailed(counts, outcome.error);
   // A circuit_open failure never went out, so it has no latency to count.
-  if (outcome.kind === "sent" || outcome.error !== "circuit_open") countLatency(counts, outcome.latencyMs);
+  const wentOut = outcome.kind === "sent" || outcome.error !== "circuit_open";
+  if (wentOut) countLatency(counts, outcome.latencyMs);
+  const primary = outcome.primary;
+  if (primary && wentOut) {
+    countPrimary(counts, primary.status);
+    if (outcome.kind === "sent" && primary.status !== null) {
+      mirror.latency ??= newLatencyPair();
+      mirror.latency.primary.add(primary.latencyMs);
+      mirror.latency.mirror.add(outcome.latencyMs);
+    }
+  }
   const compared = outcome.compare;
   if (!compared) return;
   countVerdict(counts, compared.verdict);
+  if (compared.verdict !== "error" && (compared.noise.length > 0 || (compared.overflow?.noise ?? 0) > 0)) {
+    countNoisy(counts);
+  }
   if (compared.fields.length > 0 || compared.noise.length > 0 || compared.overflow) countFields(mirror, compared);
+  if (compared.verdict === "differ") countSignature(mirror, compared, outcome.requestId);
   if (outcome.sample) keepSample(batch, outcome.sample);
+}
+
+function countSignature(mirror: MirrorTally, compared: CompareSummary, requestId: string): void {
+  const signature = signatureOf(compared);
+  if (signature === undefined) return;
+  mirror.signatures ??= new SignatureCounter();
+  mirror.signatures.add(signature, requestId, Date.now());
 }
 
 function countFields(mirror: MirrorTally, compared: CompareSummary): void {

@@ -239,7 +239,8 @@ function latencyCheck(
   });
 }
 
-function quantiles(sketch: LatencySketch): LatencyQuantiles | null {
+/** p50, p95 and p99 of a sketch (within its 2 %), in ms to two decimals; null when it is empty. */
+export function latencyQuantiles(sketch: LatencySketch): LatencyQuantiles | null {
   if (sketch.count === 0) return null;
   const at = (q: number) => roundMs(sketch.quantile(q) as number);
   return { p50: at(0.5), p95: at(0.95), p99: at(0.99), count: sketch.count };
@@ -294,7 +295,10 @@ export function decideVerdict(
       increaseCI95: nPrimary > 0 && nMirror > 0 ? [round(increaseLow), round(increaseHigh)] : null,
     },
     status: { primary: { ...input.status.primary }, mirror: { ...input.status.mirror } },
-    latencyMs: { primary: quantiles(input.latency.primary), mirror: quantiles(input.latency.mirror) },
+    latencyMs: {
+      primary: latencyQuantiles(input.latency.primary),
+      mirror: latencyQuantiles(input.latency.mirror),
+    },
     thresholds,
     shards: { ...input.shards },
   };

@@ -13,6 +13,7 @@ import { until } from "./helpers.js";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const TOKEN = "dashboard-script-e2e-token-0123456789";
+const NO_STATUS: Wire.SideSummary["status"] = { "1xx": 0, "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0, failed: 0 };
 
 let worker: Awaited<ReturnType<typeof startWorker>>;
 let browser: Browser;
@@ -197,8 +198,25 @@ describe("the dashboard's script in Chromium", () => {
       latency: { avgMs: 3, p95Ms: 5, maxMs: 6 },
       delivery: { spooled: 0, pending: 0, redelivered: 0, dead: 0 },
       compare: { match: 0, differ: 0, error: 0, diffRate: null, fields: [], noise: [] },
+      sideBySide: {
+        primary: { status: { ...NO_STATUS, "2xx": 5 }, latencyMs: { p50: 2, p95: 3, p99: 3, count: 5 } },
+        mirror: { status: { ...NO_STATUS, "2xx": 5 }, latencyMs: { p50: 3, p95: 5, p99: 6, count: 5 } },
+      },
+      signatures: {
+        total: 2,
+        signatures: [{ fields: ["$.a", "$.b"], count: 2, share: 1, exampleRequestId: "ray-1", exact: true }],
+        other: { count: 0, share: 0 },
+      },
+      verdict: {
+        verdict: "inconclusive",
+        reasons: [
+          { check: "diffRate", outcome: "inconclusive", reason: "5 compared requests, fewer than minSamples 100" },
+        ],
+        samples: 5,
+      },
     };
     await answer(await nextPoll(), { routes: [{ ...routeOf("users", 5, 1), mirrors: [mirror] }], samples: [] });
+    expect(await page.locator("section.verdict .verdict-badge").getAttribute("data-verdict")).toBe("inconclusive");
     expect(await page.locator('tr.mirror td[data-field="status"] .tag').textContent()).toBe("2xx 5");
     expect(await page.locator('[class=""], [class$=" "]').count()).toBe(0);
   });
@@ -214,6 +232,8 @@ describe("the dashboard's script in Chromium", () => {
       latency: null,
       delivery,
       compare: { match: 0, differ: 0, error: 0, diffRate: null, fields: [], noise: [] },
+      sideBySide: { primary: { status: NO_STATUS, latencyMs: null }, mirror: { status: NO_STATUS, latencyMs: null } },
+      signatures: null,
     });
     const mirrors = [
       mirror("best-effort", { spooled: 0, pending: 0, redelivered: 0, dead: 0 }),

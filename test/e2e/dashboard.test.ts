@@ -11,6 +11,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ROOT } from "../../scripts/lib/build.mjs";
 import { startCopySink, startOrigin } from "../../scripts/lib/origins.mjs";
 import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
+import type { SideSummary } from "../../src/admin/dashboard/wire.js";
+import type { VerdictReport } from "../../src/verdict/report.js";
 import { adminStats, until } from "./helpers.ts";
 
 type Origin = Awaited<ReturnType<typeof startOrigin>>;
@@ -226,6 +228,8 @@ interface Stats {
     mirrors: Array<{
       mirror: string;
       compare: { match: number; differ: number; error: number; fields: Array<{ field: string; differ: number }> };
+      sideBySide: Record<"primary" | "mirror", SideSummary>;
+      signatures: { signatures: Array<{ count: number }> } | null;
     }>;
   }>;
 }
@@ -403,6 +407,56 @@ describe("dashboard in Chromium", () => {
     expect(await table.getByRole("button", { name: "$.price", exact: true }).getAttribute("aria-expanded")).toBe(
       "true",
     );
+  });
+
+  it("shows each mirror's verdict, the primary beside the mirror and the divergence signatures, as the API gives them", async () => {
+    // The window is the charts test's 5 minutes: the page's api/stats read and api/verdict's are of one window.
+    const area = page.locator('section.verdict[data-route="catalog"][data-mirror="catalog-canary"]');
+    await area.waitFor();
+    const response = await fetch(`${worker.url}/__mirror/api/verdict?route=catalog&window=5m`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    expect(response.status).toBe(200);
+    const report = (await response.json()) as VerdictReport;
+    // 30 compared requests are fewer than minSamples 100: no check is decided yet.
+    expect(report.verdict).toBe("inconclusive");
+    expect(await area.locator(".verdict-badge").getAttribute("data-verdict")).toBe(report.verdict);
+    const shown = await area
+      .locator("ul.reasons li")
+      .evaluateAll((items) =>
+        items.map((li) => [li.getAttribute("data-check"), li.getAttribute("data-outcome"), li.textContent]),
+      );
+    expect(shown).toEqual(report.reasons.map((r) => [r.check, r.outcome, `${r.check}: ${r.outcome} — ${r.reason}`]));
+
+    // Side by side: both sides answered every catalog request, as the origins counted them.
+    expect(primary.requests.filter((r) => r.url.startsWith("/api/catalog")).length).toBe(CATALOG);
+    const api = await stats(5);
+    const mirror = api.routes.find((r) => r.route === "catalog")?.mirrors[0];
+    const side = (which: string, field: string) =>
+      area.locator(`table.sides tr[data-side="${which}"] td[data-field="${field}"]`).textContent();
+    for (const which of ["primary", "mirror"] as const) {
+      const summary = mirror?.sideBySide[which];
+      expect(await side(which, "2xx")).toBe(String(CATALOG));
+      expect(await side(which, "5xx")).toBe("0");
+      expect(summary?.latencyMs?.count).toBe(CATALOG);
+      for (const q of ["p50", "p95", "p99"] as const)
+        expect(await side(which, q)).toBe(`${summary?.latencyMs?.[q]} ms`);
+      expect(report.latencyMs[which]).toEqual(summary?.latencyMs);
+      expect(report.status[which]).toEqual(summary?.status);
+    }
+
+    // Every catalog answer differs in the token and the markup-named field; every 3rd in the price too.
+    const rows = await area
+      .locator("table.signatures tr.signature")
+      .evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll("td")].map((td) => td.textContent)));
+    const priceDiffers = Math.floor(catalogCalls / 3);
+    const share = (n: number) => `${Math.round((1000 * n) / CATALOG) / 10} %`;
+    expect(rows.map((r) => [r[0], r[1], r[2]])).toEqual([
+      [`$.token + $["${XSS_FIELD}"]`, String(CATALOG - priceDiffers), share(CATALOG - priceDiffers)],
+      [`$.price + $.token + $["${XSS_FIELD}"]`, String(priceDiffers), share(priceDiffers)],
+    ]);
+    for (const row of rows) expect(row[3]).toMatch(/\S/);
+    expect(mirror?.signatures?.signatures.map((s) => s.count)).toEqual([CATALOG - priceDiffers, priceDiffers]);
   });
 
   it("renders client- and mirror-chosen names as text, never as markup", async () => {

@@ -2,16 +2,20 @@ import { spawn } from "node:child_process";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ROOT } from "../../scripts/lib/build.mjs";
+import { startOrigin } from "../../scripts/lib/origins.mjs";
+import { policyEntries, startWorker } from "../../scripts/lib/worker.mjs";
 import { main } from "../../scripts/policy/cli.js";
 import { LatencySketch } from "../../src/sketch/index.js";
 import { decideVerdict, emptyStatus, thresholdsFor, type VerdictReport } from "../../src/verdict/index.js";
+import { until } from "./helpers.js";
 
 /**
  * `npm run policy -- verdict` against a small HTTP server that answers as `GET <prefix>/api/verdict`
  * does (src/verdict/report): the exit code a CI job acts on for each verdict, usage errors, an
- * unreachable worker, a refused token, and answers that are no verdict.
+ * unreachable worker, a refused token, and answers that are no verdict; then against the bundled
+ * worker itself, with real origins and real stats shards.
  */
 const TOKEN = "verdict-cli-test-token-0123456789abcdef";
 const WINDOW = { minutes: 15, from: "2026-07-01T12:00:00.000Z", to: "2026-07-01T12:15:00.000Z" };
@@ -230,5 +234,91 @@ describe("exit 2: usage errors and answers that are no verdict", () => {
     expect(run.err).toBe(`cannot reach http://127.0.0.1:${port}: ECONNREFUSED`);
     const local = await policy(["verdict", "passing"], { ADMIN_TOKEN: TOKEN, EDGE_MIRROR_PORT: String(port) });
     expect(local.err).toMatch(/ECONNREFUSED \(is npm start running\? --url reaches another worker\)$/);
+  });
+});
+
+/**
+ * The same command against the bundled worker in workerd, its copies answered by real origins and
+ * its counters in real stats shards: the verdict the endpoint decides is the exit code CI gets.
+ */
+describe("against the worker", () => {
+  const CHECKOUT = 100;
+  const FEW = 5;
+  let primary: Awaited<ReturnType<typeof startOrigin>>;
+  let canary: Awaited<ReturnType<typeof startOrigin>>;
+  let worker: Awaited<ReturnType<typeof startWorker>>;
+  let canaryCalls = 0;
+
+  beforeAll(async () => {
+    const json = (res: ServerResponse, body: unknown) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify(body));
+    };
+    primary = await startOrigin({ name: "primary", respond: (_req, res) => json(res, { total: 10 }) });
+    // The candidate's total differs on 3 requests in 10.
+    canary = await startOrigin({
+      name: "canary",
+      respond: (_req, res) => json(res, { total: canaryCalls++ % 10 < 3 ? 11 : 10 }),
+    });
+    worker = await startWorker({
+      scriptPath: inject("workerScript"),
+      vars: { PRIMARY_ORIGIN: primary.url, ADMIN_TOKEN: TOKEN, LOG_LEVEL: "off", STATS_FLUSH_MS: "0" },
+      policies: policyEntries({
+        clusters: { canary: { origin: canary.url }, audit: { origin: primary.url } },
+        routes: [
+          {
+            id: "checkout",
+            match: { path: { type: "PathPrefix", value: "/checkout" } },
+            mirrors: [{ cluster: "canary", compare: true }],
+          },
+          {
+            id: "few",
+            match: { path: { type: "PathPrefix", value: "/few" } },
+            mirrors: [{ cluster: "audit", compare: true }],
+          },
+          {
+            id: "multi",
+            match: { path: { type: "PathPrefix", value: "/multi" } },
+            mirrors: [{ cluster: "canary" }, { cluster: "audit" }],
+          },
+        ],
+      }),
+    });
+    for (let i = 0; i < CHECKOUT; i++) await fetch(`${worker.url}/checkout/${i}`).then((r) => r.text());
+    for (let i = 0; i < FEW; i++) await fetch(`${worker.url}/few/${i}`).then((r) => r.text());
+    // Counters reach the shards in the background: wait (bounded) until every comparison is in.
+    await until(async () => {
+      const run = await policy(["verdict", "checkout", "--url", worker.url, "--json"]);
+      return run.code !== 2 && (JSON.parse(run.out) as VerdictReport).samples === CHECKOUT;
+    }, 30_000);
+  }, 120_000);
+
+  afterAll(async () => {
+    await worker?.dispose();
+    await Promise.all([primary, canary].map((o) => o?.close()));
+  });
+
+  it("exits 1 on a candidate that differs in 30 % of requests, naming the diffRate check", async () => {
+    expect(canaryCalls).toBe(CHECKOUT);
+    const run = await policy(["verdict", "checkout", "--url", worker.url]);
+    expect(run.code).toBe(1);
+    expect(run.out).toMatch(/^diffRate\s+30\.00 %\s.*fail$/m);
+    expect(run.out).toMatch(/^status\s+2xx 100\s+2xx 100$/m);
+    expect(run.out.split("\n").at(-1)).toBe("verdict: fail");
+  });
+
+  it("exits 3 on five samples, fewer than minSamples", async () => {
+    const run = await policy(["verdict", "few", "--mirror", "audit", "--window", "5m", "--url", worker.url]);
+    expect(run.code).toBe(3);
+    expect(run.out).toContain("diffRate: 5 compared requests, fewer than minSamples 100");
+  });
+
+  it("exits 2 with the worker's own message for a route it cannot judge", async () => {
+    const multi = await policy(["verdict", "multi", "--url", worker.url]);
+    expect(multi.code).toBe(2);
+    expect(multi.err).toMatch(/400.*2 mirrors: name one with mirror= \(canary, audit\)/);
+    const unknown = await policy(["verdict", "nowhere", "--url", worker.url]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.err).toMatch(/404.*no route "nowhere"/);
   });
 });

@@ -3,7 +3,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { MAX_FIELD_CHARS, MAX_SAMPLE_BYTES } from "../../src/compare/index.js";
 import type { MirrorOutcome } from "../../src/record/index.js";
-import type { StatsBatch } from "../../src/stats/tally.js";
+import { decodeTally, type EncodedBatch } from "../../src/stats/flush-log.js";
 import {
   adminStats,
   callWorker,
@@ -361,11 +361,11 @@ describe("live counters through the exported worker", () => {
       ],
     });
     // One batch for all six requests: the flush waits a second, and every shard write is seen here.
-    const flushed: StatsBatch[] = [];
+    const flushed: EncodedBatch[] = [];
     const namespace = {
       idFromName: (name: string) => env.MIRROR_STATS.idFromName(name),
       get: (id: DurableObjectId) => ({
-        add: (batch: StatsBatch) => {
+        add: (batch: EncodedBatch) => {
           flushed.push(batch);
           return env.MIRROR_STATS.get(id).add(batch);
         },
@@ -399,7 +399,7 @@ describe("live counters through the exported worker", () => {
       error.mockRestore();
     }
     expect(flushed).toHaveLength(1);
-    expect([...(flushed[0]?.tally.keys() ?? [])].sort()).toEqual(["echo", "plain"]);
+    expect([...decodeTally(flushed[0]?.encoded ?? "[]").keys()].sort()).toEqual(["echo", "plain"]);
     expect(errors).toEqual([]);
 
     const data = await stats();

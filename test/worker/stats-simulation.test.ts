@@ -13,6 +13,7 @@ import type { CompareSummary, DiffSample } from "../../src/compare/index.js";
 import type { MirrorOutcome } from "../../src/record/index.js";
 import { StatsBuffer } from "../../src/stats/buffer.js";
 import type { MirrorStatsShard } from "../../src/stats/durable-object.js";
+import { decodeTally, type EncodedBatch } from "../../src/stats/flush-log.js";
 import { statsSettings } from "../../src/stats/index.js";
 import { shardName } from "../../src/stats/shards.js";
 import type { RouteSummary } from "../../src/stats/summary.js";
@@ -134,16 +135,8 @@ function changedRows(batch: StatsBatch): number {
   return rows;
 }
 
-function batchBytes(batch: StatsBatch): number {
-  return JSON.stringify({
-    tally: [...batch.tally].map(([id, r]) => [
-      id,
-      r.requests,
-      r.mirrored,
-      [...r.mirrors].map(([m, t]) => [m, t.counts, [...(t.fields ?? [])]]),
-    ]),
-    samples: batch.samples,
-  }).length;
+function batchBytes(batch: EncodedBatch): number {
+  return JSON.stringify(batch).length;
 }
 
 interface Flush {
@@ -175,11 +168,12 @@ describe("stats at the edge's scale (simulation)", () => {
       const id = env.MIRROR_STATS.idFromName(shardName(settings.shard));
       const buffer = new StatsBuffer(async (batch) => {
         const result = (await env.MIRROR_STATS.get(id).add(batch)) as FlushResult;
+        const decoded: StatsBatch = { tally: decodeTally(batch.encoded), samples: batch.samples };
         const sampleFields = batch.samples.reduce((n, s) => n + s.differences.length, 0);
         flushes.push({
           shard: settings.shard,
           result,
-          expectedCounterRows: changedRows(batch),
+          expectedCounterRows: changedRows(decoded),
           samples: batch.samples.length,
           sampleFields,
           bytes: batchBytes(batch),

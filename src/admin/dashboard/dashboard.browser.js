@@ -3,8 +3,13 @@
  * @module admin/dashboard/browser
  * The dashboard's script, run by the browser: it polls `api/stats` every two seconds and draws
  * the routes table, one hand-written SVG chart per route (requests vs mirrored, failures, and the
- * diff rate where a mirror compares), a field table per compared mirror (a field opens to show
- * its own samples from `api/stats/samples`), and the newest diff samples.
+ * diff rate where a mirror compares), a release verdict area per mirror (the verdict and each
+ * check's reason, the primary's status classes and p50/p95/p99 beside the mirror's, and a compared
+ * mirror's top divergence signatures), a field table per compared mirror (a field opens to show
+ * its own samples from `api/stats/samples`), and the newest diff samples. The verdict is the one
+ * `api/stats` gives per mirror, decided as `api/verdict` decides it on the same read of the
+ * shards: one read per refresh, where asking `api/verdict` per mirror would read every shard
+ * again for each.
  *
  * The worker serves this file as it is, as text (wrangler.toml's `Text` module rule), at
  * `<prefix>/dashboard.js` under a strict CSP (`script-src 'self'`, no inline script, no eval):
@@ -30,6 +35,7 @@
 /** @typedef {import("./wire.js").Example} Example */
 /** @typedef {import("./wire.js").Sample} Sample */
 /** @typedef {import("./wire.js").Side} Side */
+/** @typedef {import("./wire.js").SideSummary} SideSummary */
 /**
  * A built element's child: a node, or text (a number as its decimal text).
  * @typedef {Node | string | number} Child
@@ -60,6 +66,7 @@
   const statusLine = required("#status", HTMLElement);
   const tbody = required("#routes tbody", HTMLTableSectionElement);
   const chartsBox = required("#charts", HTMLElement);
+  const verdictsBox = required("#verdicts", HTMLElement);
   const fieldsBox = required("#fields", HTMLElement);
   const samplesBox = required("#samples", HTMLElement);
   /**
@@ -425,6 +432,123 @@
     return el("section", { class: "fields", "data-route": r.route, "data-mirror": m.mirror }, parts);
   }
 
+  const STATUS_KEYS = /** @type {const} */ (["1xx", "2xx", "3xx", "4xx", "5xx", "failed"]);
+  /** @param {number} ms */
+  const ms = (ms) => `${ms} ms`;
+
+  /**
+   * One side's row of the side-by-side table: status classes, then p50 · p95 · p99.
+   * @param {"primary" | "mirror"} side
+   * @param {string} label
+   * @param {SideSummary} s
+   */
+  function sideRow(side, label, s) {
+    const lat = s.latencyMs;
+    return el("tr", { "data-side": side }, [
+      cell("side", label),
+      ...STATUS_KEYS.map((key) =>
+        cell(key, s.status[key], (key === "5xx" || key === "failed") && s.status[key] > 0 ? "num bad" : "num"),
+      ),
+      cell("p50", lat ? ms(lat.p50) : "–", "num"),
+      cell("p95", lat ? ms(lat.p95) : "–", "num"),
+      cell("p99", lat ? ms(lat.p99) : "–", "num"),
+    ]);
+  }
+
+  /**
+   * @param {Route} r
+   * @param {Mirror} m
+   */
+  function verdictArea(r, m) {
+    const v = m.verdict;
+    const heading = el("h3", {}, [`${r.route} → ${m.mirror}`]);
+    if (v) heading.appendChild(el("span", { class: "verdict-badge", "data-verdict": v.verdict }, [v.verdict]));
+    /** @type {HTMLElement[]} */
+    const parts = [heading];
+    if (v) {
+      parts.push(
+        el(
+          "ul",
+          { class: "reasons" },
+          v.reasons.map((c) =>
+            el("li", { "data-check": c.check, "data-outcome": c.outcome }, [
+              el("span", { class: "check" }, [`${c.check}: ${c.outcome}`]),
+              ` — ${c.reason}`,
+            ]),
+          ),
+        ),
+      );
+    }
+    const headings = ["", ...STATUS_KEYS, "p50", "p95", "p99"];
+    parts.push(
+      el("table", { class: "sides" }, [
+        el("thead", {}, [
+          el(
+            "tr",
+            {},
+            headings.map((h) => el("th", {}, [h])),
+          ),
+        ]),
+        el("tbody", {}, [
+          sideRow("primary", "Primary", m.sideBySide.primary),
+          sideRow("mirror", `Mirror (${m.mirror})`, m.sideBySide.mirror),
+        ]),
+      ]),
+    );
+    const sig = m.signatures;
+    if (sig?.signatures.length) {
+      parts.push(
+        el("table", { class: "signatures" }, [
+          el("thead", {}, [
+            el(
+              "tr",
+              {},
+              ["Fields that differ together", "Requests", "Share", "Example request"].map((h) => el("th", {}, [h])),
+            ),
+          ]),
+          el(
+            "tbody",
+            {},
+            sig.signatures.map((row) =>
+              el("tr", { class: "signature" }, [
+                el(
+                  "td",
+                  { "data-field": "fields" },
+                  row.fields.flatMap((f, i) => (i === 0 ? [el("code", {}, [f])] : [" + ", el("code", {}, [f])])),
+                ),
+                cell("count", row.exact ? row.count : `≥ ${row.count}`, "num"),
+                cell("share", pct(row.share * 100), "num"),
+                el("td", { "data-field": "example" }, [el("code", {}, [row.exampleRequestId])]),
+              ]),
+            ),
+          ),
+        ]),
+      );
+      if (sig.other.count > 0) {
+        parts.push(
+          el("p", { class: "meta" }, [`${sig.other.count} more in other signatures (${pct(sig.other.share * 100)}).`]),
+        );
+      }
+    }
+    return el("section", { class: "verdict", "data-route": r.route, "data-mirror": m.mirror }, parts);
+  }
+
+  /** @param {Route[]} routes */
+  function renderVerdicts(routes) {
+    /** @type {HTMLElement[]} */
+    const sections = [];
+    for (const r of routes) {
+      for (const m of r.mirrors) {
+        const copies = sum(m.sideBySide.mirror.status) + sum(m.sideBySide.primary.status);
+        if (m.verdict || copies > 0) sections.push(verdictArea(r, m));
+      }
+    }
+    if (sections.length === 0) {
+      sections.push(el("p", { class: "empty" }, ["No mirror has sent a copy in this window."]));
+    }
+    verdictsBox.replaceChildren(...sections);
+  }
+
   /** @param {Route[]} routes */
   function renderFields(routes) {
     /** @type {HTMLElement[]} */
@@ -579,6 +703,7 @@
         // Read in full just before a newer refresh began: stale all the same.
         if (mine.signal.aborted) return;
         renderRoutes(data.routes);
+        renderVerdicts(data.routes);
         renderCharts(data.routes);
         renderFields(data.routes);
         showSamples(samplesBox, "latest", data.samples);

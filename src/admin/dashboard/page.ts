@@ -52,6 +52,13 @@ section.chart svg { display: block; width: 100%; height: 120px; background: var(
 .tip { margin: 6px 0 0; min-height: 1.45em; font-size: 13px; font-variant-numeric: tabular-nums; }
 section.fields { margin: 12px 0 20px; }
 table.field-table td:first-child { width: 28%; }
+section.verdict { margin: 12px 0 20px; }
+section.verdict h3 { font-size: 14px; margin: 0 0 6px; }
+.verdict-badge { display: inline-block; margin-left: 8px; padding: 0 8px; border-radius: 8px; font-size: 12px; text-transform: uppercase; background: #eef1f4; }
+.verdict-badge[data-verdict="pass"] { color: var(--ok); } .verdict-badge[data-verdict="fail"] { color: var(--bad); } .verdict-badge[data-verdict="inconclusive"] { color: var(--warn); }
+ul.reasons { margin: 4px 0 8px; padding-left: 18px; font-size: 13px; }
+ul.reasons li[data-outcome="fail"] .check { color: var(--bad); } ul.reasons li[data-outcome="pass"] .check { color: var(--ok); } ul.reasons li[data-outcome="inconclusive"] .check { color: var(--warn); }
+table.sides, table.signatures { margin-bottom: 8px; }
 button.field { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; padding: 2px 6px; background: none; border: 1px solid var(--line); border-radius: 4px; cursor: pointer; text-align: left; }
 button.field[aria-expanded="true"] { background: var(--bg); }
 code.example { display: block; margin-bottom: 2px; max-width: 360px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
@@ -88,6 +95,8 @@ export function dashboardHtml(prefix: string): string {
     </tr></thead>
     <tbody></tbody>
   </table>
+  <h2>Release verdict</h2>
+  <div id="verdicts"><p class="empty">No mirror has sent a copy in this window.</p></div>
   <h2>Per minute</h2>
   <div id="charts" class="charts"></div>
   <h2>Differing fields</h2>

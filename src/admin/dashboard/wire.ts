@@ -58,6 +58,29 @@ export interface Mirror {
     fields: Field[];
     noise: Array<{ field: string; noise: number }>;
   };
+  /** The primary's answers beside the mirror's, over the same requests. */
+  sideBySide: { primary: SideSummary; mirror: SideSummary };
+  /** The top divergence signatures of a compared mirror; null when none differed. */
+  signatures: Signatures | null;
+  /** The release verdict over the window, for mirrors the route's policy lists. */
+  verdict?: MirrorVerdict;
+}
+
+export interface SideSummary {
+  status: { "1xx": number; "2xx": number; "3xx": number; "4xx": number; "5xx": number; failed: number };
+  latencyMs: { p50: number; p95: number; p99: number; count: number } | null;
+}
+
+export interface Signatures {
+  total: number;
+  signatures: Array<{ fields: string[]; count: number; share: number; exampleRequestId: string; exact: boolean }>;
+  other: { count: number; share: number };
+}
+
+export interface MirrorVerdict {
+  verdict: "pass" | "fail" | "inconclusive";
+  reasons: Array<{ check: string; outcome: "pass" | "fail" | "inconclusive"; reason: string }>;
+  samples: number;
 }
 
 export interface Field {
