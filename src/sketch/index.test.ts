@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { seeded } from "../../test/worker/seeded.js";
 import {
   decodeSketch,
   encodeSketch,
@@ -36,18 +37,6 @@ function withinBound(reported: number, x: number): boolean {
   if (!(x >= SKETCH_MIN_MS)) return reported === 0;
   if (x > SKETCH_MAX_MS) return reported === SKETCH_MAX_MS;
   return Math.abs(reported - x) <= ALLOWED * x;
-}
-
-/** A small deterministic generator, so that the sizes a test reports are the same on every run. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Latencies that make a histogram's life hard. */

@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { seeded } from "../../test/worker/seeded.js";
 import { DEFAULT_VERDICT_THRESHOLDS, parseRoute } from "../policy/index.js";
 import { LatencySketch, slotBounds, slotOf } from "../sketch/index.js";
 import {
@@ -18,18 +19,6 @@ import {
 
 const WINDOW = { minutes: 15, from: "2026-07-01T12:00:00.000Z", to: "2026-07-01T12:15:00.000Z" };
 const DEFAULTS: ReportThresholds = thresholdsFor({ mirrors: [], mirrorFromHeader: undefined }, "canary");
-
-/** A small deterministic generator: the same draws on every run. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** `n` latencies of a log-normal around `median` ms (σ = 0.5), whole milliseconds as the Workers clock gives them. */
 function latencies(n: number, median: number, random: () => number): number[] {
