@@ -6,6 +6,7 @@
  * excepted), so isolates, minutes and shards merge exactly. Pure.
  */
 import type { MirrorErrorKind, SkipReason } from "../record/index.js";
+import type { StatusCounts } from "../verdict/report.js";
 
 /** Upper bounds of the latency histogram's buckets, in ms; one more bucket holds the rest. */
 export const LATENCY_BOUNDS_MS = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000] as const;
@@ -243,17 +244,7 @@ export function verdicts(c: readonly number[]): Record<Verdict, number> {
   };
 }
 
-/** Answers by status class, and `failed` for none: one side of the release verdict (verdict `StatusCounts`). */
-export interface SideStatus {
-  "1xx": number;
-  "2xx": number;
-  "3xx": number;
-  "4xx": number;
-  "5xx": number;
-  failed: number;
-}
-
-function side(c: readonly number[], at: number, failed: number): SideStatus {
+function side(c: readonly number[], at: number, failed: number): StatusCounts {
   return {
     "1xx": c[at] as number,
     "2xx": c[at + 1] as number,
@@ -265,7 +256,7 @@ function side(c: readonly number[], at: number, failed: number): SideStatus {
 }
 
 /** The primary's answers to the requests whose copies went out. */
-export function primaryStatus(c: readonly number[]): SideStatus {
+export function primaryStatus(c: readonly number[]): StatusCounts {
   return side(c, PRIMARY_AT, c[PRIMARY_AT + STATUS_CLASSES.length] as number);
 }
 
@@ -273,7 +264,7 @@ export function primaryStatus(c: readonly number[]): SideStatus {
  * The mirror's answers to the same requests: its status classes, and its failures but those the
  * breaker held back (`circuit_open`: the copy never went out, so the primary is not counted either).
  */
-export function mirrorStatus(c: readonly number[]): SideStatus {
+export function mirrorStatus(c: readonly number[]): StatusCounts {
   const heldBack = c[ERROR_SLOT.get("circuit_open") as number] as number;
   return side(c, STATUS_AT, (c[SLOT.failed] as number) - heldBack);
 }

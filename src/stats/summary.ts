@@ -10,6 +10,7 @@
 import { type SignatureSummary, TOP_SIGNATURES } from "../signature/index.js";
 import type { CheckResult, ShardsRead, VerdictInput, VerdictOutcome } from "../verdict/index.js";
 import { type LatencyQuantiles, latencyQuantiles } from "../verdict/index.js";
+import type { StatusCounts } from "../verdict/report.js";
 import {
   type Accounting,
   accounting,
@@ -21,7 +22,6 @@ import {
   newCounts,
   noisyComparisons,
   primaryStatus,
-  type SideStatus,
   SLOT,
   sentByStatus,
   skippedByReason,
@@ -64,7 +64,7 @@ export interface MirrorPoint {
 
 /** One side of a mirror's requests: answers by status class, and latency from its sketch. */
 export interface SideSummary {
-  status: SideStatus;
+  status: StatusCounts;
   /** Of the requests both sides answered; null when there were none. */
   latencyMs: LatencyQuantiles | null;
 }
@@ -154,7 +154,7 @@ function compareFields(mirror: MergedMirror): Pick<MirrorSummary["compare"], "fi
   return { fields, noise };
 }
 
-const errorsOf = (status: SideStatus) => status["5xx"] + status.failed;
+const errorsOf = (status: StatusCounts) => status["5xx"] + status.failed;
 const p95 = (sketch: LatencyPair["primary"] | undefined) => (sketch ? (latencyQuantiles(sketch)?.p95 ?? null) : null);
 
 function mirrorPoint(minute: number, c: Counts, latency: LatencyPair | undefined): MirrorPoint {
