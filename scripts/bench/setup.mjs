@@ -27,8 +27,6 @@ export function bundleWorker(entry, outfile, options = {}) {
       "--main-fields=module,main",
       // Runtime modules (the Durable Object base class) are provided by workerd, as in wrangler's bundle.
       "--external:cloudflare:*",
-      // wrangler.toml's module rule: the dashboard's browser script is imported as its text.
-      "--loader:.browser.js=text",
       ...(options.minify === false ? [] : ["--minify"]),
       `--outfile=${outfile}`,
       "--log-level=error",

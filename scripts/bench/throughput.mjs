@@ -59,7 +59,7 @@ mkdirSync(buildDir, { recursive: true });
 
 /**
  * The deployable bundle, measured as `wrangler deploy` measures its upload: every module (the
- * entry and the dashboard's script beside it) as one gzipped stream.
+ * entry and any beside it) as one gzipped stream.
  */
 function bundleSize() {
   const bytes = Buffer.concat(uploadedModules(buildWorker(join(buildDir, "deploy"))).map((m) => readFileSync(m)));

@@ -15,8 +15,8 @@ const METAFILE = "bundle-meta.json";
 
 /**
  * Bundles `src/index.ts` with wrangler (as `wrangler deploy` would) into `outdir`; returns the
- * entry's path. Files that wrangler.toml's module rules import as text (the dashboard's script)
- * are modules of their own beside it, as they are uploaded: `uploadedModules` lists them all.
+ * entry's path. Files that wrangler.toml's module rules would import as text (none today) are
+ * modules of their own beside it, as they are uploaded: `uploadedModules` lists them all.
  */
 export function buildWorker(outdir = join(ROOT, ".wrangler/e2e-build")) {
   execFileSync(

@@ -64,7 +64,7 @@ async function readWithWrangler(path, env) {
     compatibilityDate: config.compatibility_date ?? "2026-04-20",
     /**
      * wrangler.toml's module rules as Miniflare spells them: a bundle that imports a file as text
-     * (the dashboard's script) keeps that module beside it, and Miniflare must load it as text too.
+     * keeps that module beside it, and Miniflare must load it as text too (none does today).
      * @type {import("miniflare").ModuleRule[]}
      */
     modulesRules: config.rules.map((rule) => ({

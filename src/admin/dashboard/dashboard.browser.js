@@ -11,10 +11,13 @@
  * shards: one read per refresh, where asking `api/verdict` per mirror would read every shard
  * again for each.
  *
- * The worker serves this file as it is, as text (wrangler.toml's `Text` module rule), at
- * `<prefix>/dashboard.js` under a strict CSP (`script-src 'self'`, no inline script, no eval):
- * a plain ES2022 classic script, no build step, no framework. It is type-checked with the
- * browser's libraries (tsconfig.browser.json) against the API's shape (dashboard/wire).
+ * All of it is one function, `dashboard`, that the worker bundles like any module — minified with
+ * the rest — and serves as its own source text, `"use strict";(<dashboard>)();`, at
+ * `<prefix>/dashboard.js` under a strict CSP (`script-src 'self'`, no inline script, no eval): a
+ * plain ES2022 classic script, no build step, no framework. So it must reach nothing outside its
+ * body but the browser's globals: no imports but types. It is type-checked with the browser's
+ * libraries (tsconfig.browser.json) against the API's shape (dashboard/wire); the worker sees its
+ * signature only (dashboard.browser.d.ts).
  *
  * Everything a client or a mirror could have chosen (route ids, mirror names taken from a request
  * header, field names taken from response bodies, values, headers) reaches the page as text
@@ -24,9 +27,6 @@
  * admin's page, and run script there were it not for the CSP, which is the second wall, not the
  * first. Styling is by class.
  */
-// biome-ignore lint/suspicious/noRedundantUseStrict: a classic script (`<script defer>`), not a module: strict only by this directive.
-"use strict";
-
 /** @typedef {import("./wire.js").StatsAnswer} StatsAnswer */
 /** @typedef {import("./wire.js").FieldSamplesAnswer} FieldSamplesAnswer */
 /** @typedef {import("./wire.js").Route} Route */
@@ -41,7 +41,8 @@
  * @typedef {Node | string | number} Child
  */
 
-(() => {
+/** Runs the dashboard on the page that loaded it (page.ts serves it as its own text). */
+export function dashboard() {
   const REFRESH_MS = 2000;
   const SHOWN_SAMPLES = 10;
   const SVG_NS = "http://www.w3.org/2000/svg";
@@ -727,4 +728,4 @@
   }
   windowSelect.addEventListener("change", refresh);
   refresh();
-})();
+}
