@@ -144,17 +144,30 @@ export function addTally(into: Tally, from: Tally): void {
         target = { counts: newCounts() };
         entry.mirrors.set(mirror, target);
       }
-      addCounts(target.counts as Counts, tallied.counts);
-      for (const [field, c] of tallied.fields ?? []) {
-        target.fields ??= new Map<string, FieldCounts>();
-        const known = target.fields.get(field);
-        if (known) {
-          known.differ += c.differ;
-          known.noise += c.noise;
-        } else target.fields.set(field, { differ: c.differ, noise: c.noise });
-      }
-      if (tallied.latency) target.latency = addLatency(target.latency, tallied.latency);
-      if (tallied.signatures) target.signatures = addSignatures(target.signatures, tallied.signatures);
+      addMirrorTally(target, tallied);
     }
   }
+}
+
+/**
+ * Adds one mirror's tally into `target`: counters, fields (each under the name `fieldName` gives
+ * it; two that share a name are added, never replaced), sketches and signatures.
+ */
+export function addMirrorTally(
+  target: MirrorTally,
+  from: MirrorTally,
+  fieldName: (field: string) => string = (field) => field,
+): void {
+  addCounts(target.counts as Counts, from.counts);
+  for (const [field, c] of from.fields ?? []) {
+    const name = fieldName(field);
+    target.fields ??= new Map<string, FieldCounts>();
+    const known = target.fields.get(name);
+    if (known) {
+      known.differ += c.differ;
+      known.noise += c.noise;
+    } else target.fields.set(name, { differ: c.differ, noise: c.noise });
+  }
+  if (from.latency) target.latency = addLatency(target.latency, from.latency);
+  if (from.signatures) target.signatures = addSignatures(target.signatures, from.signatures);
 }

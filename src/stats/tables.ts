@@ -18,7 +18,15 @@ import { boundSample, clipField, type DiffSample, MAX_SAMPLE_BYTES, utf8Bytes } 
 import { SignatureCounter, type SignatureCounterJSON } from "../signature/index.js";
 import { decodeSketch, encodeSketch } from "../sketch/index.js";
 import { addCounts, COLUMNS, type Counts, newCounts } from "./counters.js";
-import { addLatency, addSignatures, addTally, decodeTally, encodeTally, FLUSH_LOG_FORMAT } from "./flush-log.js";
+import {
+  addLatency,
+  addMirrorTally,
+  addSignatures,
+  addTally,
+  decodeTally,
+  encodeTally,
+  FLUSH_LOG_FORMAT,
+} from "./flush-log.js";
 import {
   bounded,
   fieldKey,
@@ -360,19 +368,8 @@ export class ShardTables {
           target = { counts: newCounts() };
           entry.mirrors.set(m, target);
         }
-        addCounts(target.counts, mirror.counts);
-        for (const [fieldId, c] of mirror.fields ?? []) {
-          // Clipped at the source too; an isolate of another version may not have.
-          const field = names.field(r, m, clipField(fieldId));
-          target.fields ??= new Map();
-          const known = target.fields.get(field);
-          if (known) {
-            known.differ += c.differ;
-            known.noise += c.noise;
-          } else target.fields.set(field, { differ: c.differ, noise: c.noise });
-        }
-        if (mirror.latency) target.latency = addLatency(target.latency, mirror.latency);
-        if (mirror.signatures) target.signatures = addSignatures(target.signatures, mirror.signatures);
+        // Field names are clipped at the source too; an isolate of another version may not have.
+        addMirrorTally(target, mirror, (field) => names.field(r, m, clipField(field)));
       }
     }
     return out;
