@@ -8,6 +8,7 @@
  */
 import type { Capture } from "../compare/index.js";
 import type { Hold, MemoryBudget } from "./budget.js";
+import { joinBytes } from "./bytes.js";
 
 /**
  * The primary's small answer was lost with its connection before its body arrived (see
@@ -122,7 +123,7 @@ export async function readCapped(
   covered = 0,
 ): Promise<BodyRead> {
   const read = await readChunks(stream, cap, hold, covered);
-  return read.ok ? { ok: true, bytes: joined(read.chunks, read.size) } : read;
+  return read.ok ? { ok: true, bytes: joinBytes(read.chunks, read.size) } : read;
 }
 
 /**
@@ -162,21 +163,9 @@ function free(bytes: Uint8Array): void {
   }
 }
 
-/** One array of `parts`, for a small body. */
-function joined(parts: readonly Uint8Array[], size: number): Uint8Array {
-  if (parts.length === 1) return parts[0] as Uint8Array;
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const part of parts) {
-    bytes.set(part, at);
-    at += part.byteLength;
-  }
-  return bytes;
-}
-
 /** A body of unknown length read chunk by chunk: a small one is joined, so that copies get one array. */
 function chunkedBody(chunks: Uint8Array[], size: number): CopyBody {
-  return { parts: size <= COPIED_BODY_BYTES ? [joined(chunks, size)] : chunks, size };
+  return { parts: size <= COPIED_BODY_BYTES ? [joinBytes(chunks, size)] : chunks, size };
 }
 
 /**
@@ -280,7 +269,7 @@ const NOTHING_TO_STOP = () => {};
  */
 export function copyRequestBody(body: CopyBody): { init: BodyInit; stop: () => void } {
   const { parts, size } = body;
-  if (size <= COPIED_BODY_BYTES) return { init: joined(parts, size), stop: NOTHING_TO_STOP };
+  if (size <= COPIED_BODY_BYTES) return { init: joinBytes(parts, size), stop: NOTHING_TO_STOP };
   const { readable, writable } = new FixedLengthStream(size);
   const writer = writable.getWriter();
   const pump = async () => {

@@ -5,6 +5,7 @@
  * its number and skipped; input that ends early (a gzip stream cut short) ends with a report of
  * where, after every whole line before it. Nothing here throws on bad input.
  */
+import { joinBytes } from "../body/bytes.js";
 
 export type Line = { line: number; text: string } | { line: number; error: string };
 
@@ -12,17 +13,6 @@ export type Line = { line: number; text: string } | { line: number; error: strin
 export const MAX_LINE_BYTES = 16 * 1024 * 1024;
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
-
-function concat(parts: readonly Uint8Array[], size: number): Uint8Array {
-  if (parts.length === 1) return parts[0] as Uint8Array;
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const part of parts) {
-    bytes.set(part, at);
-    at += part.byteLength;
-  }
-  return bytes;
-}
 
 /**
  * The stream as it is, or gunzipped when it starts with gzip's magic bytes: capture objects and
@@ -121,7 +111,7 @@ export async function* ndjsonLines(
       let from = 0;
       for (let at = chunk.indexOf(0x0a); at !== -1; at = chunk.indexOf(0x0a, from)) {
         take(chunk.subarray(from, at));
-        const line = finish(concat(parts, size));
+        const line = finish(joinBytes(parts, size));
         parts = [];
         size = 0;
         tooLong = false;
@@ -131,7 +121,7 @@ export async function* ndjsonLines(
       if (from < chunk.byteLength) take(chunk.subarray(from));
     }
     if (size > 0 || tooLong) {
-      const line = finish(concat(parts, size));
+      const line = finish(joinBytes(parts, size));
       if (line) yield line;
     }
   } finally {

@@ -7,6 +7,7 @@
  * API) hands back the gzipped bytes as written.
  */
 import type { Hold } from "../body/budget.js";
+import { copyBytes } from "../body/bytes.js";
 import type { BatchObject, WriteObject } from "./batch.js";
 import { objectKey } from "./keys.js";
 
@@ -46,13 +47,7 @@ export async function gzipLines(lines: readonly string[], hold?: Hold): Promise<
     throw err;
   }
   await writing;
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.byteLength;
-  }
-  return bytes;
+  return copyBytes(chunks, size);
 }
 
 /** What capture needs of an R2 bucket binding. */

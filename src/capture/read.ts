@@ -9,6 +9,7 @@
  */
 
 import type { Hold } from "../body/budget.js";
+import { joinBytes } from "../body/bytes.js";
 import { declaredLength } from "../body/index.js";
 import type { Capture } from "../compare/index.js";
 import type { BodyPrefix } from "./record.js";
@@ -28,17 +29,6 @@ interface Read {
   complete: boolean;
   /** Why reading stopped early, if it did for another reason than the limit. */
   stopped?: string;
-}
-
-function joined(chunks: readonly Uint8Array[], size: number): Uint8Array {
-  if (chunks.length === 1 && (chunks[0] as Uint8Array).byteLength === size) return chunks[0] as Uint8Array;
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.byteLength;
-  }
-  return bytes;
 }
 
 /**
@@ -79,13 +69,13 @@ async function readUpTo(
         }, deadlineMs);
   const stop = async (stopped: string | undefined): Promise<Read> => {
     await reader.cancel("capture has what it keeps").catch(() => {});
-    return { bytes: joined(chunks, kept), total, complete: false, ...(stopped ? { stopped } : {}) };
+    return { bytes: joinBytes(chunks, kept), total, complete: false, ...(stopped ? { stopped } : {}) };
   };
   try {
     for (;;) {
       const { done, value } = await reader.read();
-      if (late) return { bytes: joined(chunks, kept), total, complete: false, stopped: "deadline" };
-      if (done) return { bytes: joined(chunks, kept), total, complete: true };
+      if (late) return { bytes: joinBytes(chunks, kept), total, complete: false, stopped: "deadline" };
+      if (done) return { bytes: joinBytes(chunks, kept), total, complete: true };
       total += value.byteLength;
       const keep = Math.min(value.byteLength, limit - kept);
       if (keep > 0) {
@@ -98,7 +88,7 @@ async function readUpTo(
       if (total > limit) return stop(undefined);
     }
   } catch (err) {
-    return { bytes: joined(chunks, kept), total, complete: false, stopped: String(err).slice(0, 200) };
+    return { bytes: joinBytes(chunks, kept), total, complete: false, stopped: String(err).slice(0, 200) };
   } finally {
     if (timer !== undefined) clearTimeout(timer);
   }

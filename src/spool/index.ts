@@ -10,6 +10,7 @@
  * bucket and the timer of a batch are the only I/O; the message's rules are spool/message.
  */
 import type { Hold } from "../body/budget.js";
+import { copyBytes } from "../body/bytes.js";
 import { type CopyBody, copyRequestBody } from "../body/index.js";
 import type { SpooledBodyPlace } from "../record/index.js";
 import {
@@ -78,13 +79,7 @@ function inlineBytes(body: CopyBody, hold: Hold | undefined): Uint8Array | undef
     return first;
   }
   if (hold && !hold.take(body.size)) return undefined;
-  const bytes = new Uint8Array(body.size);
-  let at = 0;
-  for (const part of body.parts) {
-    bytes.set(part, at);
-    at += part.byteLength;
-  }
-  return bytes;
+  return copyBytes(body.parts, body.size);
 }
 
 export class Spool {
