@@ -14,6 +14,7 @@ import { parseArgs } from "node:util";
 import { createGzip } from "node:zlib";
 import {
   type CaptureBucketReader,
+  capturedRoutes,
   DEFAULT_EXPORT_LIMIT,
   type ExportFormat,
   type ExportSummary,
@@ -21,7 +22,6 @@ import {
   MAX_EXPORT_LIMIT,
   parseTime,
 } from "../../src/capture/export.js";
-import { CAPTURES_PREFIX } from "../../src/capture/keys.js";
 
 const USAGE = `usage: npm run capture -- <command> [options]
 
@@ -206,16 +206,7 @@ async function localSource(flags: Flags): Promise<Source> {
       });
       return { body, summary: () => summary };
     },
-    async routes() {
-      const routes: string[] = [];
-      let cursor: string | undefined;
-      do {
-        const page = await bucket.list({ prefix: CAPTURES_PREFIX, delimiter: "/", ...(cursor ? { cursor } : {}) });
-        for (const prefix of page.delimitedPrefixes) routes.push(prefix.slice(CAPTURES_PREFIX.length, -1));
-        cursor = page.truncated ? page.cursor : undefined;
-      } while (cursor);
-      return routes;
-    },
+    routes: () => capturedRoutes(bucket),
     close: () => dispose(),
   };
 }

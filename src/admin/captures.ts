@@ -9,8 +9,7 @@
  * have captures. Behind the admin gate like every `api/` path.
  */
 import { Hono } from "hono/tiny";
-import { exportParams, exportStream } from "../capture/export.js";
-import { CAPTURES_PREFIX } from "../capture/keys.js";
+import { capturedRoutes, exportParams, exportStream } from "../capture/export.js";
 import { type AdminEnv, jsonError } from "./http.js";
 
 /** Objects one export reads at most: each read is a subrequest, and a request may make 10,000. */
@@ -41,13 +40,7 @@ export function capturesApi(): Hono<AdminEnv> {
   capturesApi.get("/routes", async (c) => {
     const bucket = c.env.MIRROR_CAPTURES;
     if (!bucket) return unbound();
-    const routes: string[] = [];
-    let cursor: string | undefined;
-    do {
-      const page = await bucket.list({ prefix: CAPTURES_PREFIX, delimiter: "/", ...(cursor ? { cursor } : {}) });
-      for (const prefix of page.delimitedPrefixes) routes.push(prefix.slice(CAPTURES_PREFIX.length, -1));
-      cursor = page.truncated ? page.cursor : undefined;
-    } while (cursor);
+    const routes = await capturedRoutes(bucket);
     return c.json({ routes }, 200, { "cache-control": "no-store" });
   });
   return capturesApi;

@@ -9,7 +9,7 @@
  * `MAX_PENDING_RECORDS`, past which the oldest go first.
  */
 import { harEntry, harHead, harTail } from "./har.js";
-import { listStartAfter, parseObjectKey, routePrefix } from "./keys.js";
+import { CAPTURES_PREFIX, listStartAfter, parseObjectKey, routePrefix } from "./keys.js";
 import { gunzipped, ndjsonLines } from "./lines.js";
 import { type CaptureRecord, parseRecord } from "./record.js";
 
@@ -21,6 +21,27 @@ export interface CaptureBucketReader {
     cursor?: string;
   }>;
   get(key: string): Promise<{ body: ReadableStream<Uint8Array> } | null>;
+}
+
+/** What listing the captured routes needs of an R2 bucket. */
+export interface CaptureBucketLister {
+  list(options: { prefix: string; delimiter: string; cursor?: string }): Promise<{
+    delimitedPrefixes: string[];
+    truncated: boolean;
+    cursor?: string;
+  }>;
+}
+
+/** Every route that has captures, one listing of the route prefixes (page by page). */
+export async function capturedRoutes(bucket: CaptureBucketLister): Promise<string[]> {
+  const routes: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await bucket.list({ prefix: CAPTURES_PREFIX, delimiter: "/", ...(cursor ? { cursor } : {}) });
+    for (const prefix of page.delimitedPrefixes) routes.push(prefix.slice(CAPTURES_PREFIX.length, -1));
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor);
+  return routes;
 }
 
 export interface ExportQuery {
