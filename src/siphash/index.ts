@@ -62,21 +62,29 @@ export function sipHash24(key: SipKey, bytes: Uint8Array, length = bytes.byteLen
   let v3l = (k1l ^ 0x79746573) >>> 0;
   let v3h = (k1h ^ 0x74656462) >>> 0;
   let t = 0;
+  let ml = 0;
+  let mh = 0;
   const whole = length - (length % 8);
-  for (let at = 0; at <= whole; at += 8) {
-    let ml: number;
-    let mh: number;
-    if (at < whole) {
-      ml = word(bytes, at);
-      mh = word(bytes, at + 4);
+  // Each pass takes one message word through two SipRounds; the pass after the last word is the
+  // finalization, four rounds. The round is written once, for both.
+  for (let at = 0; at <= whole + 8; at += 8) {
+    const finishing = at > whole;
+    if (finishing) {
+      v2l = (v2l ^ 0xff) >>> 0;
     } else {
-      // The last word: the remaining bytes, and the length's low byte on top.
-      ml = partialWord(bytes, at, length);
-      mh = (partialWord(bytes, at + 4, length) | ((length & 0xff) << 24)) >>> 0;
+      if (at < whole) {
+        ml = word(bytes, at);
+        mh = word(bytes, at + 4);
+      } else {
+        // The last word: the remaining bytes, and the length's low byte on top.
+        ml = partialWord(bytes, at, length);
+        mh = (partialWord(bytes, at + 4, length) | ((length & 0xff) << 24)) >>> 0;
+      }
+      v3l = (v3l ^ ml) >>> 0;
+      v3h = (v3h ^ mh) >>> 0;
     }
-    v3l = (v3l ^ ml) >>> 0;
-    v3h = (v3h ^ mh) >>> 0;
-    for (let round = 0; round < 2; round++) {
+    const rounds = finishing ? 4 : 2;
+    for (let round = 0; round < rounds; round++) {
       // v0 += v1; v1 <<<= 13; v1 ^= v0; v0 <<<= 32
       t = v0l + v1l;
       v0h = (v0h + v1h + (t > 0xffffffff ? 1 : 0)) >>> 0;
@@ -120,49 +128,10 @@ export function sipHash24(key: SipKey, bytes: Uint8Array, length = bytes.byteLen
       v2l = v2h;
       v2h = t;
     }
-    v0l = (v0l ^ ml) >>> 0;
-    v0h = (v0h ^ mh) >>> 0;
-  }
-  v2l = (v2l ^ 0xff) >>> 0;
-  for (let round = 0; round < 4; round++) {
-    t = v0l + v1l;
-    v0h = (v0h + v1h + (t > 0xffffffff ? 1 : 0)) >>> 0;
-    v0l = t >>> 0;
-    t = v1l;
-    v1l = ((v1l << 13) | (v1h >>> 19)) >>> 0;
-    v1h = ((v1h << 13) | (t >>> 19)) >>> 0;
-    v1l = (v1l ^ v0l) >>> 0;
-    v1h = (v1h ^ v0h) >>> 0;
-    t = v0l;
-    v0l = v0h;
-    v0h = t;
-    t = v2l + v3l;
-    v2h = (v2h + v3h + (t > 0xffffffff ? 1 : 0)) >>> 0;
-    v2l = t >>> 0;
-    t = v3l;
-    v3l = ((v3l << 16) | (v3h >>> 16)) >>> 0;
-    v3h = ((v3h << 16) | (t >>> 16)) >>> 0;
-    v3l = (v3l ^ v2l) >>> 0;
-    v3h = (v3h ^ v2h) >>> 0;
-    t = v0l + v3l;
-    v0h = (v0h + v3h + (t > 0xffffffff ? 1 : 0)) >>> 0;
-    v0l = t >>> 0;
-    t = v3l;
-    v3l = ((v3l << 21) | (v3h >>> 11)) >>> 0;
-    v3h = ((v3h << 21) | (t >>> 11)) >>> 0;
-    v3l = (v3l ^ v0l) >>> 0;
-    v3h = (v3h ^ v0h) >>> 0;
-    t = v2l + v1l;
-    v2h = (v2h + v1h + (t > 0xffffffff ? 1 : 0)) >>> 0;
-    v2l = t >>> 0;
-    t = v1l;
-    v1l = ((v1l << 17) | (v1h >>> 15)) >>> 0;
-    v1h = ((v1h << 17) | (t >>> 15)) >>> 0;
-    v1l = (v1l ^ v2l) >>> 0;
-    v1h = (v1h ^ v2h) >>> 0;
-    t = v2l;
-    v2l = v2h;
-    v2h = t;
+    if (!finishing) {
+      v0l = (v0l ^ ml) >>> 0;
+      v0h = (v0h ^ mh) >>> 0;
+    }
   }
   return { low: (v0l ^ v1l ^ v2l ^ v3l) >>> 0, high: (v0h ^ v1h ^ v2h ^ v3h) >>> 0 };
 }
