@@ -8,7 +8,12 @@
  * which make up almost all of what `npm run bench` measures per request, stay out of it, and
  * so does most of that bench's noise: it measures what edge-mirror adds, not the loopback.
  *
- *   npm run bench -- --mode handler [--rounds 3] [--requests 1500] [--repeats 200]
+ * `--set mirrors` measures a request whose route sends three copies instead: edge-mirror with D's
+ * route (three mirrors at 100 %) against the floor sending three copies and reading their answers
+ * (A3r). The copies' `fetch` is answered in place too, so what is left is each side's own work
+ * for a mirrored request: planning, headers, marker, deadline, outcome and counters.
+ *
+ *   npm run bench -- --mode handler [--set unmatched|mirrors] [--rounds 3] [--requests 1500] [--repeats 200]
  *
  * Each row is measured with the wrk-style request the bench sends (a few headers) and with a
  * browser's (about twenty, as Cloudflare hands them to a worker, `cf-*` included).
@@ -27,8 +32,11 @@ const { values: args } = parseArgs({
     rounds: { type: "string", default: "3" },
     requests: { type: "string", default: "1500" },
     repeats: { type: "string", default: "200" },
+    set: { type: "string", default: "unmatched" },
   },
 });
+if (!["unmatched", "mirrors"].includes(args.set)) throw new Error(`--set ${args.set}: unmatched or mirrors`);
+const mirrorsSet = args.set === "mirrors";
 const rounds = Number(args.rounds);
 const requests = Number(args.requests);
 const repeats = Number(args.repeats);
@@ -58,7 +66,8 @@ const BROWSER_HEADERS = {
 
 const script = bundleWorker(join(ROOT, "scripts/bench/handler-entry.ts"), join(ROOT, ".wrangler/bench/handler.js"));
 // Nothing is sent anywhere: `fetch` is answered in place.
-const policies = benchPolicies({ fast: "http://127.0.0.1:9", slow: "http://127.0.0.1:9" }).noMatch;
+const bench = benchPolicies({ fast: "http://127.0.0.1:9", slow: "http://127.0.0.1:9" });
+const policies = mirrorsSet ? bench.threeSlow : bench.noMatch;
 
 /**
  * CPU microseconds per request of a fresh worker whose handler runs `times` times per request.
@@ -71,8 +80,13 @@ async function cpuPerRequest(handler, times, headers) {
       HANDLER: handler,
       HANDLER_REPEATS: String(times),
       PRIMARY_ORIGIN: "http://127.0.0.1:9",
-      MIRROR_COUNT: "0",
+      MIRROR_ORIGIN: "http://127.0.0.1:9",
+      MIRROR_COUNT: mirrorsSet ? "3" : "0",
+      MIRROR_READ: "1",
       POLICY_CACHE_TTL_MS: "600000",
+      // wrangler.toml's: successful copies logged 1 in 100 (the tests' worker logs every one).
+      LOG_LEVEL: "info",
+      LOG_SAMPLE_RATE: "0.01",
     },
     policies,
     onLog: () => {},
@@ -114,7 +128,11 @@ for (const [request, headers] of /** @type {const} */ ([
 console.log(
   `\nHandler CPU per call inside workerd (${repeats} calls per request, ${requests} requests, median of ${rounds} rounds)\n`,
 );
-console.log("| request | floor (bare fetch proxy) | edge-mirror, no route | edge-mirror adds |");
+console.log(
+  mirrorsSet
+    ? "| request | floor with three copies (A3r) | edge-mirror, three mirrors (D) | edge-mirror adds |"
+    : "| request | floor (bare fetch proxy) | edge-mirror, no route | edge-mirror adds |",
+);
 console.log("|---|---|---|---|");
 for (const request of ["wrk's", "a browser's"]) {
   const floor = results.find((r) => r.request === request && r.handler === "floor");
@@ -124,5 +142,5 @@ for (const request of ["wrk's", "a browser's"]) {
     `| ${request} | ${floor.micros.toFixed(1)} µs | ${edge.micros.toFixed(1)} µs | ${(edge.micros - floor.micros).toFixed(1)} µs |`,
   );
 }
-console.log(`\n${JSON.stringify({ repeats, requests, rounds, results })}`);
+console.log(`\n${JSON.stringify({ set: args.set, repeats, requests, rounds, results })}`);
 process.exit(0);
