@@ -22,7 +22,12 @@
  * more than that, so the set also times the recording on its own (recording-entry.ts, in Node):
  * the µs it adds per mirrored request, as a share of C's CPU per request.
  *
- *   npm run bench -- --mode paired [--set unmatched|durable|verdict] [--rounds 8] [--slices 10] [--connections 20]
+ * `--set mirrors` pairs D, a route with three slow mirrors at 100 %, with the floors that send
+ * three copies inside waitUntil: A3, which cancels their answers (so each copy opens a connection),
+ * and A3r, which reads them to the end (so connections are reused, as edge-mirror's are). D ÷ A3
+ * is held to ≤ 1.10 in CPU, as in `npm run bench`, here in one process rather than two.
+ *
+ *   npm run bench -- --mode paired [--set unmatched|durable|verdict|mirrors] [--rounds 8] [--slices 10] [--connections 20]
  *
  * Needs wrk (`apt-get install wrk`): its one-second runs are the slices.
  */
@@ -44,11 +49,12 @@ const { values: args } = parseArgs({
     set: { type: "string", default: "unmatched" },
   },
 });
-if (!["unmatched", "durable", "verdict"].includes(args.set)) {
-  throw new Error(`--set ${args.set}: unmatched, durable or verdict`);
+if (!["unmatched", "durable", "verdict", "mirrors"].includes(args.set)) {
+  throw new Error(`--set ${args.set}: unmatched, durable, verdict or mirrors`);
 }
 const durableSet = args.set === "durable";
 const verdictSet = args.set === "verdict";
+const mirrorsSet = args.set === "mirrors";
 const rounds = Number(args.rounds);
 const slices = Number(args.slices);
 const connections = Number(args.connections);
@@ -79,11 +85,17 @@ const paths = {
   C: `/pair-best-effort${BENCH_PATH}`,
   G: `/pair-durable${BENCH_PATH}`,
   V: `/pair-unrecorded${BENCH_PATH}`,
+  D: `/pair-three${BENCH_PATH}`,
+  A3: `/floor-three${BENCH_PATH}`,
+  A3r: `/floor-three-read${BENCH_PATH}`,
 };
-const { noMatch, pairedDelivery, pairedRecording } = benchPolicies({ fast: origins.fast, slow: origins.slow });
-/** @typedef {"A" | "H" | "B" | "C" | "G" | "V"} PathId */
+const { noMatch, pairedDelivery, pairedRecording, pairedMirrors } = benchPolicies({
+  fast: origins.fast,
+  slow: origins.slow,
+});
+/** @typedef {"A" | "H" | "B" | "C" | "G" | "V" | "D" | "A3" | "A3r"} PathId */
 /** @type {PathId[]} */
-const order = durableSet ? ["C", "G"] : verdictSet ? ["C", "V"] : ["A", "H", "B"];
+const order = durableSet ? ["C", "G"] : verdictSet ? ["C", "V"] : mirrorsSet ? ["D", "A3", "A3r"] : ["A", "H", "B"];
 /**
  * The ratios reported, numerator first, with the target where one is set (B ÷ H: the unmatched
  * path held to a proxy that makes the same header changes), and their
@@ -94,11 +106,22 @@ const pairs = durableSet
   ? [{ of: /** @type {[PathId, PathId]} */ (["G", "C"]), cpuTarget: "≤ 1.03", rpsTarget: "≥ 0.97", cpu: [], rps: [] }]
   : verdictSet
     ? [{ of: /** @type {[PathId, PathId]} */ (["C", "V"]), cpuTarget: "≤ 1.02", cpu: [], rps: [] }]
-    : [
-        { of: /** @type {[PathId, PathId]} */ (["B", "H"]), cpuTarget: "≤ 1.05", cpu: [], rps: [] },
-        { of: /** @type {[PathId, PathId]} */ (["B", "A"]), cpu: [], rps: [] },
-        { of: /** @type {[PathId, PathId]} */ (["H", "A"]), cpu: [], rps: [] },
-      ];
+    : mirrorsSet
+      ? [
+          {
+            of: /** @type {[PathId, PathId]} */ (["D", "A3"]),
+            cpuTarget: "≤ 1.10",
+            rpsTarget: "≥ 0.90",
+            cpu: [],
+            rps: [],
+          },
+          { of: /** @type {[PathId, PathId]} */ (["D", "A3r"]), cpu: [], rps: [] },
+        ]
+      : [
+          { of: /** @type {[PathId, PathId]} */ (["B", "H"]), cpuTarget: "≤ 1.05", cpu: [], rps: [] },
+          { of: /** @type {[PathId, PathId]} */ (["B", "A"]), cpu: [], rps: [] },
+          { of: /** @type {[PathId, PathId]} */ (["H", "A"]), cpu: [], rps: [] },
+        ];
 const pairName = (/** @type {[PathId, PathId]} */ [x, y]) => `${x} ÷ ${y}`;
 /** The first path's CPU per request, round by round (µs). @type {number[]} */
 const perRequestUs = [];
@@ -109,28 +132,41 @@ try {
     const worker = await startWorker({
       scriptPath: script,
       vars: benchVars(origins, 600_000),
-      policies: durableSet ? pairedDelivery : verdictSet ? pairedRecording : noMatch,
+      policies: durableSet ? pairedDelivery : verdictSet ? pairedRecording : mirrorsSet ? pairedMirrors : noMatch,
       onLog: () => {},
     });
     try {
       const pid = listeningPid(Number(new URL(worker.url).port));
       if (pid === undefined) throw new Error("cannot find workerd's process (needs Linux and ss)");
-      const totals = Object.fromEntries(order.map((id) => [id, { cpu: 0, requests: 0 }]));
-      const total = (/** @type {PathId} */ id) => totals[id] ?? { cpu: 0, requests: 0 };
+      const totals = Object.fromEntries(order.map((id) => [id, { cpu: 0, requests: 0, copies: 0, connections: 0 }]));
+      const total = (/** @type {PathId} */ id) => totals[id] ?? { cpu: 0, requests: 0, copies: 0, connections: 0 };
       // Warm-up: every path's code optimised, the policies loaded, connections open.
       for (const id of order) await slice(worker.url + paths[id], 1);
       for (let s = 0; s < slices; s++) {
         for (const id of s % 2 ? [...order].reverse() : order) {
           const before = cpuMs(pid);
+          const seen = mirrorsSet ? await origins.received() : undefined;
           const served = await slice(worker.url + paths[id], 1);
           const t = total(id);
           t.requests += served;
           t.cpu += cpuMs(pid) - before;
+          if (seen) {
+            // Copies still in flight at the slice's end are counted in the next: a second's worth.
+            const after = await origins.received();
+            t.copies += after.count - seen.count;
+            t.connections += after.connections - seen.connections;
+          }
         }
       }
       const perRequest = (/** @type {PathId} */ id) => (total(id).cpu * 1000) / Math.max(1, total(id).requests);
       perRequestUs.push(perRequest(order[0] ?? "C"));
-      const shown = order.map((id) => `${id} ${Math.round(perRequest(id))} µs/req`);
+      const shown = order.map(
+        (id) =>
+          `${id} ${Math.round(perRequest(id))} µs/req` +
+          (mirrorsSet
+            ? ` (${(total(id).connections / Math.max(1, total(id).copies)).toFixed(3)} connections/copy)`
+            : ""),
+      );
       for (const pair of pairs) {
         const [x, y] = pair.of;
         const cpu = perRequest(x) / perRequest(y);
@@ -153,7 +189,9 @@ const legend = durableSet
   ? "C edge-mirror with one fast mirror at 100 %, G the same with the mirror durable (healthy: nothing spooled)"
   : verdictSet
     ? "C edge-mirror with one fast mirror at 100 %, recording the primary's status and latency beside each copy's; V the same route, not recording them"
-    : "A the floor, H the floor with edge-mirror's header changes, B edge-mirror with no matching route";
+    : mirrorsSet
+      ? "D edge-mirror with three slow mirrors at 100 %, A3 the floor sending three copies and cancelling their answers, A3r the same reading them"
+      : "A the floor, H the floor with edge-mirror's header changes, B edge-mirror with no matching route";
 console.log(
   `\nIn one isolate (${rounds} rounds of ${slices} one-second slices per path, ${connections} connections by wrk): ${legend}\n`,
 );

@@ -49,6 +49,18 @@ export function benchPolicies(mirrors) {
         route("pair-unrecorded", "/pair-unrecorded", fast),
       ],
     }),
+    /**
+     * D of `--set mirrors`: three slow mirrors at 100 % on /pair-three, beside the floor that
+     * sends three copies itself (A3r, under /floor-three).
+     */
+    pairedMirrors: policyEntries({
+      clusters,
+      routes: [
+        route("pair-three", "/pair-three", {
+          mirrors: [{ cluster: "slow" }, { cluster: "slow" }, { cluster: "slow" }],
+        }),
+      ],
+    }),
     /** D: three mirrors, each the slow one. */
     threeSlow: policyEntries({
       clusters,
