@@ -8,6 +8,7 @@
  * State, per isolate: `SessionKeys` (the derived key) and `SessionEpochCache`.
  */
 import type { CookieOptions } from "hono/utils/cookie";
+import { fromHex, toHex } from "../hex/index.js";
 import { newSessionEpoch, readSessionEpoch, writeSessionEpoch } from "../store/session-epoch.js";
 
 export const SESSION_COOKIE = "edge_mirror_session";
@@ -56,14 +57,6 @@ export class SessionKeys {
 }
 
 const signed = (epoch: string, expires: number) => encoder.encode(`edge-mirror-session:${epoch}:${expires}`);
-
-function toHex(bytes: ArrayBuffer): string {
-  return Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function fromHex(hex: string): Uint8Array {
-  return Uint8Array.from(hex.match(/../g) ?? [], (pair) => Number.parseInt(pair, 16));
-}
 
 /** A new session's cookie value, signed with `key` (from `SessionKeys`). */
 export async function sessionValue(key: CryptoKey, epoch: string, now: number): Promise<string> {

@@ -8,6 +8,7 @@
  */
 import type { Hold } from "../body/budget.js";
 import { copyBytes } from "../body/bytes.js";
+import { toHex } from "../hex/index.js";
 import type { BatchObject, WriteObject } from "./batch.js";
 import { objectKey } from "./keys.js";
 
@@ -62,7 +63,7 @@ export interface CaptureBucketWriter {
 /** A random id per isolate (per writer), so that two isolates never write the same key. */
 function isolateId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(6));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return toHex(bytes);
 }
 
 /** The batch writer of capture/batch, on `bucket`. */

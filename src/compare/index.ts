@@ -8,6 +8,8 @@
  * requests and forgotten again (`NoiseMemory`); a difference that says the whole answer differs
  * is never noise. Pure apart from hashing.
  */
+
+import { toHex } from "../hex/index.js";
 import type { CompareSpec } from "../policy/index.js";
 import {
   boundSample,
@@ -28,7 +30,6 @@ import {
   redactJson,
   valueAt,
 } from "./json.js";
-
 import type { DiffSample, SampleSide } from "./sample.js";
 
 export { boundSample, clipField, MAX_FIELD_CHARS, MAX_SAMPLE_BYTES, nameHash, utf8Bytes } from "./bounds.js";
@@ -307,8 +308,7 @@ function expire(fields: Map<string, NoisyField>, now: number): void {
 }
 
 async function sha256(bytes: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+  return toHex(await crypto.subtle.digest("SHA-256", bytes));
 }
 
 function shownValue(s: Side, field: string, spec: CompareSpec, redactedDoc: unknown): string {

@@ -18,6 +18,7 @@
  *
  * Signing and checking use WebCrypto (async); nothing here holds state or does other I/O.
  */
+import { fromHex, toHex } from "../hex/index.js";
 
 /** How far a marker's time may be from ours: copies leave within `waitUntil`'s 30 s. */
 export const MARKER_MAX_AGE_S = 60;
@@ -46,14 +47,6 @@ export interface MarkedCopy extends CopyAddress {
 
 const encoder = new TextEncoder();
 
-function hex(bytes: ArrayBuffer): string {
-  return Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function fromHex(text: string): Uint8Array {
-  return Uint8Array.from(text.match(/../g) ?? [], (pair) => Number.parseInt(pair, 16));
-}
-
 /** The address a marker for `method` on `url` covers: the same on the sending and the receiving side. */
 export function copyAddress(method: string, url: URL): CopyAddress {
   return { method, host: url.hostname.toLowerCase(), pathAndQuery: url.pathname + url.search };
@@ -68,12 +61,12 @@ export async function bodyDigest(body: Uint8Array | readonly Uint8Array[] | null
   const parts = body === null ? [] : body instanceof Uint8Array ? [body] : body;
   const nonEmpty = parts.filter((part) => part.byteLength > 0);
   if (nonEmpty.length === 0) return EMPTY_BODY_DIGEST;
-  if (nonEmpty.length === 1) return hex(await crypto.subtle.digest("SHA-256", nonEmpty[0] as Uint8Array));
+  if (nonEmpty.length === 1) return toHex(await crypto.subtle.digest("SHA-256", nonEmpty[0] as Uint8Array));
   const stream = new crypto.DigestStream("SHA-256");
   const writer = stream.getWriter();
   for (const part of nonEmpty) await writer.write(part);
   await writer.close();
-  return hex(await stream.digest);
+  return toHex(await stream.digest);
 }
 
 /**
@@ -88,7 +81,7 @@ function signedText(copy: MarkedCopy, seconds: number): Uint8Array {
 
 /** The marker for `copy` at `seconds` (unix time), signed with `key`. */
 export async function signMarker(key: CryptoKey, copy: MarkedCopy, seconds: number): Promise<string> {
-  const sig = hex(await crypto.subtle.sign("HMAC", key, signedText(copy, seconds)));
+  const sig = toHex(await crypto.subtle.sign("HMAC", key, signedText(copy, seconds)));
   return `${copy.route};t=${seconds};b=${copy.bodyDigest};sig=${sig}`;
 }
 

@@ -10,6 +10,7 @@
  * added. The primary's request is a pass-through and keeps the client's headers as they are. Pure
  * but for the random span ids.
  */
+import { HEX_BYTE } from "../hex/index.js";
 
 export const TRACEPARENT = "traceparent";
 export const TRACESTATE = "tracestate";
@@ -72,8 +73,6 @@ export function childTraceparent(parent: TraceParent, spanId: string): string {
   return `00-${parent.traceId}-${spanId}-${flags}`;
 }
 
-/** Two hex digits per byte value. */
-const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));
 /**
  * Random bytes drawn 512 at a time: one call into the runtime's generator serves 64 span ids,
  * where a call per copy cost more than the rest of the copy's trace context.
@@ -90,7 +89,7 @@ export function randomSpanId(): string {
       used = 0;
     }
     id = "";
-    for (let i = 0; i < 8; i++) id += HEX[pool[used++] as number];
+    for (let i = 0; i < 8; i++) id += HEX_BYTE[pool[used++] as number];
   }
   return id;
 }

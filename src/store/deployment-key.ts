@@ -6,6 +6,8 @@
  * (src/secret). 256 random bits; no counter and no read-modify-write, so two isolates that create
  * it at once simply end with the one KV kept.
  */
+
+import { toHex } from "../hex/index.js";
 import { DEPLOYMENT_KEY_KEY } from "./keys.js";
 
 export interface DeploymentKey {
@@ -21,7 +23,7 @@ const KEY = /^[0-9a-f]{64}$/;
 export function newDeploymentKey(now: number): DeploymentKey {
   const bytes = crypto.getRandomValues(new Uint8Array(32));
   return {
-    key: Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join(""),
+    key: toHex(bytes),
     since: new Date(now).toISOString(),
   };
 }

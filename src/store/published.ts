@@ -6,6 +6,8 @@
  * read whatever the number of policies. Encoding and decoding are pure; hashing uses WebCrypto,
  * which the worker and Node share, so that the CLI and the worker compute the same versions.
  */
+
+import { toHex } from "../hex/index.js";
 import { parsePolicyKey } from "./keys.js";
 
 /** The snapshot's layout; a reader that finds another treats the snapshot as unreadable. */
@@ -38,8 +40,7 @@ const HEX64 = /^[0-9a-f]{64}$/;
 const encoder = new TextEncoder();
 
 export async function sha256Hex(text: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(text)));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+  return toHex(await crypto.subtle.digest("SHA-256", encoder.encode(text)));
 }
 
 /** Every text with its hash, in key order. */

@@ -5,6 +5,8 @@
  * ends every session at once. A random value rather than a counter: replacing it needs no
  * read-modify-write, and a deleted key revokes every session instead of reviving old ones.
  */
+
+import { toHex } from "../hex/index.js";
 import { SESSION_EPOCH_KEY } from "./keys.js";
 
 export interface SessionEpoch {
@@ -20,7 +22,7 @@ const EPOCH = /^[0-9a-f]{32}$/;
 export function newSessionEpoch(now: number): SessionEpoch {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return {
-    epoch: Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join(""),
+    epoch: toHex(bytes),
     since: new Date(now).toISOString(),
   };
 }
