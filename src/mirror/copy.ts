@@ -26,7 +26,7 @@ export interface CopyParts {
   body: CopyBody | null;
   headers: Headers;
   /** The marker for a copy sent to a URL (see copyMarkers in mirror/index). */
-  marker: (url: URL) => Promise<string>;
+  marker: (url: string) => Promise<string>;
   signal: AbortSignal;
 }
 
@@ -45,7 +45,7 @@ export async function copyInit(
   id?: string,
 ): Promise<RequestInit> {
   const headers = new Headers(copy.headers);
-  headers.set(MIRROR_MARKER, await copy.marker(new URL(url)));
+  headers.set(MIRROR_MARKER, await copy.marker(url));
   // A durable copy's id (`x-edge-mirror-id`), set on the copy's own headers like the marker.
   if (id !== undefined) headers.set(COPY_ID_HEADER, id);
   // A span of its own in the client's trace, for every copy, reference and redelivery alike.

@@ -237,22 +237,21 @@ function skipAll(job: CopyJob, reason: SkipReason, detail?: string): void {
 
 /**
  * Each copy's marker, made for the URL it is sent to (headers/marker): one signature per distinct
- * host and path of the request's copies, at one time, over the one body digest.
+ * URL of the request's copies, at one time, over the one body digest. Copies to one origin and
+ * path (mirrors of one cluster, a compare reference) share it, and its URL is parsed once.
  */
-function copyMarkers(job: CopyJob, digest: string): (url: URL) => Promise<string> {
+function copyMarkers(job: CopyJob, digest: string): (url: string) => Promise<string> {
   const seconds = Math.floor(Date.now() / 1000);
   const made = new Map<string, Promise<string>>();
   let key: Promise<CryptoKey | undefined> | undefined;
   return (url) => {
-    const address = copyAddress(job.method, url);
-    const id = `${address.host} ${address.pathAndQuery}`;
-    let marker = made.get(id);
+    let marker = made.get(url);
     if (!marker) {
       key ??= job.secret.signingKey();
-      const copy: MarkedCopy = { ...address, route: job.routeId, bodyDigest: digest };
+      const copy: MarkedCopy = { ...copyAddress(job.method, new URL(url)), route: job.routeId, bodyDigest: digest };
       // Without a secret (none could be read yet) the marker is the route id, which nothing trusts.
       marker = key.then((k) => (k ? signMarker(k, copy, seconds) : job.routeId)).catch(() => job.routeId);
-      made.set(id, marker);
+      made.set(url, marker);
     }
     return marker;
   };
