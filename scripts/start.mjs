@@ -24,9 +24,14 @@ const wrangler = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
 const persistTo = process.env.EDGE_MIRROR_PERSIST_TO ? ["--persist-to", process.env.EDGE_MIRROR_PERSIST_TO] : [];
 
 // The worker keeps its admin surface closed for tokens under 32 characters; say so here instead.
-const adminToken = process.env.EDGE_MIRROR_ADMIN_TOKEN ?? "demo-admin-token-for-local-use-only";
+// ADMIN_TOKEN, as the worker's secret and every command-line tool name it.
+if (process.env.EDGE_MIRROR_ADMIN_TOKEN && !process.env.ADMIN_TOKEN) {
+  console.error("EDGE_MIRROR_ADMIN_TOKEN is no longer read: set ADMIN_TOKEN, the name of the worker's secret");
+  process.exit(2);
+}
+const adminToken = process.env.ADMIN_TOKEN || "demo-admin-token-for-local-use-only";
 if (adminToken.length < 32) {
-  console.error("EDGE_MIRROR_ADMIN_TOKEN must be at least 32 characters");
+  console.error("ADMIN_TOKEN must be at least 32 characters");
   process.exit(2);
 }
 

@@ -36,7 +36,7 @@ commands:
 where:
   --local (default)             the local state that wrangler dev and npm start use
   --remote                      the deployed worker, through its admin API; the token is read from
-                                EDGE_MIRROR_ADMIN_TOKEN
+                                ADMIN_TOKEN, as the worker's secret is named
   --env <name>                  a wrangler environment (staging, production): with --remote, its
                                 ADMIN_HOST (else its first route's host) and ADMIN_PREFIX
   --url <origin>                with --remote: where the admin surface answers, instead
@@ -212,8 +212,14 @@ async function localSource(flags: Flags): Promise<Source> {
 }
 
 async function remoteSource(flags: Flags, io: Io): Promise<Source> {
-  const token = io.env.EDGE_MIRROR_ADMIN_TOKEN;
-  if (!token) throw new Error("--remote reads the admin token from EDGE_MIRROR_ADMIN_TOKEN, which is not set");
+  const token = io.env.ADMIN_TOKEN;
+  if (!token) {
+    // The variable's name before it took the secret's: said, rather than read, so that one name remains.
+    const former = io.env.EDGE_MIRROR_ADMIN_TOKEN
+      ? " (EDGE_MIRROR_ADMIN_TOKEN, its former name, is no longer read)"
+      : "";
+    throw new Error(`--remote reads the admin token from ADMIN_TOKEN, which is not set${former}`);
+  }
   let base: string;
   if (flags.url) {
     let url: URL;

@@ -318,7 +318,7 @@ describe("npm run capture", () => {
 
   it("exports through the deployed worker's admin API with --remote, HAR or gzipped NDJSON", async () => {
     const har = join(dir, "remote.har");
-    const token = { EDGE_MIRROR_ADMIN_TOKEN: TOKEN };
+    const token = { ADMIN_TOKEN: TOKEN };
     const exported = await run(
       ["export", "--route", "mixed", "--from", "now-10m", "--remote", "--url", worker.url, "--out", har],
       token,
@@ -350,10 +350,15 @@ describe("npm run capture", () => {
     const routes = await run(["routes", "--remote", "--url", worker.url], token);
     expect(routes.out).toBe("mixed\nsecrets");
     const refused = await run(["routes", "--remote", "--url", worker.url], {
-      EDGE_MIRROR_ADMIN_TOKEN: "wrong-token-0123456789abcdefghijklmn",
+      ADMIN_TOKEN: "wrong-token-0123456789abcdefghijklmn",
     });
     expect(refused.code).toBe(2);
     expect(refused.err).toMatch(/answered 403/);
+    // The variable's former name is not read: one name, the secret's, for the one token.
+    const renamed = await run(["routes", "--remote", "--url", worker.url], { EDGE_MIRROR_ADMIN_TOKEN: TOKEN });
+    expect(renamed.code).toBe(2);
+    expect(renamed.err).toContain("reads the admin token from ADMIN_TOKEN, which is not set");
+    expect(renamed.err).toContain("EDGE_MIRROR_ADMIN_TOKEN, its former name, is no longer read");
   });
 
   it.each([

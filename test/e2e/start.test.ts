@@ -63,6 +63,9 @@ beforeAll(async () => {
     cwd: ROOT,
     env: {
       ...process.env,
+      // The demo's own token, whatever the shell that runs the tests has set.
+      ADMIN_TOKEN: "",
+      EDGE_MIRROR_ADMIN_TOKEN: "",
       EDGE_MIRROR_PORT: String(workerPort),
       DEMO_BASE_PORT: String(base),
       EDGE_MIRROR_PERSIST_TO: persistTo,
