@@ -2,10 +2,12 @@
  * @module admin/state
  * What the admin surface keeps per isolate, built once by the isolate (src/isolate) and handed to
  * every admin handler as the `admin` context variable: its settings, the worker's policy cache (a
- * write is served at once by the isolate that made it), the publisher that publishes each write to
+ * write is served at once by the isolate that made it; the stats and verdict endpoints read the
+ * policies from it rather than from KV), the publisher that publishes each write to
  * every other isolate (store/publish), the dashboard's session epoch and key (admin/session), and
  * the addresses the token's rate limit admitted lately.
  */
+import type { PolicySnapshot } from "../store/index.js";
 import type { PolicyStore } from "../store/policy-store.js";
 import { SessionEpochCache, SessionKeys } from "./session.js";
 import { LOGIN_LIMIT_PERIOD_SECONDS } from "./settings.js";
@@ -46,7 +48,10 @@ export interface AdminState {
   /** How many stats shards `api/stats` reads and clears (`STATS_SHARDS`). */
   readonly statsShards: number;
   /** The worker's policy cache, forgotten after a write so that this isolate serves it at once. */
-  readonly policies: { invalidate(): void };
+  readonly policies: {
+    invalidate(): void;
+    get(kv: KVNamespace, waitUntil: (p: Promise<unknown>) => void): Promise<PolicySnapshot>;
+  };
   /**
    * Publishes a write (the text written, or null for a delete) to every isolate, inside
    * `waitUntil`: the snapshot and marker are rewritten, a burst of writes coalesced (store/publish).

@@ -4,21 +4,21 @@
  * `minutes` (1–60, default 60): per route and mirror the totals, a per-minute series and the
  * fields that differ, the primary's answers and latency beside the mirror's, the top divergence
  * signatures and the release verdict over the same window (judged as `api/verdict` judges, by
- * the route's policy as stored: one bulk KV read of the routes shown); the newest diff samples;
- * and each shard's write load.
+ * the route's policy in the isolate's snapshot, which also lists the configured routes: the
+ * dashboard's poll every two seconds reads no KV); the newest diff samples; and each shard's write
+ * load.
  * `GET /samples?route=&mirror=&field=` gives the newest samples of one differing field.
  * `DELETE` clears every shard (for example after changing a route's mirrors).
  */
 import { Hono } from "hono/tiny";
-import { parseRoute, type Route } from "../policy/index.js";
 import type { Merged } from "../stats/merge.js";
 import { readFieldSamples, readStats, resetStats, type ShardStatus, StatsUnavailableError } from "../stats/shards.js";
 import { type RouteSummary, summarize, verdictInput } from "../stats/summary.js";
-import { routeKey } from "../store/keys.js";
-import { kvPolicyStore, type PolicyStore } from "../store/policy-store.js";
+import type { PolicySnapshot } from "../store/index.js";
+import { parsePolicyKey } from "../store/keys.js";
 import { decideVerdict, thresholdsFor } from "../verdict/index.js";
 import { type AdminEnv, jsonError } from "./http.js";
-import { judgedMirrors, MAX_ROUTE_ID_CHARS } from "./verdict.js";
+import { judgedMirrors } from "./verdict.js";
 
 const NO_STORE = { "cache-control": "no-store" };
 
@@ -39,30 +39,21 @@ function windowParam(value: string | undefined): number | undefined {
 const invalidWindow = () => jsonError(400, "invalid_query", "minutes must be an integer from 1 to 60");
 
 /**
- * Each mirror's release verdict over the window, judged by its route's policy as stored (the
- * routes with mirrors read in one bulk KV read). A route that cannot be read or parsed shows no
- * verdict rather than one judged by thresholds it does not have.
+ * Each mirror's release verdict over the window, judged by its route's policy in the snapshot. A
+ * route the snapshot does not hold as valid shows no verdict rather than one judged by thresholds
+ * it does not have.
  */
-async function addVerdicts(
+function addVerdicts(
   routes: RouteSummary[],
   read: { merged: Merged; minutes: number[]; shards: ShardStatus[] },
-  store: PolicyStore,
+  policies: PolicySnapshot,
   asked: number,
-): Promise<void> {
-  const ids = routes.filter((r) => r.mirrors.length > 0 && r.route.length <= MAX_ROUTE_ID_CHARS).map((r) => r.route);
-  if (ids.length === 0) return;
-  const texts = await store.getMany(ids.map(routeKey)).catch(() => new Map<string, string>());
+): void {
   const shards = { asked, answered: read.shards.filter((s) => s.answered).length };
   const now = Date.now();
   for (const summary of routes) {
-    const text = texts.get(routeKey(summary.route));
-    if (text === undefined) continue;
-    let route: Route;
-    try {
-      route = parseRoute(JSON.parse(text));
-    } catch {
-      continue;
-    }
+    const route = summary.mirrors.length > 0 ? policies.routeById.get(summary.route) : undefined;
+    if (route === undefined) continue;
     const judged = judgedMirrors(route);
     for (const mirror of summary.mirrors) {
       const compared = judged.get(mirror.mirror)?.compared;
@@ -75,6 +66,16 @@ async function addVerdicts(
   }
 }
 
+/** The configured routes' ids: those the snapshot holds, and those stored but invalid. */
+function configuredRoutes(policies: PolicySnapshot): string[] {
+  const ids = [...policies.routeById.keys()];
+  for (const { key } of policies.invalid) {
+    const stored = parsePolicyKey(key);
+    if (stored?.kind === "route") ids.push(stored.name);
+  }
+  return ids;
+}
+
 /** The live counters of every stats shard, merged; and clearing them. */
 export function statsApi(): Hono<AdminEnv> {
   const statsApi = new Hono<AdminEnv>();
@@ -83,16 +84,15 @@ export function statsApi(): Hono<AdminEnv> {
     if (!namespace) return unbound();
     const minutes = windowParam(c.req.query("minutes"));
     if (minutes === undefined) return invalidWindow();
-    const [read, configured] = await Promise.all([
-      readStats(namespace, c.get("admin").statsShards, minutes).catch(unavailable),
-      kvPolicyStore(c.env.MIRROR_CONFIG)
-        .list("route")
-        .catch(() => [] as string[]),
+    const admin = c.get("admin");
+    const [read, policies] = await Promise.all([
+      readStats(namespace, admin.statsShards, minutes).catch(unavailable),
+      admin.policies.get(c.env.MIRROR_CONFIG, (p) => c.executionCtx.waitUntil(p)),
     ]);
     if (read instanceof Response) return read;
     const first = read.minutes[0] as number;
-    const routes = summarize(read.merged, read.minutes, configured);
-    await addVerdicts(routes, read, kvPolicyStore(c.env.MIRROR_CONFIG), c.get("admin").statsShards);
+    const routes = summarize(read.merged, read.minutes, configuredRoutes(policies));
+    addVerdicts(routes, read, policies, admin.statsShards);
     return c.json(
       {
         window: {

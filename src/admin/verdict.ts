@@ -1,25 +1,23 @@
 /**
  * @module admin/verdict
  * `<ADMIN_PREFIX>/api/verdict?route=R&mirror=M&window=15m`: the release verdict of one mirror of a
- * route over the last 1–60 minutes (docs/verdict.md). It reads the route's policy from KV (its
- * mirrors, whether each is compared, their thresholds), every stats shard's counters for the
- * window, and answers the `VerdictReport` src/verdict decides on them: 200 whatever the verdict,
+ * route over the last 1–60 minutes (docs/verdict.md). It takes the route's policy from the
+ * isolate's snapshot (its mirrors, whether each is compared, their thresholds) — what the worker
+ * serves, and no KV read for a pipeline that asks every minute — every stats shard's counters for
+ * the window, and answers the `VerdictReport` src/verdict decides on them: 200 whatever the verdict,
  * `Cache-Control: no-store`. Errors are the admin surface's JSON errors, as src/verdict/report
  * lists them. Behind the same gate as `api/stats`.
  */
 import { Hono } from "hono/tiny";
 import { mirrorLabel } from "../mirror/plan.js";
-import { compareSpec, parseRoute, type Route } from "../policy/index.js";
+import { compareSpec, type Route } from "../policy/index.js";
 import { readStats, StatsUnavailableError } from "../stats/shards.js";
 import { verdictInput } from "../stats/summary.js";
 import { routeKey } from "../store/keys.js";
-import { kvPolicyStore } from "../store/policy-store.js";
 import { DEFAULT_WINDOW, decideVerdict, parseWindow, thresholdsFor, WindowError } from "../verdict/index.js";
 import { type AdminEnv, jsonError } from "./http.js";
 
 const NO_STORE = { "cache-control": "no-store" };
-/** Route ids are at most 128 characters (the policy schema): a longer one names no route. */
-export const MAX_ROUTE_ID_CHARS = 128;
 
 /** The mirrors a route can copy to, by the label the counters use, and whether each is compared. */
 export function judgedMirrors(route: Route): Map<string, { compared: boolean }> {
@@ -53,17 +51,16 @@ export function verdictApi(): Hono<AdminEnv> {
     if (!namespace) {
       return jsonError(503, "stats_unavailable", "no MIRROR_STATS Durable Object binding: add it as in wrangler.toml");
     }
-    const text =
-      routeId.length > MAX_ROUTE_ID_CHARS ? null : await kvPolicyStore(c.env.MIRROR_CONFIG).get(routeKey(routeId));
-    if (text === null) return jsonError(404, "not_found", `no route ${quoted(routeId)}`);
-    let route: Route;
-    try {
-      route = parseRoute(JSON.parse(text));
-    } catch (err) {
+    const policies = await c.get("admin").policies.get(c.env.MIRROR_CONFIG, (p) => c.executionCtx.waitUntil(p));
+    const route = policies.routeById.get(routeId);
+    if (route === undefined) {
+      const key = routeKey(routeId);
+      const invalid = policies.invalid.find((entry) => entry.key === key);
+      if (invalid === undefined) return jsonError(404, "not_found", `no route ${quoted(routeId)}`);
       return jsonError(
         409,
         "route_invalid",
-        `route ${quoted(routeId)} as stored is not valid: ${String(err).slice(0, 300)}`,
+        `route ${quoted(routeId)} as stored is not valid: ${invalid.error.slice(0, 300)}`,
       );
     }
     const mirrors = judgedMirrors(route);

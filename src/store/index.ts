@@ -18,6 +18,11 @@ import { decodeMarker, decodeSnapshot, hashEntries, policyVersion, textsOf } fro
 
 export interface PolicySnapshot {
   routes: RouteTable;
+  /**
+   * Every valid route by id, those the table leaves out (past the compile budget) included: what
+   * the admin surface judges verdicts by and lists as configured, without reading KV again.
+   */
+  routeById: ReadonlyMap<string, Route>;
   /** Cluster name → origin (`https://host:port`, no trailing slash). */
   clusters: ReadonlyMap<string, string>;
   invalid: readonly InvalidEntry[];
@@ -30,6 +35,7 @@ export interface PolicySnapshot {
 
 export const EMPTY_SNAPSHOT: PolicySnapshot = {
   routes: compileRoutes([]),
+  routeById: new Map(),
   clusters: new Map(),
   invalid: [],
   unknownBackends: [],
@@ -80,7 +86,15 @@ function buildSnapshot(texts: ReadonlyMap<string, string>, now: number): PolicyS
       ),
   });
   const unknown = unknownBackends(stored.routes.values(), clusters);
-  return { routes, clusters, invalid, unknownBackends: unknown, available: true, loadedAt: now };
+  return {
+    routes,
+    routeById: stored.routes,
+    clusters,
+    invalid,
+    unknownBackends: unknown,
+    available: true,
+    loadedAt: now,
+  };
 }
 
 function rejection(err: unknown): string {
