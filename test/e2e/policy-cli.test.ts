@@ -2,11 +2,12 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import { ROOT } from "../../scripts/lib/build.mjs";
 import { startOrigin } from "../../scripts/lib/origins.mjs";
 import { startWorker } from "../../scripts/lib/worker.mjs";
 import { localConfig } from "../../scripts/lib/wrangler-config.mjs";
+import { main } from "../../scripts/policy/cli.js";
 import {
   clusterKey,
   POLICY_MARKER_KEY,
@@ -15,18 +16,42 @@ import {
   SESSION_EPOCH_KEY,
 } from "../../src/store/keys.js";
 
-/** The CLI as users run it: a process, real local KV state, read back through the worker in workerd. */
+/**
+ * The CLI against real local KV state, read back through the worker in workerd. Most commands run
+ * its `main` in this process, as scripts/policy.ts does, each opening and closing the local KV as
+ * a process of its own would: what it prints is what console.log and console.error would print.
+ * `spawned` and `bin` run the real entry points, for what only a process shows: its exit code, and
+ * that nothing else reaches its stderr.
+ */
 const dir = mkdtempSync(join(tmpdir(), "edge-mirror-cli-"));
 const state = join(dir, "state");
 
-function policy(...args: string[]) {
+async function policy(...args: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(args, { out: (line) => out.push(line), err: (line) => err.push(line) });
+  const printed = (lines: string[]) => lines.map((line) => `${line}\n`).join("");
+  return { code, out: printed(out), err: printed(err) };
+}
+const local = (...args: string[]) => policy(...args, "--persist-to", state);
+
+/** `npm run policy -- <args>` as a process of its own. */
+function spawned(...args: string[]) {
   const run = spawnSync(process.execPath, ["--import", "tsx", join(ROOT, "scripts/policy.ts"), ...args], {
     cwd: ROOT,
     encoding: "utf8",
   });
   return { code: run.status, out: run.stdout, err: run.stderr };
 }
-const local = (...args: string[]) => policy(...args, "--persist-to", state);
+
+/** The package's `edge-mirror-policy` command (bin/edge-mirror-policy.mjs) as a process of its own. */
+function bin(...args: string[]) {
+  const run = spawnSync(process.execPath, [join(ROOT, "bin/edge-mirror-policy.mjs"), ...args], {
+    cwd: ROOT,
+    encoding: "utf8",
+  });
+  return { code: run.status, out: run.stdout, err: run.stderr };
+}
 
 function file(name: string, content: string | object): string {
   const path = join(dir, name);
@@ -83,8 +108,8 @@ const policyFile = () => ({
 });
 
 describe("validate", () => {
-  it("accepts a good file", () => {
-    const run = policy("validate", file("good.json", policyFile()));
+  it("accepts a good file", async () => {
+    const run = await policy("validate", file("good.json", policyFile()));
     expect(run.code).toBe(0);
     expect(run.out).toContain("valid: 1 file, 1 routes, 1 clusters");
   });
@@ -123,22 +148,22 @@ describe("validate", () => {
       { routes: [{ id: "a", mirrors: [{ cluster: "ghost" }] }] },
       /undefined\.json: routes\[0\]\.mirrors\[0\]\.cluster: names undefined cluster "ghost"/,
     ],
-  ])("refuses %s with a precise error and exit code 1", (name, content, expected) => {
-    const run = policy("validate", file(name, content));
+  ])("refuses %s with a precise error and exit code 1", async (name, content, expected) => {
+    const run = await policy("validate", file(name, content));
     expect(run.code).toBe(1);
     expect(run.err).toMatch(expected);
     expect(run.err).toContain("nothing was written");
   });
 
-  it("refuses duplicate route ids across files and warns about a shadowed route", () => {
+  it("refuses duplicate route ids across files and warns about a shadowed route", async () => {
     const a = file("a.json", { routes: [{ id: "dup", match: { path: { type: "PathPrefix", value: "/x" } } }] });
     const b = file("b.json", { routes: [{ id: "dup" }] });
-    const dup = policy("validate", a, b);
+    const dup = await policy("validate", a, b);
     expect(dup.code).toBe(1);
     expect(dup.err).toContain(`b.json: routes[0].id: duplicate route id "dup" (also at ${a}: routes[0])`);
 
     const shadow = file("shadow.json", { routes: [{ id: "low" }, { id: "high", priority: 2 }] });
-    const warned = policy("validate", shadow);
+    const warned = await policy("validate", shadow);
     expect(warned.code).toBe(0);
     expect(warned.err).toContain("warning: " + shadow + ': routes[0]: route "low" can never match: route "high"');
   });
@@ -146,27 +171,28 @@ describe("validate", () => {
 
 describe("apply, diff, pull, list, delete against local KV", () => {
   it("a bad file changes nothing in KV", async () => {
-    expect(local("apply", file("bad.json", { routes: [{ id: "x", timeoutMs: -5 }] })).code).toBe(1);
-    const pulled = local("pull");
+    expect((await local("apply", file("bad.json", { routes: [{ id: "x", timeoutMs: -5 }] }))).code).toBe(1);
+    const pulled = await local("pull");
     expect(pulled.code).toBe(0);
     expect(JSON.parse(pulled.out)).toMatchObject({ clusters: {}, routes: [] });
   });
 
   it("applies, and the running worker mirrors by the applied policy", async () => {
     const good = file("policy.json", policyFile());
-    const dry = local("apply", good, "--dry-run");
+    const dry = await local("apply", good, "--dry-run");
     expect(dry.out).toContain("dry run: created 2, updated 0, deleted 0, unchanged 0; nothing was written");
     expect(await mirroredThroughWorker("/api/x")).toEqual([]);
 
-    const applied = local("apply", good);
+    // As a process: exit 0, and on its stderr only its own lines (none). Opening local KV starts
+    // nothing that warns (no Durable Object, no worker).
+    const applied = spawned("apply", good, "--persist-to", state);
     expect(applied.code).toBe(0);
-    // Only its own lines: opening local KV starts nothing that warns (no Durable Object, no worker).
     expect(applied.err).toBe("");
     expect(applied.out).toContain(`create ${clusterKey("canary")}`);
     expect(applied.out).toContain("created 2, updated 0, deleted 0, unchanged 0");
     expect(await mirroredThroughWorker("/api/x")).toEqual(["api"]);
 
-    expect(local("apply", good).out).toContain("created 0, updated 0, deleted 0, unchanged 2");
+    expect((await local("apply", good)).out).toContain("created 0, updated 0, deleted 0, unchanged 2");
   });
 
   it("diffs field by field, then applies the change", async () => {
@@ -176,30 +202,30 @@ describe("apply, diff, pull, list, delete against local KV", () => {
       match: { path: { type: "PathPrefix", value: "/v2" } },
     } as (typeof changed.routes)[0];
     const path = file("changed.json", changed);
-    const diff = local("diff", path);
+    const diff = await local("diff", path);
     expect(diff.code).toBe(1);
     expect(diff.err).toBe("");
     expect(diff.out).toContain(`~ ${routeKey("api")}`);
     expect(diff.out).toContain('    match.path.value: "/api" → "/v2"');
-    expect(local("apply", path).out).toContain("updated 1");
+    expect((await local("apply", path)).out).toContain("updated 1");
     expect(await mirroredThroughWorker("/v2/y")).toEqual(["api"]);
-    expect(local("diff", path)).toMatchObject({ code: 0, out: expect.stringContaining("no differences") });
+    expect(await local("diff", path)).toMatchObject({ code: 0, out: expect.stringContaining("no differences") });
   });
 
-  it("pulls to YAML that validates and re-applies unchanged; lists what is stored", () => {
+  it("pulls to YAML that validates and re-applies unchanged; lists what is stored", async () => {
     const out = join(dir, "pulled.yaml");
-    expect(local("pull", "--out", out).code).toBe(0);
+    expect((await local("pull", "--out", out)).code).toBe(0);
     expect(readFileSync(out, "utf8")).toContain("id: api");
-    expect(local("apply", out).out).toContain("unchanged 2");
-    const listed = local("list");
+    expect((await local("apply", out)).out).toContain("unchanged 2");
+    const listed = await local("list");
     expect(listed.err).toBe("");
     expect(listed.out).toMatch(/api\t0\tPathPrefix \/v2\tcanary 100%/);
     expect(listed.out).toContain(`canary\t${canary.url}`);
   });
 
-  it("diffs only the objects in the files, and counts the stored rest in one line", () => {
+  it("diffs only the objects in the files, and counts the stored rest in one line", async () => {
     const extra = file("extra.json", { routes: [{ id: "extra", match: { path: { type: "Exact", value: "/e" } } }] });
-    const diff = local("diff", extra);
+    const diff = await local("diff", extra);
     expect(diff).toMatchObject({ code: 1, err: "" });
     expect(diff.out.trim().split("\n")).toEqual([
       `+ ${routeKey("extra")}`,
@@ -208,7 +234,7 @@ describe("apply, diff, pull, list, delete against local KV", () => {
       "2 stored objects not in these files; --prune to list and delete them",
     ]);
 
-    const pruning = local("diff", extra, "--prune");
+    const pruning = await local("diff", extra, "--prune");
     expect(pruning.code).toBe(1);
     expect(pruning.out).toContain(`- ${clusterKey("canary")}  (only in KV; apply --prune deletes it)`);
     expect(pruning.out).toContain(`- ${routeKey("api")}  (only in KV; apply --prune deletes it)`);
@@ -216,7 +242,7 @@ describe("apply, diff, pull, list, delete against local KV", () => {
     expect(pruning.out).not.toContain("stored objects not in these files");
 
     // A file that holds part of what is stored, unchanged: no differences, exit 0.
-    const part = local("diff", file("part.json", { clusters: { canary: { origin: canary.url } } }));
+    const part = await local("diff", file("part.json", { clusters: { canary: { origin: canary.url } } }));
     expect(part).toMatchObject({ code: 0, err: "" });
     expect(part.out.trim().split("\n")).toEqual([
       "no differences",
@@ -252,24 +278,24 @@ describe("apply, diff, pull, list, delete against local KV", () => {
       clusters: { canary: { origin: canary.url } },
       routes: [{ id: "other", match: { path: { type: "Exact", value: "/o" } } }],
     });
-    const pruned = local("apply", other, "--prune");
+    const pruned = await local("apply", other, "--prune");
     expect(pruned.out).toContain(`delete ${routeKey("api")}`);
     expect(pruned.out).toContain("created 1, updated 0, deleted 1, unchanged 1");
     expect(pruned.out).not.toContain(SESSION_EPOCH_KEY);
-    expect(local("diff", other, "--prune")).toMatchObject({ code: 0 });
-    expect(local("pull").out).not.toContain("epoch");
+    expect(await local("diff", other, "--prune")).toMatchObject({ code: 0 });
+    expect((await local("pull")).out).not.toContain("epoch");
     expect(await mirroredThroughWorker("/v2/y")).toEqual([]);
     // Signing in again joins the same, untouched epoch.
     expect(await signIn()).toBe(epoch);
   });
 
-  it("deletes one route, and says so when there is none", () => {
-    expect(local("delete", "other")).toMatchObject({
+  it("deletes one route, and says so when there is none", async () => {
+    expect(await local("delete", "other")).toMatchObject({
       code: 0,
       out: expect.stringContaining(`deleted ${routeKey("other")}`),
       err: "",
     });
-    expect(local("delete", "other")).toMatchObject({
+    expect(await local("delete", "other")).toMatchObject({
       code: 1,
       err: expect.stringContaining('no route "other" is stored'),
     });
@@ -277,7 +303,9 @@ describe("apply, diff, pull, list, delete against local KV", () => {
 
   it("touch publishes an edit made straight in KV, which no isolate sees before", async () => {
     const good = file("touched.json", policyFile());
-    expect(local("apply", good, "--prune").out).toMatch(/published 1 routes and 1 clusters as version [0-9a-f]{12}/);
+    expect((await local("apply", good, "--prune")).out).toMatch(
+      /published 1 routes and 1 clusters as version [0-9a-f]{12}/,
+    );
     expect(await mirroredThroughWorker("/api/t")).toEqual(["api"]);
     // As `wrangler kv key put --local` writes it: a new value, no metadata, nothing published.
     const moved = { ...policyFile().routes[0], match: { path: { type: "PathPrefix", value: "/moved" } } };
@@ -286,17 +314,19 @@ describe("apply, diff, pull, list, delete against local KV", () => {
     await worker.dispose();
     expect(await mirroredThroughWorker("/moved/t")).toEqual([]);
 
-    const touched = local("touch");
+    const touched = await local("touch");
     expect(touched).toMatchObject({ code: 0, err: "" });
     expect(touched.out).toMatch(/^published 1 routes and 1 clusters as version [0-9a-f]{12}$/m);
     expect(await mirroredThroughWorker("/moved/t")).toEqual(["api"]);
-    expect(local("touch").out).toMatch(/^already published: 1 routes and 1 clusters, version [0-9a-f]{12}$/m);
+    expect((await local("touch")).out).toMatch(/^already published: 1 routes and 1 clusters, version [0-9a-f]{12}$/m);
   });
 
-  it("refuses bad usage with exit code 2", () => {
-    expect(policy("frobnicate").code).toBe(2);
-    expect(policy("apply").code).toBe(2);
-    expect(policy("list", "--local", "--remote").code).toBe(2);
+  it("refuses bad usage with exit code 2", async () => {
+    // The package's command, as a process: its exit code is main's.
+    expect(bin("frobnicate")).toMatchObject({ code: 2, err: expect.stringContaining('unknown command "frobnicate"') });
+    expect((await policy("frobnicate")).code).toBe(2);
+    expect((await policy("apply")).code).toBe(2);
+    expect((await policy("list", "--local", "--remote")).code).toBe(2);
   });
 });
 
@@ -320,22 +350,25 @@ if (args[1] === "key") console.log(JSON.stringify(Object.keys(stored).filter((k)
 if (args[1] === "bulk" && args[2] === "get") console.log("fetching…\\n" + JSON.stringify(Object.fromEntries(given.map((k) => [k, { value: stored[k] ?? null }]))));
 if (args[1] === "bulk" && args[2] === "put") console.log("Success!");`,
     );
-  const remote = (...args: string[]) => {
+  // The CLI reads which wrangler to run from its environment when it opens the remote store.
+  beforeAll(() => {
+    vi.stubEnv("EDGE_MIRROR_WRANGLER", fakeWrangler());
+  });
+  afterAll(() => {
+    vi.unstubAllEnvs();
+  });
+  const remote = async (...args: string[]) => {
     writeFileSync(calls, "");
-    const run = spawnSync(process.execPath, ["--import", "tsx", join(ROOT, "scripts/policy.ts"), ...args, "--remote"], {
-      cwd: ROOT,
-      encoding: "utf8",
-      env: { ...process.env, EDGE_MIRROR_WRANGLER: fakeWrangler() },
-    });
+    const run = await policy(...args, "--remote");
     const made = readFileSync(calls, "utf8")
       .trim()
       .split("\n")
       .map((l) => JSON.parse(l) as { args: string[]; given?: unknown });
-    return { code: run.status, out: run.stdout, err: run.stderr, calls: made };
+    return { ...run, calls: made };
   };
 
-  it("applies through wrangler kv with --remote, the binding and the environment, writing only what changed", () => {
-    const run = remote("apply", file("remote.json", policyFile()), "--env", "production");
+  it("applies through wrangler kv with --remote, the binding and the environment, writing only what changed", async () => {
+    const run = await remote("apply", file("remote.json", policyFile()), "--env", "production");
     expect(run.err).toBe("");
     expect(run.code).toBe(0);
     expect(run.out).toContain("created 1, updated 0, deleted 0, unchanged 1");
@@ -364,8 +397,8 @@ if (args[1] === "bulk" && args[2] === "put") console.log("Success!");`,
     expect(existsSync(put.args[3] as string)).toBe(false);
   });
 
-  it("diffs like local mode: the file's objects, and the stored rest in one line", () => {
-    const run = remote("diff", file("remote.json", policyFile()));
+  it("diffs like local mode: the file's objects, and the stored rest in one line", async () => {
+    const run = await remote("diff", file("remote.json", policyFile()));
     expect(run.code).toBe(1);
     expect(run.out).toContain(`+ ${routeKey("api")}`);
     expect(run.out).toContain("1 difference\n1 stored object not in these files; --prune to list and delete them");
