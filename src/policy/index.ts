@@ -113,7 +113,7 @@ export const HeaderOps = z
     }),
   );
 
-const absolutePath = z.string().check(z.maxLength(2048), z.startsWith("/", { error: "must start with '/'" }));
+const absolutePath = z.string().check(z.maxLength(2048), z.regex(/^\//, { error: "must start with '/'" }));
 
 /**
  * Exact and PathPrefix compare case-insensitively, for origins that ignore case. An extension:
