@@ -49,16 +49,18 @@ const headerValue = z
 
 export const ClusterName = z.string().check(z.minLength(1), z.maxLength(63), z.regex(NAME, { error: NAME_RULE }));
 
-/** An http(s) origin; parsed values are normalised (`https://A.test:443/` → `https://a.test`) once, here. */
-export const Origin = z.pipe(
-  z.string().check(
-    z.maxLength(2048),
-    z.superRefine((value, ctx) => {
-      const problem = originProblem(value);
-      if (problem) ctx.issues.push({ code: "custom", message: problem, input: value });
-    }),
-  ),
-  z.transform((value: string) => new URL(value).origin),
+/**
+ * An http(s) origin; parsed values are normalised (`https://A.test:443/` → `https://a.test`) once,
+ * here: by an overwrite check, which runs only once the value is known to be an origin (zod skips
+ * the checks after one that failed).
+ */
+export const Origin = z.string().check(
+  z.maxLength(2048),
+  z.superRefine((value, ctx) => {
+    const problem = originProblem(value);
+    if (problem) ctx.issues.push({ code: "custom", message: problem, input: value });
+  }),
+  z.overwrite((value) => new URL(value).origin),
 );
 
 function originProblem(value: string): string | undefined {
