@@ -176,9 +176,9 @@ const Fraction = z
     denominator: z._default(z.int().check(z.minimum(1)), 100),
   })
   .check(
-    z.refine((f) => f.numerator <= f.denominator, {
-      error: "numerator must be ≤ denominator",
-      path: ["numerator"],
+    z.superRefine((f, ctx) => {
+      if (f.numerator <= f.denominator) return;
+      ctx.issues.push({ code: "custom", message: "numerator must be ≤ denominator", path: ["numerator"], input: f });
     }),
   );
 
