@@ -80,11 +80,10 @@ function originProblem(value: string): string | undefined {
   return undefined;
 }
 
-/** A field a route changes; for editors, the names `headerChangeRefusal` refuses are marked too. */
+/** A field a route changes; for editors, the names `headerChangeRefusal` refuses are marked too (`editorHints`). */
 const changedHeaderName = z
   .string()
-  .check(z.maxLength(256), z.regex(TOKEN, { error: "must be a valid HTTP header name (RFC 9110 token)" }))
-  .register(z.globalRegistry, { not: { pattern: refusedHeaderPattern() } });
+  .check(z.maxLength(256), z.regex(TOKEN, { error: "must be a valid HTTP header name (RFC 9110 token)" }));
 
 /**
  * HTTPRoute-style header changes: `set` overwrites, `add` appends with ",", `remove` deletes.
@@ -122,6 +121,11 @@ const absolutePath = z.string().check(z.maxLength(2048), z.regex(/^\//, { error:
  * Gateway API path matching is case-sensitive, and so is the default.
  */
 const ignoreCase = z.optional(z.boolean());
+/**
+ * A RegularExpression's `ignoreCase`: marked for editors, which then flag `true` (`editorHints`);
+ * the message comes from the check of its match.
+ */
+const regexIgnoreCase = z.boolean();
 
 const PathMatch = z.discriminatedUnion("type", [
   z.strictObject({ type: z.literal("Exact"), value: absolutePath, ignoreCase }),
@@ -130,8 +134,7 @@ const PathMatch = z.discriminatedUnion("type", [
     .strictObject({
       type: z.literal("RegularExpression"),
       value: regexPattern,
-      // For editors, which then flag `true`; the message comes from the check below.
-      ignoreCase: z.optional(z.boolean().register(z.globalRegistry, { const: false })),
+      ignoreCase: z.optional(regexIgnoreCase),
     })
     .check(
       // As in Envoy, whose case_sensitive does not apply to regex matches: a pattern means what it says.
@@ -247,19 +250,19 @@ const compare = z.optional(z.union([z.boolean(), CompareSpec]));
 const PATH_CHARS = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*$/;
 const DOT_SEGMENT = /(?:^|\/)\.\.?(?:\/|$)/;
 const replacementPath = (allowEmpty: boolean) =>
-  z
-    .string()
-    .check(
-      z.maxLength(1024),
-      z.superRefine((value, ctx) => {
-        const problem = replacementProblem(value, allowEmpty);
-        if (problem) ctx.issues.push({ code: "custom", message: problem, input: value });
-      }),
-    )
-    // For editors; the messages come from replacementProblem.
-    .register(z.globalRegistry, {
-      pattern: `^${allowEmpty ? "(?:" : ""}/${PATH_CHARS.source.slice(1, -1)}${allowEmpty ? ")?" : ""}$`,
-    });
+  z.string().check(
+    z.maxLength(1024),
+    z.superRefine((value, ctx) => {
+      const problem = replacementProblem(value, allowEmpty);
+      if (problem) ctx.issues.push({ code: "custom", message: problem, input: value });
+    }),
+  );
+const replaceFullPath = replacementPath(false);
+const replacePrefixMatch = replacementPath(true);
+
+/** `replacementProblem`'s rule as a pattern, for editors (`editorHints`); the messages come from it. */
+const replacementPattern = (allowEmpty: boolean) =>
+  `^${allowEmpty ? "(?:" : ""}/${PATH_CHARS.source.slice(1, -1)}${allowEmpty ? ")?" : ""}$`;
 
 function replacementProblem(value: string, allowEmpty: boolean): string | undefined {
   if (value === "" && allowEmpty) return undefined;
@@ -274,8 +277,8 @@ function replacementProblem(value: string, allowEmpty: boolean): string | undefi
 /** Gateway API `HTTPURLRewriteFilter`, path only: a Worker cannot set `Host` (see `hostSuffix`). */
 const UrlRewrite = z.strictObject({
   path: z.discriminatedUnion("type", [
-    z.strictObject({ type: z.literal("ReplaceFullPath"), replaceFullPath: replacementPath(false) }),
-    z.strictObject({ type: z.literal("ReplacePrefixMatch"), replacePrefixMatch: replacementPath(true) }),
+    z.strictObject({ type: z.literal("ReplaceFullPath"), replaceFullPath }),
+    z.strictObject({ type: z.literal("ReplacePrefixMatch"), replacePrefixMatch }),
   ]),
 });
 
@@ -400,8 +403,25 @@ const SampleBy = z
         ctx.issues.push({ code: "custom", message: "must name exactly one of header, cookie or query", input: value });
       }
     }),
-  )
-  .register(z.globalRegistry, { minProperties: 1, maxProperties: 1 });
+  );
+
+/**
+ * JSON Schema keywords for editors, beside checks of the schemas above that enforce the same rules
+ * with messages of their own: the header names `headerChangeRefusal` refuses, a RegularExpression's
+ * `ignoreCase` never `true`, a replacement path's characters, one key in `sampleBy`. `npm run schema`
+ * (scripts/schema.ts) registers them before it writes schema/policy.schema.json; the worker never
+ * reads them, and registered here they would bring zod's registry and these patterns into it
+ * (0.34 KB gzipped).
+ */
+export function editorHints(): Array<[z.core.$ZodType, Record<string, unknown>]> {
+  return [
+    [changedHeaderName, { not: { pattern: refusedHeaderPattern() } }],
+    [regexIgnoreCase, { const: false }],
+    [replaceFullPath, { pattern: replacementPattern(false) }],
+    [replacePrefixMatch, { pattern: replacementPattern(true) }],
+    [SampleBy, { minProperties: 1, maxProperties: 1 }],
+  ];
+}
 
 export const Mirror = z
   .strictObject({
