@@ -80,10 +80,11 @@ function originProblem(value: string): string | undefined {
   return undefined;
 }
 
-/** A field a route changes; for editors, the names `headerChangeRefusal` refuses are marked too (`editorHints`). */
-const changedHeaderName = z
-  .string()
-  .check(z.maxLength(256), z.regex(TOKEN, { error: "must be a valid HTTP header name (RFC 9110 token)" }));
+/**
+ * A field a route changes: a header name, and a schema of its own so that editors mark the names
+ * `headerChangeRefusal` refuses too (`editorHints`).
+ */
+const changedHeaderName = headerName.clone();
 
 /**
  * HTTPRoute-style header changes: `set` overwrites, `add` appends with ",", `remove` deletes.
@@ -297,7 +298,8 @@ export const Retry = z.strictObject({
   firstDelaySeconds: z._default(intBetween(1, MAX_RETRY_DELAY_SECONDS), 5),
 });
 
-export const DEFAULT_RETRY: z.output<typeof Retry> = { maxAttempts: 10, firstDelaySeconds: 5 };
+/** A durable mirror's retry when it sets none: the schema's own defaults, parsed once. */
+export const DEFAULT_RETRY: z.output<typeof Retry> = Retry.parse({});
 
 /**
  * `best-effort` (the default): one send, as Envoy's mirrors do. `durable`: a copy that fails in a
@@ -484,7 +486,7 @@ export const CaptureSpec = z
     ),
     /** The primary's answer (status, headers, body) is recorded beside the request. */
     includeResponse: z._default(z.boolean(), true),
-    redact: z._default(CaptureRedaction, { headers: [], jsonPaths: [], secrets: true }),
+    redact: z._default(CaptureRedaction, CaptureRedaction.parse({})),
   })
   .check(
     z.superRefine((capture, ctx) => {
@@ -525,13 +527,7 @@ export const RouteFields = z
   .strictObject({
     id: z.string().check(z.minLength(1), z.maxLength(128), z.regex(NAME, { error: NAME_RULE })),
     priority: z._default(intBetween(-1_000_000, 1_000_000), 0),
-    match: z._default(Match, {
-      hosts: [],
-      path: { type: "PathPrefix", value: "/" },
-      methods: [],
-      headers: [],
-      query: [],
-    }),
+    match: z._default(Match, Match.parse({})),
     backends: z.optional(z.array(Backend).check(z.minLength(1), z.maxLength(64))),
     timeoutMs: z._default(intBetween(1, 300_000), 15_000),
     requestHeaders: z.optional(HeaderOps),
@@ -687,14 +683,8 @@ export type Retry = z.output<typeof Retry>;
 export type VerdictThresholds = z.output<typeof VerdictThresholds>;
 export type PolicyFile = z.output<typeof PolicyFile>;
 
-const DEFAULT_COMPARE: CompareSpec = {
-  headers: ["content-type"],
-  ignorePaths: [],
-  redactHeaders: [],
-  redactPaths: [],
-  redactSecrets: true,
-  maxBodyBytes: 1024 * 1024,
-};
+/** `compare: true`: the schema's own defaults, parsed once. */
+const DEFAULT_COMPARE: CompareSpec = CompareSpec.parse({});
 
 /** The mirror's comparison settings, or undefined when it is not compared. */
 export function compareSpec(mirror: Pick<Mirror, "compare">): CompareSpec | undefined {
