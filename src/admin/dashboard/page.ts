@@ -42,7 +42,7 @@ code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; }
 section.chart { border: 1px solid var(--line); border-radius: 6px; padding: 8px 12px; }
 h3 { font-size: 14px; margin: 0 0 6px; }
 section.chart svg { display: block; width: 100%; height: 120px; background: var(--bg); border-radius: 4px; }
-.axis { stroke: #8c959f; stroke-width: 1; }
+.axis { stroke: #8c959f; }
 .bar-requests { fill: #c9d3dd; }
 .bar-mirrored { fill: #3b6ea8; }
 .line-failed { fill: none; stroke: var(--bad); stroke-width: 2; vector-effect: non-scaling-stroke; }
