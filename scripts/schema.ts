@@ -7,9 +7,12 @@
 import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import * as z from "zod/mini";
-import { PolicyFile } from "../src/policy/index.js";
+import { editorHints, PolicyFile } from "../src/policy/index.js";
 
 export const SCHEMA_PATH = fileURLToPath(new URL("../schema/policy.schema.json", import.meta.url));
+
+/** The schemas' hints for editors (`editorHints`), which only this file needs. */
+for (const [schema, hints] of editorHints()) z.globalRegistry.add(schema, hints);
 
 export function policyJsonSchema(): string {
   const schema = z.toJSONSchema(PolicyFile, { io: "input", unrepresentable: "any", target: "draft-2020-12" });

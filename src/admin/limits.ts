@@ -7,20 +7,36 @@
  * isolate's (admin/state).
  */
 import type { Context, MiddlewareHandler } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { BodyTooLargeError, RateLimitedError } from "./errors.js";
 import type { AdminEnv } from "./http.js";
 import { LOGIN_LIMIT_PERIOD_SECONDS, loginLimiter } from "./settings.js";
 import type { AdmittedAddresses } from "./state.js";
 
-/** Refuses (413) a body over `maxBytes`; one of exactly `maxBytes` passes. */
+/**
+ * Refuses (413) a body over `maxBytes`; one of exactly `maxBytes` passes. A declared length is
+ * trusted (the runtime holds the body to it), and one over the limit refused before anything is
+ * read; a body of unknown length is read until it passes the limit, and handed on as read.
+ */
 export function limitBody(maxBytes: number, what: string): MiddlewareHandler<AdminEnv> {
-  return bodyLimit({
-    maxSize: maxBytes,
-    onError: () => {
-      throw new BodyTooLargeError(maxBytes, what);
-    },
-  });
+  return async (c, next) => {
+    const request = c.req.raw;
+    if (!request.body) return next();
+    if (request.headers.has("content-length") && !request.headers.has("transfer-encoding")) {
+      if (Number.parseInt(request.headers.get("content-length") ?? "", 10) > maxBytes) {
+        throw new BodyTooLargeError(maxBytes, what);
+      }
+      return next();
+    }
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for await (const chunk of request.body) {
+      size += chunk.byteLength;
+      if (size > maxBytes) throw new BodyTooLargeError(maxBytes, what);
+      chunks.push(chunk);
+    }
+    c.req.raw = new Request(request, { body: new Blob(chunks) });
+    return next();
+  };
 }
 
 /** The client's address, which Cloudflare sets and clients cannot: the key every limit counts under. */

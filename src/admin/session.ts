@@ -9,7 +9,7 @@
  */
 import type { CookieOptions } from "hono/utils/cookie";
 import { fromHex, toHex } from "../hex/index.js";
-import { newSessionEpoch, readSessionEpoch, writeSessionEpoch } from "../store/session-epoch.js";
+import { sessionEpoch } from "../store/session-epoch.js";
 
 export const SESSION_COOKIE = "edge_mirror_session";
 const SESSION_TTL_SECONDS = 12 * 60 * 60;
@@ -96,7 +96,7 @@ export class SessionEpochCache {
 
   async current(kv: KVNamespace, now: number): Promise<string | undefined> {
     if (this.cached && now - this.cached.readAt < this.ttlMs) return this.cached.epoch;
-    const epoch = await readSessionEpoch(kv);
+    const epoch = await sessionEpoch.read(kv);
     this.cached = { epoch, readAt: now };
     return epoch;
   }
@@ -108,9 +108,9 @@ export class SessionEpochCache {
 
   /** Ends every session: here at once, elsewhere once KV delivers the new epoch. */
   async replace(kv: KVNamespace, now: number): Promise<string> {
-    const next = newSessionEpoch(now);
-    await writeSessionEpoch(kv, next);
-    this.cached = { epoch: next.epoch, readAt: now };
-    return next.epoch;
+    const next = sessionEpoch.create();
+    await sessionEpoch.write(kv, next, now);
+    this.cached = { epoch: next, readAt: now };
+    return next;
   }
 }

@@ -136,7 +136,11 @@ export function buildRecord(parts: RecordParts): CaptureRecord {
   return record;
 }
 
-const headerPairs = z.array(z.tuple([z.string(), z.string()]));
+/**
+ * `[name, value]` pairs: arrays of exactly two strings, rather than `z.tuple`, which no other
+ * schema uses and which alone brought 0.5 KB gzipped into the worker.
+ */
+const headerPairs = z.array(z.array(z.string()).check(z.minLength(2), z.maxLength(2)));
 
 const Body = z.nullable(
   z.object({

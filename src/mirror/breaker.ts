@@ -25,6 +25,11 @@ interface TargetState {
 
 export type Admission = { allowed: true } | { allowed: false; ejectedUntil: number; failures: number };
 
+/** Why a copy the breaker refused was not sent, for its outcome and log line. */
+export function ejectedMessage(refused: Extract<Admission, { allowed: false }>): string {
+  return `ejected until ${new Date(refused.ejectedUntil).toISOString()} after ${refused.failures} consecutive failures`;
+}
+
 export class MirrorBreaker {
   private readonly targets = new Map<string, TargetState>();
 

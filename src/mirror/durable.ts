@@ -14,7 +14,7 @@ import { type CopyBody, discardAnswer } from "../body/index.js";
 import { COPY_ID_HEADER } from "../headers/index.js";
 import type { OutcomeSink, PrimaryAnswer, RetryCause } from "../record/index.js";
 import { copyId, isRetryableStatus, retryDelaySeconds, SPOOL_MESSAGE_VERSION, type Spool } from "../spool/index.js";
-import type { MirrorBreaker } from "./breaker.js";
+import { ejectedMessage, type MirrorBreaker } from "./breaker.js";
 import { besidePrimary, type CopyParts, classifyMirrorError, copyInit, errorMessage, requestBody } from "./copy.js";
 import type { MirrorTarget } from "./plan.js";
 import { rewritePathAndQuery } from "./rewrite.js";
@@ -96,7 +96,7 @@ export async function sendDurable(
   const started = Date.now();
   const admission = breaker.admit(target.origin, started);
   if (!admission.allowed) {
-    const message = `ejected until ${new Date(admission.ejectedUntil).toISOString()} after ${admission.failures} consecutive failures`;
+    const message = ejectedMessage(admission);
     return spool({ error: "circuit_open", message }, 0, false);
   }
   const body = requestBody(parts);

@@ -35,7 +35,7 @@ import type { Route } from "../policy/index.js";
 import type { OutcomeSink, PrimaryAnswer, SkipReason } from "../record/index.js";
 import type { DeploymentSecret } from "../secret/index.js";
 import type { Spool } from "../spool/index.js";
-import type { MirrorBreaker } from "./breaker.js";
+import { ejectedMessage, type MirrorBreaker } from "./breaker.js";
 import { besidePrimary, type CopyParts, classifyMirrorError, copyInit, errorMessage, requestBody } from "./copy.js";
 import { inlineTimeoutMs, sendDurable } from "./durable.js";
 import { type CompareTarget, type MirrorPlan, type MirrorTarget, planMirrors } from "./plan.js";
@@ -319,7 +319,7 @@ async function sendOne(job: CopyJob, target: MirrorTarget, parts: CopyParts): Pr
   const started = Date.now();
   const admission = breaker.admit(target.origin, started);
   if (!admission.allowed) {
-    const message = `ejected until ${new Date(admission.ejectedUntil).toISOString()} after ${admission.failures} consecutive failures`;
+    const message = ejectedMessage(admission);
     job.sink({
       ...base,
       kind: "failed",

@@ -49,16 +49,18 @@ const headerValue = z
 
 export const ClusterName = z.string().check(z.minLength(1), z.maxLength(63), z.regex(NAME, { error: NAME_RULE }));
 
-/** An http(s) origin; parsed values are normalised (`https://A.test:443/` → `https://a.test`) once, here. */
-export const Origin = z.pipe(
-  z.string().check(
-    z.maxLength(2048),
-    z.superRefine((value, ctx) => {
-      const problem = originProblem(value);
-      if (problem) ctx.issues.push({ code: "custom", message: problem, input: value });
-    }),
-  ),
-  z.transform((value: string) => new URL(value).origin),
+/**
+ * An http(s) origin; parsed values are normalised (`https://A.test:443/` → `https://a.test`) once,
+ * here: by an overwrite check, which runs only once the value is known to be an origin (zod skips
+ * the checks after one that failed).
+ */
+export const Origin = z.string().check(
+  z.maxLength(2048),
+  z.superRefine((value, ctx) => {
+    const problem = originProblem(value);
+    if (problem) ctx.issues.push({ code: "custom", message: problem, input: value });
+  }),
+  z.overwrite((value) => new URL(value).origin),
 );
 
 function originProblem(value: string): string | undefined {
@@ -78,11 +80,11 @@ function originProblem(value: string): string | undefined {
   return undefined;
 }
 
-/** A field a route changes; for editors, the names `headerChangeRefusal` refuses are marked too. */
-const changedHeaderName = z
-  .string()
-  .check(z.maxLength(256), z.regex(TOKEN, { error: "must be a valid HTTP header name (RFC 9110 token)" }))
-  .register(z.globalRegistry, { not: { pattern: refusedHeaderPattern() } });
+/**
+ * A field a route changes: a header name, and a schema of its own so that editors mark the names
+ * `headerChangeRefusal` refuses too (`editorHints`).
+ */
+const changedHeaderName = headerName.clone();
 
 /**
  * HTTPRoute-style header changes: `set` overwrites, `add` appends with ",", `remove` deletes.
@@ -113,13 +115,18 @@ export const HeaderOps = z
     }),
   );
 
-const absolutePath = z.string().check(z.maxLength(2048), z.startsWith("/", { error: "must start with '/'" }));
+const absolutePath = z.string().check(z.maxLength(2048), z.regex(/^\//, { error: "must start with '/'" }));
 
 /**
  * Exact and PathPrefix compare case-insensitively, for origins that ignore case. An extension:
  * Gateway API path matching is case-sensitive, and so is the default.
  */
 const ignoreCase = z.optional(z.boolean());
+/**
+ * A RegularExpression's `ignoreCase`: marked for editors, which then flag `true` (`editorHints`);
+ * the message comes from the check of its match.
+ */
+const regexIgnoreCase = z.boolean();
 
 const PathMatch = z.discriminatedUnion("type", [
   z.strictObject({ type: z.literal("Exact"), value: absolutePath, ignoreCase }),
@@ -128,8 +135,7 @@ const PathMatch = z.discriminatedUnion("type", [
     .strictObject({
       type: z.literal("RegularExpression"),
       value: regexPattern,
-      // For editors, which then flag `true`; the message comes from the check below.
-      ignoreCase: z.optional(z.boolean().register(z.globalRegistry, { const: false })),
+      ignoreCase: z.optional(regexIgnoreCase),
     })
     .check(
       // As in Envoy, whose case_sensitive does not apply to regex matches: a pattern means what it says.
@@ -174,9 +180,9 @@ const Fraction = z
     denominator: z._default(z.int().check(z.minimum(1)), 100),
   })
   .check(
-    z.refine((f) => f.numerator <= f.denominator, {
-      error: "numerator must be ≤ denominator",
-      path: ["numerator"],
+    z.superRefine((f, ctx) => {
+      if (f.numerator <= f.denominator) return;
+      ctx.issues.push({ code: "custom", message: "numerator must be ≤ denominator", path: ["numerator"], input: f });
     }),
   );
 
@@ -245,19 +251,19 @@ const compare = z.optional(z.union([z.boolean(), CompareSpec]));
 const PATH_CHARS = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*$/;
 const DOT_SEGMENT = /(?:^|\/)\.\.?(?:\/|$)/;
 const replacementPath = (allowEmpty: boolean) =>
-  z
-    .string()
-    .check(
-      z.maxLength(1024),
-      z.superRefine((value, ctx) => {
-        const problem = replacementProblem(value, allowEmpty);
-        if (problem) ctx.issues.push({ code: "custom", message: problem, input: value });
-      }),
-    )
-    // For editors; the messages come from replacementProblem.
-    .register(z.globalRegistry, {
-      pattern: `^${allowEmpty ? "(?:" : ""}/${PATH_CHARS.source.slice(1, -1)}${allowEmpty ? ")?" : ""}$`,
-    });
+  z.string().check(
+    z.maxLength(1024),
+    z.superRefine((value, ctx) => {
+      const problem = replacementProblem(value, allowEmpty);
+      if (problem) ctx.issues.push({ code: "custom", message: problem, input: value });
+    }),
+  );
+const replaceFullPath = replacementPath(false);
+const replacePrefixMatch = replacementPath(true);
+
+/** `replacementProblem`'s rule as a pattern, for editors (`editorHints`); the messages come from it. */
+const replacementPattern = (allowEmpty: boolean) =>
+  `^${allowEmpty ? "(?:" : ""}/${PATH_CHARS.source.slice(1, -1)}${allowEmpty ? ")?" : ""}$`;
 
 function replacementProblem(value: string, allowEmpty: boolean): string | undefined {
   if (value === "" && allowEmpty) return undefined;
@@ -272,8 +278,8 @@ function replacementProblem(value: string, allowEmpty: boolean): string | undefi
 /** Gateway API `HTTPURLRewriteFilter`, path only: a Worker cannot set `Host` (see `hostSuffix`). */
 const UrlRewrite = z.strictObject({
   path: z.discriminatedUnion("type", [
-    z.strictObject({ type: z.literal("ReplaceFullPath"), replaceFullPath: replacementPath(false) }),
-    z.strictObject({ type: z.literal("ReplacePrefixMatch"), replacePrefixMatch: replacementPath(true) }),
+    z.strictObject({ type: z.literal("ReplaceFullPath"), replaceFullPath }),
+    z.strictObject({ type: z.literal("ReplacePrefixMatch"), replacePrefixMatch }),
   ]),
 });
 
@@ -292,7 +298,8 @@ export const Retry = z.strictObject({
   firstDelaySeconds: z._default(intBetween(1, MAX_RETRY_DELAY_SECONDS), 5),
 });
 
-export const DEFAULT_RETRY: z.output<typeof Retry> = { maxAttempts: 10, firstDelaySeconds: 5 };
+/** A durable mirror's retry when it sets none: the schema's own defaults, parsed once. */
+export const DEFAULT_RETRY: z.output<typeof Retry> = Retry.parse({});
 
 /**
  * `best-effort` (the default): one send, as Envoy's mirrors do. `durable`: a copy that fails in a
@@ -398,8 +405,25 @@ const SampleBy = z
         ctx.issues.push({ code: "custom", message: "must name exactly one of header, cookie or query", input: value });
       }
     }),
-  )
-  .register(z.globalRegistry, { minProperties: 1, maxProperties: 1 });
+  );
+
+/**
+ * JSON Schema keywords for editors, beside checks of the schemas above that enforce the same rules
+ * with messages of their own: the header names `headerChangeRefusal` refuses, a RegularExpression's
+ * `ignoreCase` never `true`, a replacement path's characters, one key in `sampleBy`. `npm run schema`
+ * (scripts/schema.ts) registers them before it writes schema/policy.schema.json; the worker never
+ * reads them, and registered here they would bring zod's registry and these patterns into it
+ * (0.34 KB gzipped).
+ */
+export function editorHints(): Array<[z.core.$ZodType, Record<string, unknown>]> {
+  return [
+    [changedHeaderName, { not: { pattern: refusedHeaderPattern() } }],
+    [regexIgnoreCase, { const: false }],
+    [replaceFullPath, { pattern: replacementPattern(false) }],
+    [replacePrefixMatch, { pattern: replacementPattern(true) }],
+    [SampleBy, { minProperties: 1, maxProperties: 1 }],
+  ];
+}
 
 export const Mirror = z
   .strictObject({
@@ -462,7 +486,7 @@ export const CaptureSpec = z
     ),
     /** The primary's answer (status, headers, body) is recorded beside the request. */
     includeResponse: z._default(z.boolean(), true),
-    redact: z._default(CaptureRedaction, { headers: [], jsonPaths: [], secrets: true }),
+    redact: z._default(CaptureRedaction, CaptureRedaction.parse({})),
   })
   .check(
     z.superRefine((capture, ctx) => {
@@ -503,13 +527,7 @@ export const RouteFields = z
   .strictObject({
     id: z.string().check(z.minLength(1), z.maxLength(128), z.regex(NAME, { error: NAME_RULE })),
     priority: z._default(intBetween(-1_000_000, 1_000_000), 0),
-    match: z._default(Match, {
-      hosts: [],
-      path: { type: "PathPrefix", value: "/" },
-      methods: [],
-      headers: [],
-      query: [],
-    }),
+    match: z._default(Match, Match.parse({})),
     backends: z.optional(z.array(Backend).check(z.minLength(1), z.maxLength(64))),
     timeoutMs: z._default(intBetween(1, 300_000), 15_000),
     requestHeaders: z.optional(HeaderOps),
@@ -665,14 +683,8 @@ export type Retry = z.output<typeof Retry>;
 export type VerdictThresholds = z.output<typeof VerdictThresholds>;
 export type PolicyFile = z.output<typeof PolicyFile>;
 
-const DEFAULT_COMPARE: CompareSpec = {
-  headers: ["content-type"],
-  ignorePaths: [],
-  redactHeaders: [],
-  redactPaths: [],
-  redactSecrets: true,
-  maxBodyBytes: 1024 * 1024,
-};
+/** `compare: true`: the schema's own defaults, parsed once. */
+const DEFAULT_COMPARE: CompareSpec = CompareSpec.parse({});
 
 /** The mirror's comparison settings, or undefined when it is not compared. */
 export function compareSpec(mirror: Pick<Mirror, "compare">): CompareSpec | undefined {

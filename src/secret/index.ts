@@ -19,7 +19,7 @@
  * and a sticky bucket tells nothing about the marker key.
  */
 import { type SipKey, sipKey } from "../siphash/index.js";
-import { newDeploymentKey, readDeploymentKey, writeDeploymentKey } from "../store/deployment-key.js";
+import { deploymentKey } from "../store/deployment-key.js";
 
 /** HKDF `info` of the marker's HMAC key. */
 export const MARKER_KEY_INFO = "edge-mirror copy marker v2";
@@ -135,18 +135,18 @@ export class DeploymentSecret {
         this.nextReadAt = Number.POSITIVE_INFINITY;
         return;
       }
-      const stored = await readDeploymentKey(kv);
+      const stored = await deploymentKey.read(kv);
       if (stored !== undefined) {
         if (stored !== this.currentSecret) this.adopt(stored, await deriveKeys(stored));
       } else if (!this.current) {
         // The first isolate of the deployment (or one that raced it): create the key and use it at
         // once; the write needs no waiting, and a re-read converges on whichever write KV kept.
-        const created = newDeploymentKey(now);
-        this.adopt(created.key, await deriveKeys(created.key));
+        const created = deploymentKey.create();
+        this.adopt(created, await deriveKeys(created));
         waitUntil(
-          writeDeploymentKey(kv, created).catch((err: unknown) =>
-            this.write({ msg: "edge-mirror.deployment_key_unwritable", error: String(err) }),
-          ),
+          deploymentKey
+            .write(kv, created, now)
+            .catch((err: unknown) => this.write({ msg: "edge-mirror.deployment_key_unwritable", error: String(err) })),
         );
       }
       // A key that has gone from KV (deleted, or not yet visible here) is kept until another appears.

@@ -112,6 +112,30 @@ export function dashboard() {
    * @param {Child[]} [children]
    */
   const svg = (tag, attrs, children = []) => fill(document.createElementNS(SVG_NS, tag), attrs, children);
+  /** @param {Child} text */
+  const code = (text) => el("code", {}, [text]);
+  /**
+   * Says there is nothing to show, or that a list is shortened.
+   * @param {string} text
+   */
+  const note = (text) => el("p", { class: "empty" }, [text]);
+  /**
+   * A table of class `cls`: one header row of `headings`, then `rows`.
+   * @param {string} cls
+   * @param {string[]} headings
+   * @param {Child[]} rows
+   */
+  const table = (cls, headings, rows) =>
+    el("table", { class: cls }, [
+      el("thead", {}, [
+        el(
+          "tr",
+          {},
+          headings.map((h) => el("th", {}, [h])),
+        ),
+      ]),
+      el("tbody", {}, rows),
+    ]);
   /** @param {number | null} x a percentage */
   const pct = (x) => (x === null ? "–" : `${Math.round(x * 10) / 10} %`);
   /**
@@ -136,6 +160,21 @@ export function dashboard() {
       cls ? { "data-field": field, class: cls } : { "data-field": field },
       Array.isArray(content) ? content : [String(content)],
     );
+  /**
+   * Asks the API, at a path relative to the page, for JSON, with the session's cookie.
+   * @param {string} path
+   * @param {AbortSignal} [signal]
+   */
+  const api = (path, signal) =>
+    fetch(path, { credentials: "same-origin", headers: { accept: "application/json" }, signal });
+  /**
+   * An answer's JSON; an answer that is not a success is an error that names its status.
+   * @param {Response} res
+   */
+  function json(res) {
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    return res.json();
+  }
   /** @param {unknown} err what a promise was rejected with */
   const reason = (err) => (err instanceof Error ? err.message : String(err));
   /** @param {Record<string, number>} counts */
@@ -258,6 +297,21 @@ export function dashboard() {
      * @param {number} top
      */
     const y = (v, top) => (H - (H * v) / top).toFixed(1);
+    /**
+     * A bar from the axis up to `value`, at least a pixel wide.
+     * @param {string} cls
+     * @param {number} left
+     * @param {number} width
+     * @param {number} value
+     */
+    const bar = (cls, left, width, value) =>
+      svg("rect", {
+        class: cls,
+        x: left.toFixed(1),
+        y: y(value, max),
+        width: Math.max(width, 1).toFixed(1),
+        height: ((H * value) / max).toFixed(1),
+      });
     /** @type {SVGElement[]} */
     const shapes = [svg("line", { class: "axis", x1: "0", y1: String(H), x2: String(W), y2: String(H) })];
     /** @type {string[]} */
@@ -273,22 +327,8 @@ export function dashboard() {
       const x = i * slot;
       const mid = (x + slot / 2).toFixed(1);
       shapes.push(
-        svg("rect", {
-          class: "bar-requests",
-          x: (x + 1).toFixed(1),
-          y: y(p.requests, max),
-          width: Math.max(slot - 2, 1).toFixed(1),
-          height: ((H * p.requests) / max).toFixed(1),
-        }),
-      );
-      shapes.push(
-        svg("rect", {
-          class: "bar-mirrored",
-          x: (x + slot / 4).toFixed(1),
-          y: y(p.mirrored, max),
-          width: Math.max(slot / 2, 1).toFixed(1),
-          height: ((H * p.mirrored) / max).toFixed(1),
-        }),
+        bar("bar-requests", x + 1, slot - 2, p.requests),
+        bar("bar-mirrored", x + slot / 4, slot / 2, p.mirrored),
       );
       failed.push(`${mid},${y(p.failed, max)}`);
       diff.push(`${mid},${y(p.diffRate, 1)}`);
@@ -310,11 +350,7 @@ export function dashboard() {
     });
     shapes.push(line(failed, "line-failed"));
     if (withDiff) shapes.push(line(diff, "line-diff"));
-    const legend = [
-      el("span", { class: "key key-requests" }, ["requests"]),
-      el("span", { class: "key key-mirrored" }, ["mirrored"]),
-      el("span", { class: "key key-failed" }, ["failed"]),
-    ];
+    const legend = ["requests", "mirrored", "failed"].map((key) => el("span", { class: `key key-${key}` }, [key]));
     if (withDiff) legend.push(el("span", { class: "key key-diff" }, ["diff rate (0–100 %)"]));
     legend.push(el("span", { class: "scale" }, [`peak ${peak} per minute`]));
     const first = series[0];
@@ -346,7 +382,7 @@ export function dashboard() {
       ? { route: active.getAttribute("data-route"), minute: active.getAttribute("data-minute") }
       : null;
     chartsBox.replaceChildren(...routes.map(chart));
-    if (routes.length === 0) chartsBox.appendChild(el("p", { class: "empty" }, ["No routes yet."]));
+    if (routes.length === 0) chartsBox.appendChild(note("No routes yet."));
     if (!focused) return;
     // A refresh must not take the keyboard user's place away.
     /** @type {NodeListOf<SVGRectElement>} */
@@ -392,12 +428,12 @@ export function dashboard() {
       });
       rows.push(
         el("tr", { class: "field-row", "data-field-name": f.field }, [
-          el("td", { "data-field": "field" }, [button]),
+          cell("field", [button]),
           cell("differ", f.differ, "num"),
           cell("rate", comparedCount ? pct((100 * f.differ) / comparedCount) : "–", "num"),
           cell("noise", f.noise, "num"),
-          el("td", { "data-field": "primary" }, examples(f.examples, "primary")),
-          el("td", { "data-field": "candidate" }, examples(f.examples, "candidate")),
+          cell("primary", examples(f.examples, "primary")),
+          cell("candidate", examples(f.examples, "candidate")),
         ]),
       );
       if (open) {
@@ -408,19 +444,9 @@ export function dashboard() {
         );
       }
     }
-    const headings = ["Field", "Differs", "Rate", "Noise", "Primary", `Mirror (${m.mirror})`];
     const parts = [
       el("h3", {}, [`${r.route} → ${m.mirror}`]),
-      el("table", { class: "field-table" }, [
-        el("thead", {}, [
-          el(
-            "tr",
-            {},
-            headings.map((h) => el("th", {}, [h])),
-          ),
-        ]),
-        el("tbody", {}, rows),
-      ]),
+      table("field-table", ["Field", "Differs", "Rate", "Noise", "Primary", `Mirror (${m.mirror})`], rows),
     ];
     if (m.compare.noise.length) {
       parts.push(
@@ -434,6 +460,7 @@ export function dashboard() {
   }
 
   const STATUS_KEYS = /** @type {const} */ (["1xx", "2xx", "3xx", "4xx", "5xx", "failed"]);
+  const PERCENTILES = /** @type {const} */ (["p50", "p95", "p99"]);
   /** @param {number} ms */
   const ms = (ms) => `${ms} ms`;
 
@@ -450,9 +477,7 @@ export function dashboard() {
       ...STATUS_KEYS.map((key) =>
         cell(key, s.status[key], (key === "5xx" || key === "failed") && s.status[key] > 0 ? "num bad" : "num"),
       ),
-      cell("p50", lat ? ms(lat.p50) : "–", "num"),
-      cell("p95", lat ? ms(lat.p95) : "–", "num"),
-      cell("p99", lat ? ms(lat.p99) : "–", "num"),
+      ...PERCENTILES.map((key) => cell(key, lat ? ms(lat[key]) : "–", "num")),
     ]);
   }
 
@@ -480,50 +505,34 @@ export function dashboard() {
         ),
       );
     }
-    const headings = ["", ...STATUS_KEYS, "p50", "p95", "p99"];
     parts.push(
-      el("table", { class: "sides" }, [
-        el("thead", {}, [
-          el(
-            "tr",
-            {},
-            headings.map((h) => el("th", {}, [h])),
-          ),
-        ]),
-        el("tbody", {}, [
+      table(
+        "sides",
+        ["", ...STATUS_KEYS, ...PERCENTILES],
+        [
           sideRow("primary", "Primary", m.sideBySide.primary),
           sideRow("mirror", `Mirror (${m.mirror})`, m.sideBySide.mirror),
-        ]),
-      ]),
+        ],
+      ),
     );
     const sig = m.signatures;
     if (sig?.signatures.length) {
       parts.push(
-        el("table", { class: "signatures" }, [
-          el("thead", {}, [
-            el(
-              "tr",
-              {},
-              ["Fields that differ together", "Requests", "Share", "Example request"].map((h) => el("th", {}, [h])),
-            ),
-          ]),
-          el(
-            "tbody",
-            {},
-            sig.signatures.map((row) =>
-              el("tr", { class: "signature" }, [
-                el(
-                  "td",
-                  { "data-field": "fields" },
-                  row.fields.flatMap((f, i) => (i === 0 ? [el("code", {}, [f])] : [" + ", el("code", {}, [f])])),
-                ),
-                cell("count", row.exact ? row.count : `≥ ${row.count}`, "num"),
-                cell("share", pct(row.share * 100), "num"),
-                el("td", { "data-field": "example" }, [el("code", {}, [row.exampleRequestId])]),
-              ]),
-            ),
+        table(
+          "signatures",
+          ["Fields that differ together", "Requests", "Share", "Example request"],
+          sig.signatures.map((row) =>
+            el("tr", { class: "signature" }, [
+              cell(
+                "fields",
+                row.fields.flatMap((f, i) => (i === 0 ? [code(f)] : [" + ", code(f)])),
+              ),
+              cell("count", row.exact ? row.count : `≥ ${row.count}`, "num"),
+              cell("share", pct(row.share * 100), "num"),
+              cell("example", [code(row.exampleRequestId)]),
+            ]),
           ),
-        ]),
+        ),
       );
       if (sig.other.count > 0) {
         parts.push(
@@ -545,7 +554,7 @@ export function dashboard() {
       }
     }
     if (sections.length === 0) {
-      sections.push(el("p", { class: "empty" }, ["No mirror has sent a copy in this window."]));
+      sections.push(note("No mirror has sent a copy in this window."));
     }
     verdictsBox.replaceChildren(...sections);
   }
@@ -559,7 +568,7 @@ export function dashboard() {
         if (m.compare.fields.length || m.compare.noise.length) sections.push(fieldTable(r, m));
       }
     }
-    if (sections.length === 0) sections.push(el("p", { class: "empty" }, ["No field has differed in this window."]));
+    if (sections.length === 0) sections.push(note("No field has differed in this window."));
     fieldsBox.replaceChildren(...sections);
   }
 
@@ -574,16 +583,10 @@ export function dashboard() {
     const box = el("div", { class: "field-sample-list" }, []);
     const known = openFields.get(key);
     if (known) showSamples(box, key, known);
-    else box.appendChild(el("p", { class: "empty" }, ["loading…"]));
+    else box.appendChild(note("loading…"));
     const query = new URLSearchParams({ route, mirror, field, minutes: windowSelect.value });
-    fetch(`api/stats/samples?${query.toString()}`, {
-      credentials: "same-origin",
-      headers: { accept: "application/json" },
-    })
-      .then((res) => {
-        if (!res.ok) throw new Error(`HTTP ${res.status}`);
-        return res.json();
-      })
+    api(`api/stats/samples?${query.toString()}`)
+      .then(json)
       .then((/** @type {FieldSamplesAnswer} */ data) => {
         if (!openFields.has(key)) return;
         openFields.set(key, data.samples);
@@ -615,35 +618,26 @@ export function dashboard() {
     const rows = s.differences.map((d) => {
       const where =
         d.path && d.path !== d.field
-          ? [el("code", {}, [d.field]), " ", el("span", { class: "path" }, [`(${d.path})`])]
-          : [el("code", {}, [d.field])];
-      return el("tr", {}, [
-        el("td", {}, where),
-        el("td", {}, [el("code", {}, [d.primary])]),
-        el("td", {}, [el("code", {}, [d.candidate])]),
-      ]);
+          ? [code(d.field), " ", el("span", { class: "path" }, [`(${d.path})`])]
+          : [code(d.field)];
+      return el("tr", {}, [el("td", {}, where), el("td", {}, [code(d.primary)]), el("td", {}, [code(d.candidate)])]);
     });
     const details = el("details", { class: "sample", "data-request-id": s.requestId }, [
       el("summary", {}, [
         `${new Date(s.at).toLocaleTimeString()}  `,
         el("strong", {}, [s.route]),
         ` → ${s.mirror}  `,
-        el("code", {}, [`${s.method} ${s.path}`]),
+        code(`${s.method} ${s.path}`),
         "  ",
         el("span", { class: "bad" }, [`${s.fields.length} field(s): ${s.fields.slice(0, 4).join(", ")}`]),
       ]),
       el("div", { class: "body" }, [
         el("p", {}, [
           "request id ",
-          el("code", {}, [s.requestId]),
+          code(s.requestId),
           s.noise.length ? `  · noise ignored: ${s.noise.join(", ")}` : "",
         ]),
-        el("table", { class: "differences" }, [
-          el("thead", {}, [
-            el("tr", {}, [el("th", {}, ["Field"]), el("th", {}, ["Primary"]), el("th", {}, [`Mirror (${s.mirror})`])]),
-          ]),
-          el("tbody", {}, rows),
-        ]),
+        table("differences", ["Field", "Primary", `Mirror (${s.mirror})`], rows),
         el("div", { class: "side" }, [pre(sideText(s.primary)), pre(sideText(s.candidate))]),
       ]),
     ]);
@@ -663,11 +657,11 @@ export function dashboard() {
   function showSamples(box, list, samples) {
     box.replaceChildren();
     if (samples.length === 0) {
-      box.appendChild(el("p", { class: "empty" }, ["No differences seen in this window."]));
+      box.appendChild(note("No differences seen in this window."));
       return;
     }
     if (samples.length > SHOWN_SAMPLES) {
-      box.appendChild(el("p", { class: "empty" }, [`Newest ${SHOWN_SAMPLES} of ${samples.length} kept samples.`]));
+      box.appendChild(note(`Newest ${SHOWN_SAMPLES} of ${samples.length} kept samples.`));
     }
     samples.slice(0, SHOWN_SAMPLES).forEach((s, i) => {
       box.appendChild(sampleDetails(s, list, i === 0));
@@ -687,18 +681,13 @@ export function dashboard() {
     underWay?.abort();
     const mine = new AbortController();
     underWay = mine;
-    fetch(`api/stats?minutes=${encodeURIComponent(windowSelect.value)}`, {
-      credentials: "same-origin",
-      headers: { accept: "application/json" },
-      signal: mine.signal,
-    })
+    api(`api/stats?minutes=${encodeURIComponent(windowSelect.value)}`, mine.signal)
       .then((res) => {
         if (res.status === 401 || res.status === 403) {
           location.href = "login";
           throw new Error("signed out");
         }
-        if (!res.ok) throw new Error(`HTTP ${res.status}`);
-        return res.json();
+        return json(res);
       })
       .then((/** @type {StatsAnswer} */ data) => {
         // Read in full just before a newer refresh began: stale all the same.

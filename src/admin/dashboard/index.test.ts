@@ -186,6 +186,57 @@ describe("dashboard sign-in", () => {
     }
   });
 
+  it("gives the pages, and every answer of the sign-in form, the same security headers; the redirects none", async () => {
+    const security = {
+      "content-security-policy":
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+      "cross-origin-opener-policy": "same-origin",
+      "cross-origin-resource-policy": "same-origin",
+      "origin-agent-cluster": "?1",
+      "referrer-policy": "no-referrer",
+      "x-content-type-options": "nosniff",
+      "x-dns-prefetch-control": "off",
+      "x-download-options": "noopen",
+      "x-frame-options": "DENY",
+      "x-permitted-cross-domain-policies": "none",
+      "x-xss-protection": "0",
+    };
+    const page = (type: string) => ({ "content-type": `${type}; charset=utf-8`, "cache-control": "no-store" });
+    const cookie = await signedInCookie();
+    const signedIn = await login(TOKEN);
+    const tooLarge = await call("/__mirror/login", {
+      method: "POST",
+      body: `token=${"x".repeat(LOGIN_FORM_MAX_BYTES)}`,
+      headers: { "content-type": "application/x-www-form-urlencoded", "cf-connecting-ip": nextAddress() },
+    });
+    const address = nextAddress();
+    let limited = await login("guess", address);
+    for (let i = 0; i < 2 * LIMIT && limited.status !== 429; i++) limited = await login("guess", address);
+    const answers: Array<[Response, number, Record<string, string>]> = [
+      [await call("/__mirror/login"), 200, page("text/html")],
+      [await login("guess"), 403, page("text/html")],
+      [signedIn, 303, { location: "/__mirror/dashboard", "set-cookie": signedIn.headers.get("set-cookie") ?? "" }],
+      [tooLarge, 413, { "content-type": "application/json" }],
+      [limited, 429, { "content-type": "application/json", "retry-after": "60" }],
+      [await call("/__mirror/dashboard", { headers: { cookie } }), 200, page("text/html")],
+      [await call("/__mirror/dashboard.js", { headers: { cookie } }), 200, page("text/javascript")],
+      [await call("/__mirror/dashboard.css", { headers: { cookie } }), 200, page("text/css")],
+    ];
+    for (const [res, status, own] of answers) {
+      expect(res.status).toBe(status);
+      expect(Object.fromEntries(res.headers)).toEqual({ ...security, ...own });
+    }
+    const redirects = [
+      await call("/__mirror/", { headers: { cookie } }),
+      await call("/__mirror/dashboard", { headers: { accept: "text/html" } }),
+      await call("/__mirror/logout", { method: "POST", headers: { cookie } }),
+    ];
+    for (const res of redirects) {
+      expect(res.status).toBe(303);
+      expect([...res.headers.keys()].filter((name) => name in security)).toEqual([]);
+    }
+  });
+
   it("stays closed without ADMIN_TOKEN, sign-in form included", async () => {
     const closed = { ...withToken, ADMIN_TOKEN: undefined } as Env;
     expect((await call("/__mirror/login", {}, closed)).status).toBe(404);

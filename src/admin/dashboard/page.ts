@@ -27,7 +27,9 @@ th { font-weight: 600; color: var(--muted); font-size: 12px; text-transform: upp
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.route td { background: var(--bg); font-weight: 600; }
 tr.mirror td:first-child { padding-left: 28px; }
-.bad { color: var(--bad); } .ok { color: var(--ok); } .warn { color: var(--warn); }
+.bad, [data-verdict="fail"], [data-outcome="fail"] .check { color: var(--bad); }
+.warn, [data-verdict="inconclusive"], [data-outcome="inconclusive"] .check { color: var(--warn); }
+[data-verdict="pass"], [data-outcome="pass"] .check { color: var(--ok); }
 .tag { display: inline-block; margin: 0 4px 2px 0; padding: 0 6px; border-radius: 8px; background: #eef1f4; font-size: 12px; white-space: nowrap; }
 .empty { color: var(--muted); padding: 12px 0; }
 details.sample { border: 1px solid var(--line); border-radius: 6px; margin: 8px 0; }
@@ -38,9 +40,9 @@ details.sample .body { padding: 0 12px 12px; }
 code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; }
 .charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: 16px; }
 section.chart { border: 1px solid var(--line); border-radius: 6px; padding: 8px 12px; }
-section.chart h3, section.fields h3 { font-size: 14px; margin: 0 0 6px; }
+h3 { font-size: 14px; margin: 0 0 6px; }
 section.chart svg { display: block; width: 100%; height: 120px; background: var(--bg); border-radius: 4px; }
-.axis { stroke: #8c959f; stroke-width: 1; }
+.axis { stroke: #8c959f; }
 .bar-requests { fill: #c9d3dd; }
 .bar-mirrored { fill: #3b6ea8; }
 .line-failed { fill: none; stroke: var(--bad); stroke-width: 2; vector-effect: non-scaling-stroke; }
@@ -54,14 +56,10 @@ section.chart svg { display: block; width: 100%; height: 120px; background: var(
 .key-failed::before { background: var(--bad); } .key-diff::before { background: var(--warn); }
 .legend .range { margin-left: auto; }
 .tip { margin: 6px 0 0; min-height: 1.45em; font-size: 13px; font-variant-numeric: tabular-nums; }
-section.fields { margin: 12px 0 20px; }
+section.fields, section.verdict { margin: 12px 0 20px; }
 table.field-table td:first-child { width: 28%; }
-section.verdict { margin: 12px 0 20px; }
-section.verdict h3 { font-size: 14px; margin: 0 0 6px; }
 .verdict-badge { display: inline-block; margin-left: 8px; padding: 0 8px; border-radius: 8px; font-size: 12px; text-transform: uppercase; background: #eef1f4; }
-.verdict-badge[data-verdict="pass"] { color: var(--ok); } .verdict-badge[data-verdict="fail"] { color: var(--bad); } .verdict-badge[data-verdict="inconclusive"] { color: var(--warn); }
 ul.reasons { margin: 4px 0 8px; padding-left: 18px; font-size: 13px; }
-ul.reasons li[data-outcome="fail"] .check { color: var(--bad); } ul.reasons li[data-outcome="pass"] .check { color: var(--ok); } ul.reasons li[data-outcome="inconclusive"] .check { color: var(--warn); }
 table.sides, table.signatures { margin-bottom: 8px; }
 button.field { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; padding: 2px 6px; background: none; border: 1px solid var(--line); border-radius: 4px; cursor: pointer; text-align: left; }
 button.field[aria-expanded="true"] { background: var(--bg); }
