@@ -154,12 +154,19 @@ export function countingKv(inner: KVNamespace, fail?: (method: string, key: unkn
   return { kv, counts };
 }
 
+/** `options` with their wait raised to at least `HELD_SECONDS`. */
+const HELD_SECONDS = 3600;
+const held = <T extends { delaySeconds?: number }>(options: T | undefined): T =>
+  ({ ...options, delaySeconds: Math.max(options?.delaySeconds ?? 0, HELD_SECONDS) }) as T;
+
 /**
  * The spool's real local bindings (`MIRROR_SPOOL`, `MIRROR_DEAD_LETTERS`, `MIRROR_SPOOL_BODIES`),
  * wrapped so that a test counts what was sent and written: every message goes on to the real
- * queue (the durable routes of these tests wait an hour before their first attempt, so the pool's
- * consumer never sees one during the run), every body to the real bucket. `failQueue` makes the
- * spool's queue refuse, as a full or unavailable one does.
+ * queue, held there at least an hour (`HELD_SECONDS`) — a test delivers the messages it means to
+ * itself, and the pool's consumer, which outlives the test that sent them, must never send one
+ * to an origin nobody intercepts any more (a redriven copy asks for no wait at all) — and every
+ * body to the real bucket. What a test reads back is what the worker asked for. `failQueue` makes
+ * the spool's queue refuse, as a full or unavailable one does.
  */
 export function recordingSpool(environment: Env) {
   const spooled: MessageSendRequest[] = [];
@@ -172,14 +179,17 @@ export function recordingSpool(environment: Env) {
       calls.send++;
       if (state.failQueue) throw new Error("Queue send failed: Too Many Requests");
       into.push({ body, ...options });
-      return queue.send(body, options);
+      return queue.send(body, held(options));
     },
     async sendBatch(messages, options) {
       calls.sendBatch++;
       if (state.failQueue) throw new Error("Queue sendBatch failed: Too Many Requests");
       const list = [...messages];
       into.push(...list);
-      return queue.sendBatch(list, options);
+      return queue.sendBatch(
+        list.map((message) => held(message)),
+        held(options),
+      );
     },
   });
   const bucket = environment.MIRROR_SPOOL_BODIES;
