@@ -3,6 +3,8 @@
  * in vitest.config.ts): every binding's data deleted (KV, R2, the stats objects), so that no file
  * sees what another wrote, and the admin sign-in limit counted under keys of the file's own, so
  * that no file spends another's allowance. The limit stays the real binding, with its real limit.
+ * Modules are shared as well, the exported worker and its isolate state with them: a test that
+ * needs an isolate of its own builds a worker (`testWorker()` in helpers.ts, or `createWorker`).
  */
 import { reset } from "cloudflare:test";
 import { env } from "cloudflare:workers";
