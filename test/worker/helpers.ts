@@ -154,8 +154,9 @@ export function countingKv(inner: KVNamespace, fail?: (method: string, key: unkn
   return { kv, counts };
 }
 
-/** `options` with their wait raised to at least `HELD_SECONDS`. */
+/** How long, at least, the recording spool's messages wait in the real queue (see `recordingSpool`). */
 const HELD_SECONDS = 3600;
+/** `options` with their wait raised to at least `HELD_SECONDS`. */
 const held = <T extends { delaySeconds?: number }>(options: T | undefined): T =>
   ({ ...options, delaySeconds: Math.max(options?.delaySeconds ?? 0, HELD_SECONDS) }) as T;
 
