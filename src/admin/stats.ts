@@ -17,7 +17,7 @@ import { type RouteSummary, summarize, verdictInput } from "../stats/summary.js"
 import type { PolicySnapshot } from "../store/index.js";
 import { parsePolicyKey } from "../store/keys.js";
 import { decideVerdict, thresholdsFor } from "../verdict/index.js";
-import { type AdminEnv, jsonError } from "./http.js";
+import { type AdminEnv, jsonError, policySnapshot } from "./http.js";
 import { judgedMirrors } from "./verdict.js";
 
 const NO_STORE = { "cache-control": "no-store" };
@@ -87,7 +87,7 @@ export function statsApi(): Hono<AdminEnv> {
     const admin = c.get("admin");
     const [read, policies] = await Promise.all([
       readStats(namespace, admin.statsShards, minutes).catch(unavailable),
-      admin.policies.get(c.env.MIRROR_CONFIG, (p) => c.executionCtx.waitUntil(p)),
+      policySnapshot(c),
     ]);
     if (read instanceof Response) return read;
     const first = read.minutes[0] as number;

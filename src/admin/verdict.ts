@@ -15,7 +15,7 @@ import { readStats, StatsUnavailableError } from "../stats/shards.js";
 import { verdictInput } from "../stats/summary.js";
 import { routeKey } from "../store/keys.js";
 import { DEFAULT_WINDOW, decideVerdict, parseWindow, thresholdsFor, WindowError } from "../verdict/index.js";
-import { type AdminEnv, jsonError } from "./http.js";
+import { type AdminEnv, jsonError, policySnapshot } from "./http.js";
 
 const NO_STORE = { "cache-control": "no-store" };
 
@@ -51,7 +51,7 @@ export function verdictApi(): Hono<AdminEnv> {
     if (!namespace) {
       return jsonError(503, "stats_unavailable", "no MIRROR_STATS Durable Object binding: add it as in wrangler.toml");
     }
-    const policies = await c.get("admin").policies.get(c.env.MIRROR_CONFIG, (p) => c.executionCtx.waitUntil(p));
+    const policies = await policySnapshot(c);
     const route = policies.routeById.get(routeId);
     if (route === undefined) {
       const key = routeKey(routeId);
