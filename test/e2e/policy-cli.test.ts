@@ -35,23 +35,15 @@ async function policy(...args: string[]) {
 }
 const local = (...args: string[]) => policy(...args, "--persist-to", state);
 
+/** Node, in the repository, on `args`: a process of its own, its exit code and what it printed. */
+function node(...args: string[]) {
+  const run = spawnSync(process.execPath, args, { cwd: ROOT, encoding: "utf8" });
+  return { code: run.status, out: run.stdout, err: run.stderr };
+}
 /** `npm run policy -- <args>` as a process of its own. */
-function spawned(...args: string[]) {
-  const run = spawnSync(process.execPath, ["--import", "tsx", join(ROOT, "scripts/policy.ts"), ...args], {
-    cwd: ROOT,
-    encoding: "utf8",
-  });
-  return { code: run.status, out: run.stdout, err: run.stderr };
-}
-
+const spawned = (...args: string[]) => node("--import", "tsx", join(ROOT, "scripts/policy.ts"), ...args);
 /** The package's `edge-mirror-policy` command (bin/edge-mirror-policy.mjs) as a process of its own. */
-function bin(...args: string[]) {
-  const run = spawnSync(process.execPath, [join(ROOT, "bin/edge-mirror-policy.mjs"), ...args], {
-    cwd: ROOT,
-    encoding: "utf8",
-  });
-  return { code: run.status, out: run.stdout, err: run.stderr };
-}
+const bin = (...args: string[]) => node(join(ROOT, "bin/edge-mirror-policy.mjs"), ...args);
 
 function file(name: string, content: string | object): string {
   const path = join(dir, name);
